@@ -1,0 +1,1 @@
+"""pbf-headless: headless Powered-by-Fivetran onboarding service."""

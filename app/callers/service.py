@@ -1,0 +1,147 @@
+"""API-key lifecycle and authentication.
+
+Key format: ``pbf_<key id>_<secret>`` where the secret has 256 bits. The database keeps the
+key id and ``sha256(secret)``; authentication looks the row up by id and compares digests in
+constant time, so a stolen database yields no usable key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.callers.models import ApiKey
+from app.db import utcnow
+from app.errors import Forbidden, InvalidInput, NotFound, Unauthorized
+
+SCOPES = ("read", "write", "admin")
+_KEY_RE = re.compile(r"^pbf_([A-Za-z0-9]{12})_([A-Za-z0-9_\-]{43})$")
+_LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated caller of a request."""
+
+    key_id: str
+    name: str
+    scopes: frozenset[str] = field(default_factory=frozenset)
+    end_user_prefix: str | None = None
+
+    def has_scope(self, scope: str) -> bool:
+        return (
+            "admin" in self.scopes
+            or scope in self.scopes
+            or (scope == "read" and "write" in self.scopes)
+        )
+
+    def can_access_end_user(self, external_id: str) -> bool:
+        return self.end_user_prefix is None or external_id.startswith(self.end_user_prefix)
+
+    def require_end_user(self, external_id: str) -> None:
+        """Foreign end-users look exactly like unknown ones (404, never 403)."""
+        if not self.can_access_end_user(external_id):
+            raise NotFound(f"End-user '{external_id}' not found", code="end_user_not_found")
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _validate_scopes(scopes: list[str]) -> list[str]:
+    bad = [s for s in scopes if s not in SCOPES]
+    if bad:
+        raise InvalidInput(
+            f"Unknown scope(s): {', '.join(bad)}; allowed: {', '.join(SCOPES)}", field="scope"
+        )
+    return sorted(set(scopes)) or ["read", "write"]
+
+
+async def create_api_key(
+    session: AsyncSession, *, name: str, scopes: list[str], end_user_prefix: str | None = None
+) -> tuple[ApiKey, str]:
+    """Create a key; returns the row and the full key (shown once, never stored)."""
+    if not name.strip():
+        raise InvalidInput("name must not be empty", field="name")
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    key_id = "".join(secrets.choice(alphabet) for _ in range(12))
+    secret = secrets.token_urlsafe(32)
+    row = ApiKey(
+        id=key_id,
+        name=name.strip(),
+        secret_hash=_digest(secret),
+        scopes=_validate_scopes(scopes),
+        end_user_prefix=end_user_prefix or None,
+        created_at=utcnow(),
+    )
+    session.add(row)
+    await session.flush()
+    return row, f"pbf_{key_id}_{secret}"
+
+
+async def list_api_keys(session: AsyncSession) -> list[ApiKey]:
+    return list((await session.scalars(select(ApiKey).order_by(ApiKey.created_at))).all())
+
+
+async def revoke_api_key(session: AsyncSession, key_id: str) -> ApiKey:
+    row = await session.get(ApiKey, key_id)
+    if row is None:
+        raise NotFound(f"API key '{key_id}' not found", code="api_key_not_found")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        await session.flush()
+    return row
+
+
+async def authenticate(session: AsyncSession, authorization: str | None) -> Caller:
+    """Resolve ``Authorization: Bearer <key>``; 401 for missing, malformed, unknown, revoked."""
+    if not authorization:
+        raise Unauthorized("Missing Authorization header", code="missing_credentials")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized(
+            "Use 'Authorization: Bearer <api key>'",
+            code="invalid_credentials",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_request"'},
+        )
+    m = _KEY_RE.match(token.strip())
+    row = await session.get(ApiKey, m.group(1)) if m else None
+    expected = row.secret_hash if row else _digest("no-such-key")
+    supplied = _digest(m.group(2)) if m else _digest("")
+    if row is None or not hmac.compare_digest(expected, supplied):
+        raise Unauthorized(
+            "Invalid API key",
+            code="invalid_credentials",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    if row.revoked_at is not None:
+        raise Unauthorized(
+            "API key has been revoked",
+            code="revoked_credentials",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    now = utcnow()
+    if row.last_used_at is None or now - row.last_used_at > _LAST_USED_RESOLUTION:
+        await session.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now))
+    return Caller(
+        key_id=row.id,
+        name=row.name,
+        scopes=frozenset(row.scopes),
+        end_user_prefix=row.end_user_prefix,
+    )
+
+
+def check_scope(caller: Caller, scope: str) -> None:
+    if not caller.has_scope(scope):
+        raise Forbidden(
+            f"This API key lacks the '{scope}' scope",
+            code="insufficient_scope",
+            headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
+        )

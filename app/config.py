@@ -1,0 +1,176 @@
+"""Typed settings for the whole service (pydantic-settings).
+
+Every setting is read here and nowhere else. Environment variables use the ``PBF_`` prefix and
+``__`` between nested sections, e.g. ``PBF_FIVETRAN__API_KEY``. A few well-known names are
+accepted without the prefix (``DATABASE_URL``, ``REDIS_URL``, ``PBF_ENCRYPTION_KEYS``).
+
+Two modes:
+
+* ``sandbox`` — safe embedded defaults for a laptop: SQLite under ``./var/``, a generated local
+  keyring, the Fivetran simulator and the sandbox OAuth authorization server mounted in-process.
+* ``production`` — refuses to start unless every production item is configured; see
+  :func:`production_problems`, which lists one clear message per missing item.
+
+Nothing here does work at import time: :func:`load_settings` builds a ``Settings`` object when
+the app factory or the CLI asks for one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Mode = Literal["sandbox", "production"]
+GroupStrategy = Literal["per_end_user", "shared", "per_service"]
+
+
+class ApiSettings(BaseModel):
+    """HTTP API behaviour."""
+
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest accepted request body.")
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins allowed for return_to and for starting a connect flow "
+        "(scheme://host[:port]). Loopback origins are added in sandbox mode.",
+    )
+    idempotency_ttl_hours: int = Field(
+        24, ge=1, description="How long Idempotency-Key replays last."
+    )
+
+
+class FivetranSettings(BaseModel):
+    """How we reach the Fivetran REST API."""
+
+    base_url: str | None = Field(
+        None,
+        description="Fivetran API base URL. Default https://api.fivetran.com; in sandbox mode the "
+        "embedded simulator.",
+    )
+    api_key: SecretStr | None = None
+    api_secret: SecretStr | None = None
+    timeout_seconds: float = Field(30.0, gt=0)
+    max_retries: int = Field(3, ge=0, le=10)
+    max_retry_after_seconds: float = Field(
+        60.0, ge=0, description="Longest Retry-After we wait inline before giving up."
+    )
+    hourly_request_budget: int = Field(
+        18_000, ge=1, description="Client-side cap under Fivetran's 20,000 requests/hour."
+    )
+    webhook_secret: SecretStr | None = Field(
+        None, description="Secret of the Fivetran webhook (X-Fivetran-Signature-256)."
+    )
+
+
+class VaultSettings(BaseModel):
+    """Token vault (envelope encryption)."""
+
+    provider: Literal["local", "awskms"] = "local"
+    encryption_keys: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("encryption_keys", "PBF_ENCRYPTION_KEYS"),
+        description='JSON {"active": kid, "keys": {kid: base64 32-byte key}} (local keyring).',
+    )
+    key_file: Path | None = Field(None, description="Keyring file (same JSON format).")
+    aws_kms_key_id: str | None = Field(None, description="KMS key id/ARN for the awskms provider.")
+    aws_region: str | None = None
+    aws_endpoint_url: str | None = None
+
+
+class Settings(BaseSettings):
+    """All settings of pbf-headless."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PBF_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    mode: Mode = Field("sandbox", description="sandbox (embedded, laptop-safe) or production.")
+    data_dir: Path = Field(Path("var"), description="Working data: SQLite file, sandbox keyring.")
+    database_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("PBF_DATABASE_URL", "DATABASE_URL"),
+        description="SQLAlchemy async URL; default sqlite+aiosqlite:///<data_dir>/pbf.db",
+    )
+    redis_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("PBF_REDIS_URL", "REDIS_URL"),
+        description="Redis for the shared Fivetran request budget across replicas.",
+    )
+    public_base_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="Externally visible base URL; OAuth redirect URIs are built from it, "
+        "never from Host headers.",
+    )
+    log_level: str = Field("INFO")
+    log_json: bool = Field(True, description="JSON log lines (false: plain text for humans).")
+    db_pool_size: int = Field(5, ge=1)
+    db_max_overflow: int = Field(10, ge=0)
+
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    fivetran: FivetranSettings = Field(default_factory=FivetranSettings)
+    vault: VaultSettings = Field(default_factory=VaultSettings)
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _strip_slash(cls, v: str) -> str:
+        return v.rstrip("/")
+
+    @property
+    def is_sandbox(self) -> bool:
+        return self.mode == "sandbox"
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            url = self.database_url
+            if url.startswith("postgresql://") or url.startswith("postgres://"):
+                url = "postgresql+asyncpg://" + url.split("://", 1)[1]
+            return url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'pbf.db').as_posix()}"
+
+    @property
+    def fivetran_base_url(self) -> str:
+        if self.fivetran.base_url:
+            return self.fivetran.base_url.rstrip("/")
+        if self.is_sandbox:
+            return f"{self.public_base_url}/sandbox/fivetran"
+        return "https://api.fivetran.com"
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """One human message per item production mode needs and does not have."""
+    problems: list[str] = []
+    if settings.mode != "production":
+        return problems
+    if not settings.database_url:
+        problems.append("DATABASE_URL is not set (production needs PostgreSQL).")
+    elif settings.effective_database_url.startswith("sqlite"):
+        problems.append("DATABASE_URL points at SQLite; production needs PostgreSQL.")
+    if settings.fivetran.api_key is None or settings.fivetran.api_secret is None:
+        problems.append("PBF_FIVETRAN__API_KEY and PBF_FIVETRAN__API_SECRET must be set.")
+    if settings.fivetran.webhook_secret is None:
+        problems.append("PBF_FIVETRAN__WEBHOOK_SECRET must be set (verifies Fivetran webhooks).")
+    if settings.vault.provider == "local":
+        if settings.vault.encryption_keys is None and settings.vault.key_file is None:
+            problems.append(
+                "No encryption keys: set PBF_ENCRYPTION_KEYS or PBF_VAULT__KEY_FILE "
+                "(or PBF_VAULT__PROVIDER=awskms)."
+            )
+    elif settings.vault.provider == "awskms" and not settings.vault.aws_kms_key_id:
+        problems.append("PBF_VAULT__AWS_KMS_KEY_ID must be set for the awskms provider.")
+    if not settings.public_base_url.startswith("https://"):
+        problems.append("PBF_PUBLIC_BASE_URL must be an https:// URL in production.")
+    for origin in settings.api.allowed_origins:
+        if not origin.startswith("https://"):
+            problems.append(f"PBF_API__ALLOWED_ORIGINS entry {origin!r} must be https://.")
+    return problems
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, with explicit overrides (CLI flags, tests)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,51 @@
+"""Request-scoped dependencies shared by every router (``Annotated`` aliases)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any
+
+import httpx
+from fastapi import Depends, Header, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.callers.service import Caller, authenticate, check_scope
+from app.config import Settings
+from app.db import session_scope
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async for session in session_scope(request.app.state.sessionmaker):
+        yield session
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def get_http(request: Request) -> httpx.AsyncClient:
+    return request.app.state.http  # type: ignore[no-any-return]
+
+
+# scope="function": commit/rollback happens before the response is sent, so a client never
+# sees a success whose transaction later failed.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+HttpDep = Annotated[httpx.AsyncClient, Depends(get_http)]
+
+
+def require_scope(scope: str) -> Callable[..., Coroutine[Any, Any, Caller]]:
+    async def dependency(
+        session: SessionDep,
+        authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    ) -> Caller:
+        caller = await authenticate(session, authorization)
+        check_scope(caller, scope)
+        return caller
+
+    return dependency
+
+
+ReadCaller = Annotated[Caller, Depends(require_scope("read"))]
+WriteCaller = Annotated[Caller, Depends(require_scope("write"))]
+AdminCaller = Annotated[Caller, Depends(require_scope("admin"))]

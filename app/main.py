@@ -1,0 +1,135 @@
+"""App factory and lifespan.
+
+``create_app(settings)`` builds the FastAPI app without doing any I/O; the lifespan creates
+the engine, the shared httpx client, the vault's key material and the background workers,
+and tears them down. Nothing is built at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+from app.config import Settings, load_settings, production_problems
+from app.db import create_engine, create_sessionmaker
+from app.errors import install_error_handlers
+from app.observability import (
+    Metrics,
+    PoolCollector,
+    RequestContextMiddleware,
+    install_record_factory,
+)
+from app.transport import build_client, build_transport
+
+log = logging.getLogger("pbf.main")
+
+ReadinessProbe = Callable[[], Awaitable[tuple[bool, str]]]
+
+API_DESCRIPTION = """
+Headless "Powered by Fivetran" onboarding: your own screens, our OAuth consent and token
+exchange, an encrypted token vault, and the Fivetran connection lifecycle.
+
+All `/v1` routes take `Authorization: Bearer <api key>`. Errors are RFC 9457 problem details
+with a stable `code`.
+"""
+
+
+class ConfigurationError(RuntimeError):
+    """The settings cannot run in the selected mode; ``problems`` lists every item."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    outbound_transport: httpx.AsyncBaseTransport | None = None,
+    include_sandbox: bool | None = None,
+) -> FastAPI:
+    """Build the app. ``outbound_transport`` replaces the network for tests."""
+    settings = settings or load_settings()
+    problems = production_problems(settings)
+    if problems:
+        raise ConfigurationError(problems)
+
+    install_record_factory()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            await _startup(app, settings, metrics, outbound_transport, stack)
+            yield
+
+    app = FastAPI(
+        title="pbf-headless",
+        version="0.1.0",
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.readiness_checks = {}
+    install_error_handlers(app)
+    _include_routers(app, settings.is_sandbox if include_sandbox is None else include_sandbox)
+    app.add_middleware(
+        RequestContextMiddleware,  # type: ignore[arg-type]
+        metrics=metrics,
+        max_body_bytes=settings.api.max_body_bytes,
+    )
+    return app
+
+
+def _include_routers(app: FastAPI, sandbox: bool) -> None:
+    from app import ops
+    from app.callers.router import router as callers_router
+
+    app.include_router(ops.router)
+    app.include_router(callers_router)
+    # Domain routers are added here, one line each.
+    if sandbox:
+        _mount_sandbox(app)
+
+
+def _mount_sandbox(app: FastAPI) -> None:
+    """Sandbox counterparts (simulated; never in production mode)."""
+    # Mounted by the sandbox packages: /sandbox/fivetran and /sandbox/oauth.
+
+
+async def _startup(
+    app: FastAPI,
+    settings: Settings,
+    metrics: Metrics,
+    outbound_transport: httpx.AsyncBaseTransport | None,
+    stack: AsyncExitStack,
+) -> None:
+    if settings.effective_database_url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        settings.effective_database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+    )
+    stack.push_async_callback(engine.dispose)
+    app.state.engine = engine
+    app.state.sessionmaker = create_sessionmaker(engine)
+    metrics.add_collector(PoolCollector(lambda: engine.pool))
+
+    transport = build_transport(
+        metrics,
+        base_transport=outbound_transport,
+        loopback_prefix=settings.public_base_url if settings.is_sandbox else None,
+        loopback_app=app if settings.is_sandbox else None,
+    )
+    http = build_client(transport)
+    stack.push_async_callback(http.aclose)
+    app.state.http = http
+    app.state.outbound_transport = transport
+
+    # Domain components start here (vault keys, Fivetran client, workers), one call each.

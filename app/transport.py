@@ -1,0 +1,58 @@
+"""The shared outbound HTTP client and its transports.
+
+One ``httpx.AsyncClient`` per process, created in the lifespan. In sandbox mode (and in
+tests) requests addressed to our own ``public_base_url`` — the embedded Fivetran simulator,
+the sandbox authorization server, our own webhook endpoint — are served in-process through
+``httpx.ASGITransport``: no socket, no network, same code path as production.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from app.observability import InstrumentedTransport, Metrics
+
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+
+
+class LoopbackRoutingTransport(httpx.AsyncBaseTransport):
+    """Sends requests under ``prefix`` to an in-process ASGI app, everything else on."""
+
+    def __init__(
+        self, prefix: str, local: httpx.AsyncBaseTransport, remote: httpx.AsyncBaseTransport
+    ) -> None:
+        self._prefix = prefix.rstrip("/")
+        self._local = local
+        self._remote = remote
+
+    def _is_local(self, request: httpx.Request) -> bool:
+        url = str(request.url)
+        return url == self._prefix or url.startswith(self._prefix + "/")
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._is_local(request):
+            return await self._local.handle_async_request(request)
+        return await self._remote.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._remote.aclose()
+
+
+def build_transport(
+    metrics: Metrics,
+    *,
+    base_transport: httpx.AsyncBaseTransport | None = None,
+    loopback_prefix: str | None = None,
+    loopback_app: object | None = None,
+) -> httpx.AsyncBaseTransport:
+    """Instrumented transport; with ``loopback_app`` our own base URL is served in-process."""
+    inner: httpx.AsyncBaseTransport = base_transport or httpx.AsyncHTTPTransport(retries=0)
+    if loopback_prefix and loopback_app is not None:
+        local = httpx.ASGITransport(app=loopback_app)  # type: ignore[arg-type]
+        inner = LoopbackRoutingTransport(loopback_prefix, local, inner)
+    return InstrumentedTransport(inner, metrics)
+
+
+def build_client(transport: httpx.AsyncBaseTransport) -> httpx.AsyncClient:
+    # Never follow redirects on outbound calls (R14); explicit timeouts everywhere.
+    return httpx.AsyncClient(transport=transport, timeout=DEFAULT_TIMEOUT, follow_redirects=False)

@@ -1,0 +1,162 @@
+"""Shared test fixtures: a real, migrated database per test and the real app over ASGI.
+
+Backend: ``PBF_TEST_DB=sqlite`` (default) or ``postgresql``. The schema is built once per
+session by running the Alembic migrations into a template; every test then gets its own copy
+(a copied SQLite file, or ``CREATE DATABASE … TEMPLATE`` on PostgreSQL), so tests may commit,
+run concurrently inside themselves, and never see each other's rows.
+
+Fixtures per domain live in their own ``tests/<domain>/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from app.config import Settings
+
+TEST_DB = os.environ.get("PBF_TEST_DB", "sqlite")
+PG_ADMIN_DSN = os.environ.get("PBF_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+BASE_URL = "http://127.0.0.1:8000"
+_ENV_PREFIXES = ("PBF_", "DATABASE_URL", "REDIS_URL", "AWS_")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"pbf-headless test database backend: {TEST_DB}"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never read the developer's environment."""
+    for key in list(os.environ):
+        if key.startswith(_ENV_PREFIXES) and not key.startswith("PBF_TEST_"):
+            monkeypatch.delenv(key, raising=False)
+
+
+def _pg_url(dbname: str) -> str:
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0]
+    return f"{base}/{dbname}".replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+async def _pg_admin(*statements: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        for stmt in statements:
+            await conn.execute(stmt)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database migrated to head once per session; returns its URL (or SQLite path)."""
+    from app.migrations_runner import upgrade
+
+    if TEST_DB == "sqlite":
+        path = tmp_path_factory.mktemp("tmpl") / "template.db"
+        upgrade(f"sqlite+aiosqlite:///{path}")
+        yield str(path)
+        return
+    name = f"pbf_tmpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"'))
+    upgrade(_pg_url(name))
+    yield name
+    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def database_url(template_db: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated database for this test."""
+    if TEST_DB == "sqlite":
+        target = tmp_path / "pbf.db"
+        shutil.copyfile(template_db, target)
+        yield f"sqlite+aiosqlite:///{target}"
+        return
+    name = f"pbf_t_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"'))
+    yield _pg_url(name)
+    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def settings_factory(database_url: str, tmp_path: Path) -> Callable[..., Settings]:
+    """Build sandbox settings on this test's database; keyword overrides win."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "mode": "sandbox",
+            "data_dir": tmp_path / "var",
+            "database_url": database_url,
+            "public_base_url": BASE_URL,
+            "log_json": True,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def settings(settings_factory: Callable[..., Settings]) -> Settings:
+    return settings_factory()
+
+
+@pytest.fixture
+def app_factory() -> Iterator[Callable[..., FastAPI]]:
+    from app.main import create_app
+
+    yield create_app
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    """The real app with its lifespan running (engine, http client, vault, workers)."""
+    from app.main import create_app
+
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as c:
+        yield c
+
+
+@pytest.fixture
+def make_api_key(app: FastAPI) -> Callable[..., Awaitable[str]]:
+    """Create an API key in the app's database; returns the full key."""
+    from app.callers.service import create_api_key
+
+    async def make(
+        scopes: list[str] | None = None, end_user_prefix: str | None = None, name: str = "test"
+    ) -> str:
+        async with app.state.sessionmaker() as session, session.begin():
+            _, key = await create_api_key(
+                session,
+                name=name,
+                scopes=scopes or ["read", "write"],
+                end_user_prefix=end_user_prefix,
+            )
+        return key
+
+    return make
+
+
+@pytest.fixture
+async def auth_headers(make_api_key: Callable[..., Awaitable[str]]) -> dict[str, str]:
+    """Headers of an admin key (read + write + admin)."""
+    return {"Authorization": f"Bearer {await make_api_key(['admin'])}"}
