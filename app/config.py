@@ -79,6 +79,121 @@ class VaultSettings(BaseModel):
     aws_endpoint_url: str | None = None
 
 
+class ConnectSettings(BaseModel):
+    """Connect sessions and OAuth flows (the browser leg of onboarding)."""
+
+    start_token_ttl_seconds: int = Field(
+        300, ge=30, le=300, description="How long a connect_url may wait before it is started."
+    )
+    flow_ttl_seconds: int = Field(
+        600, ge=60, le=600, description="How long the OAuth leg (start to callback) may take."
+    )
+
+
+class DestinationTemplate(BaseModel):
+    """Destination created for each dedicated (``per_end_user``) group."""
+
+    service: str = Field("big_query", description="Fivetran destination service.")
+    region: str | None = Field("GCP_US_EAST4", description="Fivetran region of the destination.")
+    time_zone_offset: str = Field("0", description='Time zone offset, "-11" … "+12".')
+    config: dict[str, object] = Field(
+        default_factory=lambda: {"project_id": "pbf-sandbox", "data_set_location": "US"},
+        description="Destination config (service-specific).",
+    )
+
+
+class SchemaPolicy(BaseModel):
+    """Platform schema policy applied at creation; wins over what callers ask."""
+
+    schema_change_handling: Literal["ALLOW_ALL", "ALLOW_COLUMNS", "BLOCK_ALL"] = Field(
+        "ALLOW_COLUMNS",
+        description="Most permissive schema_change_handling a connection may have.",
+    )
+    blocked_tables: list[str] = Field(
+        default_factory=list,
+        description='Tables never allowed, as "schema.table" glob patterns.',
+    )
+    hashed_columns: list[str] = Field(
+        default_factory=list,
+        description='Columns always hashed, as "schema.table.column" glob patterns.',
+    )
+
+
+class OnboardingSettings(BaseModel):
+    """End-users, groups and connections."""
+
+    group_strategy: GroupStrategy = Field(
+        "per_end_user", description="per_end_user | shared | per_service."
+    )
+    shared_group_id: str | None = Field(
+        None, description="Fivetran group used by every end-user (shared strategy)."
+    )
+    destination_template: DestinationTemplate = Field(default_factory=DestinationTemplate)
+    unpause_after_setup: bool = Field(
+        True, description="Un-pause a connection once setup tests pass and the policy is set."
+    )
+    token_retention: Literal["keep", "discard"] = Field(
+        "keep",
+        description="keep: tokens stay encrypted for re-creation; discard: shredded once "
+        "Fivetran confirmed the connection.",
+    )
+    schema_policy: SchemaPolicy = Field(default_factory=SchemaPolicy)
+    create_attempts: int = Field(
+        3, ge=1, le=10, description="Fivetran create attempts when the outcome is ambiguous."
+    )
+
+
+class EventEndpointSettings(BaseModel):
+    """One outbound event endpoint of the company (signed deliveries)."""
+
+    id: str = Field(
+        ..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$", description="Stable id."
+    )
+    url: str = Field(..., description="Where deliveries are POSTed (https:// in production).")
+    secrets: list[SecretStr] = Field(
+        ...,
+        min_length=1,
+        max_length=2,
+        description="Signing secrets: [current] or [current, previous] during a rotation.",
+    )
+    events: list[str] | None = Field(
+        None, description="Event kinds sent to this endpoint (default: every kind)."
+    )
+
+
+class EventsSettings(BaseModel):
+    """Fivetran webhooks in, the signed outbound event feed out, worker and reconciliation."""
+
+    endpoints: list[EventEndpointSettings] = Field(
+        default_factory=list,
+        description='Outbound endpoints, JSON list of {"id","url","secrets":[...],"events"?}.',
+    )
+    run_worker_in_api: bool = Field(
+        True, description="Run the delivery and reconciliation loops inside the API process."
+    )
+    poll_interval_seconds: float = Field(1.0, gt=0, description="Worker idle poll interval.")
+    delivery_timeout_seconds: float = Field(10.0, gt=0, description="Per delivery HTTP timeout.")
+    max_attempts: int = Field(12, ge=1, description="Attempts before a delivery is dead.")
+    backoff_base_seconds: float = Field(5.0, gt=0, description="First retry delay (doubles).")
+    backoff_max_seconds: float = Field(3600.0, gt=0, description="Longest retry delay.")
+    lease_seconds: float = Field(
+        60.0, gt=0, description="How long a worker owns a claimed delivery before others retry."
+    )
+    batch_size: int = Field(50, ge=1, le=1000, description="Deliveries claimed per iteration.")
+    signature_tolerance_seconds: int = Field(
+        300, ge=1, description="Replay window receivers should accept (documented default)."
+    )
+    reconcile_interval_seconds: float = Field(
+        300.0, gt=0, description="How often the reconciliation job runs."
+    )
+    reconcile_stale_after_seconds: float = Field(
+        3600.0, gt=0, description="Connections not refreshed for this long are reconciled."
+    )
+    reconcile_budget_share: float = Field(
+        0.1, gt=0, le=1, description="Share of the hourly Fivetran budget reconciliation may use."
+    )
+
+
 class Settings(BaseSettings):
     """All settings of pbf-headless."""
 
@@ -114,6 +229,9 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     fivetran: FivetranSettings = Field(default_factory=FivetranSettings)
     vault: VaultSettings = Field(default_factory=VaultSettings)
+    events: EventsSettings = Field(default_factory=EventsSettings)
+    onboarding: OnboardingSettings = Field(default_factory=OnboardingSettings)
+    connect: ConnectSettings = Field(default_factory=ConnectSettings)
 
     @field_validator("public_base_url")
     @classmethod
@@ -163,8 +281,13 @@ def production_problems(settings: Settings) -> list[str]:
             )
     elif settings.vault.provider == "awskms" and not settings.vault.aws_kms_key_id:
         problems.append("PBF_VAULT__AWS_KMS_KEY_ID must be set for the awskms provider.")
+    if settings.onboarding.group_strategy == "shared" and not settings.onboarding.shared_group_id:
+        problems.append("PBF_ONBOARDING__SHARED_GROUP_ID must be set for the shared strategy.")
     if not settings.public_base_url.startswith("https://"):
         problems.append("PBF_PUBLIC_BASE_URL must be an https:// URL in production.")
+    for endpoint in settings.events.endpoints:
+        if not endpoint.url.startswith("https://"):
+            problems.append(f"PBF_EVENTS__ENDPOINTS entry {endpoint.id!r} must use an https:// url.")
     for origin in settings.api.allowed_origins:
         if not origin.startswith("https://"):
             problems.append(f"PBF_API__ALLOWED_ORIGINS entry {origin!r} must be https://.")

@@ -34,7 +34,10 @@ NAMING_CONVENTION = {
 }
 
 #: Every module that declares tables. Add yours here (one line) when you add a models.py.
-MODEL_MODULES: tuple[str, ...] = ("app.callers.models",)
+MODEL_MODULES: tuple[str, ...] = (
+    "app.callers.models",
+    "app.onboarding.models",
+)
 
 
 class Base(DeclarativeBase):

@@ -1,0 +1,1 @@
+"""Onboarding: end-users and groups, sources, connections and their lifecycle, schema policy."""

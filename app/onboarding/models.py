@@ -1,0 +1,116 @@
+"""Tables of the onboarding domain: end-users, connections, transitions, idempotency keys."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, UTCDateTime, utcnow
+
+
+class EndUser(Base):
+    """One end-user of the company (``external_id`` is the company's own id)."""
+
+    __tablename__ = "end_users"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(200), unique=True)
+    name: Mapped[str | None] = mapped_column(String(200), default=None)
+    slug: Mapped[str] = mapped_column(String(64))
+    group_strategy: Mapped[str] = mapped_column(String(20))
+    fivetran_group_id: Mapped[str | None] = mapped_column(String(100), default=None)
+    #: True when the group (and its destination) was created for this end-user alone.
+    owns_group: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The end-user's own destination (request override), non-secret part only.
+    destination: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    #: ``None`` | ``in_progress`` | ``completed``.
+    offboarding_state: Mapped[str | None] = mapped_column(String(20), default=None)
+    offboarding_error: Mapped[str | None] = mapped_column(String(200), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class ServiceGroup(Base):
+    """Fivetran group of one connector type (``per_service`` strategy), or the shared group."""
+
+    __tablename__ = "service_groups"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    fivetran_group_id: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Connection(Base):
+    """One source connection of an end-user and its mirror of the Fivetran state."""
+
+    __tablename__ = "connections"
+    __table_args__ = (UniqueConstraint("end_user_id", "service", "slot"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    end_user_id: Mapped[str] = mapped_column(ForeignKey("end_users.id"), index=True)
+    service: Mapped[str] = mapped_column(String(100))
+    slot: Mapped[int] = mapped_column(Integer)
+    auth_method: Mapped[str] = mapped_column(String(20))
+    provider_key: Mapped[str | None] = mapped_column(String(100), default=None)
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    state_reason: Mapped[str | None] = mapped_column(String(200), default=None)
+    group_id: Mapped[str | None] = mapped_column(String(100), default=None)
+    schema_name: Mapped[str] = mapped_column(String(200))
+    fivetran_connection_id: Mapped[str | None] = mapped_column(
+        String(100), default=None, unique=True
+    )
+    #: Non-secret config given by the caller (secrets live in the vault).
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: Names of the secret fields stored in the vault as ``credentials.<name>``.
+    secret_fields: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: Non-secret token metadata (instance_url, realm_id, …) kept for re-creation.
+    oauth_metadata: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    setup_state: Mapped[str | None] = mapped_column(String(20), default=None)
+    sync_state: Mapped[str | None] = mapped_column(String(20), default=None)
+    setup_tests: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=None)
+    paused: Mapped[bool] = mapped_column(Boolean, default=True)
+    sync_frequency: Mapped[int | None] = mapped_column(Integer, default=None)
+    daily_sync_time: Mapped[str | None] = mapped_column(String(5), default=None)
+    #: The grant was handed to Fivetran: from now on only Fivetran refreshes it.
+    grant_handed_off_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    last_sync_succeeded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    last_sync_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class ConnectionTransition(Base):
+    """Every state change of a connection, with its time and reason."""
+
+    __tablename__ = "connection_transitions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    connection_id: Mapped[str] = mapped_column(ForeignKey("connections.id"), index=True)
+    from_state: Mapped[str | None] = mapped_column(String(20), default=None)
+    to_state: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class IdempotencyKey(Base):
+    """A caller's ``Idempotency-Key``: only its hash, the request fingerprint and the response."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("caller_id", "scope", "key_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    caller_id: Mapped[str] = mapped_column(String(40))
+    scope: Mapped[str] = mapped_column(String(100))
+    key_hash: Mapped[str] = mapped_column(String(64))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    #: Id of the resource the first request started creating (resumed by a retry).
+    resource_id: Mapped[str | None] = mapped_column(String(100), default=None)
+    response_status: Mapped[int | None] = mapped_column(Integer, default=None)
+    response_body: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
