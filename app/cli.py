@@ -43,8 +43,13 @@ def _fail(message: str) -> None:
 def run_with_session(settings: Settings, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
     """Run ``fn`` in one committed transaction on a migrated database."""
 
+    url = settings.effective_database_url
+    if url.startswith("sqlite") and ":memory:" not in url:
+        if not Path(url.split("///", 1)[-1]).exists():
+            _fail("the database is not migrated; run 'pbf-headless migrate' first")
+
     async def _go() -> T:
-        engine = create_engine(settings.effective_database_url)
+        engine = create_engine(url)
         try:
             async with engine.connect() as conn:
                 from app.migrations_runner import pending_heads

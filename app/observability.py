@@ -36,9 +36,11 @@ _SENSITIVE_WORDS = (
 )
 _SENSITIVE_PARAM = rf"(?:code|state|iss|auth_code|session_state|{_SENSITIVE_WORDS})"
 # key=value in query strings / form bodies / free text
-_KV_RE = re.compile(rf"(?i)(?<![A-Za-z0-9_])({_SENSITIVE_PARAM})=([^&\s\"',;]+)")
+_KV_RE = re.compile(
+    rf"(?i)(?<![A-Za-z0-9_])({_SENSITIVE_PARAM})=(?:'[^']*'|\"[^\"]*\"|[^&\s\"',;]+)"
+)
 # "key": "value" in JSON-ish text
-_JSON_RE = re.compile(rf"(?i)([\"']{_SENSITIVE_WORDS}[\"']\s*:\s*)([\"'])(.*?)(?<!\\)\2")
+_JSON_RE = re.compile(rf"(?i)([\"']{_SENSITIVE_PARAM}[\"']\s*:\s*)([\"'])(.*?)(?<!\\)\2")
 _BEARER_RE = re.compile(r"(?i)\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=\-]+")
 _KEY_RE = re.compile(r"\bpbf_[A-Za-z0-9]+_[A-Za-z0-9_\-]{20,}")
 _SENSITIVE_KEY_RE = re.compile(rf"(?i)^{_SENSITIVE_PARAM}$")

@@ -1,0 +1,122 @@
+"""R16: OAuth codes, states, tokens and secrets never reach a log line."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.observability import configure_logging, redact
+
+SECRETS = {
+    "code": "C0DE-VALUE-123456",
+    "state": "ST4TE-VALUE-abcdef",
+    "iss": "https://issuer.example/ISSVALUE",
+    "refresh_token": "RT-very-secret-987",
+    "client_secret": "s3cr3t+with%2Fspecial:chars",
+}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "GET /oauth/callback/x?code=C0DE-VALUE-123456&state=ST4TE-VALUE-abcdef&iss=ISSVALUE",
+        '{"refresh_token": "RT-very-secret-987", "ok": 1}',
+        "refresh_token=RT-very-secret-987&grant_type=refresh_token",
+        "Authorization: Bearer RT-very-secret-987",
+        "client_secret='RT-very-secret-987'",
+    ],
+)
+def test_redact_removes_values(text):
+    out = redact(text)
+    for value in ("C0DE-VALUE-123456", "ST4TE-VALUE-abcdef", "ISSVALUE", "RT-very-secret-987"):
+        assert value not in out
+
+
+def test_redact_keeps_harmless_text():
+    assert redact("GET /v1/sources?limit=10 200") == "GET /v1/sources?limit=10 200"
+
+
+async def test_request_with_secrets_in_query_and_body_is_redacted_in_logs(client, caplog):
+    stream = io.StringIO()
+    handler = configure_logging("DEBUG", json_lines=True, stream=stream)
+    caplog.set_level(logging.DEBUG)
+    try:
+        query = "&".join(f"{k}={v}" for k, v in SECRETS.items())
+        await client.get(f"/oauth/callback/salesforce?{query}")
+        await client.post(f"/v1/me?{query}", json=SECRETS)
+        logging.getLogger("pbf.test").info(
+            "token response %s", json.dumps(SECRETS), extra={"refresh_token": "RT-very-secret-987"}
+        )
+        try:
+            raise ValueError(f"upstream said refresh_token={SECRETS['refresh_token']}")
+        except ValueError:
+            logging.getLogger("pbf.test").exception("failure")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    written = stream.getvalue()
+    assert "/oauth/callback/salesforce" in written  # the access line is there...
+    captured = written + caplog.text + repr([r.__dict__ for r in caplog.records])
+    for value in SECRETS.values():
+        assert value not in captured  # ...without any of the values
+        assert value.split("/")[-1] not in captured
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_real_server_access_log_is_redacted(database_url, tmp_path):
+    """`pbf-headless serve` on loopback: uvicorn's and our access lines carry no secrets."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("one backend is enough for the process-level check")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PBF_", "DATABASE_URL"))}
+    env.update(
+        PBF_DATABASE_URL=database_url,
+        PBF_DATA_DIR=str(tmp_path / "var"),
+        PBF_LOG_LEVEL="DEBUG",
+        PBF_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
+    )
+    exe = Path(sys.executable).parent / "pbf-headless"
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--sandbox", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("server did not start")
+        query = "&".join(f"{k}={v}" for k, v in SECRETS.items())
+        httpx.get(f"http://127.0.0.1:{port}/oauth/callback/salesforce?{query}", timeout=5)
+        httpx.get(
+            f"http://127.0.0.1:{port}/v1/me?{query}",
+            timeout=5,
+            headers={"Authorization": "Bearer RT-very-secret-987"},
+        )
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=20)
+    text = out.decode()
+    assert "/oauth/callback/salesforce" in text
+    for value in SECRETS.values():
+        assert value not in text
