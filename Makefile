@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 PG_DSN ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: run test test-sqlite test-postgres lint format openapi bench clean
+.PHONY: run test test-sqlite test-postgres lint format openapi docs bench clean
 
 $(BIN)/pbf-headless: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ format: $(BIN)/pbf-headless
 
 openapi: $(BIN)/pbf-headless
 	$(BIN)/pbf-headless openapi -o openapi/openapi.json
+
+## docs: regenerate openapi/openapi.json and the README settings table
+docs: openapi
+	$(BIN)/python -m app.docs_writer README.md
 
 bench: $(BIN)/pbf-headless
 	@for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

@@ -238,6 +238,14 @@ def openapi(
         typer.echo(f"wrote {output}")
 
 
+@cli.command("settings")
+def settings_table() -> None:
+    """Print every setting (env var, type, default, meaning) as a Markdown table."""
+    from app.settings_doc import settings_markdown
+
+    sys.stdout.write(settings_markdown())
+
+
 def main() -> None:
     cli()
 
