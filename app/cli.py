@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings, load_settings, production_problems
 from app.db import create_engine, create_sessionmaker
+from app.vault.cli import keys_cli
 
 T = TypeVar("T")
 
@@ -28,6 +29,7 @@ cli = typer.Typer(
 )
 api_keys_cli = typer.Typer(help="Manage caller API keys.", no_args_is_help=True)
 cli.add_typer(api_keys_cli, name="api-keys")
+cli.add_typer(keys_cli, name="keys")
 
 
 def _settings(sandbox: bool = False) -> Settings:

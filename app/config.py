@@ -20,7 +20,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Mode = Literal["sandbox", "production"]
@@ -229,6 +236,12 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     fivetran: FivetranSettings = Field(default_factory=FivetranSettings)
     vault: VaultSettings = Field(default_factory=VaultSettings)
+    encryption_keys: SecretStr | None = Field(
+        None,
+        validation_alias="PBF_ENCRYPTION_KEYS",
+        description='Local keyring JSON {"active": kid, "keys": {kid: base64 32-byte key}}; '
+        "feeds vault.encryption_keys (top-level env name PBF_ENCRYPTION_KEYS).",
+    )
     events: EventsSettings = Field(default_factory=EventsSettings)
     onboarding: OnboardingSettings = Field(default_factory=OnboardingSettings)
     connect: ConnectSettings = Field(default_factory=ConnectSettings)
@@ -237,6 +250,19 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, v: str) -> str:
         return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _feed_vault_keys(self) -> Settings:
+        """PBF_ENCRYPTION_KEYS (top level) is where the vault's local keyring comes from."""
+        top, nested = self.encryption_keys, self.vault.encryption_keys
+        if top is not None and nested is not None:
+            if top.get_secret_value() != nested.get_secret_value():
+                raise ValueError(
+                    "PBF_ENCRYPTION_KEYS and PBF_VAULT__ENCRYPTION_KEYS differ; set only one"
+                )
+        elif top is not None:
+            self.vault.encryption_keys = top
+        return self
 
     @property
     def is_sandbox(self) -> bool:
@@ -279,6 +305,10 @@ def production_problems(settings: Settings) -> list[str]:
                 "No encryption keys: set PBF_ENCRYPTION_KEYS or PBF_VAULT__KEY_FILE "
                 "(or PBF_VAULT__PROVIDER=awskms)."
             )
+        elif settings.vault.encryption_keys is not None and settings.vault.key_file is not None:
+            problems.append("Set only one of PBF_ENCRYPTION_KEYS and PBF_VAULT__KEY_FILE.")
+        elif settings.vault.key_file is not None and not settings.vault.key_file.is_file():
+            problems.append(f"PBF_VAULT__KEY_FILE {settings.vault.key_file} does not exist.")
     elif settings.vault.provider == "awskms" and not settings.vault.aws_kms_key_id:
         problems.append("PBF_VAULT__AWS_KMS_KEY_ID must be set for the awskms provider.")
     if settings.onboarding.group_strategy == "shared" and not settings.onboarding.shared_group_id:

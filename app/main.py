@@ -133,3 +133,6 @@ async def _startup(
     app.state.outbound_transport = transport
 
     # Domain components start here (vault keys, Fivetran client, workers), one call each.
+    from app.vault.startup import start_vault
+
+    await start_vault(app, settings)

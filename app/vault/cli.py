@@ -1,0 +1,218 @@
+"""``pbf-headless keys …``: status, rewrap, generate, rotate.
+
+The commands read the same settings as the service (``PBF_ENCRYPTION_KEYS`` /
+``PBF_VAULT__KEY_FILE`` / the sandbox keyring, ``DATABASE_URL``) and may run while the
+service is serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.config import Settings, load_settings
+from app.vault.errors import VaultError
+
+T = TypeVar("T")
+
+keys_cli = typer.Typer(
+    help="Encryption keys of the token vault: status, rewrap, generate, rotate.",
+    no_args_is_help=True,
+)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _run(
+    settings: Settings,
+    fn: Callable[[Any, async_sessionmaker[AsyncSession]], Awaitable[T]],
+) -> T:
+    """Build the vault and a sessionmaker on a migrated database, run ``fn(vault, maker)``."""
+    from app.db import create_engine, create_sessionmaker
+    from app.migrations_runner import pending_heads
+    from app.vault.startup import build_vault
+
+    async def go() -> T:
+        vault = await build_vault(settings)
+        engine = create_engine(settings.effective_database_url)
+        try:
+            async with engine.connect() as conn:
+                missing = await conn.run_sync(pending_heads)
+            if missing:
+                _fail("the database is not migrated; run 'pbf-headless migrate' first")
+            return await fn(vault, create_sessionmaker(engine))
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(go())
+    except VaultError as exc:
+        _fail(exc.detail)
+        raise AssertionError("unreachable") from None
+
+
+@keys_cli.command("status")
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """Rows per key id, and whether each key is configured and active."""
+    from app.vault.rotation import key_counts
+
+    async def go(vault: Any, maker: async_sessionmaker[AsyncSession]) -> Any:
+        async with maker() as session:
+            return vault, await key_counts(session, vault)
+
+    vault, counts = _run(load_settings(), go)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "active": {"provider": vault.active.provider, "kek_id": vault.active.kek_id},
+                    "keys": [
+                        {
+                            "provider": c.provider,
+                            "kek_id": c.kek_id,
+                            "rows": c.rows,
+                            "active": c.active,
+                            "configured": c.configured,
+                        }
+                        for c in counts
+                    ],
+                },
+                indent=2,
+            )
+        )
+        return
+    typer.echo(f"{'PROVIDER':<8} {'KEY ID':<40} {'ROWS':>8}  {'ACTIVE':<6}  CONFIGURED")
+    for c in counts:
+        typer.echo(
+            f"{c.provider:<8} {c.kek_id:<40} {c.rows:>8}  {'yes' if c.active else '-':<6}  "
+            f"{'yes' if c.configured else 'NO'}"
+        )
+    stale = sum(c.rows for c in counts if not c.active)
+    if stale:
+        typer.echo(f"{stale} secret(s) not under the active key: run 'pbf-headless keys rewrap'")
+    else:
+        typer.echo("every secret is under the active key; keys with 0 rows can be removed")
+    missing = [c for c in counts if c.rows and not c.configured]
+    for c in missing:
+        typer.echo(
+            f"warning: {c.rows} secret(s) under key {c.kek_id!r} ({c.provider}) which is not "
+            "configured: they cannot be read until it is added back",
+            err=True,
+        )
+
+
+@keys_cli.command("rewrap")
+def rewrap_cmd(
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, max=10_000, help="Rows per transaction.")
+    ] = 200,
+    from_key: Annotated[
+        str | None, typer.Option("--from", help="Only rows under this key id.")
+    ] = None,
+) -> None:
+    """Re-wrap every data key still under an older key with the active key (resumable)."""
+    from app.vault.rotation import RewrapReport, rewrap
+
+    def show(r: RewrapReport) -> None:
+        typer.echo(
+            f"rewrap: {r.done}/{r.total} done (rewrapped {r.rewrapped}, "
+            f"already current {r.skipped}, failed {len(r.failures)})"
+        )
+
+    async def go(vault: Any, maker: async_sessionmaker[AsyncSession]) -> RewrapReport:
+        typer.echo(f"active key: {vault.active.kek_id} ({vault.active.provider})")
+        return await rewrap(maker, vault, batch_size=batch_size, from_key=from_key, progress=show)
+
+    report = _run(load_settings(), go)
+    for f in report.failures:
+        typer.echo(f"failed: {f.secret_id} under {f.kek_id!r} ({f.provider}): {f.reason}", err=True)
+    if report.failures:
+        _fail(f"{len(report.failures)} secret(s) could not be re-wrapped", code=1)
+    typer.echo(f"done: {report.rewrapped} secret(s) re-wrapped")
+
+
+@keys_cli.command("generate")
+def generate(
+    kid: Annotated[str | None, typer.Option("--kid", help="Key id (default: generated).")] = None,
+) -> None:
+    """Print a new random key entry to add to the keyring (nothing is stored)."""
+    from app.vault.providers import KEY_ID_RE, generate_key, new_key_id
+
+    kid = kid or new_key_id()
+    if not KEY_ID_RE.match(kid):
+        _fail("invalid key id: use 1-64 characters of A-Z a-z 0-9 . _ : -")
+    typer.echo(
+        f'Add this entry to "keys" in PBF_ENCRYPTION_KEYS or the key file, set "active" to '
+        f"{kid!r}, roll out, then run 'pbf-headless keys rewrap':",
+        err=True,
+    )
+    typer.echo(json.dumps({kid: generate_key()}))
+
+
+@keys_cli.command("rotate")
+def rotate(
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--key-file",
+            help="Keyring file to update (default: PBF_VAULT__KEY_FILE, or the sandbox keyring).",
+        ),
+    ] = None,
+    kid: Annotated[str | None, typer.Option("--kid", help="New key id.")] = None,
+) -> None:
+    """Add a new key to a keyring *file* and make it active (the old keys stay for reading).
+
+    Restart or roll out the service afterwards, then run ``keys rewrap``. For keys given in
+    PBF_ENCRYPTION_KEYS use ``keys generate`` and edit the variable instead.
+    """
+    from app.vault.providers import (
+        KEY_ID_RE,
+        generate_key,
+        keyring_document,
+        new_key_id,
+        parse_keyring,
+        write_private_file,
+    )
+    from app.vault.startup import sandbox_keyring_path
+
+    settings = load_settings()
+    path = key_file or settings.vault.key_file
+    if path is None and settings.is_sandbox and settings.vault.encryption_keys is None:
+        path = sandbox_keyring_path(settings)
+    if path is None:
+        _fail("no keyring file: pass --key-file (keys in PBF_ENCRYPTION_KEYS: 'keys generate')")
+        return
+    try:
+        text = path.read_text()
+        parse_keyring(text, source=f"key file {path}")  # validates before we touch it
+    except OSError as exc:
+        _fail(f"cannot read {path}: {exc.strerror}")
+        return
+    except VaultError as exc:
+        _fail(exc.detail)
+        return
+    doc = json.loads(text)
+    keys: dict[str, str] = dict(doc["keys"])
+    kid = kid or new_key_id(set(keys))
+    if not KEY_ID_RE.match(kid):
+        _fail("invalid key id: use 1-64 characters of A-Z a-z 0-9 . _ : -")
+    if kid in keys:
+        _fail(f"key id {kid!r} already exists in {path}")
+    keys[kid] = generate_key()
+    previous = doc["active"]
+    write_private_file(path, keyring_document(kid, keys))
+    typer.echo(f"{path}: added key {kid} and made it active (previous active: {previous})")
+    typer.echo("next: restart/roll out the service, then run 'pbf-headless keys rewrap'")
+    sys.stdout.flush()
