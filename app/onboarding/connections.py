@@ -1,0 +1,898 @@
+"""Connections: reservation for OAuth, creation from credentials, the Fivetran lifecycle.
+
+Creating at Fivetran never loses a token and never duplicates a connection:
+
+* secrets (tokens stored by the callback, credentials stored here) and the connection row in
+  state ``creating`` are **committed before** the Fivetran create (durable point);
+* the destination schema is deterministic per (end-user, service, slot), so when a create
+  times out or fails ambiguously we look it up with ``find_connection(group_id, schema)``
+  before ever sending it again;
+* the Fivetran id is committed as soon as it is known (second durable point); setup tests,
+  schema policy and un-pausing follow and are resumable;
+* a ``creating`` connection left behind (Fivetran down, process killed) is finished by a
+  retry with the same ``Idempotency-Key``, by :func:`resume_creating` (startup) or by the
+  reconciliation worker.
+
+Single refresher: once a grant is handed to Fivetran (``grant_handed_off_at``), only Fivetran
+refreshes it; :func:`ensure_refresh_allowed` raises for such a grant.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.callers.service import Caller
+from app.db import new_id, utcnow
+from app.errors import AppError, Conflict, InvalidInput, NotFound, ServiceUnavailable
+from app.onboarding import end_users as end_user_service
+from app.onboarding import names, schema_policy, states
+from app.onboarding.models import Connection, EndUser
+from app.onboarding.sources import Source, get_source, validate_config
+
+log = logging.getLogger("pbf.onboarding")
+
+__all__ = [
+    "Connection",
+    "complete_oauth",
+    "fail_oauth",
+    "find_by_fivetran_id",
+    "mark_authorizing",
+    "refresh_from_fivetran",
+    "reserve_oauth_connection",
+    "resume_creating",
+]
+
+OWNER = "connection"
+TOKEN_FIELDS = ("refresh_token", "access_token")
+FAILED_TEST_STATUSES = frozenset({"FAILED", "JOB_FAILED"})
+
+#: Set by :func:`app.onboarding.startup.start_onboarding`; used when a caller of the contract
+#: functions (the connect flow) does not pass ``app_state``.
+_ACTIVE_STATE: list[Any] = []
+
+
+class GrantHandedOff(Conflict):
+    """A refresh was attempted on a grant that Fivetran now owns (single-refresher rule)."""
+
+    code = "grant_handed_off"
+    title = "Grant handed off to Fivetran"
+
+
+def _state(app_state: Any | None) -> Any:
+    if app_state is not None:
+        return app_state
+    if not _ACTIVE_STATE:
+        raise RuntimeError("onboarding is not started (no app state)")
+    return _ACTIVE_STATE[-1]
+
+
+def _credential_field(name: str) -> str:
+    return f"credentials.{name}"
+
+
+# --- lookups -----------------------------------------------------------------------------
+
+
+async def find_by_fivetran_id(
+    session: AsyncSession, fivetran_connection_id: str
+) -> Connection | None:
+    """Our connection for a Fivetran connection id (deleted ones included), or None."""
+    return await session.scalar(
+        select(Connection).where(Connection.fivetran_connection_id == fivetran_connection_id)
+    )
+
+
+async def get_connection(
+    session: AsyncSession, caller: Caller | None, connection_id: str
+) -> tuple[Connection, EndUser]:
+    """A live connection visible to ``caller``; 404 ``connection_not_found`` otherwise."""
+    row = await session.execute(
+        select(Connection, EndUser)
+        .join(EndUser, EndUser.id == Connection.end_user_id)
+        .where(Connection.id == connection_id)
+    )
+    found = row.first()
+    if found is None:
+        raise NotFound(f"Connection '{connection_id}' not found", code="connection_not_found")
+    conn, end_user = found
+    if (
+        conn.state == states.DELETED
+        or end_user.deleted_at is not None
+        or (caller is not None and not caller.can_access_end_user(end_user.external_id))
+    ):
+        raise NotFound(f"Connection '{connection_id}' not found", code="connection_not_found")
+    return conn, end_user
+
+
+async def list_connections(
+    session: AsyncSession,
+    *,
+    caller: Caller,
+    end_user_external_id: str | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[tuple[Connection, EndUser]], str | None]:
+    after = end_user_service.decode_cursor(cursor)
+    stmt = (
+        select(Connection, EndUser)
+        .join(EndUser, EndUser.id == Connection.end_user_id)
+        .where(Connection.state != states.DELETED, EndUser.deleted_at.is_(None))
+        .order_by(Connection.id)
+    )
+    if end_user_external_id is not None:
+        end_user = await end_user_service.get_end_user(session, caller, end_user_external_id)
+        stmt = stmt.where(Connection.end_user_id == end_user.id)
+    if caller.end_user_prefix:
+        stmt = stmt.where(EndUser.external_id.startswith(caller.end_user_prefix, autoescape=True))
+    if after is not None:
+        stmt = stmt.where(Connection.id > after)
+    rows = [(c, e) for c, e in (await session.execute(stmt.limit(limit + 1))).all()]
+    next_cursor = (
+        end_user_service.encode_cursor(rows[limit - 1][0].id) if len(rows) > limit else None
+    )
+    return rows[:limit], next_cursor
+
+
+# --- new rows ----------------------------------------------------------------------------
+
+
+async def _new_connection(
+    session: AsyncSession,
+    *,
+    end_user: EndUser,
+    source: Source,
+    config: dict[str, Any],
+    initial_state: str,
+    reason: str,
+    group_id: str | None,
+    secret_fields: list[str],
+) -> Connection:
+    """Insert a connection in its first state at the next free slot (race-safe)."""
+    for _ in range(5):
+        top = await session.scalar(
+            select(func.max(Connection.slot)).where(
+                Connection.end_user_id == end_user.id, Connection.service == source.service
+            )
+        )
+        slot = int(top or 0) + 1
+        now = utcnow()
+        conn = Connection(
+            id=new_id("con"),
+            end_user_id=end_user.id,
+            service=source.service,
+            slot=slot,
+            auth_method=source.auth_method,
+            provider_key=source.provider_key,
+            state=initial_state,
+            state_reason=reason,
+            group_id=group_id,
+            schema_name=names.schema_name(
+                end_user.group_strategy, slug=end_user.slug, service=source.service, slot=slot
+            ),
+            config=config,
+            secret_fields=secret_fields,
+            oauth_metadata={},
+            paused=True,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            async with session.begin_nested():
+                session.add(conn)
+                await session.flush()
+        except IntegrityError:
+            continue  # another request took this slot: take the next one
+        # Record the first state as a transition from nothing.
+        conn.state = None  # type: ignore[assignment]
+        await states.transition(session, conn, initial_state, reason=reason)
+        return conn
+    raise Conflict("Could not allocate a connection slot; retry", code="concurrent_update")
+
+
+async def reserve_oauth_connection(
+    session: AsyncSession,
+    *,
+    end_user: EndUser,
+    service: str,
+    config: dict[str, Any],
+    connection_id: str | None = None,
+    app_state: Any | None = None,
+) -> Connection:
+    """A ``pending`` connection for an OAuth connect session (contract N → O).
+
+    With ``connection_id`` (re-authorization): checks that the connection belongs to the
+    end-user and has the same service, and returns it unchanged. ``config`` is validated
+    against the source's form schema first (422 naming the field); nothing is written then.
+    """
+    source = get_source(_state(app_state), service)
+    if source.auth_method != "oauth2":
+        raise InvalidInput(
+            f"Source '{service}' is set up with credentials (POST /v1/connections), not OAuth",
+            code="not_an_oauth_source",
+            field="service",
+        )
+    if connection_id is not None:
+        conn = await session.get(Connection, connection_id)
+        if conn is None or conn.end_user_id != end_user.id or conn.state == states.DELETED:
+            raise NotFound(f"Connection '{connection_id}' not found", code="connection_not_found")
+        if conn.service != service:
+            raise InvalidInput(
+                f"Connection '{connection_id}' is a {conn.service} connection",
+                code="service_mismatch",
+                field="service",
+            )
+        return conn
+    validate_config(source, config)
+    return await _new_connection(
+        session,
+        end_user=end_user,
+        source=source,
+        config=dict(config),
+        initial_state=states.PENDING,
+        reason="connect_session_started",
+        group_id=None,
+        secret_fields=[],
+    )
+
+
+async def mark_authorizing(session: AsyncSession, connection: Connection) -> None:
+    """The end-user was sent to the provider. A connection that exists at Fivetran keeps its
+    state (a re-authorization does not interrupt it)."""
+    if connection.fivetran_connection_id is None and connection.state in (
+        states.PENDING,
+        states.SETUP_FAILED,
+    ):
+        await states.transition(session, connection, states.AUTHORIZING, reason="sent_to_provider")
+
+
+async def fail_oauth(session: AsyncSession, connection: Connection, *, error_code: str) -> None:
+    """The OAuth flow failed (denied consent, bad token response …)."""
+    reason = f"oauth_failed:{error_code}"[:200]
+    if connection.fivetran_connection_id is None and connection.state in (
+        states.PENDING,
+        states.AUTHORIZING,
+    ):
+        await states.transition(session, connection, states.SETUP_FAILED, reason=reason)
+    else:
+        connection.state_reason = reason
+        connection.updated_at = utcnow()
+        await session.flush()
+
+
+# --- credentials sources -----------------------------------------------------------------
+
+
+def _split_credentials(
+    source: Source, config: dict[str, Any], credentials: dict[str, Any] | None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """(non-secret config, secrets). Secrets may come in ``config`` or ``credentials``."""
+    plain: dict[str, Any] = {}
+    secrets: dict[str, str] = {}
+    for key, value in config.items():
+        if key in source.secret_fields:
+            if not isinstance(value, str):
+                raise InvalidInput(
+                    f"'config.{key}' must be of type string",
+                    code="invalid_config",
+                    field=f"config.{key}",
+                )
+            secrets[key] = value
+        else:
+            plain[key] = value
+    for key, value in (credentials or {}).items():
+        if key not in source.secret_fields:
+            raise InvalidInput(
+                f"Unknown credential '{key}' for source '{source.service}'",
+                code="unknown_config_field",
+                field=f"credentials.{key}",
+            )
+        if not isinstance(value, str) or not value:
+            raise InvalidInput(
+                f"'credentials.{key}' must be a non-empty string",
+                code="invalid_config",
+                field=f"credentials.{key}",
+            )
+        secrets[key] = value
+    return plain, secrets
+
+
+async def create_credentials_connection(
+    session: AsyncSession,
+    app_state: Any,
+    *,
+    caller: Caller,
+    end_user_external_id: str,
+    service: str,
+    config: dict[str, Any],
+    credentials: dict[str, Any] | None,
+    idempotency: Any | None = None,
+) -> Connection:
+    """``POST /v1/connections``: validate, store secrets, create at Fivetran (see module doc).
+
+    Validation (including the exact Fivetran payload) happens before anything is written.
+    """
+    end_user = await end_user_service.get_end_user(session, caller, end_user_external_id)
+    source = get_source(app_state, service)
+    if source.auth_method != "credentials":
+        raise InvalidInput(
+            f"Source '{service}' is authorized with OAuth: start a connect session",
+            code="oauth_source",
+            field="service",
+        )
+    plain, secrets = _split_credentials(source, config, credentials)
+    validate_config(source, {**plain, **secrets})
+    group_id = await end_user_service.group_for_connection(session, app_state, end_user, service)
+    conn = await _new_connection(
+        session,
+        end_user=end_user,
+        source=source,
+        config=plain,
+        initial_state=states.CREATING,
+        reason="credentials_submitted",
+        group_id=group_id,
+        secret_fields=sorted(secrets),
+    )
+    # Validate the exact body before anything becomes durable (422 rolls everything back).
+    body = _payload(source, conn, {**plain, **secrets}, auth=None)
+    vault = app_state.vault
+    for key, value in secrets.items():
+        await vault.put(
+            session,
+            end_user_id=end_user.id,
+            owner_type=OWNER,
+            owner_id=conn.id,
+            field=_credential_field(key),
+            value=value,
+        )
+    if idempotency is not None:
+        await idempotency.remember_resource(session, conn.id)
+    await session.commit()  # durable point: connection row + secrets before the Fivetran call
+    await _create_remote(session, app_state, conn, body=body, resumed=False)
+    return conn
+
+
+def _payload(
+    source: Source,
+    conn: Connection,
+    fivetran_config: dict[str, Any],
+    *,
+    auth: dict[str, Any] | None,
+    trust_fingerprints: bool = False,
+    trust_certificates: bool = False,
+) -> dict[str, Any]:
+    from app.fivetran.payloads import build_create_payload
+
+    config = {
+        k: v
+        for k, v in fivetran_config.items()
+        if k not in source.input_fields or k in source.fivetran_fields
+    }
+    body: dict[str, Any] = build_create_payload(
+        source.service,
+        group_id=conn.group_id or "",
+        schema=conn.schema_name,
+        config=config,
+        auth=auth,
+        table=source.table_name,
+        paused=True,
+        run_setup_tests=True,
+        trust_certificates=trust_certificates,
+        trust_fingerprints=trust_fingerprints,
+        sync_frequency=conn.sync_frequency,
+        daily_sync_time=conn.daily_sync_time,
+    )
+    return body
+
+
+# --- OAuth -------------------------------------------------------------------------------
+
+
+def _registry(app_state: Any) -> Any:
+    registry = getattr(app_state, "providers", None)
+    if registry is None:
+        raise ServiceUnavailable("The provider catalog is not loaded", code="providers_unavailable")
+    return registry
+
+
+def _provider_for(app_state: Any, conn: Connection) -> Any:
+    registry = _registry(app_state)
+    provider = registry.get(conn.provider_key) if conn.provider_key else None
+    if provider is None:
+        provider = registry.for_service(conn.service)
+    if provider is None:
+        raise ServiceUnavailable(
+            f"No OAuth app is configured for '{conn.service}'", code="provider_not_configured"
+        )
+    return provider
+
+
+async def _oauth_parts(
+    session: AsyncSession, app_state: Any, conn: Connection, token_result: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(auth block, config additions) from the provider mapping."""
+    provider = _provider_for(app_state, conn)
+    app_credentials = await _registry(app_state).credentials(session, provider.key)
+    source = get_source(app_state, conn.service)
+    inputs = {k: v for k, v in conn.config.items() if k in source.input_fields}
+    auth = provider.fivetran_auth(token_result, app_credentials)
+    extra = provider.fivetran_config(token_result, inputs) or {}
+    return dict(auth), dict(extra)
+
+
+async def _stored_token_result(session: AsyncSession, app_state: Any, conn: Connection) -> Any:
+    """Rebuild the token result from the vault + stored metadata (resume after a failure)."""
+    from app.providers.tokens import TokenResult
+
+    vault = app_state.vault
+    tokens = {}
+    for name in TOKEN_FIELDS:
+        tokens[name] = await vault.get(
+            session, end_user_id=conn.end_user_id, owner_type=OWNER, owner_id=conn.id, field=name
+        )
+    if tokens["refresh_token"] is None and tokens["access_token"] is None:
+        raise Conflict(
+            "The tokens of this connection are gone; re-authorize it",
+            code="tokens_unavailable",
+        )
+    meta = dict(conn.oauth_metadata or {})
+    return TokenResult(
+        provider_key=conn.provider_key or "",
+        access_token=tokens["access_token"],
+        refresh_token=tokens["refresh_token"],
+        expires_at=None,
+        granted_scope=meta.pop("_granted_scope", None),
+        issuer=meta.pop("_issuer", "") or "",
+        client_id=meta.pop("_client_id", "") or "",
+        metadata={k: str(v) for k, v in meta.items()},
+    )
+
+
+async def complete_oauth(
+    session: AsyncSession, app_state: Any, *, connection: Connection, token_result: Any
+) -> Connection:
+    """Create (or re-authorize) the Fivetran connection once the tokens are in the vault.
+
+    Called by the OAuth callback after it stored the tokens (owner ``connection``) and
+    committed. Returns the connection in its new state (``connected`` or ``setup_failed``;
+    a re-authorization that still fails its tests stays ``broken``). When Fivetran cannot
+    be reached the connection stays ``creating`` (committed, tokens safe) and the Fivetran
+    error is raised as an ``AppError`` (503/429); :func:`resume_creating` finishes it.
+    """
+    app_state = _state(app_state)
+    conn = connection
+    if conn.state == states.DELETED:
+        raise NotFound("Connection not found", code="connection_not_found")
+    conn.provider_key = token_result.provider_key or conn.provider_key
+    meta: dict[str, Any] = dict(token_result.metadata or {})
+    meta["_granted_scope"] = token_result.granted_scope
+    meta["_issuer"] = token_result.issuer
+    meta["_client_id"] = token_result.client_id
+    conn.oauth_metadata = meta
+    conn.updated_at = utcnow()
+    auth, extra = await _oauth_parts(session, app_state, conn, token_result)
+    if conn.fivetran_connection_id is not None:
+        await _reauthorize_remote(session, app_state, conn, auth=auth)
+        return conn
+    end_user = await end_user_service.get_end_user_by_id(session, conn.end_user_id)
+    conn.group_id = await end_user_service.group_for_connection(
+        session, app_state, end_user, conn.service
+    )
+    source = get_source(app_state, conn.service)
+    body = _payload(source, conn, {**conn.config, **extra}, auth=auth)
+    await states.transition(session, conn, states.CREATING, reason="oauth_completed")
+    await session.commit()  # durable point: state creating (tokens were committed by O)
+    await _create_remote(session, app_state, conn, body=body, resumed=False)
+    return conn
+
+
+# --- Fivetran create / finish ------------------------------------------------------------
+
+
+def _tests_failed(data: dict[str, Any]) -> bool:
+    tests = data.get("setup_tests") or []
+    if any(str(t.get("status", "")).upper() in FAILED_TEST_STATUSES for t in tests):
+        return True
+    setup_state = (data.get("status") or {}).get("setup_state")
+    return setup_state not in (None, "connected")
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not value or not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def apply_fivetran_status(conn: Connection, data: dict[str, Any]) -> None:
+    """Copy Fivetran's view (setup/sync state, tests, schedule, sync times) onto our row."""
+    status = data.get("status") or {}
+    if status.get("setup_state"):
+        conn.setup_state = status["setup_state"]
+    if status.get("sync_state"):
+        conn.sync_state = status["sync_state"]
+    if "setup_tests" in data and data["setup_tests"] is not None:
+        conn.setup_tests = list(data["setup_tests"])
+    if "paused" in data and data["paused"] is not None:
+        conn.paused = bool(data["paused"])
+    if data.get("sync_frequency") is not None:
+        conn.sync_frequency = int(data["sync_frequency"])
+    if "daily_sync_time" in data:
+        conn.daily_sync_time = data.get("daily_sync_time")
+    succeeded = _parse_time(data.get("succeeded_at"))
+    failed = _parse_time(data.get("failed_at"))
+    if succeeded:
+        conn.last_sync_succeeded_at = succeeded
+    if failed:
+        conn.last_sync_failed_at = failed
+    conn.updated_at = utcnow()
+
+
+def _fivetran_app_error(exc: Exception) -> AppError:
+    as_app = getattr(exc, "as_app_error", None)
+    if callable(as_app):
+        result = as_app()
+        if isinstance(result, AppError):
+            return result
+    return ServiceUnavailable("Fivetran is unavailable; retry later", code="fivetran_unavailable")
+
+
+async def _leave_creating(
+    session: AsyncSession, conn: Connection, exc: Exception, reason: str
+) -> AppError:
+    """Keep the connection ``creating`` (resumable), commit, and return the error to raise."""
+    conn.state_reason = reason[:200]
+    conn.updated_at = utcnow()
+    await session.commit()
+    error = _fivetran_app_error(exc)
+    error.extra.setdefault("connection_id", conn.id)
+    return error
+
+
+async def _create_remote(
+    session: AsyncSession,
+    app_state: Any,
+    conn: Connection,
+    *,
+    body: dict[str, Any],
+    resumed: bool,
+) -> None:
+    """Create the connection at Fivetran exactly once, then finish its setup."""
+    from app.fivetran.errors import (
+        FivetranAmbiguous,
+        FivetranConflict,
+        FivetranError,
+        FivetranInvalidInput,
+        FivetranServerError,
+        FivetranTooManyRequests,
+        FivetranUnavailable,
+    )
+
+    client = app_state.fivetran
+    attempts = app_state.settings.onboarding.create_attempts
+    data: dict[str, Any] | None = None
+    adopted = False
+    last_exc: Exception | None = None
+    lookup_first = resumed
+    for _ in range(attempts):
+        try:
+            if lookup_first:
+                found = await client.find_connection(conn.group_id, conn.schema_name)
+                if found is not None:
+                    data, adopted = found, True
+                    break
+            data = await client.create_connection(body)
+            break
+        except (FivetranAmbiguous, FivetranServerError, FivetranUnavailable) as exc:
+            last_exc = exc
+            lookup_first = True
+            continue
+        except FivetranConflict as exc:
+            # The schema exists in the group: ours from an earlier attempt, or a stranger's.
+            try:
+                found = await client.find_connection(conn.group_id, conn.schema_name)
+            except FivetranError as lookup_exc:
+                last_exc = lookup_exc
+                lookup_first = True
+                continue
+            if found is not None and found.get("service") == conn.service:
+                data, adopted = found, True
+                break
+            raise await _leave_creating(session, conn, exc, "fivetran_conflict") from exc
+        except FivetranTooManyRequests as exc:
+            raise await _leave_creating(session, conn, exc, "fivetran_rate_limited") from exc
+        except FivetranInvalidInput as exc:
+            conn.setup_tests = [
+                {"title": "Fivetran request", "status": "FAILED", "message": exc.message}
+            ]
+            await states.transition(
+                session, conn, states.SETUP_FAILED, reason=f"fivetran_rejected:{exc.code}"
+            )
+            await session.commit()
+            return
+        except FivetranError as exc:
+            raise await _leave_creating(session, conn, exc, f"fivetran_error:{exc.status}") from exc
+    if data is None:
+        assert last_exc is not None
+        raise await _leave_creating(session, conn, last_exc, "fivetran_unavailable") from last_exc
+    conn.fivetran_connection_id = str(data["id"])
+    if conn.auth_method == "oauth2":
+        conn.grant_handed_off_at = utcnow()
+    apply_fivetran_status(conn, data)
+    conn.state_reason = "fivetran_connection_adopted" if adopted else "fivetran_connection_created"
+    await states.emit_event(session, conn, "connection.created")
+    await session.commit()  # durable point: the Fivetran id is known
+    await _discard_tokens_if_configured(session, app_state, conn)
+    if adopted and not data.get("setup_tests"):
+        try:
+            data = await client.run_setup_tests(conn.fivetran_connection_id)
+        except FivetranError as exc:
+            raise await _leave_creating(session, conn, exc, "setup_tests_pending") from exc
+        apply_fivetran_status(conn, data)
+    await _finish_setup(session, app_state, conn, data)
+
+
+async def _finish_setup(
+    session: AsyncSession, app_state: Any, conn: Connection, data: dict[str, Any]
+) -> None:
+    """Setup tests read: ``setup_failed``, or schema policy → un-pause → ``connected``."""
+    from app.fivetran.errors import FivetranError
+
+    if _tests_failed(data):
+        await states.transition(session, conn, states.SETUP_FAILED, reason="setup_tests_failed")
+        await session.commit()
+        return
+    try:
+        await apply_policy_at_creation(app_state, conn)
+        if app_state.settings.onboarding.unpause_after_setup and conn.paused:
+            updated = await app_state.fivetran.update_connection(
+                conn.fivetran_connection_id, {"paused": False}
+            )
+            conn.paused = False
+            if isinstance(updated, dict):
+                apply_fivetran_status(conn, updated)
+    except FivetranError as exc:
+        if conn.state == states.CREATING:
+            raise await _leave_creating(session, conn, exc, "finishing_setup") from exc
+        raise _fivetran_app_error(exc) from exc
+    await states.transition(session, conn, states.CONNECTED, reason="setup_tests_passed")
+    await session.commit()
+
+
+async def apply_policy_at_creation(app_state: Any, conn: Connection) -> None:
+    """Write the platform schema policy onto a fresh connection."""
+    from app.fivetran.errors import FivetranNotFound
+
+    client = app_state.fivetran
+    policy = app_state.settings.onboarding.schema_policy
+    try:
+        current = await client.get_schema_config(conn.fivetran_connection_id)
+    except FivetranNotFound:
+        current = await client.reload_schema_config(conn.fivetran_connection_id)
+    await client.update_schema_config(
+        conn.fivetran_connection_id, schema_policy.creation_patch(policy, current or {})
+    )
+
+
+async def _reauthorize_remote(
+    session: AsyncSession, app_state: Any, conn: Connection, *, auth: dict[str, Any]
+) -> None:
+    """PATCH the new ``auth`` onto the existing Fivetran connection and re-run setup tests."""
+    from app.fivetran.errors import FivetranError, FivetranNotFound
+    from app.fivetran.payloads import build_auth_patch
+
+    client = app_state.fivetran
+    body = build_auth_patch(conn.service, auth=auth)
+    try:
+        await client.update_connection(conn.fivetran_connection_id, body)
+        conn.grant_handed_off_at = utcnow()
+        data = await client.run_setup_tests(conn.fivetran_connection_id)
+    except FivetranNotFound as exc:
+        await states.transition(session, conn, states.DELETED, reason="deleted_at_fivetran")
+        await session.commit()
+        raise NotFound(
+            "The connection no longer exists at Fivetran", code="connection_gone"
+        ) from exc
+    except FivetranError as exc:
+        raise _fivetran_app_error(exc) from exc
+    apply_fivetran_status(conn, data)
+    await _discard_tokens_if_configured(session, app_state, conn)
+    await _after_tests(session, app_state, conn, data, reason="reauthorized")
+
+
+async def _after_tests(
+    session: AsyncSession, app_state: Any, conn: Connection, data: dict[str, Any], *, reason: str
+) -> None:
+    """Map fresh setup-test results of an existing Fivetran connection onto our state."""
+    if conn.state in (states.CREATING, states.SETUP_FAILED, states.PENDING, states.AUTHORIZING):
+        if conn.state in (states.PENDING, states.AUTHORIZING):
+            await states.transition(session, conn, states.CREATING, reason=reason)
+        await _finish_setup(session, app_state, conn, data)
+        return
+    if _tests_failed(data):
+        if conn.state == states.CONNECTED:
+            await states.transition(session, conn, states.BROKEN, reason="setup_tests_failed")
+        else:
+            conn.state_reason = "setup_tests_failed"
+    elif conn.state == states.BROKEN:
+        await states.transition(session, conn, states.CONNECTED, reason=reason)
+    await session.commit()
+
+
+async def _discard_tokens_if_configured(
+    session: AsyncSession, app_state: Any, conn: Connection
+) -> None:
+    """Token retention ``discard``: shred the tokens once Fivetran confirmed it has them."""
+    if conn.auth_method != "oauth2" or app_state.settings.onboarding.token_retention != "discard":
+        return
+    for name in TOKEN_FIELDS:
+        await app_state.vault.delete(session, owner_type=OWNER, owner_id=conn.id, field=name)
+    await session.commit()
+
+
+async def resume_connection(session: AsyncSession, app_state: Any, conn: Connection) -> None:
+    """Finish a ``creating`` connection (caller retry, startup, reconciliation)."""
+    from app.fivetran.errors import FivetranError
+
+    if conn.state != states.CREATING:
+        return
+    if conn.fivetran_connection_id is not None:
+        try:
+            data = await app_state.fivetran.run_setup_tests(conn.fivetran_connection_id)
+        except FivetranError as exc:
+            raise await _leave_creating(session, conn, exc, "setup_tests_pending") from exc
+        apply_fivetran_status(conn, data)
+        await _finish_setup(session, app_state, conn, data)
+        return
+    source = get_source(app_state, conn.service)
+    fivetran_config: dict[str, Any] = dict(conn.config)
+    auth = None
+    if conn.auth_method == "oauth2":
+        token_result = await _stored_token_result(session, app_state, conn)
+        auth, extra = await _oauth_parts(session, app_state, conn, token_result)
+        fivetran_config.update(extra)
+    else:
+        for name in conn.secret_fields:
+            secret = await app_state.vault.get(
+                session,
+                end_user_id=conn.end_user_id,
+                owner_type=OWNER,
+                owner_id=conn.id,
+                field=_credential_field(name),
+            )
+            if secret is not None:
+                fivetran_config[name] = secret.reveal()
+    body = _payload(source, conn, fivetran_config, auth=auth)
+    await _create_remote(session, app_state, conn, body=body, resumed=True)
+
+
+async def resume_creating(session: AsyncSession, app_state: Any) -> int:
+    """Finish every connection left ``creating`` (startup / reconciliation). Returns how many
+    reached a final state; failures stay ``creating`` for the next run."""
+    ids = list(
+        (
+            await session.scalars(select(Connection.id).where(Connection.state == states.CREATING))
+        ).all()
+    )
+    done = 0
+    for connection_id in ids:
+        conn = await session.get(Connection, connection_id)
+        if conn is None:
+            continue
+        try:
+            await resume_connection(session, app_state, conn)
+        except AppError as exc:
+            log.warning(
+                "resume of a creating connection failed",
+                extra={"connection_id": connection_id, "code": exc.code},
+            )
+            continue
+        if conn.state != states.CREATING:
+            done += 1
+    return done
+
+
+# --- refresh from Fivetran ---------------------------------------------------------------
+
+
+async def refresh_from_fivetran(
+    session: AsyncSession, app_state: Any, connection: Connection
+) -> Connection:
+    """One GET at Fivetran; maps its status onto ours (``?refresh=true``, reconciliation)."""
+    from app.fivetran.errors import FivetranError, FivetranNotFound
+
+    conn = connection
+    if conn.fivetran_connection_id is None or conn.state == states.DELETED:
+        return conn
+    try:
+        data = await app_state.fivetran.get_connection(conn.fivetran_connection_id)
+    except FivetranNotFound:
+        await states.transition(session, conn, states.DELETED, reason="deleted_at_fivetran")
+        return conn
+    except FivetranError as exc:
+        raise _fivetran_app_error(exc) from exc
+    apply_fivetran_status(conn, data)
+    setup_state = (data.get("status") or {}).get("setup_state")
+    if conn.state in (states.CONNECTED, states.BROKEN, states.PAUSED):
+        if data.get("paused") and conn.state != states.PAUSED:
+            await states.transition(session, conn, states.PAUSED, reason="paused_at_fivetran")
+        elif setup_state == "broken" and conn.state != states.BROKEN:
+            await states.transition(session, conn, states.BROKEN, reason="broken_at_fivetran")
+        elif (
+            setup_state == "connected" and not data.get("paused") and conn.state != states.CONNECTED
+        ):
+            await states.transition(session, conn, states.CONNECTED, reason="connected_at_fivetran")
+    await session.flush()
+    return conn
+
+
+# --- single refresher, revocation --------------------------------------------------------
+
+
+def ensure_refresh_allowed(connection: Connection) -> None:
+    """Raise :class:`GrantHandedOff` when Fivetran owns the grant (never refresh it)."""
+    if connection.grant_handed_off_at is not None:
+        raise GrantHandedOff(
+            "This grant was handed to Fivetran; only Fivetran refreshes it",
+        )
+
+
+async def refresh_grant(session: AsyncSession, app_state: Any, connection: Connection) -> Any:
+    """Refresh the stored grant of a connection that Fivetran does not own yet."""
+    ensure_refresh_allowed(connection)
+    from app.providers import client as provider_client  # type: ignore[attr-defined]
+
+    token_result = await _stored_token_result(session, app_state, connection)
+    refresh = getattr(provider_client, "refresh", None)
+    if refresh is None or token_result.refresh_token is None:
+        raise Conflict("This grant cannot be refreshed", code="refresh_unavailable")
+    return await refresh(app_state, _provider_for(app_state, connection), token_result)
+
+
+async def revoke_tokens(session: AsyncSession, app_state: Any, connection: Connection) -> bool:
+    """Revoke the connection's tokens at the provider when it supports revocation.
+
+    Best effort (offboarding and deletion go on either way); never logs a token.
+    """
+    if connection.auth_method != "oauth2" or connection.provider_key is None:
+        return False
+    try:
+        from app.providers import client as provider_client  # type: ignore[attr-defined]
+    except ImportError:
+        return False
+    revoke = getattr(provider_client, "revoke", None)
+    if revoke is None:
+        return False
+    revoked = False
+    for name in TOKEN_FIELDS:
+        secret = await app_state.vault.get(
+            session,
+            end_user_id=connection.end_user_id,
+            owner_type=OWNER,
+            owner_id=connection.id,
+            field=name,
+        )
+        if secret is None:
+            continue
+        try:
+            await revoke(
+                app_state,
+                _provider_for(app_state, connection),
+                secret,
+                token_type_hint=name,
+            )
+            revoked = True
+        except Exception as exc:
+            log.warning(
+                "token revocation failed",
+                extra={"connection_id": connection.id, "error_type": type(exc).__name__},
+            )
+    return revoked

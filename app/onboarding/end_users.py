@@ -1,0 +1,441 @@
+"""End-users and their Fivetran groups; offboarding.
+
+Group strategies (``OnboardingSettings.group_strategy``, ARCHITECTURE §6):
+
+* ``per_end_user`` — one group + destination per end-user, named ``eu_<slug>``; the
+  destination comes from ``destination_template`` or the end-user's own (request).
+* ``shared`` — every end-user in one configured group (``shared_group_id``; in sandbox mode a
+  ``pbf_shared`` group is created on demand when none is configured).
+* ``per_service`` — one group per connector type (``svc_<service>``), created on demand.
+
+Group creation is retry-safe: names are deterministic, so a create that conflicts or whose
+outcome is unknown is resolved by finding the group by name.
+
+Offboarding (``DELETE``) first revokes what the provider lets us revoke and crypto-shreds every
+secret of the end-user (no Fivetran involved, so it always completes), then deletes the
+Fivetran connections and the dedicated group. Each step is committed as it completes; when
+Fivetran is unavailable the end-user stays ``offboarding`` and a retry of the ``DELETE`` or
+:func:`resume_offboarding` (startup, workers) finishes it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.callers.service import Caller
+from app.config import Settings
+from app.db import new_id, utcnow
+from app.errors import BadRequest, Conflict, InvalidInput, NotFound, ServiceUnavailable
+from app.onboarding import names
+from app.onboarding.models import Connection, EndUser, ServiceGroup
+
+log = logging.getLogger("pbf.onboarding")
+
+__all__ = ["EndUser", "get_end_user"]
+
+_EXTERNAL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,199}$")
+
+OFFBOARDING = "in_progress"
+OFFBOARDED = "completed"
+
+
+def validate_external_id(external_id: str) -> None:
+    if not _EXTERNAL_ID_RE.match(external_id):
+        raise InvalidInput(
+            "external_id must be 1-200 characters of letters, digits and . _ : @ + -, "
+            "starting with a letter or digit",
+            code="invalid_external_id",
+            field="external_id",
+        )
+
+
+async def _by_external_id(session: AsyncSession, external_id: str) -> EndUser | None:
+    return await session.scalar(select(EndUser).where(EndUser.external_id == external_id))
+
+
+async def get_end_user(session: AsyncSession, caller: Caller | None, external_id: str) -> EndUser:
+    """The live end-user ``external_id``; 404 ``end_user_not_found`` for unknown, deleted
+    (or being offboarded) and foreign (outside the key's ``end_user_prefix``) ones."""
+    if caller is not None:
+        caller.require_end_user(external_id)
+    row = await _by_external_id(session, external_id)
+    if row is None or row.deleted_at is not None or row.offboarding_state is not None:
+        raise NotFound(f"End-user '{external_id}' not found", code="end_user_not_found")
+    return row
+
+
+async def get_end_user_by_id(session: AsyncSession, end_user_id: str) -> EndUser:
+    row = await session.get(EndUser, end_user_id)
+    if row is None:
+        raise NotFound("End-user not found", code="end_user_not_found")
+    return row
+
+
+@dataclass
+class DestinationRequest:
+    """The end-user's own destination (``PUT`` body ``destination``)."""
+
+    service: str
+    time_zone_offset: str
+    region: str | None
+    config: dict[str, Any]
+
+
+async def upsert_end_user(
+    session: AsyncSession,
+    app_state: Any,
+    *,
+    caller: Caller,
+    external_id: str,
+    name: str | None,
+    destination: DestinationRequest | None = None,
+) -> tuple[EndUser, bool]:
+    """Create or update an end-user and ensure the group its strategy requires.
+
+    Returns ``(end_user, created)``. A deleted end-user comes back as a new one (same
+    external id, fresh group); one still being offboarded is a 409.
+    """
+    validate_external_id(external_id)
+    caller.require_end_user(external_id)
+    settings: Settings = app_state.settings
+    row = await _by_external_id(session, external_id)
+    created = False
+    now = utcnow()
+    if row is not None and row.offboarding_state == OFFBOARDING:
+        raise Conflict(
+            f"End-user '{external_id}' is being offboarded; retry the DELETE first",
+            code="end_user_offboarding",
+        )
+    if destination is not None and settings.onboarding.group_strategy != "per_end_user":
+        raise InvalidInput(
+            "A destination can only be given with the per_end_user group strategy",
+            code="destination_not_supported",
+            field="destination",
+        )
+    if row is not None and row.deleted_at is not None:
+        # Re-onboarding after offboarding: a new internal id, nothing carried over.
+        row.external_id = f"{row.external_id}#deleted#{row.id}"[:200]
+        await session.flush()
+        row = None
+    if row is None:
+        row = EndUser(
+            id=new_id("eu"),
+            external_id=external_id,
+            name=name,
+            slug=names.end_user_slug(external_id),
+            group_strategy=settings.onboarding.group_strategy,
+            owns_group=False,
+            destination=_destination_summary(destination),
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            async with session.begin_nested():
+                session.add(row)
+                await session.flush()
+        except IntegrityError as exc:  # a concurrent PUT of the same id won the race
+            raise Conflict(
+                f"End-user '{external_id}' is being created concurrently; retry",
+                code="concurrent_update",
+            ) from exc
+        created = True
+    else:
+        if name is not None:
+            row.name = name
+        if destination is not None and row.fivetran_group_id is None:
+            row.destination = _destination_summary(destination)
+        elif destination is not None and _destination_summary(destination) != row.destination:
+            raise Conflict(
+                "The end-user's destination already exists and cannot be replaced",
+                code="destination_exists",
+            )
+        row.updated_at = now
+    if row.group_strategy == "per_end_user":
+        await _ensure_dedicated_group(session, app_state, row, destination)
+    elif row.group_strategy == "shared":
+        row.fivetran_group_id = await shared_group_id(session, app_state)
+    await session.flush()
+    return row, created
+
+
+def _destination_summary(destination: DestinationRequest | None) -> dict[str, Any] | None:
+    if destination is None:
+        return None
+    return {"service": destination.service, "region": destination.region, "own": True}
+
+
+async def _find_group_by_name(client: Any, name: str) -> str | None:
+    for group in await client.list_groups():
+        if group.get("name") == name:
+            return str(group["id"])
+    return None
+
+
+async def _create_or_find_group(client: Any, name: str) -> str:
+    from app.fivetran.errors import (
+        FivetranAmbiguous,
+        FivetranConflict,
+        FivetranError,
+        FivetranInvalidInput,
+        FivetranServerError,
+        FivetranUnavailable,
+    )
+
+    try:
+        group = await client.create_group(name)
+        return str(group["id"])
+    except (
+        FivetranConflict,
+        FivetranInvalidInput,
+        FivetranAmbiguous,
+        FivetranServerError,
+        FivetranUnavailable,
+    ) as exc:
+        # The group may exist (a rolled-back earlier attempt, a duplicate name): find it.
+        try:
+            found = await _find_group_by_name(client, name)
+        except FivetranError as lookup_exc:
+            raise _as_app_error(lookup_exc) from lookup_exc
+        if found is not None:
+            return found
+        raise _as_app_error(exc) from exc
+    except FivetranError as exc:
+        raise _as_app_error(exc) from exc
+
+
+def _as_app_error(exc: Exception) -> Exception:
+    as_app = getattr(exc, "as_app_error", None)
+    return as_app() if callable(as_app) else ServiceUnavailable(code="fivetran_unavailable")
+
+
+async def _ensure_dedicated_group(
+    session: AsyncSession,
+    app_state: Any,
+    row: EndUser,
+    destination: DestinationRequest | None,
+) -> None:
+    from app.fivetran.errors import FivetranConflict, FivetranError, FivetranNotFound
+
+    client = app_state.fivetran
+    if row.fivetran_group_id is None:
+        row.fivetran_group_id = await _create_or_find_group(
+            client, names.end_user_group_name(row.slug)
+        )
+        row.owns_group = True
+        await session.flush()
+    if row.destination is not None and row.destination.get("ready"):
+        return
+    template = app_state.settings.onboarding.destination_template
+    body: dict[str, Any] = {
+        "group_id": row.fivetran_group_id,
+        "service": destination.service if destination else template.service,
+        "time_zone_offset": destination.time_zone_offset
+        if destination
+        else template.time_zone_offset,
+        "config": dict(destination.config if destination else template.config),
+        "run_setup_tests": destination is not None,
+    }
+    region = destination.region if destination else template.region
+    if region:
+        body["region"] = region
+    try:
+        await client.create_destination(body)
+    except FivetranConflict:
+        pass  # it exists already (an earlier attempt): adopt it
+    except FivetranError as exc:
+        try:
+            await client.get_destination(row.fivetran_group_id)
+        except FivetranNotFound:
+            if exc.status in (400, 422):
+                raise InvalidInput(
+                    f"Fivetran rejected the destination: {exc.message}",
+                    code="invalid_destination",
+                    field="destination",
+                ) from exc
+            raise _as_app_error(exc) from exc
+        except FivetranError as lookup_exc:
+            raise _as_app_error(lookup_exc) from lookup_exc
+    summary = dict(row.destination or {"service": body["service"], "region": region})
+    summary["ready"] = True
+    row.destination = summary
+
+
+async def shared_group_id(session: AsyncSession, app_state: Any) -> str:
+    settings: Settings = app_state.settings
+    if settings.onboarding.shared_group_id:
+        return settings.onboarding.shared_group_id
+    if not settings.is_sandbox:
+        raise ServiceUnavailable(
+            "The shared group strategy needs PBF_ONBOARDING__SHARED_GROUP_ID",
+            code="shared_group_not_configured",
+        )
+    return await _service_group(session, app_state, "_shared", names.SHARED_GROUP_NAME)
+
+
+async def _service_group(session: AsyncSession, app_state: Any, key: str, name: str) -> str:
+    row = await session.get(ServiceGroup, key)
+    if row is not None:
+        return row.fivetran_group_id
+    group_id = await _create_or_find_group(app_state.fivetran, name)
+    try:
+        async with session.begin_nested():
+            session.add(ServiceGroup(key=key, fivetran_group_id=group_id, created_at=utcnow()))
+            await session.flush()
+    except IntegrityError:
+        pass  # created concurrently under the same deterministic name
+    return group_id
+
+
+async def group_for_connection(
+    session: AsyncSession, app_state: Any, end_user: EndUser, service: str
+) -> str:
+    """The Fivetran group a new connection of ``service`` goes to (created on demand)."""
+    if end_user.group_strategy == "per_service":
+        return await _service_group(
+            session, app_state, f"service:{service}", names.service_group_name(service)
+        )
+    if end_user.group_strategy == "shared":
+        if end_user.fivetran_group_id is None:
+            end_user.fivetran_group_id = await shared_group_id(session, app_state)
+        return end_user.fivetran_group_id
+    if end_user.fivetran_group_id is None or not (end_user.destination or {}).get("ready"):
+        await _ensure_dedicated_group(session, app_state, end_user, None)
+    assert end_user.fivetran_group_id is not None
+    return end_user.fivetran_group_id
+
+
+# --- listing -----------------------------------------------------------------------------
+
+
+def encode_cursor(value: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": value}).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    if not cursor:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value = json.loads(base64.urlsafe_b64decode(padded.encode()))["after"]
+        if not isinstance(value, str):
+            raise ValueError
+        return value
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BadRequest("Invalid cursor", code="invalid_cursor") from exc
+
+
+async def list_end_users(
+    session: AsyncSession, *, caller: Caller, cursor: str | None, limit: int
+) -> tuple[list[EndUser], str | None]:
+    after = decode_cursor(cursor)
+    stmt = select(EndUser).where(EndUser.deleted_at.is_(None)).order_by(EndUser.external_id)
+    if caller.end_user_prefix:
+        stmt = stmt.where(EndUser.external_id.startswith(caller.end_user_prefix, autoescape=True))
+    if after is not None:
+        stmt = stmt.where(EndUser.external_id > after)
+    rows = list((await session.scalars(stmt.limit(limit + 1))).all())
+    next_cursor = encode_cursor(rows[limit - 1].external_id) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+# --- offboarding -------------------------------------------------------------------------
+
+
+async def start_offboarding(session: AsyncSession, caller: Caller, external_id: str) -> EndUser:
+    """Mark the end-user as being offboarded (also accepted again to resume)."""
+    caller.require_end_user(external_id)
+    row = await _by_external_id(session, external_id)
+    if row is None or row.deleted_at is not None:
+        raise NotFound(f"End-user '{external_id}' not found", code="end_user_not_found")
+    if row.offboarding_state is None:
+        row.offboarding_state = OFFBOARDING
+        row.updated_at = utcnow()
+        await session.flush()
+    return row
+
+
+async def run_offboarding(session: AsyncSession, app_state: Any, end_user: EndUser) -> bool:
+    """Do (or continue) the offboarding of ``end_user``; True when it is complete.
+
+    Commits after each completed step (named durable points), so a failure part-way leaves
+    consistent, resumable state and never an undone secret shredding.
+    """
+    from app.fivetran.errors import FivetranError, FivetranNotFound
+    from app.onboarding import connections as conn_service
+    from app.onboarding import states
+
+    # Durable point "offboarding started": no new connections from now on.
+    await session.commit()
+    conns = list(
+        (
+            await session.scalars(select(Connection).where(Connection.end_user_id == end_user.id))
+        ).all()
+    )
+    # 1. Revoke what the provider allows, then crypto-shred every secret of the end-user.
+    for conn in conns:
+        await conn_service.revoke_tokens(session, app_state, conn)
+    await app_state.vault.shred_end_user(session, end_user.id)
+    await session.commit()  # durable point "secrets shredded"
+
+    # 2. Fivetran connections, then the dedicated group.
+    client = app_state.fivetran
+    try:
+        for conn in conns:
+            if conn.state == states.DELETED and conn.fivetran_connection_id is None:
+                continue
+            if conn.fivetran_connection_id is not None:
+                try:
+                    await client.delete_connection(conn.fivetran_connection_id)
+                except FivetranNotFound:
+                    pass
+            if conn.state != states.DELETED:
+                await states.transition(session, conn, states.DELETED, reason="end_user_offboarded")
+            conn.fivetran_connection_id = None
+            await session.commit()  # durable point "connection deleted"
+        if end_user.owns_group and end_user.fivetran_group_id is not None:
+            try:
+                await client.delete_group(end_user.fivetran_group_id)
+            except FivetranNotFound:
+                pass
+            end_user.fivetran_group_id = None
+            end_user.owns_group = False
+    except FivetranError as exc:
+        end_user.offboarding_error = f"fivetran_{exc.status or 'unavailable'}"[:200]
+        end_user.updated_at = utcnow()
+        await session.commit()
+        log.warning(
+            "offboarding paused: Fivetran failed",
+            extra={"end_user_id": end_user.id, "fivetran_status": exc.status},
+        )
+        return False
+    now = utcnow()
+    end_user.offboarding_state = OFFBOARDED
+    end_user.offboarding_error = None
+    end_user.deleted_at = now
+    end_user.updated_at = now
+    await session.flush()
+    return True
+
+
+async def resume_offboarding(session: AsyncSession, app_state: Any) -> int:
+    """Finish every offboarding left in progress (startup / workers). Returns how many."""
+    rows = list(
+        (
+            await session.scalars(select(EndUser).where(EndUser.offboarding_state == OFFBOARDING))
+        ).all()
+    )
+    done = 0
+    for row in rows:
+        if await run_offboarding(session, app_state, row):
+            done += 1
+            await session.commit()
+    return done

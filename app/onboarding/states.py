@@ -1,0 +1,140 @@
+"""Connection states and transitions (ARCHITECTURE §5).
+
+``pending`` (session started) → ``authorizing`` → ``creating`` → ``connected`` |
+``setup_failed``; ``connected`` → ``broken`` (Fivetran reports it) → ``connected`` (after
+re-authorization); any → ``paused`` / ``deleted``. Every change is stored in
+``connection_transitions`` with its time and reason and emits the matching outbound event
+through the outbox (same transaction).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import utcnow
+from app.errors import Conflict
+from app.onboarding.models import Connection, ConnectionTransition, EndUser
+
+PENDING = "pending"
+AUTHORIZING = "authorizing"
+CREATING = "creating"
+CONNECTED = "connected"
+SETUP_FAILED = "setup_failed"
+BROKEN = "broken"
+PAUSED = "paused"
+DELETED = "deleted"
+
+STATES = (PENDING, AUTHORIZING, CREATING, CONNECTED, SETUP_FAILED, BROKEN, PAUSED, DELETED)
+
+#: Allowed moves (``paused`` and ``deleted`` are reachable from every live state).
+ALLOWED: dict[str | None, frozenset[str]] = {
+    None: frozenset({PENDING, CREATING}),
+    PENDING: frozenset({AUTHORIZING, CREATING, SETUP_FAILED}),
+    AUTHORIZING: frozenset({PENDING, CREATING, SETUP_FAILED}),
+    CREATING: frozenset({CONNECTED, SETUP_FAILED}),
+    CONNECTED: frozenset({BROKEN, SETUP_FAILED}),
+    SETUP_FAILED: frozenset({AUTHORIZING, CREATING, CONNECTED, BROKEN}),
+    BROKEN: frozenset({CONNECTED, SETUP_FAILED}),
+    PAUSED: frozenset({CONNECTED, BROKEN, SETUP_FAILED}),
+    DELETED: frozenset(),
+}
+
+#: Outbound event per target state (states without an entry emit nothing).
+EVENT_FOR_STATE: dict[str, str] = {
+    CONNECTED: "connection.connected",
+    SETUP_FAILED: "connection.setup_failed",
+    BROKEN: "connection.broken",
+    PAUSED: "connection.paused",
+    DELETED: "connection.deleted",
+}
+
+
+def can_transition(current: str | None, new_state: str) -> bool:
+    if current == DELETED:
+        return False
+    if new_state in (PAUSED, DELETED) and current is not None:
+        return True
+    return new_state in ALLOWED.get(current, frozenset())
+
+
+async def transition(
+    session: AsyncSession,
+    connection: Connection,
+    new_state: str,
+    *,
+    reason: str,
+    emit: bool = True,
+) -> bool:
+    """Move ``connection`` to ``new_state``; record it and emit its event (flush only).
+
+    Returns False (and records nothing) when the connection is already in ``new_state``.
+    An impossible move raises ``Conflict`` (``invalid_transition``).
+    """
+    current = connection.state
+    if current == new_state:
+        if reason and connection.state_reason != reason[:200]:
+            connection.state_reason = reason[:200]
+            connection.updated_at = utcnow()
+        return False
+    if new_state not in STATES:
+        raise ValueError(f"unknown connection state {new_state!r}")
+    if not can_transition(current, new_state):
+        raise Conflict(
+            f"A connection cannot go from '{current}' to '{new_state}'",
+            code="invalid_transition",
+        )
+    now = utcnow()
+    connection.state = new_state
+    connection.state_reason = reason[:200]
+    connection.updated_at = now
+    if new_state == PAUSED:
+        connection.paused = True
+    elif new_state == DELETED:
+        connection.deleted_at = now
+    session.add(
+        ConnectionTransition(
+            connection_id=connection.id,
+            from_state=current,
+            to_state=new_state,
+            reason=reason[:200],
+            created_at=now,
+        )
+    )
+    await session.flush()
+    if emit:
+        kind = EVENT_FOR_STATE.get(new_state)
+        if new_state == CONNECTED and current == PAUSED:
+            kind = "connection.resumed"
+        if kind is not None:
+            await _emit(session, connection, kind, from_state=current)
+    return True
+
+
+async def _emit(
+    session: AsyncSession, connection: Connection, kind: str, *, from_state: str | None
+) -> None:
+    from app.events.outbox import emit
+
+    external_id = await session.scalar(
+        select(EndUser.external_id).where(EndUser.id == connection.end_user_id)
+    )
+    await emit(
+        session,
+        kind=kind,
+        data={
+            "connection_id": connection.id,
+            "service": connection.service,
+            "state": connection.state,
+            "previous_state": from_state,
+            "reason": connection.state_reason,
+            "fivetran_connection_id": connection.fivetran_connection_id,
+        },
+        connection_id=connection.id,
+        end_user_external_id=external_id,
+    )
+
+
+async def emit_event(session: AsyncSession, connection: Connection, kind: str) -> None:
+    """Emit a lifecycle event that is not a state change (``connection.created``)."""
+    await _emit(session, connection, kind, from_state=connection.state)
