@@ -69,6 +69,17 @@ class FivetranSettings(BaseModel):
     webhook_secret: SecretStr | None = Field(
         None, description="Secret of the Fivetran webhook (X-Fivetran-Signature-256)."
     )
+    sandbox_key: str = Field(
+        "sandbox_key",
+        description="API key the embedded Fivetran simulator accepts (sandbox mode; the client "
+        "uses it when api_key is unset).",
+    )
+    sandbox_secret: SecretStr = Field(
+        SecretStr("sandbox_secret"), description="API secret the embedded simulator accepts."
+    )
+    budget_redis_prefix: str = Field(
+        "pbf:fivetran:budget", description="Redis key prefix of the shared request budget."
+    )
 
 
 class VaultSettings(BaseModel):

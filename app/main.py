@@ -100,6 +100,9 @@ def _include_routers(app: FastAPI, sandbox: bool) -> None:
 def _mount_sandbox(app: FastAPI) -> None:
     """Sandbox counterparts (simulated; never in production mode)."""
     # Mounted by the sandbox packages: /sandbox/fivetran and /sandbox/oauth.
+    from app.sandbox.fivetran import mount_fivetran_simulator
+
+    mount_fivetran_simulator(app)
 
 
 async def _startup(
@@ -133,6 +136,9 @@ async def _startup(
     app.state.outbound_transport = transport
 
     # Domain components start here (vault keys, Fivetran client, workers), one call each.
+    from app.fivetran.startup import start_fivetran
+
+    stack.push_async_callback(start_fivetran(app, settings).aclose)
     from app.vault.startup import start_vault
 
     await start_vault(app, settings)

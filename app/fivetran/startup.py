@@ -1,0 +1,58 @@
+"""Builds ``app.state.fivetran`` in the lifespan."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from app.config import Settings
+from app.fivetran.budget import LocalTokenBucket, RedisWindowBudget, RequestBudget
+from app.fivetran.client import FivetranClient
+
+log = logging.getLogger("pbf.fivetran")
+
+
+def build_budget(settings: Settings, **kw: Any) -> RequestBudget:
+    """Redis-backed (shared by replicas) when ``redis_url`` is set, else in-process."""
+    cfg = settings.fivetran
+    if settings.redis_url:
+        from redis.asyncio import Redis
+
+        redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        return RedisWindowBudget(
+            redis,
+            cfg.hourly_request_budget,
+            prefix=cfg.budget_redis_prefix,
+            max_wait=cfg.max_retry_after_seconds,
+            **kw,
+        )
+    return LocalTokenBucket(cfg.hourly_request_budget, max_wait=cfg.max_retry_after_seconds, **kw)
+
+
+def credentials(settings: Settings) -> tuple[str, str]:
+    """API key and secret: configured ones, else (sandbox mode) the simulator's."""
+    cfg = settings.fivetran
+    if cfg.api_key is not None and cfg.api_secret is not None:
+        return cfg.api_key.get_secret_value(), cfg.api_secret.get_secret_value()
+    return cfg.sandbox_key, cfg.sandbox_secret.get_secret_value()
+
+
+def start_fivetran(app: Any, settings: Settings) -> FivetranClient:
+    """Create the Fivetran client on ``app.state.http`` and store it as ``app.state.fivetran``.
+
+    Returns it so the lifespan can register ``client.aclose`` (closes the Redis budget).
+    """
+    key, secret = credentials(settings)
+    cfg = settings.fivetran
+    client = FivetranClient(
+        app.state.http,
+        base_url=settings.fivetran_base_url,
+        api_key=key,
+        api_secret=secret,
+        timeout=cfg.timeout_seconds,
+        max_retries=cfg.max_retries,
+        max_retry_after=cfg.max_retry_after_seconds,
+        budget=build_budget(settings),
+    )
+    app.state.fivetran = client
+    return client

@@ -1,0 +1,160 @@
+"""Setup tests of the Fivetran simulator (simulation).
+
+* Services with an ``auth`` block (OAuth sources): "Validate Login" introspects the handed-over
+  ``refresh_token`` (else ``access_token``) at the sandbox OAuth server through a
+  :data:`TokenChecker`; an inactive, revoked or unknown token fails the test.
+* Credential sources (no ``auth`` block): "Validate Credentials" passes unless a config value
+  equals the literal string ``"invalid"`` (documented sandbox convention), which fails it
+  naming the field.
+* SSH tunnels (``networking_method: SshTunnel`` or a ``config.tunnel_host``): an "SSH Tunnel"
+  test first fails with the host's fingerprint in ``details`` (``{"hash", "public_key"}``)
+  until that fingerprint is approved (``POST …/fingerprints``) or ``trust_fingerprints`` is
+  true (which approves it). Later tests are then ``SKIPPED``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from app.fivetran.index import get_service
+from app.sandbox.fivetran.state import SimState, now_iso, ssh_fingerprint, ssh_rsa_public_key
+
+# (service, token) -> active?
+TokenChecker = Callable[[str, str], Awaitable[bool]]
+INVALID = "invalid"
+
+
+def _find_invalid(value: Any, path: str) -> str | None:
+    if isinstance(value, str) and value == INVALID:
+        return path
+    if isinstance(value, dict):
+        for k, v in value.items():
+            hit = _find_invalid(v, f"{path}.{k}")
+            if hit:
+                return hit
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            hit = _find_invalid(v, f"{path}[{i}]")
+            if hit:
+                return hit
+    return None
+
+
+def _test(title: str, status: str, message: str = "", details: Any = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"title": title, "status": status, "message": message}
+    if details is not None:
+        out["details"] = details
+    return out
+
+
+def uses_ssh_tunnel(connection: dict[str, Any]) -> bool:
+    cfg = connection.get("config") or {}
+    return connection.get("networking_method") == "SshTunnel" or bool(cfg.get("tunnel_host"))
+
+
+async def run_setup_tests(
+    state: SimState,
+    connection: dict[str, Any],
+    *,
+    checker: TokenChecker,
+    trust_fingerprints: bool = False,
+    trust_certificates: bool = False,
+) -> list[dict[str, Any]]:
+    """Run the tests for ``connection`` (mutating fingerprints when trusted); returns them."""
+    tests: list[dict[str, Any]] = []
+    conn_id = connection["id"]
+    cfg = connection.get("config") or {}
+    if uses_ssh_tunnel(connection):
+        host = str(cfg.get("tunnel_host") or cfg.get("host") or "tunnel")
+        public_key = ssh_rsa_public_key(f"tunnel:{host}")
+        fp = ssh_fingerprint(public_key)
+        approved = state.fingerprints.setdefault(conn_id, {})
+        if trust_fingerprints and fp not in approved:
+            approved[fp] = {
+                "id": fp,
+                "hash": fp,
+                "public_key": public_key,
+                "validated_by": "sandbox_user",
+                "validated_date": now_iso(),
+            }
+        if fp in approved:
+            tests.append(_test("SSH Tunnel", "PASSED"))
+        else:
+            tests.append(
+                _test(
+                    "SSH Tunnel",
+                    "FAILED",
+                    f"The SSH fingerprint of {host} is not trusted: approve it "
+                    "(POST /v1/connections/{id}/fingerprints) or retry with "
+                    "trust_fingerprints=true.",
+                    {"hash": fp, "public_key": public_key},
+                )
+            )
+            tests.append(_test("Validate Credentials", "SKIPPED", "Skipped: SSH Tunnel failed"))
+            return tests
+
+    spec = get_service(connection["service"])
+    auth = state.auth.get(conn_id)
+    if spec is not None and spec.auth_tree is not None and (auth or not _has_secret(cfg, spec)):
+        token = None
+        for name in ("refresh_token", "access_token", "user_access_token"):
+            if auth and isinstance(auth.get(name), str) and auth[name]:
+                token = auth[name]
+                break
+        if token is None:
+            tests.append(
+                _test(
+                    "Validate Login",
+                    "FAILED",
+                    "Not authorized: hand over the OAuth tokens in the auth block "
+                    "(or authorize in the dashboard).",
+                )
+            )
+            return tests
+        try:
+            active = await checker(connection["service"], token)
+        except Exception as exc:
+            tests.append(
+                _test(
+                    "Validate Login",
+                    "FAILED",
+                    f"Could not verify the token at the authorization server "
+                    f"({type(exc).__name__}).",
+                )
+            )
+            return tests
+        if active:
+            tests.append(_test("Validate Login", "PASSED"))
+        else:
+            tests.append(
+                _test(
+                    "Validate Login",
+                    "FAILED",
+                    "Invalid credentials: the token is expired, revoked or unknown. "
+                    "Re-authorize the connection.",
+                )
+            )
+        return tests
+
+    bad = _find_invalid(cfg, "config")
+    if bad:
+        tests.append(
+            _test("Validate Credentials", "FAILED", f"Invalid credentials: check the value of '{bad}'.")
+        )
+    else:
+        tests.append(_test("Validate Credentials", "PASSED"))
+    return tests
+
+
+def _has_secret(cfg: dict[str, Any], spec: Any) -> bool:
+    return any(
+        spec.config_fields.get(k) is not None and spec.config_fields[k].secret and v
+        for k, v in cfg.items()
+    )
+
+
+def passed(tests: list[dict[str, Any]]) -> bool:
+    return all(t["status"] in ("PASSED", "SKIPPED", "WARNING") for t in tests) and any(
+        t["status"] == "PASSED" for t in tests
+    )
