@@ -93,6 +93,9 @@ def _include_routers(app: FastAPI, sandbox: bool) -> None:
     app.include_router(ops.router)
     app.include_router(callers_router)
     # Domain routers are added here, one line each.
+    from app.events.router import router as events_router
+
+    app.include_router(events_router)
     if sandbox:
         _mount_sandbox(app)
 
@@ -142,3 +145,6 @@ async def _startup(
     from app.vault.startup import start_vault
 
     await start_vault(app, settings)
+    from app.events.startup import start_events
+
+    await start_events(app, settings, stack)

@@ -81,7 +81,10 @@ class EventDelivery(Base):
     #: The connection id, or the event id for events not about a connection.
     ordering_key: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default=DELIVERY_PENDING)
+    #: Attempts ever made (numbers the attempt rows); never reset.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: Attempts since the delivery was (re)queued; ``max_attempts`` applies to this count.
+    round_attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     leased_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     lease_owner: Mapped[str | None] = mapped_column(String(80), default=None)
@@ -126,3 +129,18 @@ class FivetranWebhookReceipt(Base):
     connection_id: Mapped[str | None] = mapped_column(String(40), default=None)
     outcome: Mapped[str] = mapped_column(String(32))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ConnectionFreshness(Base):
+    """When we last learned a connection's state from Fivetran (webhook or reconciliation)."""
+
+    __tablename__ = "connection_freshness"
+
+    connection_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: ``webhook`` or ``reconcile``.
+    source: Mapped[str] = mapped_column(String(16))
+    last_reconciled_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime, default=None, index=True
+    )
+    last_error: Mapped[str | None] = mapped_column(String(200), default=None)

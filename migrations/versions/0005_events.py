@@ -1,4 +1,4 @@
-"""events: outbox, deliveries, delivery attempts, Fivetran webhook receipts
+"""events: outbox, deliveries, delivery attempts, Fivetran webhook receipts, freshness
 
 Revision ID: 0005
 Revises: 0001
@@ -49,6 +49,7 @@ def upgrade() -> None:
         sa.Column("ordering_key", sa.String(length=64), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("round_attempts", sa.Integer(), nullable=False),
         sa.Column("next_attempt_at", app.db.UTCDateTime(), nullable=False),
         sa.Column("leased_until", app.db.UTCDateTime(), nullable=True),
         sa.Column("lease_owner", sa.String(length=80), nullable=True),
@@ -116,8 +117,27 @@ def upgrade() -> None:
         sa.UniqueConstraint("dedupe_key", name=op.f("uq_fivetran_webhook_receipts_dedupe_key")),
     )
 
+    op.create_table(
+        "connection_freshness",
+        sa.Column("connection_id", sa.String(length=40), nullable=False),
+        sa.Column("last_seen_at", app.db.UTCDateTime(), nullable=False),
+        sa.Column("source", sa.String(length=16), nullable=False),
+        sa.Column("last_reconciled_at", app.db.UTCDateTime(), nullable=True),
+        sa.Column("last_error", sa.String(length=200), nullable=True),
+        sa.PrimaryKeyConstraint("connection_id", name=op.f("pk_connection_freshness")),
+    )
+    op.create_index(
+        op.f("ix_connection_freshness_last_reconciled_at"),
+        "connection_freshness",
+        ["last_reconciled_at"],
+    )
+
 
 def downgrade() -> None:
+    op.drop_index(
+        op.f("ix_connection_freshness_last_reconciled_at"), table_name="connection_freshness"
+    )
+    op.drop_table("connection_freshness")
     op.drop_table("fivetran_webhook_receipts")
     op.drop_table("event_delivery_attempts")
     op.drop_index("ix_event_deliveries_endpoint_ordering", table_name="event_deliveries")

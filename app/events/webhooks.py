@@ -1,0 +1,300 @@
+"""Inbound Fivetran webhooks: verify, dedupe, map onto our connection state.
+
+Security: the request carries no API key; it is authenticated by ``X-Fivetran-Signature-256``
+(hex HMAC-SHA256 of the raw body with the webhook secret, compared case-insensitively in
+constant time). A missing or wrong signature is a 401 and nothing is written.
+
+Idempotency: every accepted webhook leaves a ``fivetran_webhook_receipts`` row under a unique
+``dedupe_key`` — for sync events ``sha256(event|connector|sync_id|status)``, for the others
+``sha256(raw body)``. The receipt is inserted *before* the state change, in the same
+transaction, so a concurrent duplicate waits on the unique index and then is acknowledged
+as a duplicate without effect.
+
+Mapping (through onboarding's ``states.transition``, which records and emits):
+
+* ``sync_start`` → ``sync_state=syncing``.
+* ``sync_end`` → ``sync_state=scheduled`` (``rescheduled`` for ``RESCHEDULED``);
+  ``SUCCESSFUL`` advances ``last_sync_succeeded_at`` and emits ``connection.sync_succeeded``;
+  ``FAILED``/``FAILURE_WITH_TASK`` advance ``last_sync_failed_at`` and emit
+  ``connection.sync_failed``. A timestamp never moves backwards (late deliveries).
+* ``connection_failure`` → ``setup_state=broken``; ``connected``/``setup_failed`` → ``broken``.
+* ``connection_successful`` → ``setup_state=connected``; ``broken``/``setup_failed``/
+  ``creating`` → ``connected``.
+* ``pause_connector`` → ``paused``; ``resume_connector`` → ``connected`` (or ``broken``).
+* ``delete_connector`` → ``deleted``.
+
+Unknown connections (e.g. Fivetran's test webhook for ``_connection_1``) are acknowledged
+and logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.db import new_id, utcnow
+from app.errors import BadRequest, Conflict, Unauthorized
+from app.events.freshness import mark_fresh
+from app.events.models import FivetranWebhookReceipt
+from app.events.outbox import emit
+from app.events.signing import verify_fivetran_signature
+
+log = logging.getLogger("pbf.events.webhooks")
+
+SIGNATURE_HEADER = "X-Fivetran-Signature-256"
+#: Secret the sandbox uses when ``PBF_FIVETRAN__WEBHOOK_SECRET`` is unset (sandbox mode only).
+SANDBOX_WEBHOOK_SECRET = "sandbox_webhook_secret"  # noqa: S105 - public sandbox value
+
+_SUCCESS = {"SUCCESSFUL"}
+_FAILURE = {"FAILED", "FAILURE_WITH_TASK"}
+
+
+def webhook_secret(settings: Settings) -> str | None:
+    """The secret Fivetran signs with: configured, or in sandbox mode the simulator's."""
+    if settings.fivetran.webhook_secret is not None:
+        return settings.fivetran.webhook_secret.get_secret_value()
+    if settings.is_sandbox:
+        sandbox = getattr(settings.fivetran, "sandbox_webhook_secret", None)
+        if sandbox is not None:
+            return str(sandbox.get_secret_value() if hasattr(sandbox, "get_secret_value") else sandbox)
+        return SANDBOX_WEBHOOK_SECRET
+    return None
+
+
+def _dedupe_key(payload: dict[str, Any], body: bytes) -> str:
+    sync_id = payload.get("sync_id")
+    if sync_id:
+        status = (payload.get("data") or {}).get("status") if isinstance(payload.get("data"), dict) else None
+        material = "|".join(
+            str(x)
+            for x in ("sync", payload.get("event"), _connector_id(payload), sync_id, status)
+        )
+        return hashlib.sha256(material.encode()).hexdigest()
+    return hashlib.sha256(body).hexdigest()
+
+
+def _connector_id(payload: dict[str, Any]) -> str | None:
+    value = payload.get("connector_id") or payload.get("connection_id")
+    return str(value) if value else None
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return None
+    return parsed
+
+
+async def receive_fivetran_webhook(
+    session: AsyncSession,
+    app_state: Any,
+    *,
+    settings: Settings,
+    body: bytes,
+    signature: str | None,
+) -> dict[str, Any]:
+    """Verify and apply one webhook; returns ``{status, outcome}`` for the 200 response."""
+    secret = webhook_secret(settings)
+    if not signature:
+        raise Unauthorized(
+            f"Missing {SIGNATURE_HEADER}",
+            code="missing_signature",
+            headers={"WWW-Authenticate": "Signature"},
+        )
+    if secret is None or not verify_fivetran_signature(signature, body, secret):
+        raise Unauthorized(
+            "Invalid webhook signature",
+            code="invalid_signature",
+            headers={"WWW-Authenticate": "Signature"},
+        )
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequest("Webhook body is not JSON", code="invalid_webhook") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("event"), str):
+        raise BadRequest("Webhook body has no 'event'", code="invalid_webhook")
+
+    event: str = payload["event"]
+    connector_id = _connector_id(payload)
+    receipt = FivetranWebhookReceipt(
+        id=new_id("whr"),
+        dedupe_key=_dedupe_key(payload, body),
+        event=event[:64],
+        fivetran_connection_id=connector_id[:100] if connector_id else None,
+        sync_id=str(payload["sync_id"])[:100] if payload.get("sync_id") else None,
+        outcome="received",
+        received_at=utcnow(),
+    )
+    try:
+        async with session.begin_nested():
+            session.add(receipt)
+            await session.flush()
+    except IntegrityError:
+        log.info("duplicate fivetran webhook", extra={"event": event, "connector_id": connector_id})
+        return {"status": "duplicate", "outcome": "duplicate"}
+
+    outcome, connection_id = await _apply(session, app_state, event, payload, connector_id)
+    receipt.outcome = outcome
+    receipt.connection_id = connection_id
+    await session.flush()
+    log.info(
+        "fivetran webhook applied",
+        extra={
+            "event": event,
+            "connector_id": connector_id,
+            "connection_id": connection_id,
+            "outcome": outcome,
+        },
+    )
+    return {"status": "accepted", "outcome": outcome}
+
+
+async def _find_connection(session: AsyncSession, fivetran_id: str) -> Any:
+    from app.onboarding.connections import find_by_fivetran_id
+
+    return await find_by_fivetran_id(session, fivetran_id)
+
+
+async def _end_user_external_id(session: AsyncSession, connection: Any) -> str | None:
+    from app.onboarding.models import EndUser
+
+    return await session.scalar(
+        select(EndUser.external_id).where(EndUser.id == connection.end_user_id)
+    )
+
+
+async def _transition(session: AsyncSession, connection: Any, new_state: str, reason: str) -> str:
+    from app.onboarding import states
+
+    if connection.state == new_state:
+        return "unchanged"
+    if not states.can_transition(connection.state, new_state):
+        return f"ignored_from_{connection.state}"[:32]
+    try:
+        changed = await states.transition(session, connection, new_state, reason=reason)
+    except Conflict:
+        return f"ignored_from_{connection.state}"[:32]
+    return "applied" if changed else "unchanged"
+
+
+async def _apply(
+    session: AsyncSession,
+    app_state: Any,
+    event: str,
+    payload: dict[str, Any],
+    connector_id: str | None,
+) -> tuple[str, str | None]:
+    if not connector_id:
+        return "no_connector", None
+    connection = await _find_connection(session, connector_id)
+    if connection is None:
+        log.info(
+            "fivetran webhook for an unknown connection",
+            extra={"event": event, "connector_id": connector_id},
+        )
+        return "unknown_connection", None
+    if connection.state == "deleted" or connection.deleted_at is not None:
+        return "connection_deleted", connection.id
+    now = utcnow()
+    data = payload.get("data") if isinstance(payload.get("data"), dict) else {}
+    created = _parse_time(payload.get("created")) or now
+    outcome = "ignored"
+
+    if event == "sync_start":
+        connection.sync_state = "syncing"
+        connection.updated_at = now
+        outcome = "applied"
+    elif event == "sync_end":
+        outcome = await _sync_end(session, connection, data, created, payload, now)
+    elif event == "connection_failure":
+        connection.setup_state = "broken"
+        connection.updated_at = now
+        if connection.state in ("connected", "setup_failed"):
+            outcome = await _transition(
+                session, connection, "broken", "fivetran reported connection_failure"
+            )
+        else:
+            outcome = "applied"
+    elif event == "connection_successful":
+        connection.setup_state = "connected"
+        connection.updated_at = now
+        if connection.state in ("broken", "setup_failed", "creating"):
+            outcome = await _transition(
+                session, connection, "connected", "fivetran reported connection_successful"
+            )
+        else:
+            outcome = "applied"
+    elif event == "pause_connector":
+        outcome = await _transition(session, connection, "paused", "paused at fivetran")
+        connection.paused = True
+    elif event == "resume_connector":
+        if connection.state == "paused":
+            target = "broken" if connection.setup_state == "broken" else "connected"
+            outcome = await _transition(session, connection, target, "resumed at fivetran")
+        else:
+            outcome = "unchanged"
+        connection.paused = False
+        connection.updated_at = now
+    elif event == "delete_connector":
+        outcome = await _transition(session, connection, "deleted", "deleted at fivetran")
+    await mark_fresh(session, connection.id, now=now, source="webhook")
+    await session.flush()
+    return outcome, connection.id
+
+
+async def _sync_end(
+    session: AsyncSession,
+    connection: Any,
+    data: dict[str, Any],
+    created: datetime,
+    payload: dict[str, Any],
+    now: datetime,
+) -> str:
+    status = str(data.get("status") or "").upper()
+    connection.updated_at = now
+    if status == "RESCHEDULED":
+        connection.sync_state = "rescheduled"
+        return "applied"
+    connection.sync_state = "paused" if connection.paused else "scheduled"
+    if status in _SUCCESS:
+        field, kind = "last_sync_succeeded_at", "connection.sync_succeeded"
+    elif status in _FAILURE:
+        field, kind = "last_sync_failed_at", "connection.sync_failed"
+    else:
+        return "ignored_status"
+    previous = getattr(connection, field)
+    if previous is not None and previous >= created:
+        return "stale"
+    setattr(connection, field, created)
+    event_data: dict[str, Any] = {
+        "connection_id": connection.id,
+        "service": connection.service,
+        "state": connection.state,
+        "fivetran_connection_id": connection.fivetran_connection_id,
+        "sync_id": payload.get("sync_id"),
+        "status": status,
+        field: created,
+    }
+    if kind == "connection.sync_failed":
+        event_data["reason"] = str(data.get("reason"))[:500] if data.get("reason") else None
+    await emit(
+        session,
+        kind=kind,
+        data=event_data,
+        connection_id=connection.id,
+        end_user_external_id=await _end_user_external_id(session, connection),
+    )
+    return "applied"

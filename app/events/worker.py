@@ -1,0 +1,202 @@
+"""The events worker: delivery loop and reconciliation loop.
+
+Runs inside the API process (``EventsSettings.run_worker_in_api``, started by
+:mod:`app.events.startup`) or alone as ``pbf-headless worker``; several workers share the work
+on PostgreSQL. Tests disable the background loop and drive :meth:`EventsWorker.run_once`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.config import Settings
+from app.db import utcnow
+from app.events import delivery
+from app.events.endpoints import Endpoint, configured_endpoints
+
+log = logging.getLogger("pbf.events.worker")
+
+_SEND_CONCURRENCY = 10
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+@dataclass
+class RunStats:
+    """What one iteration did."""
+
+    fanned_out: int = 0
+    claimed: int = 0
+    delivered: int = 0
+    retrying: int = 0
+    dead: int = 0
+    lost: int = 0
+    reconciled: int = 0
+    outcomes: list[tuple[str, str | None]] = field(default_factory=list)
+
+
+class EventsWorker:
+    """Delivers the outbox and reconciles stale connections.
+
+    ``now`` is injectable so tests can move time forward (backoff, lease expiry) without
+    sleeping; ``app_state`` is what N's ``refresh_from_fivetran`` needs (``fivetran``, …).
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        http: httpx.AsyncClient,
+        app_state: Any = None,
+        worker_id: str | None = None,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.sessionmaker = sessionmaker
+        self.http = http
+        self.app_state = app_state
+        self.worker_id = worker_id or default_worker_id()
+        self.now = now
+        self.endpoints: dict[str, Endpoint] = configured_endpoints(settings)
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._last_reconcile: datetime | None = None
+
+    # -- one iteration -------------------------------------------------------------------
+
+    async def run_deliveries_once(self) -> RunStats:
+        """Fan out new events, lease eligible deliveries, send them, record outcomes."""
+        cfg = self.settings.events
+        stats = RunStats()
+        async with self.sessionmaker() as session, session.begin():
+            stats.fanned_out = await delivery.fan_out(session, self.endpoints, now=self.now())
+        async with self.sessionmaker() as session, session.begin():
+            items = await delivery.claim(
+                session,
+                worker_id=self.worker_id,
+                endpoint_ids=sorted(self.endpoints),
+                now=self.now(),
+                lease_seconds=cfg.lease_seconds,
+                limit=cfg.batch_size,
+            )
+        stats.claimed = len(items)
+        if not items:
+            return stats
+        gate = asyncio.Semaphore(_SEND_CONCURRENCY)
+
+        async def deliver(item: delivery.Claimed) -> None:
+            endpoint = self.endpoints[item.endpoint_id]
+            async with gate:
+                outcome = await delivery.send(
+                    self.http, endpoint, item, timeout=cfg.delivery_timeout_seconds
+                )
+            async with self.sessionmaker() as session, session.begin():
+                status = await delivery.finish(
+                    session,
+                    item,
+                    outcome,
+                    worker_id=self.worker_id,
+                    now=self.now(),
+                    max_attempts=cfg.max_attempts,
+                    backoff_base=cfg.backoff_base_seconds,
+                    backoff_max=cfg.backoff_max_seconds,
+                )
+            stats.outcomes.append((item.delivery_id, status))
+            if status is None:
+                stats.lost += 1
+            elif status == "delivered":
+                stats.delivered += 1
+            elif status == "dead":
+                stats.dead += 1
+            else:
+                stats.retrying += 1
+
+        await asyncio.gather(*(deliver(item) for item in items))
+        return stats
+
+    async def reconcile_once(self) -> int:
+        """One reconciliation pass (bounded by the request budget); returns connections done."""
+        from app.events.reconcile import reconcile
+
+        self._last_reconcile = self.now()
+        return await reconcile(
+            self.sessionmaker, self.app_state, settings=self.settings, now=self.now
+        )
+
+    async def run_once(self, *, reconcile: bool | None = None) -> RunStats:
+        """One iteration: deliveries, then reconciliation when due (or when forced)."""
+        stats = await self.run_deliveries_once()
+        due = reconcile
+        if due is None:
+            interval = self.settings.events.reconcile_interval_seconds
+            due = (
+                self._last_reconcile is None
+                or (self.now() - self._last_reconcile).total_seconds() >= interval
+            )
+        if due and self.app_state is not None:
+            try:
+                stats.reconciled = await self.reconcile_once()
+            except Exception as exc:  # the delivery loop must survive a reconcile failure
+                log.error("reconciliation failed", extra={"error_type": type(exc).__name__})
+        return stats
+
+    async def run_until_idle(self, *, max_rounds: int = 100) -> list[RunStats]:
+        """Deliver until nothing is claimable now (tests, ``worker --once``)."""
+        rounds: list[RunStats] = []
+        for _ in range(max_rounds):
+            stats = await self.run_deliveries_once()
+            rounds.append(stats)
+            if stats.claimed == 0 and stats.fanned_out == 0:
+                break
+        return rounds
+
+    # -- background loop -----------------------------------------------------------------
+
+    async def run_forever(self) -> None:
+        poll = self.settings.events.poll_interval_seconds
+        while not self._stopping.is_set():
+            busy = False
+            try:
+                stats = await self.run_once()
+                busy = stats.claimed > 0 or stats.fanned_out > 0
+            except Exception as exc:
+                log.error("events worker iteration failed", extra={"error_type": type(exc).__name__})
+            if busy:
+                await asyncio.sleep(0)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=poll)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._stopping.clear()
+            # The first reconciliation waits one interval: a (re)starting process does not
+            # spend Fivetran requests before it serves anything.
+            self._last_reconcile = self.now()
+            self._task = asyncio.create_task(self.run_forever(), name="pbf-events-worker")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        task, self._task = self._task, None
+        if task is not None:
+            try:
+                await asyncio.wait_for(task, timeout=15)
+            except TimeoutError:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
