@@ -1,0 +1,222 @@
+"""Build the provider registry from the shipped catalog and the operator configuration.
+
+``start_providers(app, settings)`` runs in the lifespan and sets ``app.state.providers``;
+``build_registry(settings)`` does the pure work (no I/O beyond reading the packaged catalog
+and configured secret/provider files) and raises
+:class:`~app.providers.errors.ProviderConfigError` listing every problem at once.
+
+Sandbox mode: every provider without an operator-configured app points at the embedded
+sandbox authorization server (``{public_base_url}/sandbox/oauth/{key}/…``) with generated
+credentials (client id ``sandbox-<key>``; a secret containing ``+``, ``%`` and ``:``).
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from fastapi import FastAPI
+from pydantic import ValidationError
+
+from app.config import OAuthAppSettings, Settings
+from app.providers.errors import ProviderConfigError
+from app.providers.registry import (
+    SANDBOX_PATH,
+    AppConfig,
+    Provider,
+    ProviderRegistry,
+    sandbox_client_id,
+    sandbox_client_secret,
+)
+from app.providers.spec import ProviderSpec
+from app.providers.validation import check_issuers, check_spec
+from app.vault.secret import Secret
+
+log = logging.getLogger("pbf.providers")
+
+
+def load_catalog_data() -> dict[str, Any]:
+    """The raw shipped catalog (``app/providers/catalog.yaml``, packaged with the wheel)."""
+    text = resources.files("app.providers").joinpath("catalog.yaml").read_text("utf-8")
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise ProviderConfigError(["catalog.yaml must be a mapping of provider key → entry"])
+    return data
+
+
+def _parse(
+    origin: str, raw: dict[str, Any], problems: list[str]
+) -> dict[str, ProviderSpec]:
+    specs: dict[str, ProviderSpec] = {}
+    for key, entry in raw.items():
+        if not isinstance(entry, dict):
+            problems.append(f"{origin} provider {key!r}: entry must be a mapping")
+            continue
+        try:
+            specs[str(key)] = ProviderSpec.model_validate(entry)
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = ".".join(str(p) for p in err["loc"]) or "(entry)"
+                problems.append(f"{origin} provider {key!r}: {loc}: {err['msg']}")
+    return specs
+
+
+def _known_services() -> set[str] | None:
+    try:
+        from app.fivetran.index import all_services
+    except ImportError:  # pragma: no cover - the Fivetran package ships with the service
+        return None
+    services = set(all_services())
+    return services or None
+
+
+def _custom_provider_data(settings: Settings, problems: list[str]) -> dict[str, Any]:
+    raw: dict[str, Any] = dict(settings.oauth.providers)
+    path = settings.oauth.providers_file
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text("utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            problems.append(f"PBF_OAUTH__PROVIDERS_FILE {path}: cannot be read ({exc})")
+            loaded = {}
+        if not isinstance(loaded, dict):
+            problems.append(f"PBF_OAUTH__PROVIDERS_FILE {path}: must be a mapping")
+            loaded = {}
+        for key, entry in loaded.items():
+            if key in raw:
+                problems.append(f"custom provider {key!r} is defined twice (env and file)")
+            raw[key] = entry
+    return raw
+
+
+def _client_secret(key: str, app: OAuthAppSettings, problems: list[str]) -> Secret | None:
+    env = f"PBF_OAUTH__APPS__{key.upper()}"
+    if app.client_secret_file is not None:
+        try:
+            value = Path(app.client_secret_file).read_text("utf-8").strip()
+        except OSError:
+            problems.append(f"{env}__CLIENT_SECRET_FILE {app.client_secret_file}: cannot be read")
+            return None
+        if not value:
+            problems.append(f"{env}__CLIENT_SECRET_FILE {app.client_secret_file}: is empty")
+            return None
+        return Secret(value)
+    if app.client_secret is not None and app.client_secret.get_secret_value():
+        return Secret(app.client_secret.get_secret_value())
+    problems.append(f"{env}__CLIENT_SECRET (or __CLIENT_SECRET_FILE) is not set")
+    return None
+
+
+def _apply_overrides(spec: ProviderSpec, app: OAuthAppSettings) -> ProviderSpec:
+    update = {
+        name: getattr(app, name)
+        for name in ("issuer", "authorization_url", "token_url", "revocation_url", "scopes")
+        if getattr(app, name) is not None
+    }
+    return spec.model_copy(update=update) if update else spec
+
+
+def sandbox_spec(key: str, spec: ProviderSpec, public_base_url: str) -> ProviderSpec:
+    """The same provider, pointed at the embedded sandbox authorization server."""
+    base = f"{public_base_url.rstrip('/')}{SANDBOX_PATH}/{key}"
+    authorize = f"{base}/authorize"
+    query = spec.sandbox.get("authorize_query")
+    if isinstance(query, str) and query:
+        authorize = f"{authorize}?{query}"
+    return spec.model_copy(
+        update={
+            "issuer": base,
+            "authorization_url": authorize,
+            "token_url": f"{base}/token",
+            "revocation_url": f"{base}/revoke",
+            "introspection_url": f"{base}/introspect",
+            "authorization_response_iss": True,
+        }
+    )
+
+
+def build_registry(settings: Settings) -> ProviderRegistry:
+    """Catalog + configuration → validated :class:`ProviderRegistry` (or every problem)."""
+    problems: list[str] = []
+    catalog = _parse("catalog", load_catalog_data(), problems)
+    custom = _parse("custom", _custom_provider_data(settings, problems), problems)
+    for key in custom:
+        if key in catalog:
+            problems.append(
+                f"custom provider {key!r} clashes with the catalog provider of that name; "
+                f"use PBF_OAUTH__APPS__{key.upper()}__* overrides for catalog providers"
+            )
+    specs: dict[str, ProviderSpec] = {**catalog, **custom}
+    origins = {k: ("config" if k in custom else "catalog") for k in specs}
+
+    apps: dict[str, AppConfig] = {}
+    for key, app_settings in settings.oauth.apps.items():
+        if key not in specs:
+            problems.append(
+                f"PBF_OAUTH__APPS__{key.upper()}: there is no provider {key!r} "
+                "(neither in the catalog nor a custom provider)"
+            )
+            continue
+        if not app_settings.client_id:
+            problems.append(f"PBF_OAUTH__APPS__{key.upper()}__CLIENT_ID is not set")
+            continue
+        secret = _client_secret(key, app_settings, problems)
+        if secret is None:
+            continue
+        specs[key] = _apply_overrides(specs[key], app_settings)
+        apps[key] = AppConfig(
+            client_id=app_settings.client_id,
+            client_secret=secret,
+            extras={k: Secret(v.get_secret_value()) for k, v in app_settings.extras.items()},
+        )
+
+    sandboxed: set[str] = set()
+    if settings.is_sandbox:
+        for key in specs:
+            if key not in apps:
+                specs[key] = sandbox_spec(key, specs[key], settings.public_base_url)
+                apps[key] = AppConfig(
+                    client_id=sandbox_client_id(key),
+                    client_secret=Secret(sandbox_client_secret(key)),
+                    generated=True,
+                )
+                sandboxed.add(key)
+
+    allow_http = settings.is_sandbox or settings.oauth.allow_insecure_loopback
+    known = _known_services()
+    for key, spec in specs.items():
+        # Sandboxed providers point at our own in-process server (public_base_url).
+        problems.extend(
+            check_spec(
+                key,
+                spec,
+                allow_loopback_http=allow_http or key in sandboxed,
+                known_services=known,
+            )
+        )
+    problems.extend(check_issuers(specs))
+    if problems:
+        raise ProviderConfigError(problems)
+    providers = {
+        key: Provider(key=key, spec=spec, sandboxed=key in sandboxed, origin=origins[key])
+        for key, spec in specs.items()
+    }
+    return ProviderRegistry(providers, apps)
+
+
+async def start_providers(app: FastAPI, settings: Settings) -> ProviderRegistry:
+    """Lifespan hook: build and validate the registry, publish ``app.state.providers``."""
+    registry = build_registry(settings)
+    app.state.providers = registry
+    log.info(
+        "providers ready",
+        extra={
+            "providers": len(registry.all()),
+            "configured": len(registry.configured()),
+            "sandboxed": len(registry.sandboxed()),
+        },
+    )
+    return registry

@@ -1,0 +1,40 @@
+"""The result of a code exchange or refresh, with every secret wrapped.
+
+:class:`TokenResult` is what the connect flow stores in the vault and hands to onboarding:
+tokens are :class:`~app.vault.Secret` values (masked ``repr``; ``.reveal()`` to use them),
+the rest is non-secret metadata (issuer, client id, granted scope, ``instance_url`` …).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from app.vault.secret import Secret
+
+
+@dataclass(frozen=True, slots=True)
+class TokenResult:
+    """Validated token-endpoint answer (RFC 6749 §5.1, after provider quirks are undone)."""
+
+    provider_key: str
+    access_token: Secret | None
+    refresh_token: Secret | None
+    expires_at: datetime | None
+    granted_scope: str | None
+    issuer: str
+    client_id: str
+    metadata: dict[str, str] = field(default_factory=dict)
+    #: Scopes the provider is required to grant but did not (empty when all were granted).
+    missing_scopes: tuple[str, ...] = ()
+    #: After a refresh: True when the provider returned a new refresh token (rotation),
+    #: False when it returned none or the same one; None after a code exchange.
+    rotated: bool | None = None
+    token_type: str = "bearer"
+
+    def __repr__(self) -> str:  # never show token values, even masked ones in bulk
+        return (
+            f"TokenResult(provider_key={self.provider_key!r}, issuer={self.issuer!r}, "
+            f"has_refresh_token={self.refresh_token is not None}, "
+            f"expires_at={self.expires_at!r}, granted_scope={self.granted_scope!r})"
+        )
