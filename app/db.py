@@ -38,6 +38,7 @@ MODEL_MODULES: tuple[str, ...] = (
     "app.callers.models",
     "app.events.models",
     "app.onboarding.models",
+    "app.onboarding.connect.models",
     "app.vault.models",
 )
 

@@ -93,6 +93,9 @@ def _include_routers(app: FastAPI, sandbox: bool) -> None:
     app.include_router(ops.router)
     app.include_router(callers_router)
     # Domain routers are added here, one line each.
+    from app.onboarding.connect.router import router as connect_router
+
+    app.include_router(connect_router)
     from app.events.router import router as events_router
 
     app.include_router(events_router)

@@ -1,0 +1,156 @@
+"""Connect sessions (``/v1/connect-sessions``) and the browser leg (``/connect``, callback)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import Response
+
+from app.dependencies import ReadCaller, SessionDep, WriteCaller
+from app.onboarding.connect import pages, service
+from app.onboarding.connect.origins import check_request_origin
+from app.onboarding.connect.schemas import (
+    ConnectSessionCreate,
+    ConnectSessionCreated,
+    ConnectSessionOut,
+)
+
+router = APIRouter(tags=["connect sessions"])
+
+_PROBLEMS = {
+    404: {"description": "Unknown or foreign end-user, unknown source or session."},
+    409: {"description": "Idempotency-Key reused with a different body."},
+    422: {"description": "Invalid field; `field` names it (e.g. `return_to`, `config.shop`)."},
+}
+_BROWSER = {"description": "Static HTML page (never a redirect from request data)."}
+
+
+@router.post(
+    "/v1/connect-sessions",
+    status_code=201,
+    response_model=ConnectSessionCreated,
+    summary="Create a connect session (OAuth onboarding of one source)",
+    responses=_PROBLEMS,  # type: ignore[arg-type]
+)
+async def create_connect_session(
+    body: ConnectSessionCreate,
+    request: Request,
+    session: SessionDep,
+    caller: WriteCaller,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> Response | ConnectSessionCreated:
+    """Mint a single-use `connect_url` for the end-user's browser.
+
+    Send the browser there with a top-level form POST from an allow-listed origin, or a plain
+    link (it shows a confirmation page naming the end-user and the source). After consent the
+    browser comes back to `return_to` with `session_id`, `status` (`connected` | `error`) and
+    `connection_id` or an `error` code. With `connection_id` the session re-authorizes that
+    existing connection.
+    """
+    return await service.create_connect_session_idempotent(
+        session,
+        request.app.state,
+        caller=caller,
+        body=body,
+        idempotency_key=idempotency_key,
+    )
+
+
+@router.get(
+    "/v1/connect-sessions/{session_id}",
+    response_model=ConnectSessionOut,
+    summary="Read a connect session's outcome",
+    responses={404: {"description": "Unknown session (or outside the key's end-users)."}},
+)
+async def get_connect_session(
+    session_id: str, session: SessionDep, caller: ReadCaller
+) -> ConnectSessionOut:
+    """`pending | completed | failed | expired`, the connection and an error code, for
+    callers that poll instead of reading the redirect."""
+    row = await service.get_connect_session(session, caller=caller, session_id=session_id)
+    return service.session_out(row)
+
+
+@router.get(
+    "/connect/{token}",
+    summary="Browser: confirmation page before starting the OAuth flow",
+    response_class=Response,
+    responses={200: {"content": {"text/html": {}}}, 400: _BROWSER},
+)
+async def connect_confirmation(token: str, request: Request, session: SessionDep) -> Response:
+    """Shows which end-user and source are being connected; the button POSTs back here.
+    Nothing is consumed by this GET."""
+    info = await service.confirmation_for(session, request.app.state, token=token)
+    if info is None:
+        return pages.error_page("link_invalid")
+    return pages.confirmation_page(
+        action=f"/connect/{token}",
+        source=info.source,
+        end_user=info.end_user,
+        expires_at=info.expires_at,
+    )
+
+
+@router.post(
+    "/connect/{token}",
+    summary="Browser: start the OAuth flow (303 to the provider)",
+    status_code=303,
+    response_class=Response,
+    responses={
+        303: {"description": "To the provider's consent page."},
+        400: _BROWSER,
+        403: _BROWSER,
+    },
+)
+async def connect_start(token: str, request: Request, session: SessionDep) -> Response:
+    """Top-level form POST from an allow-listed `Origin`. Consumes the single-use start
+    token, sets the `__Host-oauth_flow` browser-binding cookie and redirects to the provider."""
+    if not check_request_origin(request.app.state.settings, request.headers.get("origin")):
+        return pages.error_page("origin_not_allowed", 403)
+    result = await service.start_flow(session, request.app.state, token=token)
+    return _browser_response(request, result)
+
+
+@router.get(
+    "/oauth/callback/{provider_key}",
+    summary="Browser: OAuth redirect target of a provider",
+    status_code=303,
+    response_class=Response,
+    responses={303: {"description": "To the stored return_to."}, 400: _BROWSER, 404: _BROWSER},
+)
+async def oauth_callback(provider_key: str, request: Request, session: SessionDep) -> Response:
+    """Verifies state, browser binding and `iss`, exchanges the code, stores the tokens
+    encrypted, creates or re-authorizes the connection, then `303` to `return_to`."""
+    result = await service.handle_callback(
+        session,
+        request.app.state,
+        provider_key=provider_key,
+        query=request.query_params.multi_items(),
+        binding_cookie=request.cookies.get(service.BINDING_COOKIE),
+    )
+    return _browser_response(request, result)
+
+
+def _browser_response(request: Request, result: service.BrowserResult) -> Response:
+    if result.page is not None:
+        response: Response = pages.error_page(result.page, result.status_code)
+    else:
+        assert result.location is not None
+        response = pages.see_other(result.location)
+    settings = request.app.state.settings
+    if result.set_binding_cookie is not None:
+        response.set_cookie(
+            service.BINDING_COOKIE,
+            result.set_binding_cookie,
+            max_age=settings.connect.flow_ttl_seconds,
+            path="/",
+            secure=True,
+            httponly=True,
+            samesite="lax",
+        )
+    elif result.clear_binding_cookie:
+        response.delete_cookie(
+            service.BINDING_COOKIE, path="/", secure=True, httponly=True, samesite="lax"
+        )
+    return response

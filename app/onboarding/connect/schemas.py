@@ -1,0 +1,57 @@
+"""API models of connect sessions (contract, ARCHITECTURE §3). No token ever appears here."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SessionStatus = Literal["pending", "completed", "failed", "expired"]
+
+
+class ConnectSessionCreate(BaseModel):
+    """Start onboarding one OAuth source for an end-user."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    end_user: str = Field(min_length=1, max_length=200, description="The end-user's external id.")
+    service: str = Field(
+        min_length=1, max_length=100, description="Fivetran service, e.g. `salesforce`."
+    )
+    return_to: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="Where the browser goes back after consent; its origin must be allow-listed.",
+    )
+    config: dict[str, Any] | None = Field(
+        None,
+        description="End-user inputs (e.g. `shop`, `subdomain`) and connection config.",
+    )
+    connection_id: str | None = Field(
+        None, max_length=40, description="Re-authorize this existing connection."
+    )
+
+
+class ConnectSessionCreated(BaseModel):
+    id: str
+    connect_url: str = Field(
+        description="Send the end-user's browser here (single use, short-lived)."
+    )
+    expires_at: datetime = Field(description="The connect_url must be opened before this.")
+    status: SessionStatus
+
+
+class ConnectSessionOut(BaseModel):
+    id: str
+    end_user: str
+    service: str
+    status: SessionStatus
+    connection_id: str | None = Field(
+        None, description="The connection this session creates or re-authorizes."
+    )
+    error: str | None = Field(None, description="Allow-listed error code when failed.")
+    reauthorization: bool
+    created_at: datetime
+    expires_at: datetime
+    completed_at: datetime | None = None

@@ -1,0 +1,987 @@
+"""Connect sessions and the OAuth browser flow (oauth-security.md R1–R24).
+
+Design in one screen:
+
+* A caller mints a **connect session** (``POST /v1/connect-sessions``). ``return_to`` is
+  validated here, once (R22); the connection is reserved through onboarding; the browser
+  gets a single-use start token (only its SHA-256 is stored) valid for at most 5 minutes.
+* The browser **starts** the flow with a top-level form POST to ``/connect/{token}`` from an
+  allow-listed ``Origin`` (or via our own confirmation page) — never a bare GET link (R4).
+  The start token is consumed atomically; a flow row is written with a hashed 256-bit
+  ``state`` (R1), a hashed browser-binding cookie (R3), the PKCE S256 verifier sealed in the
+  vault (R5), the issuer and endpoints pinned from configuration (R9), the exact redirect URI
+  built from ``public_base_url`` (R7) and an expiry of at most 10 minutes.
+* The **callback** consumes the state with one conditional ``UPDATE`` (R2; the row count
+  decides, on SQLite and PostgreSQL alike) and commits that at once, then checks the
+  provider path (R8), the binding cookie (R3) and ``iss`` (R9) before looking at ``error``
+  (R24) or ``code``. The code is exchanged once with the flow's verifier, redirect URI and
+  token endpoint (R11); the validated tokens are sealed in the vault and **committed before
+  any Fivetran call** (durable point "tokens stored"); onboarding then creates or
+  re-authorizes the Fivetran connection. The browser is sent ``303`` to the stored
+  ``return_to`` with only ``session_id``, ``status`` and ``connection_id`` or an allow-listed
+  ``error`` (R15). Unknown or foreign callbacks get a static page, never a redirect (R22).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.callers.service import Caller
+from app.db import new_id, utcnow
+from app.errors import AppError, Conflict, InvalidInput, NotFound, UpstreamError
+from app.onboarding.connect.models import ConnectSession, OAuthFlow, OAuthGrant
+from app.onboarding.connect.origins import validate_return_to, with_query
+from app.onboarding.connect.schemas import (
+    ConnectSessionCreate,
+    ConnectSessionCreated,
+    ConnectSessionOut,
+)
+from app.providers.errors import (
+    ALLOWED_ERROR_CODES,
+    CallbackVerificationError,
+    OAuthProviderError,
+)
+
+log = logging.getLogger("pbf.connect")
+
+BINDING_COOKIE = "__Host-oauth_flow"
+FLOW_OWNER = "oauth_flow"
+CONNECTION_OWNER = "connection"
+_CALLBACK_PARAMS = ("state", "code", "iss", "error", "error_description", "error_uri")
+
+#: Error codes a browser may be sent back with (on top of the provider allow-list).
+SESSION_ERROR_CODES = frozenset(
+    ALLOWED_ERROR_CODES
+    | {
+        "issuer_mismatch",
+        "expired",
+        "setup_failed",
+        "fivetran_error",
+        "internal_error",
+        "vault_error",
+        "connection_failed",
+    }
+)
+
+
+def _sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _session_code(code: str) -> str:
+    return code if code in SESSION_ERROR_CODES else "provider_error"
+
+
+# --------------------------------------------------------------------------------------------
+# Results handed to the router
+
+
+@dataclass
+class CreatedSession:
+    row: ConnectSession
+    connect_url: str
+
+
+@dataclass
+class BrowserResult:
+    """What the browser gets: a ``303`` (``location``) or a static page (``page`` reason)."""
+
+    location: str | None = None
+    page: str | None = None
+    status_code: int = 303
+    set_binding_cookie: str | None = None
+    clear_binding_cookie: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def error_page(cls, reason: str, status_code: int = 400) -> BrowserResult:
+        return cls(page=reason, status_code=status_code)
+
+
+@dataclass
+class Confirmation:
+    """Data of the confirmation page shown on ``GET /connect/{token}``."""
+
+    source: str
+    end_user: str
+    expires_at: datetime
+
+
+# --------------------------------------------------------------------------------------------
+# Connect sessions (API)
+
+
+def effective_status(row: ConnectSession, now: datetime | None = None) -> str:
+    """``pending | completed | failed | expired`` (a pending session past its expiry)."""
+    now = now or utcnow()
+    if row.status == "pending" and row.expires_at <= now:
+        return "expired"
+    return row.status
+
+
+def _provider_for_service(app_state: Any, service: str) -> Any:
+    provider = app_state.providers.for_service(service)
+    if provider is not None:
+        return provider
+    from app.fivetran.index import get_service
+
+    known = get_service(service) is not None or any(
+        p.fivetran_service == service for p in app_state.providers.all()
+    )
+    if not known:
+        raise NotFound(f"Unknown source '{service}'", code="source_not_found")
+    raise InvalidInput(
+        f"'{service}' has no configured OAuth app; it cannot be connected through a "
+        "connect session",
+        code="oauth_not_configured",
+        field="service",
+    )
+
+
+def _validated_inputs(provider: Any, config: Mapping[str, Any]) -> dict[str, str]:
+    """The provider's end-user inputs (``shop``, ``subdomain`` …) taken from ``config`` and
+    checked against their patterns; 422 naming ``config.<name>``."""
+    names = {s.name for s in provider.input_specs}
+    raw = {k: v for k, v in config.items() if k in names}
+    try:
+        return dict(provider.validate_inputs(raw))
+    except InvalidInput as exc:
+        field_name = exc.extra.get("field")
+        if isinstance(field_name, str) and field_name.startswith("inputs."):
+            exc.extra["field"] = "config." + field_name.removeprefix("inputs.")
+        raise
+
+
+async def create_connect_session(
+    session: AsyncSession,
+    app_state: Any,
+    *,
+    caller: Caller,
+    end_user: str,
+    service: str,
+    return_to: str,
+    config: Mapping[str, Any] | None = None,
+    connection_id: str | None = None,
+) -> CreatedSession:
+    """Mint a connect session (flush only). Raises 404 for unknown/foreign end-users and
+    unknown sources, 422 naming the field for a bad ``return_to``, ``service`` or ``config``.
+
+    With ``connection_id`` the session re-authorizes that connection (same end-user and
+    service). Nothing is written when any check fails (the caller's transaction rolls back).
+    """
+    from app.onboarding.connections import reserve_oauth_connection
+    from app.onboarding.end_users import get_end_user
+
+    settings = app_state.settings
+    safe_return_to = validate_return_to(settings, return_to)
+    eu = await get_end_user(session, caller, end_user)
+    provider = _provider_for_service(app_state, service)
+    given = dict(config or {})
+    if connection_id is None:
+        inputs = _validated_inputs(provider, given)
+        provider.endpoints(inputs)  # must render for these (validated) inputs
+        connection = await reserve_oauth_connection(
+            session,
+            end_user=eu,
+            service=service,
+            config={**given, **inputs},
+            app_state=app_state,
+        )
+    else:
+        connection = await reserve_oauth_connection(
+            session,
+            end_user=eu,
+            service=service,
+            config=given,
+            connection_id=connection_id,
+            app_state=app_state,
+        )
+        inputs = _validated_inputs(provider, {**(connection.config or {}), **given})
+        provider.endpoints(inputs)
+    now = utcnow()
+    token = secrets.token_urlsafe(32)
+    ttl = timedelta(seconds=settings.connect.start_token_ttl_seconds)
+    row = ConnectSession(
+        id=new_id("cs"),
+        token_hash=_sha256(token),
+        token_expires_at=now + ttl,
+        caller_key_id=caller.key_id,
+        end_user_id=eu.id,
+        end_user_external_id=eu.external_id,
+        end_user_name=eu.name,
+        service=service,
+        provider_key=provider.key,
+        connection_id=connection.id,
+        reauthorization=connection_id is not None,
+        return_to=safe_return_to,
+        config={"inputs": inputs},
+        status="pending",
+        created_at=now,
+        expires_at=now + ttl,
+    )
+    session.add(row)
+    await session.flush()
+    log.info(
+        "connect session created",
+        extra={"session_id": row.id, "service": service, "connection_id": connection.id},
+    )
+    return CreatedSession(row=row, connect_url=f"{settings.public_base_url}/connect/{token}")
+
+
+async def get_connect_session(
+    session: AsyncSession, *, caller: Caller, session_id: str
+) -> ConnectSession:
+    """One session; 404 when unknown or outside the caller's end-user restriction."""
+    row = await session.get(ConnectSession, session_id)
+    if row is None or not caller.can_access_end_user(row.end_user_external_id):
+        raise NotFound(
+            f"Connect session '{session_id}' not found", code="connect_session_not_found"
+        )
+    return row
+
+
+# --------------------------------------------------------------------------------------------
+# Browser start
+
+
+async def _usable_session_by_token(session: AsyncSession, token: str) -> ConnectSession | None:
+    now = utcnow()
+    row = await session.scalar(
+        select(ConnectSession).where(ConnectSession.token_hash == _sha256(token))
+    )
+    if (
+        row is None
+        or row.token_consumed_at is not None
+        or row.token_expires_at <= now
+        or row.status != "pending"
+    ):
+        return None
+    return row
+
+
+async def confirmation_for(
+    session: AsyncSession, app_state: Any, *, token: str
+) -> Confirmation | None:
+    """Data of the confirmation page, or ``None`` when the token cannot start a flow."""
+    row = await _usable_session_by_token(session, token)
+    if row is None:
+        return None
+    provider = app_state.providers.find(row.provider_key)
+    return Confirmation(
+        source=provider.display_name if provider else row.service,
+        end_user=row.end_user_name or row.end_user_external_id,
+        expires_at=row.token_expires_at,
+    )
+
+
+def redirect_uri_for(settings: Any, provider_key: str) -> str:
+    """R7: the one exact redirect URI of a provider, from configuration only."""
+    return f"{settings.public_base_url}/oauth/callback/{provider_key}"
+
+
+async def start_flow(session: AsyncSession, app_state: Any, *, token: str) -> BrowserResult:
+    """Consume the start token atomically and begin the authorization request.
+
+    The caller (router) has already checked the request's ``Origin``.
+    """
+    from app.onboarding.connections import mark_authorizing
+    from app.onboarding.models import Connection
+    from app.providers.client import build_authorization_url, scope_string
+
+    settings = app_state.settings
+    now = utcnow()
+    token_hash = _sha256(token)
+    # First statement of the transaction: on SQLite it takes the write lock right away.
+    result = await session.execute(
+        update(ConnectSession)
+        .where(
+            ConnectSession.token_hash == token_hash,
+            ConnectSession.token_consumed_at.is_(None),
+            ConnectSession.token_expires_at > now,
+            ConnectSession.status == "pending",
+        )
+        .values(token_consumed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return BrowserResult.error_page("link_invalid")
+    row = await session.scalar(
+        select(ConnectSession).where(ConnectSession.token_hash == token_hash)
+    )
+    assert row is not None
+    provider = app_state.providers.get(row.provider_key)
+    credentials = await app_state.providers.credentials(session, provider.key)
+    inputs = dict((row.config or {}).get("inputs") or {})
+    endpoints = provider.endpoints(inputs)
+
+    state = secrets.token_urlsafe(32)
+    verifier = secrets.token_urlsafe(64)
+    binding = secrets.token_urlsafe(32)
+    redirect_uri = redirect_uri_for(settings, provider.key)
+    scope = scope_string(provider) or None
+    flow = OAuthFlow(
+        id=new_id("flw"),
+        state_hash=_sha256(state),
+        session_id=row.id,
+        end_user_id=row.end_user_id,
+        connection_id=row.connection_id,
+        provider_key=provider.key,
+        issuer=endpoints.issuer,
+        iss_parameter_supported=bool(provider.spec.authorization_response_iss),
+        authorization_endpoint=endpoints.authorization_url,
+        token_endpoint=endpoints.token_url,
+        client_id=credentials.client_id,
+        redirect_uri=redirect_uri,
+        requested_scope=scope,
+        return_to=row.return_to,
+        ua_binding_hash=_sha256(binding),
+        status="started",
+        created_at=now,
+        expires_at=now + timedelta(seconds=settings.connect.flow_ttl_seconds),
+    )
+    session.add(flow)
+    await session.flush()
+    await app_state.vault.put(
+        session,
+        end_user_id=row.end_user_id,
+        owner_type=FLOW_OWNER,
+        owner_id=flow.id,
+        field="code_verifier",
+        value=verifier,
+    )
+    url = build_authorization_url(
+        provider,
+        client_id=credentials.client_id,
+        state=state,
+        code_verifier=verifier,
+        redirect_uri=redirect_uri,
+        inputs=inputs,
+        authorization_endpoint=endpoints.authorization_url,
+    )
+    row.expires_at = flow.expires_at
+    connection = await session.get(Connection, row.connection_id)
+    if connection is not None:
+        await mark_authorizing(session, connection)
+    await session.flush()
+    log.info(
+        "oauth flow started",
+        extra={"session_id": row.id, "flow_id": flow.id, "provider": provider.key},
+    )
+    return BrowserResult(location=url, set_binding_cookie=binding)
+
+
+# --------------------------------------------------------------------------------------------
+# Callback
+
+
+def _single_params(items: Sequence[tuple[str, str]]) -> dict[str, str] | None:
+    """The query as a dict; ``None`` when an OAuth parameter is repeated (pollution)."""
+    out: dict[str, str] = {}
+    for key, value in items:
+        if key in out and key in _CALLBACK_PARAMS:
+            return None
+        out.setdefault(key, value)
+    return out
+
+
+async def _fail_session(
+    session: AsyncSession,
+    *,
+    row: ConnectSession,
+    flow: OAuthFlow | None,
+    error_code: str,
+) -> None:
+    from app.events.outbox import emit
+    from app.onboarding.connections import fail_oauth
+    from app.onboarding.models import Connection
+
+    code = _session_code(error_code)
+    now = utcnow()
+    if flow is not None:
+        flow.status = "failed"
+        flow.error = code
+    if row.status == "pending":
+        row.status = "failed"
+        row.error = code
+        row.completed_at = now
+        connection = await session.get(Connection, row.connection_id)
+        if connection is not None:
+            await fail_oauth(session, connection, error_code=code)
+        await emit(
+            session,
+            kind="connect_session.failed",
+            data={
+                "session_id": row.id,
+                "service": row.service,
+                "connection_id": row.connection_id,
+                "error": code,
+                "reauthorization": row.reauthorization,
+            },
+            connection_id=row.connection_id,
+            end_user_external_id=row.end_user_external_id,
+        )
+    await session.flush()
+
+
+def _back_to_app(row: ConnectSession, *, status: str, **params: str) -> BrowserResult:
+    query = {"session_id": row.id, "status": status, **params}
+    return BrowserResult(location=with_query(row.return_to, query), clear_binding_cookie=True)
+
+
+async def handle_callback(
+    session: AsyncSession,
+    app_state: Any,
+    *,
+    provider_key: str,
+    query: Sequence[tuple[str, str]],
+    binding_cookie: str | None,
+) -> BrowserResult:
+    """The provider's redirect target. See the module docstring for the order of checks."""
+    registry = app_state.providers
+    provider = registry.find(provider_key)
+    if provider is None:
+        return BrowserResult.error_page("unknown_provider", 404)
+    params = _single_params(query)
+    if params is None:
+        return BrowserResult.error_page("invalid_callback")
+
+    # Provider-signed callbacks (Shopify HMAC) are checked before anything else.
+    try:
+        credentials = await registry.credentials(session, provider.key)
+        provider.verify_callback(params, credentials.client_secret)
+    except (CallbackVerificationError, LookupError):
+        log.warning("oauth callback signature rejected", extra={"provider": provider.key})
+        return BrowserResult.error_page("invalid_callback")
+
+    state = params.get("state")
+    if not state:
+        return BrowserResult.error_page("invalid_state")
+    state_hash = _sha256(state)
+    now = utcnow()
+    # R2: consume atomically; the row count decides who owns this callback.
+    result = await session.execute(
+        update(OAuthFlow)
+        .where(
+            OAuthFlow.state_hash == state_hash,
+            OAuthFlow.consumed_at.is_(None),
+            OAuthFlow.expires_at > now,
+        )
+        .values(consumed_at=now, status="consumed")
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        await session.rollback()
+        log.info("oauth callback with unknown, used or expired state")
+        return BrowserResult.error_page("invalid_state")
+    # Durable point "state consumed": a replay must fail even if we crash from here on.
+    await session.commit()
+
+    flow = await session.scalar(select(OAuthFlow).where(OAuthFlow.state_hash == state_hash))
+    assert flow is not None
+    row = await session.get(ConnectSession, flow.session_id)
+    assert row is not None
+
+    # R8: the callback path must be the flow's provider.
+    if flow.provider_key != provider.key:
+        await _fail_session(session, row=row, flow=flow, error_code="invalid_callback")
+        await _shred_verifier(session, app_state, flow)
+        return BrowserResult.error_page("provider_mismatch")
+    # R3: the browser that started the flow.
+    if not binding_cookie or not hmac.compare_digest(
+        _sha256(binding_cookie).encode(), flow.ua_binding_hash.encode()
+    ):
+        await _fail_session(session, row=row, flow=flow, error_code="invalid_callback")
+        await _shred_verifier(session, app_state, flow)
+        log.warning("oauth callback without the browser binding", extra={"flow_id": flow.id})
+        return BrowserResult.error_page("browser_mismatch")
+    # R9 (RFC 9207): iss must be the flow's issuer; missing iss rejected when advertised.
+    iss = params.get("iss")
+    if (iss is not None and iss != flow.issuer) or (iss is None and flow.iss_parameter_supported):
+        await _fail_session(session, row=row, flow=flow, error_code="issuer_mismatch")
+        await _shred_verifier(session, app_state, flow)
+        log.warning("oauth callback issuer mismatch", extra={"flow_id": flow.id})
+        return _back_to_app(row, status="error", error="issuer_mismatch")
+    # R24: an error answer from the (verified) authorization server.
+    if "error" in params:
+        code = _session_code(params["error"])
+        await _fail_session(session, row=row, flow=flow, error_code=code)
+        await _shred_verifier(session, app_state, flow)
+        return _back_to_app(row, status="error", error=code)
+    code_value = provider.callback_code(params)
+    if not code_value:
+        await _fail_session(session, row=row, flow=flow, error_code="invalid_callback")
+        await _shred_verifier(session, app_state, flow)
+        return _back_to_app(row, status="error", error="invalid_callback")
+
+    # R11: exchange once, with what the flow pinned at start.
+    from app.providers.client import exchange_code
+
+    try:
+        verifier = await app_state.vault.get(
+            session,
+            end_user_id=flow.end_user_id,
+            owner_type=FLOW_OWNER,
+            owner_id=flow.id,
+            field="code_verifier",
+        )
+        if verifier is None:
+            raise OAuthProviderError("invalid_callback", provider_key=provider.key)
+        credentials = await registry.credentials(session, provider.key)
+        token_result = await exchange_code(
+            provider,
+            code=code_value,
+            code_verifier=verifier.reveal(),
+            redirect_uri=flow.redirect_uri,
+            token_endpoint=flow.token_endpoint,
+            credentials=credentials,
+            issuer=flow.issuer,
+            transport=app_state.outbound_transport,
+            requested_scope=flow.requested_scope,
+            callback_params=params,
+        )
+    except OAuthProviderError as exc:
+        await _fail_session(session, row=row, flow=flow, error_code=exc.error_code)
+        await _shred_verifier(session, app_state, flow)
+        log.info(
+            "oauth code exchange failed",
+            extra={"flow_id": flow.id, "provider": provider.key, "error": exc.error_code},
+        )
+        return _back_to_app(row, status="error", error=_session_code(exc.error_code))
+
+    # Durable point "tokens stored": sealed and committed before any Fivetran call.
+    await store_grant(
+        session,
+        app_state,
+        end_user_id=flow.end_user_id,
+        connection_id=flow.connection_id,
+        token_result=token_result,
+        token_endpoint=flow.token_endpoint,
+    )
+    flow.status = "exchanged"
+    await _shred_verifier(session, app_state, flow, flush=False)
+    await session.commit()
+
+    return await _complete(session, app_state, row=row, flow=flow, token_result=token_result)
+
+
+async def _complete(
+    session: AsyncSession,
+    app_state: Any,
+    *,
+    row: ConnectSession,
+    flow: OAuthFlow,
+    token_result: Any,
+) -> BrowserResult:
+    from app.events.outbox import emit
+    from app.onboarding.connections import complete_oauth
+    from app.onboarding.models import Connection
+
+    connection = await session.get(Connection, row.connection_id)
+    if connection is None:
+        await _fail_session(session, row=row, flow=flow, error_code="connection_failed")
+        return _back_to_app(row, status="error", error="connection_failed")
+    row_id, flow_id = row.id, flow.id
+    try:
+        connection = await complete_oauth(
+            session, app_state, connection=connection, token_result=token_result
+        )
+    except AppError as exc:
+        row, flow = await _after_rollback(session, row_id, flow_id)
+        code = exc.code if exc.code in SESSION_ERROR_CODES else "fivetran_error"
+        await _fail_session(session, row=row, flow=flow, error_code=code)
+        log.warning(
+            "connection could not be completed after consent",
+            extra={"session_id": row.id, "error": exc.code},
+        )
+        return _back_to_app(row, status="error", error=code)
+    except Exception as exc:
+        row, flow = await _after_rollback(session, row_id, flow_id)
+        await _fail_session(session, row=row, flow=flow, error_code="internal_error")
+        log.error(
+            "connection completion crashed",
+            extra={"session_id": row.id, "error_type": type(exc).__name__},
+        )
+        return _back_to_app(row, status="error", error="internal_error")
+
+    if connection.state == "connected":
+        row.status = "completed"
+        row.completed_at = utcnow()
+        flow.status = "completed"
+        await emit(
+            session,
+            kind="connect_session.completed",
+            data={
+                "session_id": row.id,
+                "service": row.service,
+                "connection_id": connection.id,
+                "reauthorization": row.reauthorization,
+            },
+            connection_id=connection.id,
+            end_user_external_id=row.end_user_external_id,
+        )
+        await session.flush()
+        return _back_to_app(row, status="connected", connection_id=connection.id)
+    code = "setup_failed" if connection.state == "setup_failed" else "connection_failed"
+    await _fail_session(session, row=row, flow=flow, error_code=code)
+    return _back_to_app(row, status="error", error=code, connection_id=connection.id)
+
+
+async def _after_rollback(
+    session: AsyncSession, row_id: str, flow_id: str
+) -> tuple[ConnectSession, OAuthFlow]:
+    """Roll back a failed step and reload the session and flow rows (tokens stay stored)."""
+    await session.rollback()
+    row = await session.get(ConnectSession, row_id, populate_existing=True)
+    flow = await session.get(OAuthFlow, flow_id, populate_existing=True)
+    assert row is not None and flow is not None
+    return row, flow
+
+
+async def _shred_verifier(
+    session: AsyncSession, app_state: Any, flow: OAuthFlow, *, flush: bool = True
+) -> None:
+    await app_state.vault.delete(
+        session, owner_type=FLOW_OWNER, owner_id=flow.id, field="code_verifier"
+    )
+    if flush:
+        await session.flush()
+
+
+async def store_grant(
+    session: AsyncSession,
+    app_state: Any,
+    *,
+    end_user_id: str,
+    connection_id: str,
+    token_result: Any,
+    token_endpoint: str | None,
+) -> OAuthGrant:
+    """Seal the tokens in the vault (owner ``connection``) and record the grant's metadata."""
+    vault = app_state.vault
+    for field_name in ("access_token", "refresh_token"):
+        value = getattr(token_result, field_name)
+        if value is not None:
+            await vault.put(
+                session,
+                end_user_id=end_user_id,
+                owner_type=CONNECTION_OWNER,
+                owner_id=connection_id,
+                field=field_name,
+                value=value,
+            )
+        else:
+            await vault.delete(
+                session, owner_type=CONNECTION_OWNER, owner_id=connection_id, field=field_name
+            )
+    grant = await session.get(OAuthGrant, connection_id)
+    if grant is None:
+        grant = OAuthGrant(connection_id=connection_id, generation=0, needs_reauth=False)
+        session.add(grant)
+    grant.end_user_id = end_user_id
+    grant.provider_key = token_result.provider_key
+    grant.issuer = token_result.issuer
+    grant.client_id = token_result.client_id
+    grant.token_endpoint = token_endpoint
+    grant.granted_scope = token_result.granted_scope
+    grant.has_refresh_token = token_result.refresh_token is not None
+    grant.obtained_at = utcnow()
+    grant.access_token_expires_at = token_result.expires_at
+    grant.needs_reauth = False
+    await session.flush()
+    return grant
+
+
+# --------------------------------------------------------------------------------------------
+# Router helpers
+
+
+def session_out(row: ConnectSession) -> ConnectSessionOut:
+    return ConnectSessionOut(
+        id=row.id,
+        end_user=row.end_user_external_id,
+        service=row.service,
+        status=effective_status(row),  # type: ignore[arg-type]
+        connection_id=row.connection_id,
+        error=row.error,
+        reauthorization=row.reauthorization,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        completed_at=row.completed_at,
+    )
+
+
+def _created_out(created: CreatedSession) -> ConnectSessionCreated:
+    return ConnectSessionCreated(
+        id=created.row.id,
+        connect_url=created.connect_url,
+        expires_at=created.row.token_expires_at,
+        status=effective_status(created.row),  # type: ignore[arg-type]
+    )
+
+
+async def _reissue_start_token(
+    session: AsyncSession, app_state: Any, session_id: str
+) -> CreatedSession:
+    """Idempotent replay: the stored response never holds the start token (only its hash is
+    kept), so a replay re-issues it — possible only while the session was not started."""
+    now = utcnow()
+    row = await session.get(ConnectSession, session_id)
+    if (
+        row is None
+        or row.status != "pending"
+        or row.token_consumed_at is not None
+        or row.token_expires_at <= now
+    ):
+        raise Conflict(
+            "The connect session of this Idempotency-Key was already started or has expired; "
+            "create a new one with a new key",
+            code="connect_session_not_restartable",
+        )
+    token = secrets.token_urlsafe(32)
+    row.token_hash = _sha256(token)
+    await session.flush()
+    return CreatedSession(
+        row=row, connect_url=f"{app_state.settings.public_base_url}/connect/{token}"
+    )
+
+
+async def create_connect_session_idempotent(
+    session: AsyncSession,
+    app_state: Any,
+    *,
+    caller: Caller,
+    body: ConnectSessionCreate,
+    idempotency_key: str | None,
+) -> Response | ConnectSessionCreated:
+    """``POST /v1/connect-sessions`` with ``Idempotency-Key`` support."""
+    from app.onboarding import idempotency
+
+    handle = await idempotency.begin(
+        session,
+        caller_id=caller.key_id,
+        scope="POST /v1/connect-sessions",
+        key=idempotency_key,
+        body=body.model_dump(mode="json"),
+        ttl_hours=app_state.settings.api.idempotency_ttl_hours,
+    )
+    if handle.replay is not None:
+        _status, stored = handle.replay
+        created = await _reissue_start_token(session, app_state, str(stored.get("id")))
+        out = _created_out(created)
+        return JSONResponse(
+            out.model_dump(mode="json"), status_code=201, headers={"Idempotent-Replayed": "true"}
+        )
+    created = await create_connect_session(
+        session,
+        app_state,
+        caller=caller,
+        end_user=body.end_user,
+        service=body.service,
+        return_to=body.return_to,
+        config=body.config,
+        connection_id=body.connection_id,
+    )
+    out = _created_out(created)
+    stored_body = out.model_dump(mode="json")
+    stored_body["connect_url"] = None  # the start token is never stored in clear
+    await handle.complete(session, status_code=201, body=stored_body)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Refreshing a grant we still own (R19, R20)
+
+
+@dataclass
+class RefreshOutcome:
+    """The access token to use after :func:`refresh_owned_grant` (never logged)."""
+
+    access_token: Any
+    expires_at: datetime | None
+    generation: int
+    #: False when a concurrent caller refreshed while this one waited for the lock.
+    refreshed: bool
+
+
+async def _lock_grant(session: AsyncSession, connection_id: str) -> OAuthGrant | None:
+    """Serialize refreshers of one connection: ``SELECT … FOR UPDATE`` on PostgreSQL; on
+    SQLite a (no-op) conditional ``UPDATE`` of the row, which takes the database write lock
+    until this transaction ends."""
+    if session.get_bind().dialect.name == "postgresql":
+        return await session.scalar(
+            select(OAuthGrant)
+            .where(OAuthGrant.connection_id == connection_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    await session.execute(
+        update(OAuthGrant)
+        .where(OAuthGrant.connection_id == connection_id)
+        .values(generation=OAuthGrant.generation)
+        .execution_options(synchronize_session=False)
+    )
+    return await session.get(OAuthGrant, connection_id, populate_existing=True)
+
+
+async def refresh_owned_grant(
+    session: AsyncSession, app_state: Any, connection: Any
+) -> RefreshOutcome:
+    """Refresh the grant of a connection whose tokens Fivetran does not own yet.
+
+    * A grant handed to Fivetran is never refreshed (``GrantHandedOff``, 409): the
+      single-refresher rule (R19).
+    * Refreshers of one connection are serialized by a row lock (R20); one that waited and
+      finds the grant already refreshed uses the new access token without a second request.
+    * The rotated refresh token is sealed and **committed before the new access token is
+      returned** (named durable point; this function commits the caller's session).
+    * ``invalid_grant`` (or another terminal error) marks the grant ``needs_reauth`` (409
+      ``needs_reauth``) and is not retried. A transport failure after the request may have
+      been sent is ambiguous: one retry with the same refresh token, then the same rule.
+    """
+    from app.onboarding.connections import ensure_refresh_allowed
+    from app.onboarding.models import Connection
+    from app.providers.client import refresh
+
+    ensure_refresh_allowed(connection)
+    connection_id: str = connection.id
+    end_user_id: str = connection.end_user_id
+    vault = app_state.vault
+    if session.in_transaction():
+        await session.commit()
+    observed = await session.get(OAuthGrant, connection_id, populate_existing=True)
+    if observed is None:
+        raise Conflict("This connection has no stored grant", code="refresh_unavailable")
+    observed_generation = observed.generation
+    await session.commit()
+
+    grant = await _lock_grant(session, connection_id)
+    current = await session.get(Connection, connection_id, populate_existing=True)
+    if grant is None or current is None:
+        await session.rollback()
+        raise Conflict("This connection has no stored grant", code="refresh_unavailable")
+    try:
+        ensure_refresh_allowed(current)
+    except AppError:
+        await session.rollback()
+        raise
+    if grant.needs_reauth:
+        await session.rollback()
+        raise Conflict("The grant was revoked; re-authorize the connection", code="needs_reauth")
+
+    def _get(field_name: str) -> Any:
+        return vault.get(
+            session,
+            end_user_id=end_user_id,
+            owner_type=CONNECTION_OWNER,
+            owner_id=connection_id,
+            field=field_name,
+        )
+
+    if grant.generation != observed_generation:
+        access_token = await _get("access_token")
+        outcome = RefreshOutcome(
+            access_token, grant.access_token_expires_at, grant.generation, refreshed=False
+        )
+        await session.commit()
+        return outcome
+
+    refresh_token = await _get("refresh_token")
+    if refresh_token is None:
+        await session.rollback()
+        raise Conflict("This grant has no refresh token", code="refresh_unavailable")
+    registry = app_state.providers
+    provider = registry.get(grant.provider_key)
+    credentials = await registry.credentials(session, provider.key)
+    token_endpoint = (
+        grant.token_endpoint
+        or provider.endpoints(
+            {
+                k: v
+                for k, v in (current.config or {}).items()
+                if k in {s.name for s in provider.input_specs}
+            }
+        ).token_url
+    )
+
+    async def _call() -> Any:
+        return await refresh(
+            provider,
+            refresh_token=refresh_token,
+            token_endpoint=token_endpoint,
+            credentials=credentials,
+            issuer=grant.issuer or "",
+            transport=app_state.outbound_transport,
+        )
+
+    try:
+        try:
+            result = await _call()
+        except OAuthProviderError as exc:
+            if exc.error_code != "token_endpoint_unavailable":
+                raise
+            log.warning(
+                "grant refresh outcome unknown; retrying once",
+                extra={"connection_id": connection_id},
+            )
+            result = await _call()
+    except OAuthProviderError as exc:
+        if exc.terminal:
+            grant.needs_reauth = True
+            await session.commit()
+            log.warning(
+                "grant refresh refused; re-authorization needed",
+                extra={"connection_id": connection_id, "error": exc.error_code},
+            )
+            raise Conflict(
+                "The provider refused the refresh token; re-authorize the connection",
+                code="needs_reauth",
+            ) from None
+        await session.rollback()
+        raise UpstreamError(
+            f"Refreshing the grant failed ({exc.error_code})", code="refresh_failed"
+        ) from None
+
+    # Durable point "rotated grant stored": before anyone uses the new access token.
+    if result.refresh_token is not None:
+        await vault.put(
+            session,
+            end_user_id=end_user_id,
+            owner_type=CONNECTION_OWNER,
+            owner_id=connection_id,
+            field="refresh_token",
+            value=result.refresh_token,
+        )
+    if result.access_token is not None:
+        await vault.put(
+            session,
+            end_user_id=end_user_id,
+            owner_type=CONNECTION_OWNER,
+            owner_id=connection_id,
+            field="access_token",
+            value=result.access_token,
+        )
+    now = utcnow()
+    grant.generation = grant.generation + 1
+    grant.refreshed_at = now
+    grant.access_token_expires_at = result.expires_at
+    if result.granted_scope:
+        grant.granted_scope = result.granted_scope
+    generation = grant.generation
+    expires_at = grant.access_token_expires_at
+    await session.commit()
+    log.info(
+        "grant refreshed",
+        extra={"connection_id": connection_id, "rotated": bool(result.rotated)},
+    )
+    return RefreshOutcome(result.access_token, expires_at, generation, refreshed=True)
