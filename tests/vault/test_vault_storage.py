@@ -81,6 +81,27 @@ async def test_ciphertext_copied_into_another_row_does_not_decrypt(app, victim):
     assert (await get(app, **A)).reveal() == RT  # the source is untouched
 
 
+async def test_ciphertext_replayed_for_another_end_user_does_not_decrypt(app):
+    """Same owner and field, other end-user: Alice's old record copied into the row that now
+    belongs to Bob (the unique key allows one row per owner+field, so recreate it)."""
+    await put(app, RT, **A)
+    stolen = await row_of(app, "connection", "con_alice", "refresh_token")
+    async with app.state.sessionmaker() as session, session.begin():
+        await app.state.vault.delete(session, owner_type="connection", owner_id="con_alice")
+    bob_same_owner = {**A, "end_user_id": "eu_bob"}
+    await put(app, "bob-value", **bob_same_owner)
+    dst = await row_of(app, "connection", "con_alice", "refresh_token")
+    await set_columns(app, dst["id"], **{c: stolen[c] for c in CIPHER_COLUMNS})
+    with pytest.raises(DecryptionFailed):
+        await get(app, **bob_same_owner)
+    # and a row whose end_user_id column is rewritten does not read as the new end-user
+    await put(app, RT, **B)
+    row = await row_of(app, "connection", "con_bob", "refresh_token")
+    await set_columns(app, row["id"], end_user_id="eu_mallory")
+    with pytest.raises(DecryptionFailed):
+        await get(app, **{**B, "end_user_id": "eu_mallory"})
+
+
 async def test_data_ciphertext_moved_under_another_rows_key_does_not_decrypt(app):
     """Keep the victim's wrapped key, swap in Alice's nonce + ciphertext."""
     await put(app, RT, **A)
