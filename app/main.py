@@ -99,6 +99,9 @@ def _include_routers(app: FastAPI, sandbox: bool) -> None:
     from app.events.router import router as events_router
 
     app.include_router(events_router)
+    from app.onboarding.router import router as onboarding_router
+
+    app.include_router(onboarding_router)
     if sandbox:
         _mount_sandbox(app)
 
@@ -151,3 +154,6 @@ async def _startup(
     from app.events.startup import start_events
 
     await start_events(app, settings, stack)
+    from app.onboarding.startup import start_onboarding
+
+    await start_onboarding(app, settings, stack)

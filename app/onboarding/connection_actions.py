@@ -1,0 +1,444 @@
+"""Caller actions on existing connections: update, delete, sync, resync, test, certificate
+and fingerprint approval, schema config, and the payload preview."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.callers.service import Caller
+from app.errors import Conflict, InvalidInput, NotFound
+from app.onboarding import connections as conn_service
+from app.onboarding import end_users as end_user_service
+from app.onboarding import names, schema_policy, states
+from app.onboarding.models import Connection
+from app.onboarding.sources import get_source, validate_config
+
+SYNC_FREQUENCIES = (1, 5, 15, 30, 60, 120, 180, 360, 480, 720, 1440)
+_DAILY_TIME_RE = re.compile(r"^(?:[01]\d|2[0-3]):00$")
+_MASK = "******"
+
+
+def _require_remote(conn: Connection) -> str:
+    if conn.fivetran_connection_id is None:
+        raise Conflict(
+            f"Connection is '{conn.state}' and does not exist at Fivetran yet",
+            code="connection_not_ready",
+        )
+    return conn.fivetran_connection_id
+
+
+async def update_connection(
+    session: AsyncSession,
+    app_state: Any,
+    conn: Connection,
+    *,
+    changes: dict[str, Any],
+) -> Connection:
+    """``PATCH``: ``paused``, ``sync_frequency``, ``daily_sync_time`` and allowed config
+    fields (never schema naming, never auth)."""
+    from app.fivetran.errors import FivetranError
+
+    body: dict[str, Any] = {}
+    if "sync_frequency" in changes and changes["sync_frequency"] is not None:
+        if changes["sync_frequency"] not in SYNC_FREQUENCIES:
+            raise InvalidInput(
+                f"sync_frequency must be one of {', '.join(map(str, SYNC_FREQUENCIES))}",
+                code="invalid_sync_frequency",
+                field="sync_frequency",
+            )
+        body["sync_frequency"] = changes["sync_frequency"]
+    if "daily_sync_time" in changes and changes["daily_sync_time"] is not None:
+        if not _DAILY_TIME_RE.match(changes["daily_sync_time"]):
+            raise InvalidInput(
+                "daily_sync_time must be 'HH:00' (00:00-23:00)",
+                code="invalid_daily_sync_time",
+                field="daily_sync_time",
+            )
+        body["daily_sync_time"] = changes["daily_sync_time"]
+    secrets: dict[str, str] = {}
+    config = changes.get("config")
+    if config:
+        source = get_source(app_state, conn.service)
+        for key in config:
+            if key in source.input_fields and key not in source.fivetran_fields:
+                raise InvalidInput(
+                    f"'config.{key}' cannot change after authorization",
+                    code="config_field_locked",
+                    field=f"config.{key}",
+                )
+        validate_config(source, {**conn.config, **config})
+        plain = {k: v for k, v in config.items() if k not in source.secret_fields}
+        secrets = {k: v for k, v in config.items() if k in source.secret_fields}
+        body["config"] = {**plain, **secrets}
+    paused = changes.get("paused")
+    if paused is not None:
+        body["paused"] = bool(paused)
+    if not body:
+        raise InvalidInput("Nothing to update", code="empty_update", field="body")
+    fivetran_id = _require_remote(conn)
+    if paused is False and conn.state not in (states.PAUSED, states.CONNECTED, states.BROKEN):
+        raise Conflict(
+            f"A '{conn.state}' connection cannot be resumed", code="connection_not_ready"
+        )
+    try:
+        data = await app_state.fivetran.update_connection(fivetran_id, body)
+    except FivetranError as exc:
+        raise conn_service._fivetran_app_error(exc) from exc
+    if isinstance(data, dict):
+        conn_service.apply_fivetran_status(conn, data)
+    if config:
+        conn.config = {**conn.config, **{k: v for k, v in config.items() if k not in secrets}}
+        for key, value in secrets.items():
+            await app_state.vault.put(
+                session,
+                end_user_id=conn.end_user_id,
+                owner_type=conn_service.OWNER,
+                owner_id=conn.id,
+                field=f"credentials.{key}",
+                value=value,
+            )
+        conn.secret_fields = sorted(set(conn.secret_fields) | set(secrets))
+    if paused is True:
+        conn.paused = True
+        await states.transition(session, conn, states.PAUSED, reason="paused_by_caller")
+    elif paused is False:
+        conn.paused = False
+        if conn.state == states.PAUSED:
+            target = states.BROKEN if conn.setup_state == "broken" else states.CONNECTED
+            await states.transition(session, conn, target, reason="resumed_by_caller")
+    await session.flush()
+    return conn
+
+
+async def delete_connection(session: AsyncSession, app_state: Any, conn: Connection) -> None:
+    """Delete at Fivetran (gone already is fine), revoke tokens, shred secrets, ``deleted``."""
+    from app.fivetran.errors import FivetranError, FivetranNotFound
+
+    if conn.fivetran_connection_id is not None:
+        try:
+            await app_state.fivetran.delete_connection(conn.fivetran_connection_id)
+        except FivetranNotFound:
+            pass
+        except FivetranError as exc:
+            raise conn_service._fivetran_app_error(exc) from exc
+    await conn_service.revoke_tokens(session, app_state, conn)
+    await app_state.vault.delete(session, owner_type=conn_service.OWNER, owner_id=conn.id)
+    await states.transition(session, conn, states.DELETED, reason="deleted_by_caller")
+
+
+async def sync(app_state: Any, conn: Connection, *, force: bool) -> None:
+    from app.fivetran.errors import FivetranError
+
+    try:
+        await app_state.fivetran.sync_connection(_require_remote(conn), force=force)
+    except FivetranError as exc:
+        raise conn_service._fivetran_app_error(exc) from exc
+
+
+async def resync(app_state: Any, conn: Connection, *, scope: dict[str, list[str]] | None) -> None:
+    from app.fivetran.errors import FivetranError
+
+    if scope is not None and (not scope or any(not tables for tables in scope.values())):
+        raise InvalidInput(
+            "scope must map schema names to non-empty lists of tables",
+            code="invalid_scope",
+            field="scope",
+        )
+    try:
+        await app_state.fivetran.resync_connection(_require_remote(conn), scope=scope)
+    except FivetranError as exc:
+        raise conn_service._fivetran_app_error(exc) from exc
+
+
+async def run_tests(
+    session: AsyncSession,
+    app_state: Any,
+    conn: Connection,
+    *,
+    trust_certificates: bool = False,
+    trust_fingerprints: bool = False,
+) -> Connection:
+    """Run Fivetran's setup tests now and map the result onto our state."""
+    from app.fivetran.errors import FivetranError
+
+    fivetran_id = _require_remote(conn)
+    try:
+        data = await app_state.fivetran.run_setup_tests(
+            fivetran_id,
+            trust_certificates=trust_certificates,
+            trust_fingerprints=trust_fingerprints,
+        )
+    except FivetranError as exc:
+        raise conn_service._fivetran_app_error(exc) from exc
+    conn_service.apply_fivetran_status(conn, data)
+    await conn_service._after_tests(session, app_state, conn, data, reason="setup_tests_passed")
+    return conn
+
+
+def _detail_from_tests(conn: Connection, keys: tuple[str, str]) -> dict[str, str] | None:
+    """The first failed setup test detail carrying both ``keys`` (e.g. hash + public_key)."""
+
+    def walk(value: Any) -> dict[str, str] | None:
+        if isinstance(value, dict):
+            if all(isinstance(value.get(k), str) and value.get(k) for k in keys):
+                return {k: value[k] for k in keys}
+            for item in value.values():
+                found = walk(item)
+                if found:
+                    return found
+        elif isinstance(value, list):
+            for item in value:
+                found = walk(item)
+                if found:
+                    return found
+        return None
+
+    for test in conn.setup_tests or []:
+        if str(test.get("status", "")).upper() in conn_service.FAILED_TEST_STATUSES:
+            found = walk(test.get("details"))
+            if found:
+                return found
+    return None
+
+
+async def approve_fingerprint(
+    session: AsyncSession,
+    app_state: Any,
+    conn: Connection,
+    *,
+    hash_: str | None,
+    public_key: str | None,
+) -> Connection:
+    """Approve the SSH host fingerprint (from the request, or the failed test's details),
+    then re-run the setup tests."""
+    from app.fivetran.errors import FivetranError
+
+    fivetran_id = _require_remote(conn)
+    if not hash_ or not public_key:
+        detail = _detail_from_tests(conn, ("hash", "public_key"))
+        if detail is None:
+            raise Conflict(
+                "No fingerprint awaits approval; pass hash and public_key",
+                code="no_fingerprint_pending",
+            )
+        hash_, public_key = detail["hash"], detail["public_key"]
+    try:
+        await app_state.fivetran.approve_fingerprint(fivetran_id, hash_, public_key)
+    except FivetranError as exc:
+        raise conn_service._fivetran_app_error(exc) from exc
+    return await run_tests(session, app_state, conn)
+
+
+async def approve_certificate(
+    session: AsyncSession,
+    app_state: Any,
+    conn: Connection,
+    *,
+    hash_: str | None,
+    encoded_cert: str | None,
+) -> Connection:
+    """Approve the TLS certificate (from the request, or the failed test's details), then
+    re-run the setup tests."""
+    from app.fivetran.errors import FivetranError
+
+    fivetran_id = _require_remote(conn)
+    if not hash_ or not encoded_cert:
+        detail = _detail_from_tests(conn, ("hash", "encoded_cert"))
+        if detail is None:
+            raise Conflict(
+                "No certificate awaits approval; pass hash and encoded_cert",
+                code="no_certificate_pending",
+            )
+        hash_, encoded_cert = detail["hash"], detail["encoded_cert"]
+    try:
+        await app_state.fivetran.approve_certificate(fivetran_id, hash_, encoded_cert)
+    except FivetranError as exc:
+        raise conn_service._fivetran_app_error(exc) from exc
+    return await run_tests(session, app_state, conn)
+
+
+# --- schema ------------------------------------------------------------------------------
+
+
+async def get_schema(app_state: Any, conn: Connection) -> dict[str, Any]:
+    from app.fivetran.errors import FivetranError, FivetranNotFound
+
+    fivetran_id = _require_remote(conn)
+    try:
+        try:
+            current = await app_state.fivetran.get_schema_config(fivetran_id)
+        except FivetranNotFound:
+            current = await app_state.fivetran.reload_schema_config(fivetran_id)
+    except FivetranError as exc:
+        raise conn_service._fivetran_app_error(exc) from exc
+    return _schema_out(app_state, current or {}, refused=None)
+
+
+async def patch_schema(
+    app_state: Any, conn: Connection, *, requested: dict[str, Any]
+) -> dict[str, Any]:
+    """Apply what the policy permits; report the rest as ``refused``."""
+    from app.fivetran.errors import FivetranError, FivetranNotFound
+
+    fivetran_id = _require_remote(conn)
+    policy = app_state.settings.onboarding.schema_policy
+    client = app_state.fivetran
+    try:
+        try:
+            current = await client.get_schema_config(fivetran_id)
+        except FivetranNotFound:
+            current = await client.reload_schema_config(fivetran_id)
+        filtered = schema_policy.filter_request(policy, requested, current or {})
+        if filtered.body:
+            result = await client.update_schema_config(fivetran_id, filtered.body)
+        else:
+            result = current
+    except FivetranError as exc:
+        raise conn_service._fivetran_app_error(exc) from exc
+    return _schema_out(app_state, result or {}, refused=filtered.refused)
+
+
+def _schema_out(
+    app_state: Any, config: dict[str, Any], *, refused: list[dict[str, str]] | None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "schema_change_handling": config.get("schema_change_handling"),
+        "schemas": config.get("schemas") or {},
+        "policy": schema_policy.describe(app_state.settings.onboarding.schema_policy),
+    }
+    if refused is not None:
+        out["refused"] = refused
+    return out
+
+
+# --- preview -----------------------------------------------------------------------------
+
+
+async def preview_payload(
+    session: AsyncSession,
+    app_state: Any,
+    *,
+    caller: Caller,
+    end_user_external_id: str,
+    service: str,
+    config: dict[str, Any],
+) -> dict[str, Any]:
+    """The exact create body this service would send for this end-user, secrets masked.
+
+    Writes nothing: no group is created (an unknown group id shows as a placeholder) and
+    OAuth tokens are placeholders (masked like every secret).
+    """
+    from app.fivetran.payloads import mask_secrets
+
+    end_user = await end_user_service.get_end_user(session, caller, end_user_external_id)
+    source = get_source(app_state, service)
+    validate_config(source, config)
+    group_id = await _known_group(session, app_state, end_user, service)
+    next_slot = 1 + max(
+        [c.slot for c in await _connections_of(session, end_user.id, service)] or [0]
+    )
+    probe = Connection(
+        id="con_preview",
+        end_user_id=end_user.id,
+        service=service,
+        slot=next_slot,
+        auth_method=source.auth_method,
+        provider_key=source.provider_key,
+        state=states.PENDING,
+        group_id=group_id,
+        schema_name=names.schema_name(
+            end_user.group_strategy, slug=end_user.slug, service=service, slot=next_slot
+        ),
+        config=dict(config),
+        secret_fields=[],
+        oauth_metadata={},
+    )
+    fivetran_config = dict(config)
+    auth = None
+    if source.auth_method == "oauth2":
+        auth, extra = await _preview_oauth_parts(session, app_state, probe)
+        fivetran_config.update(extra)
+    body = conn_service._payload(source, probe, fivetran_config, auth=auth)
+    return {"service": service, "body": mask_secrets(body)}
+
+
+async def _connections_of(
+    session: AsyncSession, end_user_id: str, service: str
+) -> list[Connection]:
+    from sqlalchemy import select
+
+    return list(
+        (
+            await session.scalars(
+                select(Connection).where(
+                    Connection.end_user_id == end_user_id, Connection.service == service
+                )
+            )
+        ).all()
+    )
+
+
+async def _known_group(session: AsyncSession, app_state: Any, end_user: Any, service: str) -> str:
+    from app.onboarding.models import ServiceGroup
+
+    if end_user.group_strategy == "per_service":
+        row = await session.get(ServiceGroup, f"service:{service}")
+        return row.fivetran_group_id if row else names.service_group_name(service)
+    if end_user.fivetran_group_id:
+        return str(end_user.fivetran_group_id)
+    if end_user.group_strategy == "shared" and app_state.settings.onboarding.shared_group_id:
+        return str(app_state.settings.onboarding.shared_group_id)
+    return names.end_user_group_name(end_user.slug)
+
+
+async def _preview_oauth_parts(
+    session: AsyncSession, app_state: Any, probe: Connection
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    from app.providers.tokens import TokenResult
+    from app.vault import Secret
+
+    provider = conn_service._provider_for(app_state, probe)
+    placeholder = TokenResult(
+        provider_key=provider.key,
+        access_token=Secret("preview-access-token"),
+        refresh_token=Secret("preview-refresh-token")
+        if getattr(provider, "requires_refresh_token", True)
+        else None,
+        expires_at=None,
+        granted_scope=" ".join(getattr(provider, "scopes", []) or []),
+        issuer="",
+        client_id="",
+        metadata={},
+    )
+    return await conn_service._oauth_parts(session, app_state, probe, placeholder)
+
+
+async def ssh_public_key(
+    session: AsyncSession, app_state: Any, *, caller: Caller, external_id: str, service: str | None
+) -> dict[str, str]:
+    """The public key Fivetran uses for SSH tunnels into this end-user's databases (the
+    end-user adds it to the tunnel host's ``authorized_keys``)."""
+    from app.fivetran.errors import FivetranError
+
+    end_user = await end_user_service.get_end_user(session, caller, external_id)
+    if end_user.group_strategy == "per_service":
+        if not service:
+            raise InvalidInput(
+                "service is required with the per_service group strategy",
+                code="missing_service",
+                field="service",
+            )
+        get_source(app_state, service)
+    group_id = await end_user_service.group_for_connection(
+        session, app_state, end_user, service or ""
+    )
+    try:
+        key = await app_state.fivetran.group_public_key(group_id)
+    except FivetranError as exc:
+        raise conn_service._fivetran_app_error(exc) from exc
+    if not key:
+        raise NotFound("Fivetran has no public key for this group", code="public_key_not_found")
+    return {"public_key": key, "group_id": group_id}

@@ -1,0 +1,259 @@
+"""API models of the onboarding endpoints (separate from the ORM models)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.onboarding.models import Connection, EndUser
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- end-users ---------------------------------------------------------------------------
+
+
+class DestinationIn(_In):
+    """The end-user's own destination (instead of the configured template)."""
+
+    service: str = Field(min_length=1, max_length=100, examples=["snowflake"])
+    region: str | None = Field(None, max_length=100)
+    time_zone_offset: str = Field("0", pattern=r"^(?:[+-]?(?:[0-9]|1[0-2]))$")
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class EndUserPut(_In):
+    name: str | None = Field(None, max_length=200)
+    destination: DestinationIn | None = None
+
+
+class OffboardingOut(BaseModel):
+    state: str
+    error: str | None = None
+
+
+class EndUserOut(BaseModel):
+    external_id: str
+    name: str | None
+    status: Literal["active", "offboarding", "deleted"]
+    group_strategy: str
+    fivetran_group_id: str | None
+    destination: dict[str, Any] | None
+    offboarding: OffboardingOut | None = None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: EndUser) -> EndUserOut:
+        status: Literal["active", "offboarding", "deleted"] = "active"
+        if row.deleted_at is not None:
+            status = "deleted"
+        elif row.offboarding_state is not None:
+            status = "offboarding"
+        return cls(
+            external_id=row.external_id,
+            name=row.name,
+            status=status,
+            group_strategy=row.group_strategy,
+            fivetran_group_id=row.fivetran_group_id,
+            destination=row.destination,
+            offboarding=OffboardingOut(state=row.offboarding_state, error=row.offboarding_error)
+            if row.offboarding_state
+            else None,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+
+class EndUserPage(BaseModel):
+    items: list[EndUserOut]
+    next_cursor: str | None
+
+
+class SshPublicKeyOut(BaseModel):
+    public_key: str
+    group_id: str
+
+
+# --- sources -----------------------------------------------------------------------------
+
+
+class SourceOut(BaseModel):
+    service: str
+    name: str
+    auth_method: Literal["oauth2", "credentials"]
+    config_schema: dict[str, Any]
+    scopes: list[str] | None = None
+
+
+class SourceList(BaseModel):
+    items: list[SourceOut]
+    next_cursor: str | None = None
+
+
+# --- connections -------------------------------------------------------------------------
+
+
+class ConnectionCreate(_In):
+    end_user: str = Field(min_length=1, max_length=200)
+    service: str = Field(min_length=1, max_length=100)
+    config: dict[str, Any] = Field(default_factory=dict)
+    credentials: dict[str, Any] | None = Field(
+        None, description="Secret fields (write-only; also accepted inside config)."
+    )
+
+
+class ConnectionPatch(_In):
+    paused: bool | None = None
+    sync_frequency: int | None = None
+    daily_sync_time: str | None = None
+    config: dict[str, Any] | None = None
+
+
+class SyncIn(_In):
+    force: bool = False
+
+
+class ResyncIn(_In):
+    scope: dict[str, list[str]] | None = None
+
+
+class TestIn(_In):
+    trust_certificates: bool = False
+    trust_fingerprints: bool = False
+
+
+class FingerprintIn(_In):
+    hash: str | None = Field(None, max_length=500)
+    public_key: str | None = Field(None, max_length=5000)
+
+
+class CertificateIn(_In):
+    hash: str | None = Field(None, max_length=500)
+    encoded_cert: str | None = Field(None, max_length=20000)
+
+
+class ReauthorizeIn(_In):
+    return_to: str = Field(max_length=2048)
+
+
+class ConnectSessionOut(BaseModel):
+    id: str
+    connect_url: str
+    expires_at: datetime
+    status: str
+    connection_id: str
+
+
+class ColumnIn(_In):
+    enabled: bool | None = None
+    hashed: bool | None = None
+
+
+class TableIn(_In):
+    enabled: bool | None = None
+    columns: dict[str, ColumnIn] | None = None
+
+
+class SchemaIn(_In):
+    enabled: bool | None = None
+    tables: dict[str, TableIn] | None = None
+
+
+class SchemaPatch(_In):
+    schema_change_handling: Literal["ALLOW_ALL", "ALLOW_COLUMNS", "BLOCK_ALL"] | None = None
+    schemas: dict[str, SchemaIn] | None = None
+
+
+class RefusedItem(BaseModel):
+    path: str
+    reason: str
+
+
+class SchemaOut(BaseModel):
+    schema_change_handling: str | None
+    schemas: dict[str, Any]
+    policy: dict[str, Any]
+    refused: list[RefusedItem] | None = None
+
+
+class PreviewIn(_In):
+    end_user: str = Field(min_length=1, max_length=200)
+    service: str = Field(min_length=1, max_length=100)
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class PreviewOut(BaseModel):
+    service: str
+    body: dict[str, Any]
+
+
+class ActionOut(BaseModel):
+    connection_id: str
+    status: str
+
+
+class ConnectionOut(BaseModel):
+    id: str
+    end_user: str
+    service: str
+    auth_method: str
+    state: str
+    state_reason: str | None
+    fivetran_connection_id: str | None
+    group_id: str | None
+    schema_: str = Field(alias="schema", serialization_alias="schema")
+    setup_state: str | None
+    sync_state: str | None
+    setup_tests: list[dict[str, Any]] | None
+    paused: bool
+    sync_frequency: int | None
+    daily_sync_time: str | None
+    config: dict[str, Any]
+    credentials_set: list[str] = Field(
+        description="Names of the stored secret fields (values never leave the vault)."
+    )
+    last_sync_succeeded_at: datetime | None
+    last_sync_failed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    @classmethod
+    def of(cls, conn: Connection, end_user_external_id: str) -> ConnectionOut:
+        return cls(
+            id=conn.id,
+            end_user=end_user_external_id,
+            service=conn.service,
+            auth_method=conn.auth_method,
+            state=conn.state,
+            state_reason=conn.state_reason,
+            fivetran_connection_id=conn.fivetran_connection_id,
+            group_id=conn.group_id,
+            schema=conn.schema_name,
+            setup_state=conn.setup_state,
+            sync_state=conn.sync_state,
+            setup_tests=conn.setup_tests,
+            paused=conn.paused,
+            sync_frequency=conn.sync_frequency,
+            daily_sync_time=conn.daily_sync_time,
+            config=dict(conn.config or {}),
+            credentials_set=list(conn.secret_fields or []),
+            last_sync_succeeded_at=conn.last_sync_succeeded_at,
+            last_sync_failed_at=conn.last_sync_failed_at,
+            created_at=conn.created_at,
+            updated_at=conn.updated_at,
+        )
+
+    def dump(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class ConnectionPage(BaseModel):
+    items: list[ConnectionOut]
+    next_cursor: str | None
