@@ -1,7 +1,7 @@
 """The per-service index generated from Fivetran's OpenAPI definition (read-only, cached).
 
 The data file ``app/fivetran/data/service_index.json`` ships inside the package; it is produced
-by :mod:`app.fivetran.build_index` and never read from ``../shared`` at run time.
+by :mod:`app.fivetran.build_index`; the definition itself is never read at run time.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ _SCHEMA_KEYS = {
 _TEST_CONTROL = {"run_setup_tests", "trust_certificates", "trust_fingerprints"}
 # Names that are secrets even where the definition forgets `format: password`.
 _SECRETISH = re.compile(r"(password|secret|token|private_key|api_key|passphrase)", re.I)
+_NOT_SECRET = ("_at", "_date", "_url", "_type", "_method")
 
 
 class PayloadError(InvalidInput):
@@ -367,7 +368,7 @@ def _mask_fields(value: Any, fields: dict[str, FieldSpec] | None) -> Any:
     for key, item in value.items():
         spec = (fields or {}).get(key)
         if (spec is not None and spec.secret) or (
-            _SECRETISH.search(key) and isinstance(item, str)
+            _SECRETISH.search(key) and isinstance(item, str) and not key.endswith(_NOT_SECRET)
         ):
             out[key] = MASK if item is not None else None
         elif isinstance(item, dict):

@@ -2,7 +2,7 @@
 
 Stateful and in-memory; answers like Fivetran does (paths, ``{code, message, data}``
 envelope, status codes and ``code`` values from Fivetran's definition and observed responses,
-see ``/work/shared/fivetran/NOTES.md`` at development time):
+as collected in the research notes on the Fivetran API):
 
 * Basic auth with the sandbox key/secret; missing/wrong → 401 ``AuthFailed``.
 * ``Accept`` must be JSON (``application/json`` with or without ``;version=1|2``) → else 406;

@@ -50,7 +50,11 @@ def _test(title: str, status: str, message: str = "", details: Any = None) -> di
 
 def uses_ssh_tunnel(connection: dict[str, Any]) -> bool:
     cfg = connection.get("config") or {}
-    return connection.get("networking_method") == "SshTunnel" or bool(cfg.get("tunnel_host"))
+    return (
+        connection.get("networking_method") == "SshTunnel"
+        or cfg.get("connection_type") == "SshTunnel"
+        or bool(cfg.get("tunnel_host"))
+    )
 
 
 async def run_setup_tests(
