@@ -845,31 +845,29 @@ def ensure_refresh_allowed(connection: Connection) -> None:
         )
 
 
-async def refresh_grant(session: AsyncSession, app_state: Any, connection: Connection) -> Any:
-    """Refresh the stored grant of a connection that Fivetran does not own yet."""
-    ensure_refresh_allowed(connection)
-    from app.providers import client as provider_client  # type: ignore[attr-defined]
-
-    token_result = await _stored_token_result(session, app_state, connection)
-    refresh = getattr(provider_client, "refresh", None)
-    if refresh is None or token_result.refresh_token is None:
-        raise Conflict("This grant cannot be refreshed", code="refresh_unavailable")
-    return await refresh(app_state, _provider_for(app_state, connection), token_result)
-
-
 async def revoke_tokens(session: AsyncSession, app_state: Any, connection: Connection) -> bool:
-    """Revoke the connection's tokens at the provider when it supports revocation.
+    """Revoke the connection's tokens at the provider when it has a revocation endpoint.
 
-    Best effort (offboarding and deletion go on either way); never logs a token.
+    Best effort (offboarding and deletion go on either way: the secrets are shredded next);
+    failures are logged by type only, never with a token.
     """
     if connection.auth_method != "oauth2" or connection.provider_key is None:
         return False
+    from app.providers.client import revoke
+
     try:
-        from app.providers import client as provider_client  # type: ignore[attr-defined]
-    except ImportError:
-        return False
-    revoke = getattr(provider_client, "revoke", None)
-    if revoke is None:
+        provider = _provider_for(app_state, connection)
+        source = get_source(app_state, connection.service)
+        inputs = {k: v for k, v in connection.config.items() if k in source.input_fields}
+        endpoint = provider.endpoints(inputs).revocation_url
+        if not endpoint:
+            return False
+        credentials = await _registry(app_state).credentials(session, provider.key)
+    except Exception as exc:
+        log.warning(
+            "token revocation skipped",
+            extra={"connection_id": connection.id, "error_type": type(exc).__name__},
+        )
         return False
     revoked = False
     for name in TOKEN_FIELDS:
@@ -883,13 +881,17 @@ async def revoke_tokens(session: AsyncSession, app_state: Any, connection: Conne
         if secret is None:
             continue
         try:
-            await revoke(
-                app_state,
-                _provider_for(app_state, connection),
-                secret,
-                token_type_hint=name,
+            revoked = (
+                await revoke(
+                    provider,
+                    secret,
+                    revocation_endpoint=endpoint,
+                    credentials=credentials,
+                    token_type_hint=name,
+                    transport=getattr(app_state, "outbound_transport", None),
+                )
+                or revoked
             )
-            revoked = True
         except Exception as exc:
             log.warning(
                 "token revocation failed",
