@@ -23,6 +23,7 @@ _KEY_GONE = {
     "DisabledException",
     "KMSInvalidStateException",
     "KeyUnavailableException",
+    "AccessDeniedException",  # e.g. a key id relabelled to a key we may not use
 }
 _AUTH_FAILED = {"InvalidCiphertextException", "IncorrectKeyException"}
 
