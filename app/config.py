@@ -18,7 +18,7 @@ the app factory or the CLI asks for one.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -212,6 +212,56 @@ class EventsSettings(BaseModel):
     )
 
 
+class OAuthAppSettings(BaseModel):
+    """One provider's OAuth app (client credentials) and optional endpoint overrides."""
+
+    client_id: str | None = Field(None, description="OAuth client id of the app.")
+    client_secret: SecretStr | None = Field(None, description="OAuth client secret of the app.")
+    client_secret_file: Path | None = Field(
+        None, description="File holding the client secret (mounted secret); wins over inline."
+    )
+    extras: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Provider extras handed to Fivetran, e.g. google_ads developer_token.",
+    )
+    issuer: str | None = Field(None, description="Override of the provider's issuer.")
+    authorization_url: str | None = Field(None, description="Override (custom domain, tests).")
+    token_url: str | None = Field(None, description="Override of the token endpoint.")
+    revocation_url: str | None = Field(None, description="Override of the revocation endpoint.")
+    scopes: list[str] | None = Field(None, description="Override of the requested scopes.")
+
+
+class OAuthSettings(BaseModel):
+    """OAuth source apps: credentials per provider, overrides and custom providers."""
+
+    apps: dict[str, OAuthAppSettings] = Field(
+        default_factory=dict,
+        description="Per provider key, e.g. PBF_OAUTH__APPS__SALESFORCE__CLIENT_ID / "
+        "__CLIENT_SECRET / __CLIENT_SECRET_FILE.",
+    )
+    providers: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Custom providers (same schema as app/providers/catalog.yaml entries), "
+        "as JSON in PBF_OAUTH__PROVIDERS.",
+    )
+    providers_file: Path | None = Field(
+        None, description="YAML file of custom providers (same schema as the catalog)."
+    )
+    allow_insecure_loopback: bool = Field(
+        False,
+        description="Allow http:// provider endpoints on loopback hosts outside sandbox mode "
+        "(tests only). Never enable in production.",
+    )
+    token_timeout_seconds: float = Field(
+        15.0, gt=0, le=120, description="Timeout of token, refresh and revocation calls."
+    )
+    sandbox_auto_approve: bool = Field(
+        False,
+        description="Sandbox authorization server approves consent without showing the page "
+        "(login_hint=auto does the same per request).",
+    )
+
+
 class Settings(BaseSettings):
     """All settings of pbf-headless."""
 
@@ -256,6 +306,7 @@ class Settings(BaseSettings):
     events: EventsSettings = Field(default_factory=EventsSettings)
     onboarding: OnboardingSettings = Field(default_factory=OnboardingSettings)
     connect: ConnectSettings = Field(default_factory=ConnectSettings)
+    oauth: OAuthSettings = Field(default_factory=OAuthSettings)
 
     @field_validator("public_base_url")
     @classmethod
@@ -332,6 +383,16 @@ def production_problems(settings: Settings) -> list[str]:
     for origin in settings.api.allowed_origins:
         if not origin.startswith("https://"):
             problems.append(f"PBF_API__ALLOWED_ORIGINS entry {origin!r} must be https://.")
+    if settings.oauth.allow_insecure_loopback:
+        problems.append("PBF_OAUTH__ALLOW_INSECURE_LOOPBACK must be false in production.")
+    for key, oauth_app in settings.oauth.apps.items():
+        env = f"PBF_OAUTH__APPS__{key.upper()}"
+        if not oauth_app.client_id:
+            problems.append(f"{env}__CLIENT_ID must be set (an app is configured for {key!r}).")
+        if oauth_app.client_secret is None and oauth_app.client_secret_file is None:
+            problems.append(f"{env}__CLIENT_SECRET or {env}__CLIENT_SECRET_FILE must be set.")
+        elif (path := oauth_app.client_secret_file) is not None and not path.is_file():
+            problems.append(f"{env}__CLIENT_SECRET_FILE {path} does not exist.")
     return problems
 
 

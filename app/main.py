@@ -112,6 +112,9 @@ def _mount_sandbox(app: FastAPI) -> None:
     from app.sandbox.fivetran import mount_fivetran_simulator
 
     mount_fivetran_simulator(app)
+    from app.sandbox.oauth import mount_sandbox_oauth
+
+    mount_sandbox_oauth(app)
 
 
 async def _startup(
@@ -145,6 +148,9 @@ async def _startup(
     app.state.outbound_transport = transport
 
     # Domain components start here (vault keys, Fivetran client, workers), one call each.
+    from app.providers.startup import start_providers
+
+    await start_providers(app, settings)
     from app.fivetran.startup import start_fivetran
 
     stack.push_async_callback(start_fivetran(app, settings).aclose)

@@ -1,0 +1,396 @@
+"""HTTP surface of the sandbox OAuth 2.0 authorization server — a **simulation**.
+
+For local use and tests only; mounted at ``/sandbox/oauth`` in sandbox mode (never in
+production) or run standalone via :func:`create_sandbox_oauth_app`. Per provider:
+
+* ``GET  /{provider}/authorize`` — validates the request (exact redirect URI, S256 PKCE),
+  then shows a consent page (Approve / Deny), or decides at once with
+  ``login_hint=auto`` / ``auto:<user>`` / the ``sandbox_auto_approve`` setting, and
+  ``login_hint=deny`` (→ ``error=access_denied``). Every redirect carries ``iss``.
+* ``POST /{provider}/authorize`` — the consent form's decision.
+* ``POST /{provider}/token`` — authorization code (single use; replay revokes the grant),
+  refresh (rotation and reuse detection where the provider rotates), Facebook exchange.
+* ``POST /{provider}/introspect`` (RFC 7662), ``POST /{provider}/revoke`` (RFC 7009),
+  ``GET /{provider}/.well-known/oauth-authorization-server`` (RFC 8414 + RFC 9207 flag).
+
+Test control (``/_control``): ``POST /_control/misbehave`` ``{provider_key, kind, count}``
+makes the next token responses misbehave (kinds in ``store.MISBEHAVIOURS``;
+``provider_key="*"`` for any); ``GET /_control/token-requests`` lists token-endpoint hits;
+``POST /_control/reset`` clears all state.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from authlib.oauth2.rfc6749 import OAuth2Error
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
+
+from app.config import Settings
+from app.providers.registry import Provider, ProviderRegistry
+from app.sandbox.oauth import quirks
+from app.sandbox.oauth.server import SandboxAuthorizationServer, SandboxRequest, SandboxResponse
+from app.sandbox.oauth.store import (
+    CONSENT_TTL_SECONDS,
+    MISBEHAVIOURS,
+    PendingConsent,
+    SandboxClient,
+    SandboxStore,
+    SandboxUser,
+)
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+DEFAULT_USER = "sandbox-user"
+AUTH_METHODS = {
+    "client_secret_basic": "client_secret_basic",
+    "client_secret_post": "client_secret_post",
+    "raw_basic": "raw_basic",
+    "json_body": "pbf_json_body",
+}
+
+
+class SandboxOAuth:
+    """The sandbox authorization servers (one per sandboxed provider) and their shared store."""
+
+    def __init__(
+        self, settings: Settings, registry: Callable[[], ProviderRegistry]
+    ) -> None:
+        self.settings = settings
+        self._registry = registry
+        self.store = SandboxStore()
+        self._servers: dict[str, SandboxAuthorizationServer] = {}
+
+    def provider(self, key: str) -> Provider | None:
+        provider = self._registry().find(key)
+        return provider if provider is not None and provider.sandboxed else None
+
+    def server(self, key: str) -> SandboxAuthorizationServer | None:
+        if key in self._servers:
+            return self._servers[key]
+        provider = self.provider(key)
+        if provider is None:
+            return None
+        app_config = self._registry().app_config(key)
+        spec = provider.spec
+        rotation = spec.refresh_token_rotation == "yes" or bool(spec.sandbox.get("rotate"))
+        grant_types = list(spec.grant_types)
+        client = SandboxClient(
+            provider_key=key,
+            client_id=app_config.client_id,
+            client_secret=app_config.client_secret.reveal(),
+            auth_method=AUTH_METHODS[spec.token_auth_method],
+            redirect_uris=(f"{self.settings.public_base_url}/oauth/callback/{key}",),
+            grant_types=tuple(grant_types),
+            pkce_required=spec.pkce,
+            rotate_refresh_tokens=rotation,
+            issues_refresh_tokens="refresh_token" in grant_types and spec.requires_refresh_token,
+            display_name=spec.display_name,
+        )
+        server = SandboxAuthorizationServer(
+            provider_key=key,
+            issuer=spec.issuer,
+            client=client,
+            store=self.store,
+            offline_param=bool(spec.sandbox.get("refresh_token_needs_offline")),
+            refresh_requires_scope=bool(spec.sandbox.get("refresh_requires_scope")),
+            facebook_exchange="fb_exchange_token" in grant_types,
+        )
+        self._servers[key] = server
+        return server
+
+
+def _state(request: Request) -> SandboxOAuth:
+    return request.app.state.sandbox_oauth  # type: ignore[no-any-return]
+
+
+def _problem(status: int, error: str, description: str) -> JSONResponse:
+    return JSONResponse({"error": error, "error_description": description}, status, NO_STORE)
+
+
+def _error_page(status: int, error: str, description: str) -> HTMLResponse:
+    body = (
+        "<!doctype html><html><head><title>Authorization error</title></head><body>"
+        f"<h1>Authorization error</h1><p><code>{html.escape(error)}</code></p>"
+        f"<p>{html.escape(description)}</p>"
+        "<p>This is the pbf-headless sandbox authorization server (a simulation).</p>"
+        "</body></html>"
+    )
+    return HTMLResponse(body, status, headers=NO_STORE)
+
+
+def _to_http(
+    oauth: SandboxOAuth,
+    provider_key: str,
+    response: SandboxResponse,
+    *,
+    request_params: dict[str, str],
+    username: str | None,
+) -> Response:
+    location = response.location
+    if location is not None:
+        server = oauth.server(provider_key)
+        assert server is not None
+        location = quirks.callback_location(
+            provider_key,
+            location,
+            request_params=request_params,
+            client_secret=server.client.client_secret,
+            username=username or DEFAULT_USER,
+        )
+        return RedirectResponse(location, status_code=302, headers=NO_STORE)
+    body = response.body if isinstance(response.body, dict) else {"error": "invalid_request"}
+    return _error_page(
+        response.status, str(body.get("error")), str(body.get("error_description") or "")
+    )
+
+
+def _login_decision(oauth: SandboxOAuth, params: dict[str, str]) -> tuple[str, str | None]:
+    """``("approve", user)``, ``("deny", None)`` or ``("ask", None)``."""
+    hint = params.get("login_hint") or ""
+    if hint == "deny":
+        return "deny", None
+    if hint == "auto" or hint.startswith("auto:"):
+        return "approve", hint.partition(":")[2] or DEFAULT_USER
+    if oauth.settings.oauth.sandbox_auto_approve:
+        return "approve", hint or DEFAULT_USER
+    return "ask", None
+
+
+def _consent_page(provider: Provider, consent_id: str, scope: str, action: str) -> HTMLResponse:
+    scopes = [s for s in scope.replace(",", " ").split(" ") if s]
+    items = "".join(f"<li><code>{html.escape(s)}</code></li>" for s in scopes) or (
+        "<li>(permissions configured on the app)</li>"
+    )
+    name = html.escape(provider.display_name)
+    body = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Authorize {name} (sandbox)</title></head>
+<body>
+<h1>{name} — sandbox consent</h1>
+<p>The application <strong>{html.escape(provider.key)}</strong> (client
+<code>sandbox-{html.escape(provider.key)}</code>) asks for access to your {name} data:</p>
+<ul>{items}</ul>
+<form method="post" action="{html.escape(action)}">
+  <input type="hidden" name="consent_id" value="{html.escape(consent_id)}">
+  <button type="submit" name="decision" value="approve">Approve</button>
+  <button type="submit" name="decision" value="deny">Deny</button>
+</form>
+<p><small>pbf-headless sandbox authorization server: a simulation for local use and tests.
+</small></p>
+</body></html>"""
+    return HTMLResponse(body, headers={**NO_STORE, "Referrer-Policy": "no-referrer"})
+
+
+def _complete(
+    oauth: SandboxOAuth,
+    provider_key: str,
+    req: SandboxRequest,
+    grant: Any,
+    decision: str,
+    username: str | None,
+) -> Response:
+    server = oauth.server(provider_key)
+    assert server is not None
+    user = SandboxUser(username or DEFAULT_USER) if decision == "approve" else None
+    response = server.create_authorization_response(req, grant_user=user, grant=grant)
+    return _to_http(
+        oauth, provider_key, response, request_params=req.payload.data, username=username
+    )
+
+
+class MisbehaveBody(BaseModel):
+    provider_key: str = Field(description="Provider key, or '*' for any provider.")
+    kind: str = Field(description="One of: " + ", ".join(MISBEHAVIOURS))
+    count: int = Field(1, ge=1, le=100)
+
+
+def create_sandbox_oauth_app(
+    settings: Settings | None = None,
+    *,
+    registry: Callable[[], ProviderRegistry] | ProviderRegistry | None = None,
+) -> FastAPI:
+    """ASGI app of the sandbox authorization server (a simulation for local use and tests).
+
+    Standalone (``registry`` omitted) it builds its own provider registry from ``settings``
+    (sandbox mode); mounted in the main app it reads the app's ``app.state.providers``.
+    """
+    from app.config import load_settings
+
+    settings = settings or load_settings()
+    if registry is None:
+        from app.providers.startup import build_registry
+
+        built = build_registry(settings)
+        get_registry: Callable[[], ProviderRegistry] = lambda: built  # noqa: E731
+    elif isinstance(registry, ProviderRegistry):
+        fixed = registry
+        get_registry = lambda: fixed  # noqa: E731
+    else:
+        get_registry = registry
+
+    app = FastAPI(
+        title="pbf-headless sandbox authorization server (simulation)",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.sandbox_oauth = SandboxOAuth(settings, get_registry)
+
+    @app.get("/{provider_key}/authorize")
+    async def authorize(provider_key: str, request: Request) -> Response:
+        oauth = _state(request)
+        server = oauth.server(provider_key)
+        if server is None:
+            return _error_page(404, "unknown_provider", "No sandbox provider with this key.")
+        items = quirks.authorize_params(provider_key, list(request.query_params.multi_items()))
+        req = SandboxRequest("GET", str(request.url), request.headers, items)
+        params = req.payload.data
+        if provider_key == "shopify" and not quirks.SHOP_DOMAIN.match(params.get("shop", "")):
+            return _error_page(400, "invalid_request", "Missing or invalid shop.")
+        try:
+            grant = server.get_consent_grant(req)
+        except OAuth2Error as error:
+            return _to_http(
+                oauth,
+                provider_key,
+                server.error_response(req, error),
+                request_params=params,
+                username=None,
+            )
+        decision, username = _login_decision(oauth, params)
+        if decision != "ask":
+            return _complete(oauth, provider_key, req, grant, decision, username)
+        consent_id = secrets.token_urlsafe(24)
+        oauth.store.consents[consent_id] = PendingConsent(consent_id, provider_key, items)
+        provider = oauth.provider(provider_key)
+        assert provider is not None
+        return _consent_page(provider, consent_id, req.scope or "", str(request.url.path))
+
+    @app.post("/{provider_key}/authorize")
+    async def consent(provider_key: str, request: Request) -> Response:
+        oauth = _state(request)
+        server = oauth.server(provider_key)
+        if server is None:
+            return _error_page(404, "unknown_provider", "No sandbox provider with this key.")
+        form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
+        pending = oauth.store.consents.pop(form.get("consent_id", ""), None)
+        if (
+            pending is None
+            or pending.provider_key != provider_key
+            or pending.created_at + CONSENT_TTL_SECONDS < time.time()
+        ):
+            return _error_page(400, "invalid_request", "Unknown or expired consent.")
+        req = SandboxRequest("GET", str(request.url), request.headers, pending.query)
+        try:
+            grant = server.get_consent_grant(req)
+        except OAuth2Error as error:
+            return _to_http(
+                oauth, provider_key, server.error_response(req, error),
+                request_params=req.payload.data, username=None,
+            )
+        decision = "approve" if form.get("decision") == "approve" else "deny"
+        hint = req.payload.data.get("login_hint") or None
+        return _complete(oauth, provider_key, req, grant, decision, hint)
+
+    @app.post("/{provider_key}/token")
+    async def token(provider_key: str, request: Request) -> Response:
+        oauth = _state(request)
+        server = oauth.server(provider_key)
+        if server is None:
+            return _problem(404, "invalid_request", "unknown sandbox provider")
+        raw = await request.body()
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        is_json = content_type == "application/json"
+        if is_json:
+            try:
+                payload = json.loads(raw or b"{}")
+            except ValueError:
+                return _problem(400, "invalid_request", "malformed JSON body")
+            if not isinstance(payload, dict):
+                return _problem(400, "invalid_request", "malformed JSON body")
+            items = quirks.token_params_from_json(provider_key, payload, oauth.store)
+        else:
+            items = parse_qsl(raw.decode(errors="replace"), keep_blank_values=True)
+        grant_type = dict(items).get("grant_type", "")
+        oauth.store.log_token_request(provider_key, grant_type)
+        kind = oauth.store.pop_misbehaviour(provider_key)
+        if kind == "html_502":
+            return HTMLResponse("<html><body><h1>502 Bad Gateway</h1></body></html>", 502)
+        if kind == "redirect_307":
+            return Response(status_code=307, headers={"Location": "https://other.example/token"})
+        if kind == "error_200":
+            return JSONResponse({"error": "invalid_grant"}, 200, NO_STORE)
+        req = SandboxRequest("POST", str(request.url), request.headers, items, is_json=is_json)
+        response = server.create_token_response(req)
+        body = response.body if isinstance(response.body, dict) else {}
+        if response.status == 200:
+            provider = oauth.provider(provider_key)
+            separator = provider.spec.scope_separator if provider else " "
+            if kind is not None:
+                body = quirks.misbehave(kind, body, separator)
+            body = quirks.decorate_token(provider_key, body, grant_type=grant_type)
+        return JSONResponse(body, response.status, {**dict(response.headers), **NO_STORE})
+
+    async def _endpoint(provider_key: str, request: Request, name: str) -> Response:
+        oauth = _state(request)
+        server = oauth.server(provider_key)
+        if server is None:
+            return _problem(404, "invalid_request", "unknown sandbox provider")
+        items = parse_qsl((await request.body()).decode(errors="replace"), keep_blank_values=True)
+        req = SandboxRequest("POST", str(request.url), request.headers, items)
+        response = server.create_endpoint_response(name, req)
+        return JSONResponse(response.body, response.status, {**dict(response.headers), **NO_STORE})
+
+    @app.post("/{provider_key}/introspect")
+    async def introspect(provider_key: str, request: Request) -> Response:
+        return await _endpoint(provider_key, request, "introspection")
+
+    @app.post("/{provider_key}/revoke")
+    async def revoke(provider_key: str, request: Request) -> Response:
+        return await _endpoint(provider_key, request, "revocation")
+
+    @app.get("/{provider_key}/.well-known/oauth-authorization-server")
+    async def metadata(provider_key: str, request: Request) -> Response:
+        oauth = _state(request)
+        server = oauth.server(provider_key)
+        if server is None:
+            return _problem(404, "invalid_request", "unknown sandbox provider")
+        return JSONResponse(server.metadata(server.issuer))
+
+    @app.post("/_control/misbehave")
+    async def control_misbehave(body: MisbehaveBody, request: Request) -> Response:
+        if body.kind not in MISBEHAVIOURS:
+            return _problem(422, "invalid_request", f"kind must be one of {list(MISBEHAVIOURS)}")
+        _state(request).store.queue_misbehaviour(body.provider_key, body.kind, body.count)
+        return JSONResponse({"queued": body.count, "kind": body.kind})
+
+    @app.get("/_control/token-requests")
+    async def control_token_requests(request: Request) -> Response:
+        log = _state(request).store.token_requests
+        return JSONResponse(
+            {"items": [{"provider_key": r.provider_key, "grant_type": r.grant_type} for r in log]}
+        )
+
+    @app.post("/_control/reset")
+    async def control_reset(request: Request) -> Response:
+        _state(request).store.reset()
+        return JSONResponse({"reset": True})
+
+    return app
+
+
+def mount_sandbox_oauth(app: FastAPI) -> None:
+    """Mount the sandbox authorization server at ``/sandbox/oauth`` on the main app.
+
+    Reads the main app's provider registry (``app.state.providers``) at request time.
+    """
+    sub = create_sandbox_oauth_app(app.state.settings, registry=lambda: app.state.providers)
+    app.mount("/sandbox/oauth", sub)
+    app.state.sandbox_oauth = sub.state.sandbox_oauth
