@@ -71,6 +71,7 @@ class Browser:
 
     client: httpx.AsyncClient
     cookies: dict[str, str] = field(default_factory=dict)
+    last_binding: str = ""
 
     def _cookie_header(self) -> dict[str, str]:
         if not self.cookies:
@@ -86,6 +87,7 @@ class Browser:
                     self.cookies.pop(name, None)
                 else:
                     self.cookies[name] = morsel.value
+                    self.last_binding = morsel.value
 
     async def get(self, url: str, **kw: Any) -> httpx.Response:
         headers = {**self._cookie_header(), **kw.pop("headers", {})}
@@ -196,13 +198,77 @@ class FlowHarness:
         r = await self.client.get("/sandbox/fivetran/_control/requests")
         if r.status_code != 200:
             return []
+        items = (r.json().get("data") or {}).get("items") or []
         return [
             e
-            for e in r.json().get("items", r.json() if isinstance(r.json(), list) else [])
+            for e in items
             if isinstance(e, dict)
             and e.get("method") == "POST"
             and str(e.get("path", "")).rstrip("/").endswith("/v1/connections")
         ]
+
+    async def misbehave(self, provider_key: str, kind: str, count: int = 1) -> None:
+        """Queue a misbehaving token response at the sandbox authorization server."""
+        r = await self.client.post(
+            "/sandbox/oauth/_control/misbehave",
+            json={"provider_key": provider_key, "kind": kind, "count": count},
+        )
+        assert r.status_code == 200, r.text
+
+    async def as_token_requests(self) -> list[dict[str, Any]]:
+        """The sandbox authorization server's own log of token-endpoint hits."""
+        r = await self.client.get("/sandbox/oauth/_control/token-requests")
+        assert r.status_code == 200, r.text
+        return list(r.json()["items"])
+
+    async def stored_tokens(self, connection_id: str) -> tuple[str, str]:
+        """(access token, refresh token) of a connection, decrypted from the vault."""
+        from app.onboarding.models import Connection
+
+        async with self.app.state.sessionmaker() as s:
+            conn = await s.get(Connection, connection_id)
+            assert conn is not None
+            out = []
+            for name in ("access_token", "refresh_token"):
+                secret = await self.app.state.vault.get(
+                    s,
+                    end_user_id=conn.end_user_id,
+                    owner_type="connection",
+                    owner_id=connection_id,
+                    field=name,
+                )
+                out.append(secret.reveal() if secret is not None else "")
+        return out[0], out[1]
+
+    async def database_dump(self) -> bytes:
+        """Every row of every table as text (plus the SQLite file's bytes)."""
+        from sqlalchemy import text
+
+        chunks: list[bytes] = []
+        engine = self.app.state.engine
+        async with engine.connect() as conn:
+            if engine.dialect.name == "sqlite":
+                names = (
+                    await conn.execute(text("SELECT name FROM sqlite_master WHERE type='table'"))
+                ).scalars()
+            else:
+                names = (
+                    await conn.execute(
+                        text("SELECT tablename FROM pg_tables WHERE schemaname='public'")
+                    )
+                ).scalars()
+            for name in list(names):
+                for row in (await conn.execute(text(f'SELECT * FROM "{name}"'))).all():
+                    for value in row:
+                        chunks.append(value if isinstance(value, bytes) else str(value).encode())
+        if engine.dialect.name == "sqlite":
+            from pathlib import Path
+
+            db = Path(engine.url.database or "")
+            for path in (db, Path(f"{db}-wal")):
+                if path.exists():
+                    chunks.append(path.read_bytes())
+        return b"\n".join(chunks)
 
     async def session_status(self, session_id: str) -> dict[str, Any]:
         r = await self.client.get(f"/v1/connect-sessions/{session_id}", headers=self.headers)
@@ -255,6 +321,10 @@ async def make_flow_harness() -> AsyncIterator[Callable[[Settings], Awaitable[Fl
             from app.providers.startup import start_providers
 
             await start_providers(application, settings)
+        if not any(getattr(r, "path", "") == "/sandbox/oauth" for r in application.routes):
+            from app.sandbox.oauth.app import mount_sandbox_oauth  # until main mounts it
+
+            mount_sandbox_oauth(application)
         spy = SpyTransport(application.state.outbound_transport)
         application.state.outbound_transport = spy
         async with application.state.sessionmaker() as session, session.begin():
