@@ -139,8 +139,10 @@ class RedisWindowBudget:
             try:
                 count, _ttl = await self._script(keys=[key], args=[WINDOW_SECONDS + 60])
             except Exception as exc:  # Redis down: keep working on the local bucket
-                log.warning("fivetran budget: redis unavailable (%s); using local bucket",
-                            type(exc).__name__)
+                log.warning(
+                    "fivetran budget: redis unavailable (%s); using local bucket",
+                    type(exc).__name__,
+                )
                 await self._fallback.acquire()
                 return
             if int(count) <= self.per_hour:

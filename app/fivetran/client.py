@@ -163,17 +163,27 @@ class FivetranClient:
                     attempt += 1
                     continue
                 raise FivetranUnavailable(
-                    0, "Unavailable", f"cannot connect ({type(exc).__name__})", None,
-                    method=method, path=path,
+                    0,
+                    "Unavailable",
+                    f"cannot connect ({type(exc).__name__})",
+                    None,
+                    method=method,
+                    path=path,
                 ) from None
             except (httpx.TransportError, TimeoutError) as exc:
-                what = "timed out" if isinstance(exc, TimeoutError | httpx.TimeoutException) else (
-                    f"transport error ({type(exc).__name__})"
+                what = (
+                    "timed out"
+                    if isinstance(exc, TimeoutError | httpx.TimeoutException)
+                    else (f"transport error ({type(exc).__name__})")
                 )
                 if not idempotent:
                     raise FivetranAmbiguous(
-                        0, "Ambiguous", f"create {what} after sending; outcome unknown", None,
-                        method=method, path=path,
+                        0,
+                        "Ambiguous",
+                        f"create {what} after sending; outcome unknown",
+                        None,
+                        method=method,
+                        path=path,
                     ) from None
                 if attempt < self.max_retries:
                     await self._sleep(self._backoff(attempt))
@@ -196,15 +206,23 @@ class FivetranClient:
                     attempt += 1
                     continue
                 raise FivetranTooManyRequests(
-                    status, code, message, request_id, retry_after=wait,
-                    method=method, path=path,
+                    status,
+                    code,
+                    message,
+                    request_id,
+                    retry_after=wait,
+                    method=method,
+                    path=path,
                 )
             if status >= 500:
                 if not idempotent:
                     raise FivetranAmbiguous(
-                        status, code or "ServerError",
+                        status,
+                        code or "ServerError",
                         f"create got HTTP {status} after sending; outcome unknown: {message}",
-                        request_id, method=method, path=path,
+                        request_id,
+                        method=method,
+                        path=path,
                     )
                 if attempt < self.max_retries:
                     await self._sleep(self._backoff(attempt))
@@ -286,9 +304,7 @@ class FivetranClient:
     async def list_group_connections(
         self, group_id: str, schema: str | None = None
     ) -> list[dict[str, Any]]:
-        return await self._paginate(
-            f"/v1/groups/{_q(group_id)}/connections", {"schema": schema}
-        )
+        return await self._paginate(f"/v1/groups/{_q(group_id)}/connections", {"schema": schema})
 
     async def group_public_key(self, group_id: str) -> str:
         data = await self._request("GET", f"/v1/groups/{_q(group_id)}/public-key")
@@ -313,7 +329,10 @@ class FivetranClient:
         return await self._request(
             "POST",
             f"/v1/destinations/{_q(id)}/test",
-            json={"trust_certificates": trust_certificates, "trust_fingerprints": trust_fingerprints},
+            json={
+                "trust_certificates": trust_certificates,
+                "trust_fingerprints": trust_fingerprints,
+            },
             version2=True,
         )
 
@@ -343,9 +362,7 @@ class FivetranClient:
         return None
 
     async def update_connection(self, id: str, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._request(
-            "PATCH", f"/v1/connections/{_q(id)}", json=body, version2=True
-        )
+        return await self._request("PATCH", f"/v1/connections/{_q(id)}", json=body, version2=True)
 
     async def delete_connection(self, id: str) -> dict[str, Any]:
         return await self._request("DELETE", f"/v1/connections/{_q(id)}", version2=True)
@@ -369,7 +386,10 @@ class FivetranClient:
         return await self._request(
             "POST",
             f"/v1/connections/{_q(id)}/test",
-            json={"trust_certificates": trust_certificates, "trust_fingerprints": trust_fingerprints},
+            json={
+                "trust_certificates": trust_certificates,
+                "trust_fingerprints": trust_fingerprints,
+            },
             version2=True,
         )
 
@@ -381,9 +401,7 @@ class FivetranClient:
     async def update_schema_config(self, id: str, body: dict[str, Any]) -> dict[str, Any]:
         return await self._request("PATCH", f"/v1/connections/{_q(id)}/schemas", json=body)
 
-    async def reload_schema_config(
-        self, id: str, exclude_mode: str = "PRESERVE"
-    ) -> dict[str, Any]:
+    async def reload_schema_config(self, id: str, exclude_mode: str = "PRESERVE") -> dict[str, Any]:
         return await self._request(
             "POST", f"/v1/connections/{_q(id)}/schemas/reload", json={"exclude_mode": exclude_mode}
         )

@@ -88,7 +88,8 @@ class FivetranTooManyRequests(FivetranError):
     def as_app_error(self) -> AppError:
         headers = {"Retry-After": str(int(self.retry_after))} if self.retry_after else None
         return AppTooManyRequests(
-            "Fivetran rate limit reached; retry later.", code="fivetran_rate_limited",
+            "Fivetran rate limit reached; retry later.",
+            code="fivetran_rate_limited",
             headers=headers,
         )
 
@@ -101,9 +102,7 @@ class FivetranServerError(FivetranError):
     """5xx from Fivetran after the allowed retries."""
 
     def as_app_error(self) -> AppError:
-        return ServiceUnavailable(
-            "Fivetran is failing; retry later.", code="fivetran_unavailable"
-        )
+        return ServiceUnavailable("Fivetran is failing; retry later.", code="fivetran_unavailable")
 
 
 class FivetranUnavailable(FivetranError):
@@ -148,7 +147,9 @@ def error_for(
     """The typed error for a final (non-retried) error response."""
     kw = {"method": method, "path": path}
     if status == 429:
-        return FivetranTooManyRequests(status, code, message, request_id, retry_after=retry_after, **kw)
+        return FivetranTooManyRequests(
+            status, code, message, request_id, retry_after=retry_after, **kw
+        )
     if status >= 500:
         return FivetranServerError(status, code, message, request_id, **kw)
     if code and code.startswith("NotFound"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -112,7 +112,7 @@ def _raw() -> dict[str, Any]:
     return data
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_service(service: str) -> ServiceSpec | None:
     """The spec of ``service`` (e.g. ``"salesforce"``), or None for an unknown service."""
     raw = _raw()["services"].get(service)

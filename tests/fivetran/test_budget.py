@@ -118,8 +118,11 @@ async def test_build_budget_and_credentials_follow_settings(redis: Any, prefix: 
     local = build_budget(Settings(mode="sandbox"))
     assert isinstance(local, LocalTokenBucket)
     shared = build_budget(
-        Settings(mode="sandbox", redis_url=REDIS_URL,
-                 fivetran={"hourly_request_budget": 5, "budget_redis_prefix": prefix})
+        Settings(
+            mode="sandbox",
+            redis_url=REDIS_URL,
+            fivetran={"hourly_request_budget": 5, "budget_redis_prefix": prefix},
+        )
     )
     assert isinstance(shared, RedisWindowBudget) and shared.per_hour == 5
     await shared.acquire()

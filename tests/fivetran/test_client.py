@@ -25,7 +25,6 @@ from app.fivetran.errors import (
 from app.fivetran.payloads import auth_block_for, build_create_payload
 from tests.fivetran.conftest import HOOK_BASE, SIM_BASE, Env, Sleeps
 
-
 _names = itertools.count()
 
 
@@ -36,14 +35,20 @@ async def _group(env: Env, name: str | None = None) -> str:
 async def _salesforce(env: Env, group_id: str, schema: str = "sf_acme", token: str = "rt-1"):
     env.tokens.active.add(token)
     auth = auth_block_for("salesforce", client_id="cid", client_secret="cs", refresh_token=token)
-    body = build_create_payload("salesforce", group_id=group_id, schema=schema, config={}, auth=auth)
+    body = build_create_payload(
+        "salesforce", group_id=group_id, schema=schema, config={}, auth=auth
+    )
     return await env.client.create_connection(body)
 
 
 def _client(env: Env, http: httpx.AsyncClient | None = None, **kw) -> FivetranClient:
     defaults = dict(
-        base_url=SIM_BASE, api_key="sandbox_key", api_secret="sandbox_secret",
-        budget=LocalTokenBucket(10_000, sleep=env.sleeps), sleep=env.sleeps, rng=lambda: 0.5,
+        base_url=SIM_BASE,
+        api_key="sandbox_key",
+        api_secret="sandbox_secret",
+        budget=LocalTokenBucket(10_000, sleep=env.sleeps),
+        sleep=env.sleeps,
+        rng=lambda: 0.5,
     )
     defaults.update(kw)
     return FivetranClient(http or env.raw, **defaults)  # type: ignore[arg-type]
@@ -72,8 +77,13 @@ async def test_account_and_groups(env: Env) -> None:
 async def test_destinations(env: Env) -> None:
     gid = await _group(env)
     dest = await env.client.create_destination(
-        {"group_id": gid, "service": "snowflake", "time_zone_offset": "0", "region": "GCP_US_EAST4",
-         "config": {"host": "acct.snowflakecomputing.com", "password": "pw"}}
+        {
+            "group_id": gid,
+            "service": "snowflake",
+            "time_zone_offset": "0",
+            "region": "GCP_US_EAST4",
+            "config": {"host": "acct.snowflakecomputing.com", "password": "pw"},
+        }
     )
     assert dest["id"] == gid and dest["setup_status"] == "connected"
     assert dest["config"]["password"] == "******"
@@ -137,8 +147,10 @@ async def test_schema_config(env: Env) -> None:
     table = next(iter(reloaded["schemas"]["salesforce"]["tables"]))
     patched = await env.client.update_schema_config(
         cid,
-        {"schema_change_handling": "BLOCK_ALL",
-         "schemas": {"salesforce": {"enabled": True, "tables": {table: {"enabled": False}}}}},
+        {
+            "schema_change_handling": "BLOCK_ALL",
+            "schemas": {"salesforce": {"enabled": True, "tables": {table: {"enabled": False}}}},
+        },
     )
     assert patched["schema_change_handling"] == "BLOCK_ALL"
     again = await env.client.get_schema_config(cid)
@@ -149,9 +161,17 @@ async def test_schema_config(env: Env) -> None:
 async def test_certificates_and_fingerprints(env: Env) -> None:
     gid = await _group(env)
     body = build_create_payload(
-        "postgres", group_id=gid, schema="pg",
-        config={"host": "db.internal", "user": "u", "password": "pw", "tunnel_host": "bastion",
-                "tunnel_port": 22, "tunnel_user": "ft"},
+        "postgres",
+        group_id=gid,
+        schema="pg",
+        config={
+            "host": "db.internal",
+            "user": "u",
+            "password": "pw",
+            "tunnel_host": "bastion",
+            "tunnel_port": 22,
+            "tunnel_user": "ft",
+        },
         networking_method="SshTunnel",
     )
     created = await env.client.create_connection(body)
@@ -176,7 +196,9 @@ async def test_webhooks(env: Env) -> None:
         f"{HOOK_BASE}/hook", ["sync_end"], secret="s3cret"
     )
     assert account["secret"] == "******" and account["type"] == "account"
-    group = await env.client.create_group_webhook(gid, "https://hooks.example.com/x", ["sync_start"])
+    group = await env.client.create_group_webhook(
+        gid, "https://hooks.example.com/x", ["sync_start"]
+    )
     assert group["type"] == "group" and group["group_id"] == gid
     assert {w["id"] for w in await env.client.list_webhooks()} == {account["id"], group["id"]}
     updated = await env.client.update_webhook(account["id"], {"active": False})
@@ -224,8 +246,13 @@ async def test_pagination_tolerates_camel_case_next_cursor(env: Env) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         calls.append(str(request.url))
         if "cursor" not in request.url.params:
-            return httpx.Response(200, json={"code": "Success", "data": {
-                "items": [{"id": "a"}], "nextCursor": "eyJza2lwIjoxfQ"}})
+            return httpx.Response(
+                200,
+                json={
+                    "code": "Success",
+                    "data": {"items": [{"id": "a"}], "nextCursor": "eyJza2lwIjoxfQ"},
+                },
+            )
         return httpx.Response(200, json={"code": "Success", "data": {"items": [{"id": "b"}]}})
 
     http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
@@ -260,8 +287,12 @@ async def test_error_classes(env: Env) -> None:
 async def test_errors_never_carry_secrets(env: Env) -> None:
     gid = await _group(env)
     env.tokens.active.add("super-secret-refresh")
-    auth = auth_block_for("salesforce", client_id="cid", client_secret="very-secret",
-                          refresh_token="super-secret-refresh")
+    auth = auth_block_for(
+        "salesforce",
+        client_id="cid",
+        client_secret="very-secret",
+        refresh_token="super-secret-refresh",
+    )
     body = build_create_payload("salesforce", group_id=gid, schema="s1", config={}, auth=auth)
     await env.client.create_connection(body)
     with pytest.raises(FivetranConflict) as dup:
@@ -279,8 +310,9 @@ async def test_errors_never_carry_secrets(env: Env) -> None:
 
 async def test_429_waits_retry_after_and_retries_even_a_create(env: Env) -> None:
     gid = await _group(env)
-    await env.fault(method="POST", path_regex="^/v1/connections$", status=429, retry_after=7,
-                    count=1)
+    await env.fault(
+        method="POST", path_regex="^/v1/connections$", status=429, retry_after=7, count=1
+    )
     created = await _salesforce(env, gid)
     assert created["id"]
     assert env.sleeps.calls == [7.0]
@@ -288,8 +320,7 @@ async def test_429_waits_retry_after_and_retries_even_a_create(env: Env) -> None
 
 
 async def test_429_retry_after_beyond_the_bound_raises(env: Env) -> None:
-    await env.fault(method="GET", path_regex="^/v1/groups$", status=429, retry_after=3600,
-                    count=1)
+    await env.fault(method="GET", path_regex="^/v1/groups$", status=429, retry_after=3600, count=1)
     with pytest.raises(FivetranTooManyRequests) as info:
         await env.client.list_groups()
     assert info.value.retry_after == 3600 and info.value.code == "TooManyRequests"
@@ -315,8 +346,9 @@ async def test_5xx_on_idempotent_calls_backs_off_and_recovers(env: Env) -> None:
     await env.client.update_connection(cid, {"paused": False})
     await env.fault(method="POST", path_regex="/sync$", status=502, count=1)
     await env.client.sync_connection(cid)
-    await env.fault(method="DELETE", path_regex=f"^/v1/connections/{cid}$", status=504, count=1,
-                    after=True)
+    await env.fault(
+        method="DELETE", path_regex=f"^/v1/connections/{cid}$", status=504, count=1, after=True
+    )
     with pytest.raises(FivetranNotFound):  # processed, then retried: now it is gone
         await env.client.delete_connection(cid)
 
@@ -352,8 +384,9 @@ async def test_create_is_never_resent_after_a_5xx_before_processing(env: Env) ->
 
 
 class Counting(httpx.AsyncBaseTransport):
-    def __init__(self, inner: httpx.AsyncBaseTransport, fail: type[Exception] | None = None,
-                 times: int = 0) -> None:
+    def __init__(
+        self, inner: httpx.AsyncBaseTransport, fail: type[Exception] | None = None, times: int = 0
+    ) -> None:
         self.inner, self.fail, self.times = inner, fail, times
         self.sent: list[str] = []
 
@@ -373,7 +406,10 @@ async def test_create_timeout_is_ambiguous_and_not_resent(env: Env) -> None:
     await env.fault(method="POST", path_regex="^/v1/connections$", delay_seconds=1.0, count=1)
     env.tokens.active.add("rt")
     body = build_create_payload(
-        "salesforce", group_id=gid, schema="sf_t", config={},
+        "salesforce",
+        group_id=gid,
+        schema="sf_t",
+        config={},
         auth=auth_block_for("salesforce", client_id="c", client_secret="s", refresh_token="rt"),
     )
     with pytest.raises(FivetranAmbiguous) as info:

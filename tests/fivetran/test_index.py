@@ -39,8 +39,11 @@ def test_index_content() -> None:
     sf = get_service("salesforce")
     assert sf is not None
     assert sf.schema_format == "schema" and sf.required_config == ["schema"]
-    assert sf.auth_paths() == ["client_access.client_id", "client_access.client_secret",
-                               "refresh_token"]
+    assert sf.auth_paths() == [
+        "client_access.client_id",
+        "client_access.client_secret",
+        "refresh_token",
+    ]
     # quirk: enum typed "object" is a string enum
     method = sf.config_fields["authentication_method"]
     assert method.type == "string" and method.enum == ("STANDARD", "ADVANCED")
@@ -52,7 +55,18 @@ def test_index_content() -> None:
     assert get_service("nope") is None
     # quirk: integer sync_frequency with string enum values → integers
     assert request_fields("create")["sync_frequency"].enum == (
-        1, 5, 15, 30, 60, 120, 180, 360, 480, 720, 1440)
+        1,
+        5,
+        15,
+        30,
+        60,
+        120,
+        180,
+        360,
+        480,
+        720,
+        1440,
+    )
     assert "snowflake" in destination_services()
     reports = get_service("google_ads").config_fields["reports"]  # type: ignore[union-attr]
     assert reports.items is not None and reports.items.properties is not None
@@ -62,7 +76,10 @@ def test_index_content() -> None:
 
 def test_service_never_reads_shared_at_run_time() -> None:
     app_root = Path(build_index.__file__).resolve().parents[1]
-    paths = [*(app_root / "fivetran").rglob("*.py"), *(app_root / "sandbox" / "fivetran").rglob("*.py")]
+    paths = [
+        *(app_root / "fivetran").rglob("*.py"),
+        *(app_root / "sandbox" / "fivetran").rglob("*.py"),
+    ]
     for path in paths:
         if path.name == "build_index.py":
             continue

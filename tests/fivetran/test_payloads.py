@@ -1,4 +1,4 @@
-"""Payload builders: bodies validate against Fivetran's own definition; bad input names the field."""
+"""Payload builders: bodies validate against Fivetran's definition; bad input names the field."""
 
 from __future__ import annotations
 
@@ -70,25 +70,32 @@ OAUTH_CASES: dict[str, dict[str, Any]] = {
     "salesforce_sandbox": {"config": {"authentication_method": "STANDARD"}},
     "hubspot": {"config": {"historical_sync_time_frame": "ALL_TIME"}},
     "google_ads": {
-        "config": {"customer_id": "123-456-7890", "sync_mode": "AllAccounts",
-                   "timeframe_months": "TWELVE"},
+        "config": {
+            "customer_id": "123-456-7890",
+            "sync_mode": "AllAccounts",
+            "timeframe_months": "TWELVE",
+        },
         "extra": {"client_access.developer_token": "dev-token"},
     },
     "google_analytics_4": {"config": {"sync_mode": "SPECIFIC_ACCOUNTS", "accounts": ["a1"]}},
     "google_sheets": {
-        "config": {"sheet_id": "https://docs.google.com/spreadsheets/d/x", "named_range": "r1",
-                   "auth_type": "OAuth"},
+        "config": {
+            "sheet_id": "https://docs.google.com/spreadsheets/d/x",
+            "named_range": "r1",
+            "auth_type": "OAuth",
+        },
         "table": "sheet_rows",
     },
-    "facebook_ads": {"config": {"sync_mode": "AllAccounts", "timeframe_months": "SIX"},
-                     "tokens": {"access_token": "fb-user-token"}},
+    "facebook_ads": {
+        "config": {"sync_mode": "AllAccounts", "timeframe_months": "SIX"},
+        "tokens": {"access_token": "fb-user-token"},
+    },
     "linkedin_ads": {"config": {"sync_mode": "AllAccounts", "ad_analytics": "AllReports"}},
     "bingads": {"config": {"sync_mode": "AllAccounts", "rollback_window_size": 7}},
     "pipedrive": {"config": {"domain": "acme"}},
     "quickbooks": {"config": {}, "extra": {"realm_id": "9130357766"}},
     "snapchat_ads": {"config": {"sync_mode": "AllOrganizations"}},
-    "tiktok_ads": {"config": {"sync_mode": "AllAccounts"},
-                   "tokens": {"access_token": "tt-token"}},
+    "tiktok_ads": {"config": {"sync_mode": "AllAccounts"}, "tokens": {"access_token": "tt-token"}},
     "pinterest_ads": {"config": {"sync_mode": "AllAdvertisers", "report_granularity": "DAY"}},
     "asana": {"config": {"sync_mode": "AllProjects"}},
     "zoom": {"config": {}},
@@ -98,15 +105,37 @@ OAUTH_CASES: dict[str, dict[str, Any]] = {
 }
 
 CREDENTIAL_CASES: dict[str, dict[str, Any]] = {
-    "postgres": {"host": "db.example.com", "port": 5432, "database": "app", "user": "fivetran",
-                 "password": "pw", "update_method": "QUERY_BASED"},
-    "mysql": {"host": "db.example.com", "port": 3306, "database": "app", "user": "fivetran",
-              "password": "pw", "update_method": "TELEPORT"},
-    "sql_server": {"host": "db.example.com", "port": 1433, "database": "app", "user": "fivetran",
-                   "password": "pw"},
+    "postgres": {
+        "host": "db.example.com",
+        "port": 5432,
+        "database": "app",
+        "user": "fivetran",
+        "password": "pw",
+        "update_method": "QUERY_BASED",
+    },
+    "mysql": {
+        "host": "db.example.com",
+        "port": 3306,
+        "database": "app",
+        "user": "fivetran",
+        "password": "pw",
+        "update_method": "TELEPORT",
+    },
+    "sql_server": {
+        "host": "db.example.com",
+        "port": 1433,
+        "database": "app",
+        "user": "fivetran",
+        "password": "pw",
+    },
     "stripe": {"api_key": "rk_test_x"},
-    "s3": {"bucket": "acme-data", "auth_type": "ACCESS_KEY", "access_key_id": "AKIA",
-           "access_key_secret": "s3cr3t", "file_type": "csv"},
+    "s3": {
+        "bucket": "acme-data",
+        "auth_type": "ACCESS_KEY",
+        "access_key_id": "AKIA",
+        "access_key_secret": "s3cr3t",
+        "file_type": "csv",
+    },
 }
 
 
@@ -117,8 +146,12 @@ def _oauth_body(service: str) -> dict[str, Any]:
         service, client_id="cid", client_secret="csecret", extra=case.get("extra"), **tokens
     )
     return build_create_payload(
-        service, group_id="grp_1", schema=f"{service}_acme", config=case["config"],
-        auth=auth, table=case.get("table"),
+        service,
+        group_id="grp_1",
+        schema=f"{service}_acme",
+        config=case["config"],
+        auth=auth,
+        table=case.get("table"),
     )
 
 
@@ -136,8 +169,13 @@ def test_credential_payload_validates_against_official_definition(
     service: str, official: Any
 ) -> None:
     body = build_create_payload(
-        service, group_id="grp_1", schema=f"{service}_acme", config=CREDENTIAL_CASES[service],
-        table="files" if service == "s3" else None, sync_frequency=1440, daily_sync_time="03:00",
+        service,
+        group_id="grp_1",
+        schema=f"{service}_acme",
+        config=CREDENTIAL_CASES[service],
+        table="files" if service == "s3" else None,
+        sync_frequency=1440,
+        daily_sync_time="03:00",
     )
     assert "auth" not in body
     errors = sorted(official(service).iter_errors(body), key=str)
@@ -162,18 +200,23 @@ def test_auth_shapes_per_service() -> None:
     sf = auth_block_for("salesforce", client_id="c", client_secret="s", refresh_token="r")
     assert sf == {"client_access": {"client_id": "c", "client_secret": "s"}, "refresh_token": "r"}
     ga = auth_block_for(
-        "google_ads", client_id="c", client_secret="s", refresh_token="r",
+        "google_ads",
+        client_id="c",
+        client_secret="s",
+        refresh_token="r",
         extra={"client_access.developer_token": "d"},
     )
     assert ga["client_access"]["developer_token"] == "d"
-    qb = auth_block_for("quickbooks", client_id="c", client_secret="s", refresh_token="r",
-                        extra={"realm_id": "42"})
+    qb = auth_block_for(
+        "quickbooks", client_id="c", client_secret="s", refresh_token="r", extra={"realm_id": "42"}
+    )
     assert qb["realm_id"] == "42" and qb["refresh_token"] == "r"
     fb = auth_block_for("facebook_ads", client_id="c", client_secret="s", access_token="a")
     assert fb == {"client_access": {"client_id": "c", "client_secret": "s"}, "access_token": "a"}
     for service in ("intercom", "shopify"):
-        block = auth_block_for(service, client_id="c", client_secret="s", access_token="a",
-                               refresh_token="r")
+        block = auth_block_for(
+            service, client_id="c", client_secret="s", access_token="a", refresh_token="r"
+        )
         assert block == {"access_token": "a"}, service  # access-token only
     zd = auth_block_for("zendesk", access_token="a")
     assert zd == {"access_token": "a"}
@@ -187,9 +230,13 @@ def test_auth_block_accepts_secret_wrappers() -> None:
         def reveal(self) -> str:
             return self._v
 
-    block = auth_block_for("hubspot", client_id="c", client_secret=Wrapped("s"),
-                           refresh_token=Wrapped("r"))
-    assert block == {"client_access": {"client_id": "c", "client_secret": "s"}, "refresh_token": "r"}
+    block = auth_block_for(
+        "hubspot", client_id="c", client_secret=Wrapped("s"), refresh_token=Wrapped("r")
+    )
+    assert block == {
+        "client_access": {"client_id": "c", "client_secret": "s"},
+        "refresh_token": "r",
+    }
 
 
 @pytest.mark.parametrize(
@@ -219,8 +266,11 @@ def test_auth_block_needs_a_token_the_service_accepts() -> None:
     ("service", "kwargs", "field"),
     [
         ("salesforce", {"config": {"domain": "acme"}}, "config.domain"),
-        ("salesforce", {"config": {"authentication_method": "OAUTH"}},
-         "config.authentication_method"),
+        (
+            "salesforce",
+            {"config": {"authentication_method": "OAUTH"}},
+            "config.authentication_method",
+        ),
         ("salesforce", {"config": {"connecting_user": "me"}}, "config.connecting_user"),
         ("salesforce", {"config": {"sync_formula_fields": "yes"}}, "config.sync_formula_fields"),
         ("salesforce", {"config": {}, "sync_frequency": 7}, "sync_frequency"),
@@ -228,13 +278,19 @@ def test_auth_block_needs_a_token_the_service_accepts() -> None:
         ("salesforce", {"config": {}, "daily_sync_time": "14:30"}, "daily_sync_time"),
         ("salesforce", {"config": {}, "networking_method": "Carrier"}, "networking_method"),
         ("postgres", {"config": {"port": "5432"}}, "config.port"),
-        ("google_ads", {"config": {"reports": [{"table": "t", "fields": "clicks"}]}},
-         "config.reports[0].fields"),
+        (
+            "google_ads",
+            {"config": {"reports": [{"table": "t", "fields": "clicks"}]}},
+            "config.reports[0].fields",
+        ),
         ("google_sheets", {"config": {}}, "config.table"),
         ("postgres", {"config": {}, "auth": {"access_token": "x"}}, "auth"),
         ("salesforce", {"config": {}, "auth": {"access_token": "x"}}, "auth.access_token"),
-        ("salesforce", {"config": {}, "auth": {"client_access": {"id": "x"}}},
-         "auth.client_access.id"),
+        (
+            "salesforce",
+            {"config": {}, "auth": {"client_access": {"id": "x"}}},
+            "auth.client_access.id",
+        ),
         ("nosuchservice", {"config": {}}, "service"),
     ],
 )
@@ -271,10 +327,14 @@ def test_schema_placement_per_format() -> None:
         ({"group_id": "g", "config": {"schema": "s"}}, "service"),
         ({"group_id": "g", "service": "salesforce"}, "config.schema"),
         ({"group_id": "g", "service": "salesforce", "config": {}}, "config.schema"),
-        ({"group_id": "g", "service": "salesforce", "config": {"schema": "s"}, "colour": "red"},
-         "colour"),
-        ({"group_id": "g", "service": "salesforce", "config": {"schema": "s"}, "paused": "no"},
-         "paused"),
+        (
+            {"group_id": "g", "service": "salesforce", "config": {"schema": "s"}, "colour": "red"},
+            "colour",
+        ),
+        (
+            {"group_id": "g", "service": "salesforce", "config": {"schema": "s"}, "paused": "no"},
+            "paused",
+        ),
         ({"group_id": "g", "service": "s3", "config": {"schema": "s"}}, "config.table_group_name"),
     ],
 )
@@ -302,7 +362,9 @@ def test_auth_patch_and_update_validation() -> None:
 
 def test_mask_secrets_hides_every_secret() -> None:
     body = build_create_payload(
-        "postgres", group_id="g", schema="pg",
+        "postgres",
+        group_id="g",
+        schema="pg",
         config={"host": "h", "user": "u", "password": "hunter2", "client_private_key": "KEY"},
     )
     masked = mask_secrets(body)

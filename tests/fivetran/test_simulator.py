@@ -19,7 +19,11 @@ AUTH = "Basic " + base64.b64encode(b"sandbox_key:sandbox_secret").decode()
 
 
 async def api(
-    env: Env, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
+    env: Env,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
     **kw: Any,
 ) -> httpx.Response:
     hdrs = {"Authorization": AUTH, "Accept": "application/json;version=2"}
@@ -67,8 +71,10 @@ async def test_unauthenticated_and_wrong_credentials(env: Env) -> None:
         (lambda b: b.update(service="share_point_x"), "Unsupported service 'share_point_x'"),
         (lambda b: b["config"].pop("schema"), "Field 'config.schema' is required"),
         (lambda b: b.pop("config"), "Field 'config.schema' is required"),
-        (lambda b: b["config"].update(authentication_method="MAGIC"),
-         "config.authentication_method"),
+        (
+            lambda b: b["config"].update(authentication_method="MAGIC"),
+            "config.authentication_method",
+        ),
         (lambda b: b.update(sync_frequency=7), "sync_frequency"),
         (lambda b: b.update(schedule_type="sometimes"), "schedule_type"),
         (lambda b: b["config"].update(domain="acme"), "config.domain"),
@@ -113,12 +119,14 @@ async def test_accept_and_content_type(env: Env) -> None:
     for accept in ("application/json", "application/json;version=2", "*/*"):
         assert (await api(env, "GET", "/v1/groups", headers={"Accept": accept})).status_code == 200
     r = await env.raw.post(
-        SIM_BASE + "/v1/groups", content=b'{"name":"x"}',
+        SIM_BASE + "/v1/groups",
+        content=b'{"name":"x"}',
         headers={"Authorization": AUTH, "Content-Type": "text/plain"},
     )
     assert_error(r, 415, "UnsupportedMediaType")
     r = await env.raw.post(
-        SIM_BASE + "/v1/groups", content=b"{not json",
+        SIM_BASE + "/v1/groups",
+        content=b"{not json",
         headers={"Authorization": AUTH, "Content-Type": "application/json"},
     )
     assert_error(r, 400, "InvalidInput")
@@ -182,8 +190,11 @@ async def test_oauth_setup_tests_introspect_the_handed_over_token(env: Env) -> N
     r = await api(env, "POST", "/v1/connections", sf_body(gid, token="revoked-token"))
     created = r.json()["data"]
     assert created["setup_tests"] == [
-        {"title": "Validate Login", "status": "FAILED",
-         "message": created["setup_tests"][0]["message"]}
+        {
+            "title": "Validate Login",
+            "status": "FAILED",
+            "message": created["setup_tests"][0]["message"],
+        }
     ]
     assert "Re-authorize" in created["setup_tests"][0]["message"]
     assert created["status"]["setup_state"] == "incomplete"
@@ -191,8 +202,9 @@ async def test_oauth_setup_tests_introspect_the_handed_over_token(env: Env) -> N
     # Re-authorization with an active token passes and connects.
     env.tokens.active.add("fresh")
     auth = auth_block_for("salesforce", client_id="c", client_secret="s", refresh_token="fresh")
-    r = await api(env, "PATCH", f"/v1/connections/{created['id']}",
-                  {"auth": auth, "run_setup_tests": True})
+    r = await api(
+        env, "PATCH", f"/v1/connections/{created['id']}", {"auth": auth, "run_setup_tests": True}
+    )
     data = r.json()["data"]
     assert data["setup_tests"][0]["status"] == "PASSED"
     assert data["status"]["setup_state"] == "connected"
@@ -216,16 +228,19 @@ async def test_checker_failure_fails_the_test_not_the_request(env: Env) -> None:
 
 async def test_credential_sources_fail_on_invalid_values(env: Env) -> None:
     gid = await group(env)
-    good = build_create_payload("postgres", group_id=gid, schema="pg",
-                                config={"host": "h", "user": "u", "password": "pw"})
+    good = build_create_payload(
+        "postgres", group_id=gid, schema="pg", config={"host": "h", "user": "u", "password": "pw"}
+    )
     r = await api(env, "POST", "/v1/connections", good)
     data = r.json()["data"]
-    assert data["setup_tests"] == [{"title": "Validate Credentials", "status": "PASSED",
-                                    "message": ""}]
+    assert data["setup_tests"] == [
+        {"title": "Validate Credentials", "status": "PASSED", "message": ""}
+    ]
     assert data["status"]["setup_state"] == "connected"
     assert data["config"]["password"] == "******"
-    bad = build_create_payload("mysql", group_id=gid, schema="my",
-                               config={"host": "h", "user": "u", "password": "invalid"})
+    bad = build_create_payload(
+        "mysql", group_id=gid, schema="my", config={"host": "h", "user": "u", "password": "invalid"}
+    )
     r = await api(env, "POST", "/v1/connections", bad)
     test = r.json()["data"]["setup_tests"][0]
     assert test["status"] == "FAILED" and "config.password" in test["message"]
@@ -234,10 +249,17 @@ async def test_credential_sources_fail_on_invalid_values(env: Env) -> None:
 
 async def test_ssh_tunnel_needs_fingerprint_approval_or_trust(env: Env) -> None:
     gid = await group(env)
-    cfg = {"host": "db", "user": "u", "password": "pw", "tunnel_host": "bastion.example.com",
-           "tunnel_port": 22, "tunnel_user": "fivetran"}
-    trusted = build_create_payload("postgres", group_id=gid, schema="pg_t", config=cfg,
-                                   trust_fingerprints=True)
+    cfg = {
+        "host": "db",
+        "user": "u",
+        "password": "pw",
+        "tunnel_host": "bastion.example.com",
+        "tunnel_port": 22,
+        "tunnel_user": "fivetran",
+    }
+    trusted = build_create_payload(
+        "postgres", group_id=gid, schema="pg_t", config=cfg, trust_fingerprints=True
+    )
     r = await api(env, "POST", "/v1/connections", trusted)
     assert [t["status"] for t in r.json()["data"]["setup_tests"]] == ["PASSED", "PASSED"]
     cid = r.json()["data"]["id"]
@@ -252,8 +274,9 @@ async def test_ssh_tunnel_needs_fingerprint_approval_or_trust(env: Env) -> None:
     assert tests[0]["details"]["hash"] == base64.b64encode(digest.digest()).decode().rstrip("=")
     r = await api(env, "POST", f"/v1/connections/{r.json()['data']['id']}/test", {})
     assert r.json()["data"]["setup_tests"][0]["status"] == "FAILED"  # still not approved
-    r = await api(env, "POST", f"/v1/connections/{r.json()['data']['id']}/test",
-                  {"trust_fingerprints": True})
+    r = await api(
+        env, "POST", f"/v1/connections/{r.json()['data']['id']}/test", {"trust_fingerprints": True}
+    )
     assert r.json()["data"]["status"]["setup_state"] == "connected"
 
 
@@ -269,8 +292,9 @@ async def test_schema_config_is_deterministic_and_needs_a_reload_or_sync(env: En
     env.tokens.active.add("rt-1")
     a = (await api(env, "POST", "/v1/connections", sf_body(gid, "sf_a"))).json()["data"]["id"]
     b = (await api(env, "POST", "/v1/connections", sf_body(gid, "sf_b"))).json()["data"]["id"]
-    assert_error(await api(env, "GET", f"/v1/connections/{a}/schemas"), 404,
-                 "NotFound_SchemaConfig")
+    assert_error(
+        await api(env, "GET", f"/v1/connections/{a}/schemas"), 404, "NotFound_SchemaConfig"
+    )
     one = (await api(env, "POST", f"/v1/connections/{a}/schemas/reload", {})).json()["data"]
     r = await env.control("POST", f"/connections/{b}/sync-result", {"status": "SUCCESSFUL"})
     assert r.status_code == 200
@@ -282,8 +306,9 @@ async def test_schema_config_is_deterministic_and_needs_a_reload_or_sync(env: En
     assert one["schema_change_handling"] == "ALLOW_ALL"
     r = await api(env, "POST", f"/v1/connections/{a}/schemas/reload", {"exclude_mode": "NOPE"})
     assert_error(r, 400, "InvalidInput", "exclude_mode")
-    r = await api(env, "PATCH", f"/v1/connections/{a}/schemas",
-                  {"schema_change_handling": "SOMETIMES"})
+    r = await api(
+        env, "PATCH", f"/v1/connections/{a}/schemas", {"schema_change_handling": "SOMETIMES"}
+    )
     assert_error(r, 400, "InvalidInput", "schema_change_handling")
     table = next(iter(one["schemas"]["salesforce"]["tables"]))
     path = {"schemas": {"salesforce": {"tables": {table: {"columns": {"id": {"enabled": False}}}}}}}
@@ -298,7 +323,9 @@ async def test_resync_rules(env: Env) -> None:
     assert_error(r, 400, "InvalidInput", "scope")
     r = await api(env, "POST", f"/v1/connections/{cid}/resync", {"scope": {"s": []}})
     assert_error(r, 400, "InvalidInput")
-    assert (await api(env, "POST", f"/v1/connections/{cid}/sync", {"force": False})).status_code == 200
+    assert (
+        await api(env, "POST", f"/v1/connections/{cid}/sync", {"force": False})
+    ).status_code == 200
     r = await api(env, "POST", f"/v1/connections/{cid}/resync")
     assert_error(r, 409, "Conflict")
 
@@ -309,12 +336,17 @@ async def test_webhook_url_rules_and_masked_secret(env: Env) -> None:
         assert_error(r, 400, "InvalidInput")
     r = await api(env, "POST", "/v1/webhooks/account", {"url": "https://x.example", "events": []})
     assert_error(r, 400, "InvalidInput", "events")
-    r = await api(env, "POST", "/v1/webhooks/account",
-                  {"url": "https://x.example", "events": ["bogus"]})
+    r = await api(
+        env, "POST", "/v1/webhooks/account", {"url": "https://x.example", "events": ["bogus"]}
+    )
     assert_error(r, 400, "InvalidInput", "bogus")
     for url in ("http://127.0.0.1:8000/hook", "http://localhost/hook", "https://x.example/h"):
-        r = await api(env, "POST", "/v1/webhooks/account",
-                      {"url": url, "events": ["sync_end"], "secret": "topsecret"})
+        r = await api(
+            env,
+            "POST",
+            "/v1/webhooks/account",
+            {"url": url, "events": ["sync_end"], "secret": "topsecret"},
+        )
         assert r.status_code == 200, r.text  # Fivetran answers 200 here, not 201
         assert r.json()["data"]["secret"] == "******"
     listed = (await api(env, "GET", "/v1/webhooks")).text
@@ -326,16 +358,36 @@ async def test_signed_webhook_events_for_the_lifecycle(env: Env) -> None:
     gid = await group(env)
     other = await group(env, "other")
     secret = "whsec-123"
-    all_events = ["create_connector", "pause_connector", "resume_connector", "edit_connector",
-                  "delete_connector", "sync_start", "sync_end", "connection_failure",
-                  "connection_successful"]
-    r = await api(env, "POST", "/v1/webhooks/account",
-                  {"url": f"{HOOK_BASE}/account", "events": all_events, "secret": secret})
+    all_events = [
+        "create_connector",
+        "pause_connector",
+        "resume_connector",
+        "edit_connector",
+        "delete_connector",
+        "sync_start",
+        "sync_end",
+        "connection_failure",
+        "connection_successful",
+    ]
+    r = await api(
+        env,
+        "POST",
+        "/v1/webhooks/account",
+        {"url": f"{HOOK_BASE}/account", "events": all_events, "secret": secret},
+    )
     assert r.status_code == 200
-    await api(env, "POST", f"/v1/webhooks/group/{other}",
-              {"url": f"{HOOK_BASE}/other-group", "events": all_events, "secret": "x"})
-    await api(env, "POST", "/v1/webhooks/account",
-              {"url": f"{HOOK_BASE}/inactive", "events": all_events, "active": False})
+    await api(
+        env,
+        "POST",
+        f"/v1/webhooks/group/{other}",
+        {"url": f"{HOOK_BASE}/other-group", "events": all_events, "secret": "x"},
+    )
+    await api(
+        env,
+        "POST",
+        "/v1/webhooks/account",
+        {"url": f"{HOOK_BASE}/inactive", "events": all_events, "active": False},
+    )
 
     env.tokens.active.add("rt-1")
     created = (await api(env, "POST", "/v1/connections", sf_body(gid))).json()["data"]
@@ -344,8 +396,9 @@ async def test_signed_webhook_events_for_the_lifecycle(env: Env) -> None:
     await api(env, "PATCH", f"/v1/connections/{cid}", {"paused": True})
     await api(env, "PATCH", f"/v1/connections/{cid}", {"sync_frequency": 1440})
     await env.control("POST", f"/connections/{cid}/sync-result", {"status": "SUCCESSFUL"})
-    await env.control("POST", f"/connections/{cid}/sync-result",
-                      {"status": "FAILED", "reason": "boom"})
+    await env.control(
+        "POST", f"/connections/{cid}/sync-result", {"status": "FAILED", "reason": "boom"}
+    )
     r = await env.control("POST", f"/connections/{cid}/break")
     assert r.json()["data"]["status"]["setup_state"] == "broken"
     assert r.json()["data"]["status"]["tasks"][0]["code"] == "reconnect"
@@ -360,13 +413,28 @@ async def test_signed_webhook_events_for_the_lifecycle(env: Env) -> None:
     events = [json.loads(r["body"]) for r in received]
     names = [e["event"] for e in events]
     assert names == [
-        "create_connector", "connection_successful", "resume_connector", "pause_connector",
-        "edit_connector", "sync_start", "sync_end", "sync_start", "sync_end",
-        "connection_failure", "delete_connector",
+        "create_connector",
+        "connection_successful",
+        "resume_connector",
+        "pause_connector",
+        "edit_connector",
+        "sync_start",
+        "sync_end",
+        "sync_start",
+        "sync_end",
+        "connection_failure",
+        "delete_connector",
     ]
     first = events[0]
-    assert set(first) == {"event", "created", "connector_type", "connector_id", "connector_name",
-                          "destination_group_id", "data"}
+    assert set(first) == {
+        "event",
+        "created",
+        "connector_type",
+        "connector_id",
+        "connector_name",
+        "destination_group_id",
+        "data",
+    }
     assert first["connector_type"] == "salesforce" and first["connector_id"] == cid
     assert first["connector_name"] == "sf_acme" and first["destination_group_id"] == gid
     assert first["created"].endswith("Z")
@@ -380,8 +448,12 @@ async def test_signed_webhook_events_for_the_lifecycle(env: Env) -> None:
 async def test_webhook_delivery_failures_are_logged_not_raised(env: Env) -> None:
     env.receiver.status = 500
     gid = await group(env)
-    await api(env, "POST", "/v1/webhooks/account",
-              {"url": f"{HOOK_BASE}/h", "events": ["create_connector"], "secret": "s"})
+    await api(
+        env,
+        "POST",
+        "/v1/webhooks/account",
+        {"url": f"{HOOK_BASE}/h", "events": ["create_connector"], "secret": "s"},
+    )
     r = await api(env, "POST", "/v1/connections", sf_body(gid))
     assert r.status_code == 201
     deliveries = (await env.control("GET", "/deliveries")).json()["data"]["items"]

@@ -31,7 +31,7 @@ def sandbox_oauth_checker(app: Any) -> TokenChecker:
     else the Fivetran service name."""
 
     async def check(service: str, token: str) -> bool:
-        from app.sandbox.oauth import introspect_token  # type: ignore[attr-defined]
+        from app.sandbox.oauth import introspect_token
 
         provider_key = service
         registry = getattr(app.state, "providers", None)

@@ -117,7 +117,9 @@ def _ok(data: Any = None, message: str = "Success", status: int = 200, code: str
 
 
 def _not_found(entity: str, id: str, code: str | None = None) -> SimError:
-    return SimError(404, code or f"NotFound_{entity}", f"Cannot find entity '{entity}' with id '{id}'")
+    return SimError(
+        404, code or f"NotFound_{entity}", f"Cannot find entity '{entity}' with id '{id}'"
+    )
 
 
 def _invalid(message: str) -> SimError:
@@ -485,7 +487,9 @@ class Simulator:
             c["group_id"] == gid and c["schema"] == schema for c in self.state.connections.values()
         ):
             raise SimError(
-                409, "Conflict", f"Connection with schema '{schema}' already exists in group '{gid}'"
+                409,
+                "Conflict",
+                f"Connection with schema '{schema}' already exists in group '{gid}'",
             )
         cid = new_word_id(self.state.connections)
         paused = bool(body.get("paused", True))
@@ -519,8 +523,12 @@ class Simulator:
             "source_sync_details": {},
             "config": config,
         }
-        for key in ("destination_schema_names", "proxy_agent_id", "private_link_id",
-                    "hybrid_deployment_agent_id"):
+        for key in (
+            "destination_schema_names",
+            "proxy_agent_id",
+            "private_link_id",
+            "hybrid_deployment_agent_id",
+        ):
             if key in body:
                 connection[key] = body[key]
         self.state.connections[cid] = connection
@@ -568,9 +576,16 @@ class Simulator:
                 connection["status"]["sync_state"] = "paused" if body["paused"] else "scheduled"
             events.append("pause_connector" if body["paused"] else "resume_connector")
         simple = (
-            "sync_frequency", "daily_sync_time", "schedule_type", "pause_after_trial",
-            "data_delay_sensitivity", "data_delay_threshold", "networking_method",
-            "proxy_agent_id", "private_link_id", "hybrid_deployment_agent_id",
+            "sync_frequency",
+            "daily_sync_time",
+            "schedule_type",
+            "pause_after_trial",
+            "data_delay_sensitivity",
+            "data_delay_threshold",
+            "networking_method",
+            "proxy_agent_id",
+            "private_link_id",
+            "hybrid_deployment_agent_id",
         )
         edited = False
         for key in simple:
@@ -605,8 +620,11 @@ class Simulator:
     def _drop_connection(self, cid: str) -> dict[str, Any]:
         connection = self.state.connections.pop(cid)
         for store in (
-            self.state.auth, self.state.schema_configs, self.state.certificates,
-            self.state.fingerprints, self.state.sync_ids,
+            self.state.auth,
+            self.state.schema_configs,
+            self.state.certificates,
+            self.state.fingerprints,
+            self.state.sync_ids,
         ):
             store.pop(cid, None)
         return connection
@@ -652,9 +670,13 @@ class Simulator:
         body = await self.body(request, required=False)
         scope = body.get("scope") if isinstance(body, dict) else None
         if isinstance(body, dict) and "scope" in body:
-            if not isinstance(scope, dict) or not scope or not all(
-                isinstance(v, list) and v and all(isinstance(t, str) for t in v)
-                for v in scope.values()
+            if (
+                not isinstance(scope, dict)
+                or not scope
+                or not all(
+                    isinstance(v, list) and v and all(isinstance(t, str) for t in v)
+                    for v in scope.values()
+                )
             ):
                 raise _invalid("Invalid field 'scope': non-empty {schema: [tables]} required")
         if connection["status"]["sync_state"] == "syncing":
@@ -689,7 +711,8 @@ class Simulator:
         if cid not in self.state.schema_configs:
             spec = get_service(connection["service"])
             self.state.schema_configs[cid] = generated_schema(
-                connection["service"], spec.schema_format if spec else "schema",
+                connection["service"],
+                spec.schema_format if spec else "schema",
                 connection["schema"],
             )
         return self.state.schema_configs[cid]
@@ -700,7 +723,8 @@ class Simulator:
         config = self.state.schema_configs.get(cid)
         if config is None:
             raise SimError(
-                404, "NotFound_SchemaConfig",
+                404,
+                "NotFound_SchemaConfig",
                 f"Cannot find entity 'StandardConfig' with id '{cid}': reload the schema first",
             )
         return _ok(config)
@@ -752,8 +776,12 @@ class Simulator:
                 for cname, cbody in (tbody.get("columns") or {}).items():
                     column = table["columns"].setdefault(
                         cname,
-                        {"name_in_destination": cname, "enabled": True, "hashed": False,
-                         "is_primary_key": False},
+                        {
+                            "name_in_destination": cname,
+                            "enabled": True,
+                            "hashed": False,
+                            "is_primary_key": False,
+                        },
                     )
                     path = f"schemas.{sname}.tables.{tname}.columns.{cname}"
                     if not column.get("enabled_patch_settings", {}).get("allowed", True) and (
@@ -962,7 +990,8 @@ class Simulator:
                 path_regex=body["path_regex"],
                 status=int(body["status"]) if body.get("status") is not None else None,
                 count=int(body.get("count", 1)),
-                retry_after=float(body["retry_after"]) if body.get("retry_after") is not None
+                retry_after=float(body["retry_after"])
+                if body.get("retry_after") is not None
                 else None,
                 delay_seconds=float(body.get("delay_seconds") or 0),
                 code=body.get("code"),
@@ -1033,7 +1062,7 @@ def create_simulator(
     *,
     get_http: Callable[[], httpx.AsyncClient],
     api_key: str = "sandbox_key",
-    api_secret: str = "sandbox_secret",
+    api_secret: str = "sandbox_secret",  # noqa: S107 - public sandbox value
     token_checker: TokenChecker | None = None,
 ) -> FastAPI:
     """Build the simulator app (a simulation of the Fivetran REST API).

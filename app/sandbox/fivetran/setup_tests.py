@@ -144,7 +144,11 @@ async def run_setup_tests(
     bad = _find_invalid(cfg, "config")
     if bad:
         tests.append(
-            _test("Validate Credentials", "FAILED", f"Invalid credentials: check the value of '{bad}'.")
+            _test(
+                "Validate Credentials",
+                "FAILED",
+                f"Invalid credentials: check the value of '{bad}'.",
+            )
         )
     else:
         tests.append(_test("Validate Credentials", "PASSED"))

@@ -35,7 +35,9 @@ def new_word_id(taken: set[str] | dict[str, Any]) -> str:
         if candidate not in taken:
             return candidate
     while True:
-        candidate = f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NOUNS)}{secrets.randbelow(10**6)}"
+        candidate = (
+            f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NOUNS)}{secrets.randbelow(10**6)}"
+        )
         if candidate not in taken:
             return candidate
 
@@ -76,7 +78,11 @@ def ssh_fingerprint(public_key: str) -> str:
 
 
 def encode_cursor(skip: int) -> str:
-    return base64.b64encode(json.dumps({"skip": skip}, separators=(",", ":")).encode()).decode().rstrip("=")
+    return (
+        base64.b64encode(json.dumps({"skip": skip}, separators=(",", ":")).encode())
+        .decode()
+        .rstrip("=")
+    )
 
 
 def decode_cursor(cursor: str) -> int:

@@ -62,7 +62,9 @@ def sign(secret: str, body: bytes) -> str:
 
 
 def event_payload(
-    event: str, connection: dict[str, Any], data: dict[str, Any] | None = None,
+    event: str,
+    connection: dict[str, Any],
+    data: dict[str, Any] | None = None,
     sync_id: str | None = None,
 ) -> dict[str, Any]:
     payload: dict[str, Any] = {
@@ -85,7 +87,7 @@ class WebhookDispatcher:
     def __init__(self, state: SimState, get_http: Callable[[], httpx.AsyncClient]) -> None:
         self.state = state
         self._get_http = get_http
-        self._pending: set[asyncio.Task[None]] = set()
+        self._pending: set[asyncio.Future[Any]] = set()
 
     def emit(
         self,
@@ -141,7 +143,11 @@ class WebhookDispatcher:
         except Exception as exc:  # delivery failures are logged, not raised
             record["status"] = 0
             record["error"] = type(exc).__name__
-            result = {"succeed": False, "status": 0, "message": f"Delivery failed: {type(exc).__name__}"}
+            result = {
+                "succeed": False,
+                "status": 0,
+                "message": f"Delivery failed: {type(exc).__name__}",
+            }
         if not result["succeed"]:
             log.warning(
                 "sandbox fivetran webhook %s (%s) delivery failed: %s",
