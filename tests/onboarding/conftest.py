@@ -103,3 +103,64 @@ async def vault_rows(app: FastAPI, end_user_id: str | None = None) -> int:
 @pytest.fixture
 async def unused() -> AsyncIterator[None]:
     yield
+
+
+RETURN_TO = "http://127.0.0.1:3000/onboarding/done"
+APP_ORIGIN = "http://127.0.0.1:3000"
+
+
+class EndUserBrowser:
+    """The end-user's browser through the connect flow: start form, sandbox consent,
+    callback. Keeps its own cookies (``__Host-`` cookies are never sent over http by httpx)."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+        self.cookies: dict[str, str] = {}
+
+    def _remember(self, response: httpx.Response) -> None:
+        from http.cookies import SimpleCookie
+
+        for raw in response.headers.get_list("set-cookie"):
+            jar: SimpleCookie = SimpleCookie()
+            jar.load(raw)
+            for name, morsel in jar.items():
+                if morsel["max-age"] == "0" or not morsel.value:
+                    self.cookies.pop(name, None)
+                else:
+                    self.cookies[name] = morsel.value
+
+    def _headers(self) -> dict[str, str]:
+        return {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())} if self.cookies else {}
+
+    async def connect(self, connect_url: str, *, login_hint: str = "auto") -> dict[str, str]:
+        """Run the whole flow; returns the query of the final redirect to ``return_to``."""
+        from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+        r = await self.client.post(
+            connect_url, headers={**self._headers(), "Origin": APP_ORIGIN}, content=b""
+        )
+        assert r.status_code == 303, (r.status_code, r.text[:300])
+        self._remember(r)
+        authorize = urlsplit(r.headers["location"])
+        query = [(k, v) for k, v in parse_qsl(authorize.query) if k != "login_hint"]
+        query.append(("login_hint", login_hint))
+        r = await self.client.get(urlunsplit(authorize._replace(query=urlencode(query))))
+        assert r.status_code in (302, 303), (r.status_code, r.text[:300])
+        r = await self.client.get(r.headers["location"], headers=self._headers())
+        assert r.status_code == 303, (r.status_code, r.text[:300])
+        self._remember(r)
+        final = urlsplit(r.headers["location"])
+        assert f"{final.scheme}://{final.netloc}{final.path}" == RETURN_TO, r.headers["location"]
+        return dict(parse_qsl(final.query))
+
+
+async def oauth_connect(
+    api: httpx.AsyncClient, end_user: str, service: str, **extra: Any
+) -> dict[str, str]:
+    """Connect session + browser flow for ``service``; returns the return_to query."""
+    r = await api.post(
+        "/v1/connect-sessions",
+        json={"end_user": end_user, "service": service, "return_to": RETURN_TO, **extra},
+    )
+    assert r.status_code == 201, r.text
+    return await EndUserBrowser(api).connect(r.json()["connect_url"])

@@ -1,0 +1,158 @@
+"""OAuth sources end to end over HTTP: connect session → browser → sandbox authorization
+server → callback → Fivetran simulator (whose setup tests introspect the handed-over token)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import select
+
+from app.config import Settings
+from tests.onboarding.conftest import Simulator, oauth_connect, problem, vault_rows
+
+
+@pytest.fixture(params=["per_end_user", "shared", "per_service"])
+async def strategy_api(
+    request: pytest.FixtureRequest, settings_factory: Callable[..., Settings]
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    from app.callers.service import create_api_key
+    from app.main import create_app
+
+    settings = settings_factory(onboarding={"group_strategy": request.param})
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        async with application.state.sessionmaker() as s, s.begin():
+            _, key = await create_api_key(s, name="t", scopes=["admin"])
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=application),
+            base_url="http://127.0.0.1:8000",
+            headers={"Authorization": f"Bearer {key}"},
+        ) as c:
+            yield application, c
+
+
+@pytest.mark.parametrize(
+    ("service", "extra", "token_field"),
+    [
+        ("salesforce", {}, "refresh_token"),
+        ("hubspot", {}, "refresh_token"),
+        ("intercom", {}, "access_token"),
+        ("facebook_ads", {}, "access_token"),
+    ],
+)
+async def test_oauth_sources_connect(
+    strategy_api: tuple[FastAPI, httpx.AsyncClient],
+    service: str,
+    extra: dict[str, object],
+    token_field: str,
+) -> None:
+    app, api = strategy_api
+    sim = Simulator(api)
+    assert (await api.put("/v1/end-users/org-7", json={"name": "Org 7"})).status_code == 201
+    result = await oauth_connect(api, "org-7", service, **extra)
+    assert result["status"] == "connected", result
+    r = await api.get(f"/v1/connections/{result['connection_id']}")
+    assert r.status_code == 200, r.text
+    conn = r.json()
+    assert conn["state"] == "connected" and conn["auth_method"] == "oauth2"
+    assert conn["setup_tests"] and all(t["status"] != "FAILED" for t in conn["setup_tests"])
+    # The grant was handed to Fivetran: we must never refresh it ourselves.
+    from app.onboarding.connections import GrantHandedOff, ensure_refresh_allowed
+    from app.onboarding.models import Connection
+
+    async with app.state.sessionmaker() as s:
+        row = await s.get(Connection, conn["id"])
+        assert row is not None and row.grant_handed_off_at is not None
+        with pytest.raises(GrantHandedOff):
+            ensure_refresh_allowed(row)
+    # Fivetran holds exactly this connection, un-paused.
+    remote = (await sim.get(f"/v1/connections/{conn['fivetran_connection_id']}")).json()["data"]
+    assert remote["service"] == service and remote["paused"] is False
+    # The token kind the provider issues was stored (retention "keep").
+    async with app.state.sessionmaker() as s:
+        from app.vault.models import VaultSecret
+
+        fields = set(
+            (
+                await s.scalars(select(VaultSecret.field).where(VaultSecret.owner_id == conn["id"]))
+            ).all()
+        )
+    assert token_field in fields
+
+
+async def test_reauthorization_of_a_broken_connection(
+    app: FastAPI, api: httpx.AsyncClient, sim: Simulator
+) -> None:
+    assert (await api.put("/v1/end-users/org-9", json={})).status_code == 201
+    result = await oauth_connect(api, "org-9", "salesforce")
+    assert result["status"] == "connected", result
+    cid = result["connection_id"]
+    fivetran_id = (await api.get(f"/v1/connections/{cid}")).json()["fivetran_connection_id"]
+    await sim.break_connection(fivetran_id)
+    r = await api.get(f"/v1/connections/{cid}", params={"refresh": "true"})
+    assert r.status_code == 200 and r.json()["state"] == "broken", r.text
+    # A new consent, patched onto the same Fivetran connection.
+    r = await api.post(
+        f"/v1/connections/{cid}/reauthorize",
+        json={"return_to": "http://127.0.0.1:3000/onboarding/done"},
+    )
+    assert r.status_code == 201, r.text
+    from tests.onboarding.conftest import EndUserBrowser
+
+    final = await EndUserBrowser(api).connect(r.json()["connect_url"])
+    assert final["status"] == "connected", final
+    assert final["connection_id"] == cid
+    r = await api.get(f"/v1/connections/{cid}")
+    conn = r.json()
+    assert conn["state"] == "connected" and conn["fivetran_connection_id"] == fivetran_id
+    remote = await sim.connections_in(conn["group_id"])
+    assert [c["id"] for c in remote if c["service"] == "salesforce"] == [fivetran_id]
+    # The history shows connected → broken → connected.
+    from app.onboarding.models import ConnectionTransition
+
+    async with app.state.sessionmaker() as s:
+        states = list(
+            (
+                await s.scalars(
+                    select(ConnectionTransition.to_state)
+                    .where(ConnectionTransition.connection_id == cid)
+                    .order_by(ConnectionTransition.id)
+                )
+            ).all()
+        )
+    assert states[-3:] == ["connected", "broken", "connected"], states
+
+
+async def test_offboarding_revokes_and_shreds_oauth_secrets(
+    app: FastAPI, api: httpx.AsyncClient, sim: Simulator
+) -> None:
+    assert (await api.put("/v1/end-users/gone-1", json={})).status_code == 201
+    result = await oauth_connect(api, "gone-1", "salesforce")
+    assert result["status"] == "connected"
+    from app.onboarding.models import EndUser
+
+    async with app.state.sessionmaker() as s:
+        eu_id = await s.scalar(select(EndUser.id).where(EndUser.external_id == "gone-1"))
+    assert await vault_rows(app, eu_id) >= 1
+    from app.sandbox.oauth import introspect_token
+
+    async with app.state.sessionmaker() as s:
+        token = await app.state.vault.get(
+            s,
+            end_user_id=eu_id,
+            owner_type="connection",
+            owner_id=result["connection_id"],
+            field="refresh_token",
+        )
+    assert token is not None
+    base = "http://127.0.0.1:8000"
+    assert await introspect_token(app.state.http, base, "salesforce", token) is True
+    r = await api.delete("/v1/end-users/gone-1")
+    assert r.status_code == 204, r.text
+    assert await vault_rows(app, eu_id) == 0
+    # Salesforce supports revocation (RFC 7009): the grant is dead at the provider too.
+    assert await introspect_token(app.state.http, base, "salesforce", token) is False
+    problem(await api.get(f"/v1/connections/{result['connection_id']}"), 404)
