@@ -192,7 +192,7 @@ class Provider:
                     code="invalid_provider_input",
                     field=f"inputs.{spec.name}",
                 )
-            value = raw.strip()
+            value = raw
             if (
                 len(value) > spec.max_length
                 or re.fullmatch(spec.pattern, value) is None
