@@ -241,3 +241,40 @@ async def test_end_user_lifecycle_and_pagination(acme: httpx.AsyncClient) -> Non
     assert seen == ["acme", "b-0", "b-1", "b-2"]
     r = await acme.get("/v1/end-users/acme")
     assert r.json()["fivetran_group_id"] == group
+
+
+async def test_expired_connect_session_creates_nothing(
+    app: Any, acme: httpx.AsyncClient, snapshot: Callable[[], Awaitable[dict[str, int]]]
+) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from app.db import utcnow
+    from app.onboarding.connect.models import ConnectSession
+
+    r = await acme.post(
+        "/v1/connect-sessions",
+        json={"end_user": "acme", "service": "salesforce", "return_to": RETURN_TO},
+    )
+    assert r.status_code == 201, r.text
+    created = r.json()
+    # Time passes: the session's start token is past its expiry.
+    past = utcnow() - timedelta(seconds=1)
+    async with app.state.sessionmaker() as s, s.begin():
+        await s.execute(
+            update(ConnectSession)
+            .where(ConnectSession.id == created["id"])
+            .values(token_expires_at=past, expires_at=past)
+        )
+    before = await snapshot()
+    r = await acme.post(created["connect_url"], headers={"Origin": "http://127.0.0.1:3000"})
+    assert r.status_code in (400, 404, 410), (r.status_code, r.text[:200])
+    assert "location" not in r.headers or "/sandbox/oauth/" not in r.headers["location"]
+    status = (await acme.get(f"/v1/connect-sessions/{created['id']}")).json()
+    assert status["status"] == "expired", status
+    assert await snapshot() == before
+    # The reserved connection never left "pending" and nothing exists at Fivetran.
+    r = await acme.get("/v1/connections", params={"end_user": "acme"})
+    assert [c["state"] for c in r.json()["items"]] == ["pending"]
+    assert r.json()["items"][0]["fivetran_connection_id"] is None
