@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json as jsonlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
@@ -66,8 +68,6 @@ def _retry_after(response: httpx.Response) -> float | None:
     except ValueError:
         pass
     try:
-        from datetime import UTC, datetime
-
         return max(0.0, (parsedate_to_datetime(raw) - datetime.now(UTC)).total_seconds())
     except (TypeError, ValueError):
         return None
@@ -138,8 +138,6 @@ class FivetranClient:
         headers = {"Authorization": self._auth_header, "Accept": V2 if version2 else V1}
         content: bytes | None = None
         if json is not None or send_body:
-            import json as jsonlib
-
             content = jsonlib.dumps(json if json is not None else {}).encode()
             headers["Content-Type"] = "application/json"
         query = {k: v for k, v in (params or {}).items() if v is not None}

@@ -5,6 +5,7 @@ shared http client; /metrics counts Fivetran calls."""
 from __future__ import annotations
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from app.fivetran.client import FivetranClient
@@ -64,3 +65,22 @@ async def test_webhooks_are_delivered_in_process(app: FastAPI) -> None:
         {"target": "sandbox:fivetran-webhook", "status": str(result["status"])},
     )
     assert sample == 1
+
+
+async def test_control_api_and_faults_work_when_mounted(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    r = await client.post(
+        "/sandbox/fivetran/_control/faults",
+        json={"method": "GET", "path_regex": "^/v1/groups$", "status": 403, "count": 1},
+    )
+    assert r.status_code == 201, r.text
+    from app.fivetran.errors import FivetranForbidden
+
+    ft: FivetranClient = app.state.fivetran
+    with pytest.raises(FivetranForbidden):
+        await ft.list_groups()
+    assert await ft.list_groups() == []
+    log = (await client.get("/sandbox/fivetran/_control/requests")).json()["data"]["items"]
+    assert [(e["path"], e["status"]) for e in log] == [("/v1/groups", 403), ("/v1/groups", 200)]
+    assert (await client.post("/sandbox/fivetran/_control/reset")).status_code == 200

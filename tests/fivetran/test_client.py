@@ -459,3 +459,37 @@ async def test_every_call_is_labelled_for_metrics(env: Env) -> None:
         "pbf_outbound_requests_total", {"target": "fivetran", "status": "200"}
     )
     assert value == 2
+
+
+def test_retry_after_parsing() -> None:
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    from app.fivetran.client import _retry_after
+
+    def resp(value: str | None) -> httpx.Response:
+        headers = {"Retry-After": value} if value is not None else {}
+        return httpx.Response(429, headers=headers)
+
+    assert _retry_after(resp("30")) == 30.0
+    assert _retry_after(resp(None)) is None
+    assert _retry_after(resp("soon")) is None
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
+    assert 100 < _retry_after(resp(when)) <= 120  # type: ignore[operator]
+
+
+async def test_429_without_retry_after_backs_off(env: Env) -> None:
+    await env.fault(method="GET", path_regex="^/v1/groups$", status=429, count=1)
+    assert await env.client.list_groups() == []
+    assert env.sleeps.calls == [0.375]
+
+
+def test_errors_map_to_problem_details() -> None:
+    from app.errors import ServiceUnavailable, TooManyRequests, UpstreamError
+
+    assert isinstance(FivetranConflict(409, "Conflict", "dup").as_app_error(), UpstreamError)
+    limited = FivetranTooManyRequests(429, "TooManyRequests", "slow", None, retry_after=60)
+    problem = limited.as_app_error()
+    assert isinstance(problem, TooManyRequests) and problem.headers["Retry-After"] == "60"
+    assert isinstance(FivetranAmbiguous(0, "Ambiguous", "?").as_app_error(), ServiceUnavailable)
+    assert isinstance(FivetranUnavailable(0, "Unavailable", "?").as_app_error(), ServiceUnavailable)
