@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings, load_settings, production_problems
 from app.db import create_engine, create_sessionmaker
+from app.events.cli import fivetran_cli, worker_command
 from app.vault.cli import keys_cli
 
 T = TypeVar("T")
@@ -30,6 +31,8 @@ cli = typer.Typer(
 api_keys_cli = typer.Typer(help="Manage caller API keys.", no_args_is_help=True)
 cli.add_typer(api_keys_cli, name="api-keys")
 cli.add_typer(keys_cli, name="keys")
+cli.add_typer(fivetran_cli, name="fivetran")
+cli.command("worker")(worker_command)
 
 
 def _settings(sandbox: bool = False) -> Settings:

@@ -210,6 +210,11 @@ class EventsSettings(BaseModel):
     reconcile_budget_share: float = Field(
         0.1, gt=0, le=1, description="Share of the hourly Fivetran budget reconciliation may use."
     )
+    register_webhook_on_startup: bool = Field(
+        False,
+        description="Register/update the Fivetran webhook at startup (as 'pbf-headless fivetran "
+        "webhooks ensure' does); handy in sandbox mode, where the simulator lives in-process.",
+    )
 
 
 class OAuthAppSettings(BaseModel):

@@ -4,10 +4,11 @@ Webhooks can be lost (our endpoint down for longer than Fivetran retries, a webh
 a misconfigured secret). Reconciliation makes state right anyway: each pass refreshes, through
 onboarding's ``refresh_from_fivetran`` (one ``GET /v1/connections/{id}``),
 
-* connections in a live state whose state we have not learned from Fivetran (webhook or
-  refresh) for ``reconcile_stale_after_seconds``, least recently reconciled first;
+* connections in a live state whose state we have not learned from Fivetran (webhook,
+  refresh, or onboarding's own update of the row) for ``reconcile_stale_after_seconds``,
+  least recently reconciled first;
 * connections stuck in ``creating`` (unknown outcome) for longer than a grace period, through
-  onboarding's ``resume_creating`` when it exists, else a refresh when a Fivetran id is known.
+  onboarding's ``resume_connection`` (finds or finishes the Fivetran connection).
 
 Budget: at most ``reconcile_budget_share × fivetran.hourly_request_budget`` requests per
 rolling hour (counted from ``connection_freshness.last_reconciled_at``, so several workers
@@ -58,6 +59,8 @@ async def candidates(
     live = (
         Connection.state.in_(LIVE_STATES)
         & Connection.fivetran_connection_id.is_not(None)
+        # Onboarding's own writes (create, PATCH, ?refresh=true) also come from Fivetran.
+        & (Connection.updated_at < stale_before)
         & or_(fresh.last_seen_at.is_(None), fresh.last_seen_at < stale_before)
     )
     creating = (
@@ -89,7 +92,11 @@ async def used_last_hour(session: AsyncSession, *, now: datetime) -> int:
 
 
 async def reconcile_connection(session: AsyncSession, app_state: Any, connection_id: str) -> str:
-    """Refresh one connection through onboarding; returns what was done."""
+    """Refresh one connection through onboarding; returns what was done.
+
+    Onboarding may commit inside (its named durable points), so the caller owns a plain
+    session and commits at the end.
+    """
     from app.onboarding import connections as onboarding
     from app.onboarding.models import Connection
 
@@ -97,7 +104,7 @@ async def reconcile_connection(session: AsyncSession, app_state: Any, connection
     if connection is None or connection.deleted_at is not None:
         return "gone"
     if connection.state == "creating":
-        resume = getattr(onboarding, "resume_creating", None)
+        resume = getattr(onboarding, "resume_connection", None)
         if resume is not None:
             await resume(session, app_state, connection)
             return "resumed"
@@ -134,11 +141,16 @@ async def reconcile(
         done = 0
         for connection_id in ids:
             try:
-                async with sessionmaker() as session, session.begin():
-                    action = await reconcile_connection(session, app_state, connection_id)
-                    await mark_fresh(
-                        session, connection_id, now=now(), source="reconcile", reconciled=True
-                    )
+                async with sessionmaker() as session:
+                    try:
+                        action = await reconcile_connection(session, app_state, connection_id)
+                        await mark_fresh(
+                            session, connection_id, now=now(), source="reconcile", reconciled=True
+                        )
+                        await session.commit()
+                    except BaseException:
+                        await session.rollback()
+                        raise
                 done += 1
                 log.info(
                     "connection reconciled",

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from contextlib import AsyncExitStack
 from typing import Any
 
 from app.config import Settings
 from app.events.worker import EventsWorker
+
+log = logging.getLogger("pbf.events")
 
 
 async def start_events(app: Any, settings: Settings, stack: AsyncExitStack) -> EventsWorker:
@@ -25,4 +30,30 @@ async def start_events(app: Any, settings: Settings, stack: AsyncExitStack) -> E
     if settings.events.run_worker_in_api:
         worker.start()
         stack.push_async_callback(worker.stop)
+    if settings.events.register_webhook_on_startup:
+        task = asyncio.create_task(_register_webhook(app, settings))
+        stack.push_async_callback(_cancel, task)
     return worker
+
+
+async def _register_webhook(app: Any, settings: Settings) -> None:
+    """Background: register/update the Fivetran webhook (failures are logged, not fatal)."""
+    from app.events.registration import ensure_webhook
+
+    try:
+        result = await ensure_webhook(app.state.fivetran, settings)
+    except Exception as exc:
+        log.warning(
+            "could not register the Fivetran webhook", extra={"error_type": type(exc).__name__}
+        )
+        return
+    log.info(
+        "fivetran webhook registered",
+        extra={"action": result.action, "webhook_id": result.webhook_id, "url": result.url},
+    )
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -8,18 +8,24 @@ Idempotency: every accepted webhook leaves a ``fivetran_webhook_receipts`` row u
 ``dedupe_key`` — for sync events ``sha256(event|connector|sync_id|status)``, for the others
 ``sha256(raw body)``. The receipt is inserted *before* the state change, in the same
 transaction, so a concurrent duplicate waits on the unique index and then is acknowledged
-as a duplicate without effect.
+as a duplicate without effect. The connection row is then locked (``FOR UPDATE``; on SQLite
+the receipt insert already holds the write lock), so two webhooks of one connection apply
+one after the other, and timestamps never move backwards.
 
 Mapping (through onboarding's ``states.transition``, which records and emits):
 
-* ``sync_start`` → ``sync_state=syncing``.
+* ``sync_start`` → ``sync_state=syncing`` (ignored when that sync already ended).
 * ``sync_end`` → ``sync_state=scheduled`` (``rescheduled`` for ``RESCHEDULED``);
   ``SUCCESSFUL`` advances ``last_sync_succeeded_at`` and emits ``connection.sync_succeeded``;
   ``FAILED``/``FAILURE_WITH_TASK`` advance ``last_sync_failed_at`` and emit
   ``connection.sync_failed``. A timestamp never moves backwards (late deliveries).
 * ``connection_failure`` → ``setup_state=broken``; ``connected``/``setup_failed`` → ``broken``.
-* ``connection_successful`` → ``setup_state=connected``; ``broken``/``setup_failed``/
-  ``creating`` → ``connected``.
+* ``connection_successful`` → ``setup_state=connected``; ``broken``/``setup_failed`` →
+  ``connected``.
+
+Connections still being created (``pending``/``authorizing``/``creating``) are left to
+onboarding's own request (or its resume/reconciliation): the webhook is acknowledged as
+``deferred_in_flight`` and changes nothing.
 * ``pause_connector`` → ``paused``; ``resume_connector`` → ``connected`` (or ``broken``).
 * ``delete_connector`` → ``deleted``.
 
@@ -54,17 +60,16 @@ SIGNATURE_HEADER = "X-Fivetran-Signature-256"
 SANDBOX_WEBHOOK_SECRET = "sandbox_webhook_secret"  # noqa: S105 - public sandbox value
 
 _SUCCESS = {"SUCCESSFUL"}
+_IN_FLIGHT = ("pending", "authorizing", "creating")
 _FAILURE = {"FAILED", "FAILURE_WITH_TASK"}
 
 
 def webhook_secret(settings: Settings) -> str | None:
-    """The secret Fivetran signs with: configured, or in sandbox mode the simulator's."""
+    """The secret Fivetran signs with: configured, or in sandbox mode a fixed sandbox value
+    (``pbf-headless fivetran webhooks ensure`` registers it at the simulator)."""
     if settings.fivetran.webhook_secret is not None:
         return settings.fivetran.webhook_secret.get_secret_value()
     if settings.is_sandbox:
-        sandbox = getattr(settings.fivetran, "sandbox_webhook_secret", None)
-        if sandbox is not None:
-            return str(sandbox.get_secret_value() if hasattr(sandbox, "get_secret_value") else sandbox)
         return SANDBOX_WEBHOOK_SECRET
     return None
 
@@ -138,11 +143,22 @@ async def receive_fivetran_webhook(
         outcome="received",
         received_at=utcnow(),
     )
-    try:
-        async with session.begin_nested():
-            session.add(receipt)
+    duplicate = await session.scalar(
+        select(FivetranWebhookReceipt.id).where(
+            FivetranWebhookReceipt.dedupe_key == receipt.dedupe_key
+        )
+    )
+    if duplicate is None:
+        # The receipt is the transaction's first write: on SQLite it takes the write lock, on
+        # PostgreSQL a concurrent twin waits on the unique index. Either way a race ends in
+        # IntegrityError with nothing else written yet, so rolling back loses nothing.
+        session.add(receipt)
+        try:
             await session.flush()
-    except IntegrityError:
+        except IntegrityError:
+            await session.rollback()
+            duplicate = "concurrent"
+    if duplicate is not None:
         log.info("duplicate fivetran webhook", extra={"event": event, "connector_id": connector_id})
         return {"status": "duplicate", "outcome": "duplicate"}
 
@@ -206,17 +222,21 @@ async def _apply(
             extra={"event": event, "connector_id": connector_id},
         )
         return "unknown_connection", None
+    # Serialize webhooks of one connection (sync_start and sync_end may arrive together).
+    await session.refresh(connection, with_for_update=True)
     if connection.state == "deleted" or connection.deleted_at is not None:
         return "connection_deleted", connection.id
+    if connection.state in _IN_FLIGHT:
+        # Onboarding is creating it right now (or will resume it); its own request reads
+        # Fivetran's answer. Touching the row here would race with that request.
+        return "deferred_in_flight", connection.id
     now = utcnow()
     data = payload.get("data") if isinstance(payload.get("data"), dict) else {}
     created = _parse_time(payload.get("created")) or now
     outcome = "ignored"
 
     if event == "sync_start":
-        connection.sync_state = "syncing"
-        connection.updated_at = now
-        outcome = "applied"
+        outcome = await _sync_start(session, connection, payload, connector_id, created, now)
     elif event == "sync_end":
         outcome = await _sync_end(session, connection, data, created, payload, now)
     elif event == "connection_failure":
@@ -231,7 +251,7 @@ async def _apply(
     elif event == "connection_successful":
         connection.setup_state = "connected"
         connection.updated_at = now
-        if connection.state in ("broken", "setup_failed", "creating"):
+        if connection.state in ("broken", "setup_failed"):
             outcome = await _transition(
                 session, connection, "connected", "fivetran reported connection_successful"
             )
@@ -253,6 +273,35 @@ async def _apply(
     await mark_fresh(session, connection.id, now=now, source="webhook")
     await session.flush()
     return outcome, connection.id
+
+
+async def _sync_start(
+    session: AsyncSession,
+    connection: Any,
+    payload: dict[str, Any],
+    connector_id: str,
+    created: datetime,
+    now: datetime,
+) -> str:
+    """``syncing`` — unless this sync (or a later one) already ended: webhooks can arrive
+    out of order."""
+    ended = [t for t in (connection.last_sync_succeeded_at, connection.last_sync_failed_at) if t]
+    if ended and max(ended) >= created:
+        return "stale"
+    sync_id = payload.get("sync_id")
+    if sync_id:
+        end_seen = await session.scalar(
+            select(FivetranWebhookReceipt.id).where(
+                FivetranWebhookReceipt.fivetran_connection_id == connector_id,
+                FivetranWebhookReceipt.sync_id == str(sync_id)[:100],
+                FivetranWebhookReceipt.event == "sync_end",
+            )
+        )
+        if end_seen is not None:
+            return "stale"
+    connection.sync_state = "syncing"
+    connection.updated_at = now
+    return "applied"
 
 
 async def _sync_end(

@@ -65,6 +65,7 @@ class EventsWorker:
         app_state: Any = None,
         worker_id: str | None = None,
         now: Callable[[], datetime] = utcnow,
+        reconcile_enabled: bool = True,
     ) -> None:
         self.settings = settings
         self.sessionmaker = sessionmaker
@@ -72,6 +73,7 @@ class EventsWorker:
         self.app_state = app_state
         self.worker_id = worker_id or default_worker_id()
         self.now = now
+        self.reconcile_enabled = reconcile_enabled
         self.endpoints: dict[str, Endpoint] = configured_endpoints(settings)
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -148,7 +150,7 @@ class EventsWorker:
                 self._last_reconcile is None
                 or (self.now() - self._last_reconcile).total_seconds() >= interval
             )
-        if due and self.app_state is not None:
+        if due and self.reconcile_enabled and self.app_state is not None:
             try:
                 stats.reconciled = await self.reconcile_once()
             except Exception as exc:  # the delivery loop must survive a reconcile failure
