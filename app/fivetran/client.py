@@ -46,6 +46,7 @@ from app.fivetran.errors import (
     FivetranUnavailable,
     error_for,
 )
+from app.fivetran.payloads import validate_create_payload
 
 log = logging.getLogger("pbf.fivetran")
 
@@ -336,8 +337,15 @@ class FivetranClient:
 
     # Connections
 
-    async def create_connection(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Create; raises FivetranAmbiguous if the outcome is unknown (see find_connection)."""
+    async def create_connection(
+        self, body: dict[str, Any], *, validate: bool = True
+    ) -> dict[str, Any]:
+        """Create; raises FivetranAmbiguous if the outcome is unknown (see find_connection).
+
+        The body is validated against the service's schema first (``PayloadError`` names the
+        field; nothing is sent) unless ``validate=False``."""
+        if validate:
+            validate_create_payload(body)
         return await self._request(
             "POST", "/v1/connections", json=body, version2=True, idempotent=False
         )

@@ -22,7 +22,7 @@ from app.fivetran.errors import (
     FivetranTooManyRequests,
     FivetranUnavailable,
 )
-from app.fivetran.payloads import auth_block_for, build_create_payload
+from app.fivetran.payloads import PayloadError, auth_block_for, build_create_payload
 from tests.fivetran.conftest import HOOK_BASE, SIM_BASE, Env, Sleeps
 
 _names = itertools.count()
@@ -262,10 +262,13 @@ async def test_pagination_tolerates_camel_case_next_cursor(env: Env) -> None:
 
 async def test_error_classes(env: Env) -> None:
     gid = await _group(env)
+    body = {"group_id": gid, "service": "nosuch", "config": {"schema": "x"}}
+    with pytest.raises(PayloadError) as local:  # validated before sending
+        await env.client.create_connection(body)
+    assert local.value.field == "service"
+    assert env.requests("POST", "/v1/connections") == []
     with pytest.raises(FivetranInvalidInput) as bad:
-        await env.client.create_connection(
-            {"group_id": gid, "service": "nosuch", "config": {"schema": "x"}}
-        )
+        await env.client.create_connection(body, validate=False)
     assert bad.value.status == 400 and bad.value.code == "InvalidInput"
     assert "Unsupported service" in bad.value.message and bad.value.request_id
     await _salesforce(env, gid)

@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import hmac
 import json
 import re
@@ -71,7 +72,7 @@ from app.sandbox.fivetran.state import (
     now_iso,
     ssh_rsa_public_key,
 )
-from app.sandbox.fivetran.webhooks import WEBHOOK_EVENTS, WebhookDispatcher
+from app.sandbox.fivetran.webhooks import WEBHOOK_EVENTS, WebhookDispatcher, event_payload
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -819,8 +820,6 @@ class Simulator:
             der = base64.b64decode(body["encoded_cert"], validate=True)
         except (binascii.Error, ValueError):
             raise _invalid("Invalid field 'encoded_cert': must be base64") from None
-        import hashlib
-
         item = {
             "id": body["hash"],
             "name": "sandbox certificate",
@@ -971,8 +970,6 @@ class Simulator:
             "schema": "_schema_1",
             "group_id": hook.get("group_id") or "_group_1",
         }
-        from app.sandbox.fivetran.webhooks import event_payload
-
         data = {"status": "SUCCESSFUL"} if event == "sync_end" else {}
         result = await self.webhooks.deliver(hook["id"], event_payload(event, dummy, data))
         return _ok(result, "Webhook has been tested")
