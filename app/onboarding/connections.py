@@ -537,6 +537,14 @@ def apply_fivetran_status(conn: Connection, data: dict[str, Any]) -> None:
 
 
 def _fivetran_app_error(exc: Exception) -> AppError:
+    """Our problem for a Fivetran failure: 409 stays a conflict, 400 names Fivetran's reason,
+    5xx/transport → 503, 429 → 429 with ``Retry-After``."""
+    from app.fivetran.errors import FivetranConflict, FivetranInvalidInput
+
+    if isinstance(exc, FivetranConflict):
+        return Conflict(f"Fivetran refused: {exc.message}", code="fivetran_conflict")
+    if isinstance(exc, FivetranInvalidInput):
+        return InvalidInput(f"Fivetran rejected the request: {exc.message}", code="fivetran_rejected")
     as_app = getattr(exc, "as_app_error", None)
     if callable(as_app):
         result = as_app()

@@ -30,6 +30,17 @@ def column_hashed(policy: SchemaPolicy, schema: str, table: str, column: str) ->
     return any(fnmatchcase(f"{schema}.{table}.{column}", p) for p in policy.hashed_columns)
 
 
+def _exact_columns(policy: SchemaPolicy, schema: str, table: str) -> list[str]:
+    out = []
+    for pattern in policy.hashed_columns:
+        if any(ch in pattern for ch in "*?["):
+            continue
+        parts = pattern.split(".")
+        if len(parts) == 3 and parts[0] == schema and parts[1] == table:
+            out.append(parts[2])
+    return out
+
+
 def creation_patch(policy: SchemaPolicy, current: dict[str, Any]) -> dict[str, Any]:
     """The schema-config PATCH that puts a fresh connection under the policy."""
     body: dict[str, Any] = {"schema_change_handling": policy.schema_change_handling}
@@ -41,9 +52,14 @@ def creation_patch(policy: SchemaPolicy, current: dict[str, Any]) -> dict[str, A
             if table_blocked(policy, s_name, t_name) and t_cfg.get("enabled", True):
                 t_patch["enabled"] = False
             columns: dict[str, Any] = {}
-            for c_name, c_cfg in (t_cfg.get("columns") or {}).items():
+            known = t_cfg.get("columns") or {}
+            for c_name, c_cfg in known.items():
                 if column_hashed(policy, s_name, t_name, c_name) and not c_cfg.get("hashed"):
                     columns[c_name] = {"enabled": c_cfg.get("enabled", True), "hashed": True}
+            # Fivetran lists only touched columns: name exact-pattern columns explicitly.
+            for c_name in _exact_columns(policy, s_name, t_name):
+                if c_name not in known:
+                    columns[c_name] = {"enabled": True, "hashed": True}
             if columns:
                 t_patch["columns"] = columns
             if t_patch:

@@ -1,0 +1,263 @@
+"""Lifecycle of a connection after creation: pause/resume, schedule, sync, resync, tests,
+schema policy, state history and events, token retention, resumable offboarding."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import select
+
+from app.config import Settings
+from tests.onboarding.conftest import Simulator, oauth_connect, problem, vault_rows
+
+STRIPE = {"end_user": "acme", "service": "stripe", "credentials": {"api_key": "sk_l"}}
+POLICY = {
+    "schema_change_handling": "BLOCK_ALL",
+    "blocked_tables": ["*.tickets"],
+    "hashed_columns": ["stripe.opportunities.email"],
+}
+
+
+@pytest.fixture
+async def make_api(
+    settings_factory: Callable[..., Settings],
+) -> AsyncIterator[Callable[..., Any]]:
+    from contextlib import AsyncExitStack
+
+    from app.callers.service import create_api_key
+    from app.main import create_app
+
+    async with AsyncExitStack() as stack:
+
+        async def make(**overrides: Any) -> tuple[FastAPI, httpx.AsyncClient]:
+            application = create_app(settings_factory(**overrides))
+            await stack.enter_async_context(application.router.lifespan_context(application))
+            async with application.state.sessionmaker() as s, s.begin():
+                _, key = await create_api_key(s, name="t", scopes=["admin"])
+            client = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=application),
+                    base_url="http://127.0.0.1:8000",
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+            )
+            assert (await client.put("/v1/end-users/acme", json={})).status_code == 201
+            return application, client
+
+        yield make
+
+
+async def _events(app: FastAPI, connection_id: str) -> list[str]:
+    from app.events.models import Event
+
+    async with app.state.sessionmaker() as s:
+        return list(
+            (
+                await s.scalars(
+                    select(Event.kind)
+                    .where(Event.connection_id == connection_id)
+                    .order_by(Event.created_at, Event.id)
+                )
+            ).all()
+        )
+
+
+async def test_pause_resume_schedule_sync_resync_test(make_api: Callable[..., Any]) -> None:
+    app, api = await make_api()
+    sim = Simulator(api)
+    conn = (await api.post("/v1/connections", json=STRIPE)).json()
+    cid, fid = conn["id"], conn["fivetran_connection_id"]
+    assert await _events(app, cid) == ["connection.created", "connection.connected"]
+
+    r = await api.patch(f"/v1/connections/{cid}", json={"paused": True})
+    assert r.status_code == 200 and r.json()["state"] == "paused", r.text
+    assert (await sim.get(f"/v1/connections/{fid}")).json()["data"]["paused"] is True
+    r = await api.patch(
+        f"/v1/connections/{cid}",
+        json={"paused": False, "sync_frequency": 1440, "daily_sync_time": "03:00"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "connected" and r.json()["sync_frequency"] == 1440
+    remote = (await sim.get(f"/v1/connections/{fid}")).json()["data"]
+    assert remote["paused"] is False and remote["daily_sync_time"] == "03:00"
+    assert (await _events(app, cid))[-2:] == ["connection.paused", "connection.resumed"]
+
+    problem(await api.patch(f"/v1/connections/{cid}", json={"sync_frequency": 7}), 422,
+            "invalid_sync_frequency")
+    problem(await api.patch(f"/v1/connections/{cid}", json={"daily_sync_time": "3am"}), 422)
+    problem(await api.patch(f"/v1/connections/{cid}", json={"config": {"schema": "x"}}), 422)
+    problem(await api.patch(f"/v1/connections/{cid}", json={"auth": {}}), 422)
+    problem(await api.patch(f"/v1/connections/{cid}", json={}), 422, "empty_update")
+
+    # Rotating a secret goes to Fivetran and the vault, never back to the caller.
+    r = await api.patch(f"/v1/connections/{cid}", json={"config": {"api_key": "sk_new"}})
+    assert r.status_code == 200 and "sk_new" not in r.text
+
+    before = len(await sim.requests())
+    r = await api.post(f"/v1/connections/{cid}/sync", json={"force": True})
+    assert r.status_code == 202 and r.json()["status"] == "sync_triggered"
+    # Fivetran refuses a resync while the sync runs: a conflict, not a gateway error.
+    scope = {"scope": {"stripe": ["tickets"]}}
+    problem(await api.post(f"/v1/connections/{cid}/resync", json=scope), 409, "fivetran_conflict")
+    r = await api.post(
+        f"/sandbox/fivetran/_control/connections/{fid}/sync-result", json={"status": "SUCCESSFUL"}
+    )
+    assert r.status_code < 300, r.text
+    r = await api.post(f"/v1/connections/{cid}/resync", json=scope)
+    assert r.status_code == 202, r.text
+    problem(await api.post(f"/v1/connections/{cid}/resync", json={"scope": {"stripe": []}}), 422)
+    r = await api.post(f"/v1/connections/{cid}/test", json={})
+    assert r.status_code == 200 and r.json()["state"] == "connected"
+    paths = [e["path"] for e in (await sim.requests())[before:]]
+    assert any(p.endswith("/sync") for p in paths) and any(p.endswith("/resync") for p in paths)
+
+    # Reads come from our own state: no Fivetran request per GET.
+    before = len(await sim.requests())
+    for _ in range(3):
+        assert (await api.get(f"/v1/connections/{cid}")).status_code == 200
+    assert len(await sim.requests()) == before
+    assert (await api.get(f"/v1/connections/{cid}", params={"refresh": "true"})).status_code == 200
+    assert len(await sim.requests()) == before + 1
+
+    r = await api.delete(f"/v1/connections/{cid}")
+    assert r.status_code == 204
+    assert (await sim.get(f"/v1/connections/{fid}")).status_code == 404
+    assert (await _events(app, cid))[-1] == "connection.deleted"
+    async with app.state.sessionmaker() as s:
+        from app.vault.models import VaultSecret
+
+        left = await s.scalars(select(VaultSecret.id).where(VaultSecret.owner_id == cid))
+        assert list(left) == []
+    problem(await api.get(f"/v1/connections/{cid}"), 404, "connection_not_found")
+
+
+async def test_schema_policy_applied_and_enforced(make_api: Callable[..., Any]) -> None:
+    _, api = await make_api(onboarding={"schema_policy": POLICY})
+    conn = (await api.post("/v1/connections", json=STRIPE)).json()
+    assert conn["state"] == "connected", conn
+    cid = conn["id"]
+    r = await api.get(f"/v1/connections/{cid}/schema")
+    assert r.status_code == 200, r.text
+    schema = r.json()
+    assert schema["schema_change_handling"] == "BLOCK_ALL"
+    tables = schema["schemas"]["stripe"]["tables"]
+    assert tables["tickets"]["enabled"] is False
+    assert tables["opportunities"]["columns"]["email"]["hashed"] is True
+    assert schema["policy"]["blocked_tables"] == ["*.tickets"]
+
+    r = await api.patch(
+        f"/v1/connections/{cid}/schema",
+        json={
+            "schema_change_handling": "ALLOW_ALL",
+            "schemas": {
+                "stripe": {
+                    "tables": {
+                        "tickets": {"enabled": True},
+                        "ad_groups": {"enabled": False},
+                        "opportunities": {"columns": {"email": {"hashed": False}}},
+                    }
+                }
+            },
+        },
+    )
+    assert r.status_code == 200, r.text
+    out = r.json()
+    refused = {item["path"] for item in out["refused"]}
+    assert refused == {
+        "schema_change_handling",
+        "stripe.tickets",
+        "stripe.opportunities.email",
+    }, out["refused"]
+    tables = out["schemas"]["stripe"]["tables"]
+    assert tables["ad_groups"]["enabled"] is False  # permitted: applied
+    assert tables["tickets"]["enabled"] is False
+    assert tables["opportunities"]["columns"]["email"]["hashed"] is True
+    assert out["schema_change_handling"] == "BLOCK_ALL"
+    problem(
+        await api.patch(
+            f"/v1/connections/{cid}/schema", json={"schema_change_handling": "SOMETIMES"}
+        ),
+        422,
+    )
+
+
+async def test_unpause_after_setup_can_be_disabled(make_api: Callable[..., Any]) -> None:
+    _, api = await make_api(onboarding={"unpause_after_setup": False})
+    conn = (await api.post("/v1/connections", json=STRIPE)).json()
+    assert conn["state"] == "connected" and conn["paused"] is True
+    remote = (await Simulator(api).get(f"/v1/connections/{conn['fivetran_connection_id']}"))
+    assert remote.json()["data"]["paused"] is True
+
+
+async def test_setup_failure_then_fix(make_api: Callable[..., Any]) -> None:
+    app, api = await make_api()
+    body = {**STRIPE, "credentials": {"api_key": "invalid"}}  # the simulator's bad value
+    r = await api.post("/v1/connections", json=body)
+    assert r.status_code == 201, r.text
+    conn = r.json()
+    assert conn["state"] == "setup_failed"
+    assert any(t["status"] == "FAILED" for t in conn["setup_tests"])
+    assert (await _events(app, conn["id"]))[-1] == "connection.setup_failed"
+    r = await api.patch(f"/v1/connections/{conn['id']}", json={"config": {"api_key": "good"}})
+    assert r.status_code == 200, r.text
+    r = await api.post(f"/v1/connections/{conn['id']}/test", json={})
+    assert r.json()["state"] == "connected", r.json()
+
+
+async def test_token_retention_discard_shreds_tokens_after_hand_off(
+    make_api: Callable[..., Any],
+) -> None:
+    app, api = await make_api(onboarding={"token_retention": "discard"})
+    result = await oauth_connect(api, "acme", "salesforce")
+    assert result["status"] == "connected", result
+    from app.vault.models import VaultSecret
+
+    async with app.state.sessionmaker() as s:
+        fields = list(
+            (
+                await s.scalars(
+                    select(VaultSecret.field).where(
+                        VaultSecret.owner_id == result["connection_id"]
+                    )
+                )
+            ).all()
+        )
+    assert not {"refresh_token", "access_token"} & set(fields), fields
+
+
+async def test_offboarding_with_fivetran_down_is_202_then_resumed(
+    make_api: Callable[..., Any],
+) -> None:
+    from app.onboarding.end_users import resume_offboarding
+    from app.onboarding.models import EndUser
+
+    app, api = await make_api()
+    sim = Simulator(api)
+    conn = (await api.post("/v1/connections", json=STRIPE)).json()
+    async with app.state.sessionmaker() as s:
+        eu_id = await s.scalar(select(EndUser.id).where(EndUser.external_id == "acme"))
+    await sim.fault(method="DELETE", path_regex=r"^/v1/connections/", status=503, count=99)
+    r = await api.delete("/v1/end-users/acme")
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["status"] == "offboarding" and body["offboarding"]["state"] == "in_progress"
+    # Secrets are shredded already; the end-user is invisible; no new work is accepted.
+    assert await vault_rows(app, eu_id) == 0
+    problem(await api.get("/v1/end-users/acme"), 404, "end_user_not_found")
+    problem(await api.post("/v1/connections", json=STRIPE), 404, "end_user_not_found")
+    problem(await api.put("/v1/end-users/acme", json={}), 409, "end_user_offboarding")
+    assert (await sim.get(f"/v1/connections/{conn['fivetran_connection_id']}")).status_code == 200
+    await sim.clear_faults()
+    async with app.state.sessionmaker() as s:
+        assert await resume_offboarding(s, app.state) == 1
+        await s.commit()
+    assert (await sim.get(f"/v1/connections/{conn['fivetran_connection_id']}")).status_code == 404
+    assert (await sim.get(f"/v1/groups/{conn['group_id']}")).status_code == 404
+    # A retried DELETE of a finished offboarding is a 404; the id can be onboarded again.
+    problem(await api.delete("/v1/end-users/acme"), 404)
+    r = await api.put("/v1/end-users/acme", json={})
+    assert r.status_code == 201 and r.json()["fivetran_group_id"] != conn["group_id"]
