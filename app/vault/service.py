@@ -4,6 +4,15 @@ Every write draws a fresh data key (DEK), encrypts the value with it (AES-256-GC
 as associated data) and stores the DEK wrapped by the active key provider. Reads use the
 owner ids the *caller* names, so a ciphertext copied into another row never decrypts.
 Services pass their session; the vault only flushes, the request's transaction commits.
+
+Crypto-shredding: the data key exists only wrapped, inside the row; deleting the row deletes
+it (on SQLite with ``secure_delete`` so the freed cells are zeroed). Copies that outlive the
+row — backups, PostgreSQL dead tuples before VACUUM, replicas — stay decryptable only while
+their key-encryption key exists: rotating keys and removing old ones (``keys rewrap``, then
+drop the key) bounds that window.
+
+Metrics: ``pbf_vault_operations_total{op, result}`` — alert on
+``result="decryption_failed"`` (tampering or misplaced rows) and ``result="unknown_key"``.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from prometheus_client import Counter
 from sqlalchemy import delete, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -52,9 +62,14 @@ class Vault:
     """
 
     def __init__(
-        self, provider: KeyProvider, *, decrypt_providers: Iterable[KeyProvider] = ()
+        self,
+        provider: KeyProvider,
+        *,
+        decrypt_providers: Iterable[KeyProvider] = (),
+        operations: Counter | None = None,
     ) -> None:
         self.provider = provider
+        self._ops = operations
         self._providers: dict[str, KeyProvider] = {p.name: p for p in decrypt_providers}
         self._providers[provider.name] = provider
 
@@ -85,6 +100,10 @@ class Vault:
                 "configured",
             )
         return p
+
+    def _count(self, op: str, result: str, n: int = 1) -> None:
+        if self._ops is not None:
+            self._ops.labels(op=op, result=result).inc(n)
 
     # -- crypto without the database --------------------------------------------------------
 
@@ -177,6 +196,7 @@ class Vault:
             index_elements=["owner_type", "owner_id", "field"], set_=update
         )
         await session.execute(stmt)
+        self._count("put", "ok")
         log.debug(
             "vault put",
             extra={
@@ -212,11 +232,16 @@ class Vault:
             )
         ).scalar_one_or_none()
         if row is None:
+            self._count("get", "missing")
             return None
         ctx = OwnerContext(end_user_id, owner_type, owner_id, field)
         try:
-            return await self.open(_sealed(row), ctx)
+            secret = await self.open(_sealed(row), ctx)
+        except UnknownKeyId:
+            self._count("get", "unknown_key")
+            raise
         except DecryptionFailed as exc:
+            self._count("get", "decryption_failed")
             log.warning(
                 "vault secret failed authentication",
                 extra={"secret_id": row.id, "owner_type": owner_type, "field": field},
@@ -224,6 +249,11 @@ class Vault:
             raise DecryptionFailed(
                 f"secret {row.id} could not be decrypted: {exc.detail}"
             ) from None
+        except VaultError:
+            self._count("get", "error")
+            raise
+        self._count("get", "ok")
+        return secret
 
     async def delete(
         self,
@@ -239,12 +269,15 @@ class Vault:
         )
         if field is not None:
             stmt = stmt.where(VaultSecret.field == field)
-        return await self._shred(session, stmt)
+        n = await self._shred(session, stmt)
+        self._count("delete", "ok", n)
+        return n
 
     async def shred_end_user(self, session: AsyncSession, end_user_id: str) -> int:
         """Shred every secret of one end-user (offboarding); returns the rows removed."""
         stmt = delete(VaultSecret).where(VaultSecret.end_user_id == end_user_id)
         n = await self._shred(session, stmt)
+        self._count("shred_end_user", "ok", n)
         log.info("vault shredded end-user secrets", extra={"end_user_id": end_user_id, "rows": n})
         return n
 

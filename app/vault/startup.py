@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from fastapi import FastAPI
+from prometheus_client import Counter
 
 from app.config import Settings
 from app.vault.errors import KeyringError, VaultError
@@ -60,12 +61,12 @@ def load_local_keyring(settings: Settings, *, required: bool = True) -> LocalKey
     return None
 
 
-async def build_vault(settings: Settings) -> Vault:
+async def build_vault(settings: Settings, *, operations: Counter | None = None) -> Vault:
     """The vault the settings describe (may call the key provider, e.g. KMS DescribeKey)."""
     if settings.vault.provider == "local":
         keyring = load_local_keyring(settings)
         assert keyring is not None
-        return Vault(keyring)
+        return Vault(keyring, operations=operations)
     if settings.vault.provider == "awskms":
         from app.vault.awskms import AwsKmsProvider
 
@@ -80,7 +81,7 @@ async def build_vault(settings: Settings) -> Vault:
         local = load_local_keyring(settings, required=False)
         if local is not None:  # rows written before the switch to KMS stay readable
             extra.append(local)
-        return Vault(kms, decrypt_providers=extra)
+        return Vault(kms, decrypt_providers=extra, operations=operations)
     raise KeyringError(f"unknown vault provider {settings.vault.provider!r}")
 
 
@@ -107,7 +108,16 @@ def readiness_probe(
 
 async def start_vault(app: FastAPI, settings: Settings) -> Vault:
     """Create ``app.state.vault``, self-test it, and register the ``keys`` readiness check."""
-    vault = await build_vault(settings)
+    operations = getattr(app.state, "vault_operations", None)
+    if operations is None:  # once per app, even if its lifespan runs again
+        operations = Counter(
+            "pbf_vault_operations_total",
+            "Vault operations by result (ok, missing, decryption_failed, unknown_key, error).",
+            ["op", "result"],
+            registry=app.state.metrics.registry,
+        )
+        app.state.vault_operations = operations
+    vault = await build_vault(settings, operations=operations)
     ok, reason = await vault.self_test()
     if not ok:
         raise VaultError(f"vault self-test failed at startup: {reason}")

@@ -153,3 +153,6 @@ async def test_api_error_for_a_broken_secret_reveals_nothing(app, client):
     assert r.status_code == 500
     assert r.json()["code"] == "vault_decryption_failed"
     _assert_no_plaintext(r.content, "response")
+    metrics = (await client.get("/metrics")).text
+    assert 'pbf_vault_operations_total{op="get",result="decryption_failed"} 1.0' in metrics
+    assert 'pbf_vault_operations_total{op="put",result="ok"} 1.0' in metrics

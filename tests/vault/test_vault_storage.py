@@ -243,3 +243,18 @@ async def test_readiness_reports_keys(client):
     r = await client.get("/readyz")
     body = r.json()
     assert body["checks"]["keys"] == {"ok": True}, body
+
+
+async def test_readiness_fails_when_the_key_provider_fails(app, client):
+    from app.vault.errors import KeyProviderUnavailable
+
+    async def broken_wrap(dek, ctx):
+        raise KeyProviderUnavailable("KMS Encrypt failed (ThrottlingException)")
+
+    app.state.vault.provider.wrap = broken_wrap
+    r = await client.get("/readyz")
+    assert r.status_code == 503
+    assert r.json()["checks"]["keys"] == {
+        "ok": False,
+        "reason": "self-test failed: vault_key_provider_unavailable",
+    }
