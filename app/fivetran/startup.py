@@ -34,6 +34,8 @@ def credentials(settings: Settings) -> tuple[str, str]:
     cfg = settings.fivetran
     if cfg.api_key is not None and cfg.api_secret is not None:
         return cfg.api_key.get_secret_value(), cfg.api_secret.get_secret_value()
+    if not settings.is_sandbox:
+        raise ValueError("PBF_FIVETRAN__API_KEY and PBF_FIVETRAN__API_SECRET must be set.")
     return cfg.sandbox_key, cfg.sandbox_secret.get_secret_value()
 
 

@@ -131,3 +131,6 @@ async def test_build_budget_and_credentials_follow_settings(redis: Any, prefix: 
     assert credentials(Settings(mode="sandbox")) == ("sandbox_key", "sandbox_secret")
     configured = Settings(mode="sandbox", fivetran={"api_key": "k", "api_secret": "s"})
     assert credentials(configured) == ("k", "s")
+    production = Settings.model_construct(mode="production", fivetran=Settings().fivetran)
+    with pytest.raises(ValueError, match="API_KEY"):
+        credentials(production)
