@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import Counter
 from sqlalchemy import delete, select, text
@@ -222,15 +223,25 @@ class Vault:
         owner (tampering, a row moved between owners, a wrong end-user) and
         :class:`UnknownKeyId` when its key is not configured.
         """
+        # Columns, not the ORM entity: the identity map must never hand back a stale record
+        # after a put() (a Core upsert) in the same session.
         row = (
             await session.execute(
-                select(VaultSecret).where(
+                select(
+                    VaultSecret.id,
+                    VaultSecret.alg,
+                    VaultSecret.kek_provider,
+                    VaultSecret.kek_id,
+                    VaultSecret.wrapped_dek,
+                    VaultSecret.nonce,
+                    VaultSecret.ciphertext,
+                ).where(
                     VaultSecret.owner_type == owner_type,
                     VaultSecret.owner_id == owner_id,
                     VaultSecret.field == field,
                 )
             )
-        ).scalar_one_or_none()
+        ).one_or_none()
         if row is None:
             self._count("get", "missing")
             return None
@@ -289,7 +300,12 @@ class Vault:
         return int(getattr(result, "rowcount", 0) or 0)
 
 
-def _sealed(row: VaultSecret) -> SealedSecret:
+def _sealed(row: Any) -> SealedSecret:
     return SealedSecret(
-        row.alg, row.kek_provider, row.kek_id, row.wrapped_dek, row.nonce, row.ciphertext
+        row.alg,
+        row.kek_provider,
+        row.kek_id,
+        bytes(row.wrapped_dek),
+        bytes(row.nonce),
+        bytes(row.ciphertext),
     )

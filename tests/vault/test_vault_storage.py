@@ -258,3 +258,16 @@ async def test_readiness_fails_when_the_key_provider_fails(app, client):
         "ok": False,
         "reason": "self-test failed: vault_key_provider_unavailable",
     }
+
+
+async def test_get_put_get_in_one_session_sees_the_new_value(app):
+    """One request reads a token, stores its rotated successor, and reads again."""
+    vault = app.state.vault
+    await put(app, "rt-1", **A)
+    async with app.state.sessionmaker() as session, session.begin():
+        assert (await vault.get(session, **A)).reveal() == "rt-1"
+        await vault.put(session, value="rt-2", **A)
+        assert (await vault.get(session, **A)).reveal() == "rt-2"
+        await vault.delete(session, owner_type="connection", owner_id="con_alice")
+        assert await vault.get(session, **A) is None
+    assert await get(app, **A) is None
