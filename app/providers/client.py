@@ -184,11 +184,11 @@ async def _token_client(
     *,
     transport: httpx.AsyncBaseTransport | None,
     redirect_uri: str | None = None,
-    timeout: float | None = None,
+    timeout_seconds: float | None = None,
     auth_method: str | None = None,
 ) -> Any:
     method = auth_method or provider.token_auth_method
-    seconds = timeout or DEFAULT_TIMEOUT_SECONDS
+    seconds = timeout_seconds or provider.timeout_seconds or DEFAULT_TIMEOUT_SECONDS
     client = AsyncOAuth2Client(
         client_id=credentials.client_id,
         client_secret=credentials.client_secret.reveal(),
@@ -458,7 +458,7 @@ async def exchange_code(
     transport: httpx.AsyncBaseTransport | None = None,
     requested_scope: str | None = None,
     callback_params: Mapping[str, str] | None = None,
-    timeout: float | None = None,
+    timeout_seconds: float | None = None,
 ) -> TokenResult:
     """Exchange an authorization code at ``token_endpoint`` (from the flow row) (R11, R12).
 
@@ -467,7 +467,11 @@ async def exchange_code(
     """
     scope = requested_scope if requested_scope is not None else _default_scope(provider)
     async with _token_client(
-        provider, credentials, transport=transport, redirect_uri=redirect_uri, timeout=timeout
+        provider,
+        credentials,
+        transport=transport,
+        redirect_uri=redirect_uri,
+        timeout_seconds=timeout_seconds,
     ) as (client, capture):
         params: dict[str, str] = {"code": code}
         if provider.spec.pkce and code_verifier:
@@ -535,7 +539,7 @@ async def refresh(
     issuer: str,
     transport: httpx.AsyncBaseTransport | None = None,
     scope: str | None = None,
-    timeout: float | None = None,
+    timeout_seconds: float | None = None,
 ) -> TokenResult:
     """Refresh a grant this service still owns (never one handed to Fivetran: R19).
 
@@ -543,7 +547,9 @@ async def refresh(
     refresh (``refresh_sends_scope``). ``TokenResult.rotated`` tells whether a new refresh
     token came back; ``refresh_token`` is the one to keep (new, or the old one).
     """
-    async with _token_client(provider, credentials, transport=transport, timeout=timeout) as (
+    async with _token_client(
+        provider, credentials, transport=transport, timeout_seconds=timeout_seconds
+    ) as (
         client,
         capture,
     ):
@@ -580,9 +586,9 @@ async def revoke(
     *,
     revocation_endpoint: str | None,
     credentials: AppCredentials,
-    token_type_hint: str = "refresh_token",
+    token_type_hint: str = "refresh_token",  # noqa: S107
     transport: httpx.AsyncBaseTransport | None = None,
-    timeout: float | None = None,
+    timeout_seconds: float | None = None,
 ) -> bool:
     """RFC 7009 revocation with the provider's explicit revocation auth method.
 
@@ -591,7 +597,9 @@ async def revoke(
     """
     if not revocation_endpoint:
         return False
-    async with _token_client(provider, credentials, transport=transport, timeout=timeout) as (
+    async with _token_client(
+        provider, credentials, transport=transport, timeout_seconds=timeout_seconds
+    ) as (
         client,
         _capture,
     ):

@@ -64,6 +64,7 @@ def _intercom_region(inputs: Mapping[str, str]) -> dict[str, str]:
 
 def shopify_hmac_digest(params: Mapping[str, str], client_secret: str) -> str:
     """Shopify's callback signature: hex HMAC-SHA256 over the sorted query (minus ``hmac``)."""
+
     def esc(text: str, *, key: bool = False) -> str:
         text = text.replace("%", "%25").replace("&", "%26")
         return text.replace("=", "%3D") if key else text

@@ -81,6 +81,8 @@ class Provider:
     sandboxed: bool = False
     #: Where the provider came from: ``catalog`` or ``config`` (operator-defined).
     origin: str = "catalog"
+    #: Timeout of token, refresh and revocation calls (``PBF_OAUTH__TOKEN_TIMEOUT_SECONDS``).
+    timeout_seconds: float = 15.0
     _hooks: tuple[Any, ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:

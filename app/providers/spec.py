@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 TokenAuthMethod = Literal["client_secret_basic", "client_secret_post", "raw_basic", "json_body"]
 Rotation = Literal["yes", "no", "optional", "n/a"]
 AuthValue = Literal["client_access", "refresh_token", "access_token"]
+DEFAULT_AUTH: tuple[AuthValue, ...] = ("client_access", "refresh_token")
 
 
 class InputSpec(BaseModel):
@@ -59,7 +60,7 @@ class FivetranMapping(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    auth: list[AuthValue] = Field(default_factory=lambda: ["client_access", "refresh_token"])
+    auth: list[AuthValue] = Field(default_factory=lambda: list(DEFAULT_AUTH))
     #: Additional ``auth`` targets (dotted, e.g. ``realm_id``, ``client_access.developer_token``).
     auth_extra: dict[str, ValueSource] = Field(default_factory=dict)
     config: dict[str, ValueSource] = Field(default_factory=dict)

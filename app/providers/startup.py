@@ -47,9 +47,7 @@ def load_catalog_data() -> dict[str, Any]:
     return data
 
 
-def _parse(
-    origin: str, raw: dict[str, Any], problems: list[str]
-) -> dict[str, ProviderSpec]:
+def _parse(origin: str, raw: dict[str, Any], problems: list[str]) -> dict[str, ProviderSpec]:
     specs: dict[str, ProviderSpec] = {}
     for key, entry in raw.items():
         if not isinstance(entry, dict):
@@ -201,7 +199,13 @@ def build_registry(settings: Settings) -> ProviderRegistry:
     if problems:
         raise ProviderConfigError(problems)
     providers = {
-        key: Provider(key=key, spec=spec, sandboxed=key in sandboxed, origin=origins[key])
+        key: Provider(
+            key=key,
+            spec=spec,
+            sandboxed=key in sandboxed,
+            origin=origins[key],
+            timeout_seconds=settings.oauth.token_timeout_seconds,
+        )
         for key, spec in specs.items()
     }
     return ProviderRegistry(providers, apps)

@@ -53,9 +53,7 @@ def _is_loopback(host: str | None) -> bool:
         return False
 
 
-def check_url(
-    where: str, url: str, *, allow_loopback_http: bool, problems: list[str]
-) -> None:
+def check_url(where: str, url: str, *, allow_loopback_http: bool, problems: list[str]) -> None:
     """https only; http solely on loopback when allowed; no fragment, no userinfo."""
     try:
         parts = urlsplit(url.replace("{", "x").replace("}", "x"))
@@ -155,7 +153,9 @@ def check_spec(
                     f"{where}: {field_name} uses {{{placeholder}}}, which is not an input"
                 )
         check_url(
-            f"{where}: {field_name}", url, allow_loopback_http=allow_loopback_http,
+            f"{where}: {field_name}",
+            url,
+            allow_loopback_http=allow_loopback_http,
             problems=problems,
         )
 
@@ -231,7 +231,9 @@ def check_all(
         if key in keys:
             problems.extend(
                 check_spec(
-                    key, spec, allow_loopback_http=allow_loopback_http,
+                    key,
+                    spec,
+                    allow_loopback_http=allow_loopback_http,
                     known_services=known_services,
                 )
             )

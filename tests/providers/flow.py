@@ -105,7 +105,13 @@ class Harness:
         assert location.startswith(self.redirect_uri(key) + "?")
         params = dict(parse_qsl(urlsplit(location).query))
         return Authorized(
-            provider, credentials, endpoints, verifier, state, self.redirect_uri(key), inputs,
+            provider,
+            credentials,
+            endpoints,
+            verifier,
+            state,
+            self.redirect_uri(key),
+            inputs,
             params,
         )
 
@@ -140,8 +146,8 @@ class Harness:
         return list(r.json()["items"])
 
     async def introspect(self, key: str, token: str) -> dict[str, Any]:
-        from urllib.parse import quote_plus
         import base64
+        from urllib.parse import quote_plus
 
         creds = await self.registry.credentials(None, key)
         basic = base64.b64encode(

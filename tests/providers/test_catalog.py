@@ -76,15 +76,20 @@ def test_production_endpoints_are_https_and_templated_from_inputs() -> None:
     assert registry.get("intercom").endpoints({"region": "eu"}).token_url == (
         "https://api.eu.intercom.io/auth/eagle/token"
     )
-    assert registry.get("intercom").endpoints().authorization_url == "https://app.intercom.com/oauth"
+    assert (
+        registry.get("intercom").endpoints().authorization_url == "https://app.intercom.com/oauth"
+    )
 
 
 def test_sandbox_points_every_provider_at_the_sandbox_server() -> None:
     registry = build_registry(Settings(mode="sandbox", public_base_url="http://127.0.0.1:8000"))
     assert {p.key for p in registry.configured()} >= REQUIRED_PROVIDERS
     for provider in registry.all():
-        endpoints = provider.endpoints({"shop": "acme"} if provider.key == "shopify" else (
-            {"subdomain": "acme"} if provider.key == "zendesk" else None))
+        endpoints = provider.endpoints(
+            {"shop": "acme"}
+            if provider.key == "shopify"
+            else ({"subdomain": "acme"} if provider.key == "zendesk" else None)
+        )
         base = f"http://127.0.0.1:8000/sandbox/oauth/{provider.key}"
         assert endpoints.issuer == base
         assert endpoints.token_url == f"{base}/token"
@@ -134,7 +139,7 @@ async def test_credentials_are_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path
         }
     )
     registry = build_registry(settings)
-    client_id, client_secret, extras = await registry.credentials(None, "salesforce")
+    client_id, client_secret, _extras = await registry.credentials(None, "salesforce")
     assert client_id == "3MVG9"
     assert isinstance(client_secret, Secret)
     assert client_secret.reveal() == "file+secret:value"
@@ -231,12 +236,20 @@ def test_http_loopback_allowed_only_with_sandbox_or_test_flag() -> None:
     )
     assert len(problems_of(production(providers={"acme_crm": entry}))) == 3
     build_registry(
-        Settings(mode="production", oauth={"providers": {"acme_crm": entry},
-                                           "allow_insecure_loopback": True})
+        Settings(
+            mode="production",
+            oauth={"providers": {"acme_crm": entry}, "allow_insecure_loopback": True},
+        )
     )
-    build_registry(Settings(mode="sandbox", oauth={"providers": {"acme_crm": entry},
-                                                   "apps": {"acme_crm": {"client_id": "a",
-                                                                         "client_secret": "b"}}}))
+    build_registry(
+        Settings(
+            mode="sandbox",
+            oauth={
+                "providers": {"acme_crm": entry},
+                "apps": {"acme_crm": {"client_id": "a", "client_secret": "b"}},
+            },
+        )
+    )
     remote = custom(token_url="http://auth.acme.example/token")
     app = {"acme_crm": {"client_id": "a", "client_secret": "b"}}
     problems = problems_of(
@@ -253,8 +266,10 @@ def test_every_problem_is_reported_at_once() -> None:
                 "two": custom(issuer="https://x.example", token_url="http://x.example/t"),
                 "salesforce": custom(issuer="https://y.example"),
             },
-            apps={"unknown_app": {"client_id": "x", "client_secret": "y"},
-                  "hubspot": {"client_id": "x"}},
+            apps={
+                "unknown_app": {"client_id": "x", "client_secret": "y"},
+                "hubspot": {"client_id": "x"},
+            },
         )
     )
     text = "\n".join(problems)

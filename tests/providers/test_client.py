@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
+from app.config import Settings
 from app.db import utcnow
 from app.providers import (
     OAuthProviderError,
@@ -19,7 +20,6 @@ from app.providers import (
 )
 from app.providers.errors import CallbackVerificationError
 from app.providers.startup import build_registry, load_catalog_data
-from app.config import Settings
 from tests.providers.flow import Harness
 
 ALL_PROVIDERS = sorted(load_catalog_data())
@@ -77,9 +77,7 @@ def test_authorization_url_provider_specifics() -> None:
         registry.get("shopify"), client_id="c", inputs={"shop": "acme-store"}, **common
     )
     assert shop_url.startswith("https://acme-store.myshopify.com/admin/oauth/authorize?")
-    assert _query(shop_url)["scope"] == [
-        "read_orders,read_products,read_customers,read_inventory"
-    ]
+    assert _query(shop_url)["scope"] == ["read_orders,read_products,read_customers,read_inventory"]
     fb = _query(build_authorization_url(registry.get("facebook_ads"), client_id="c", **common))
     assert fb["scope"] == ["ads_read,business_management"]
     narrowed = _query(
@@ -88,7 +86,10 @@ def test_authorization_url_provider_specifics() -> None:
     assert narrowed["scope"] == ["oauth"]
     with pytest.raises(ValueError):
         build_authorization_url(
-            registry.get("hubspot"), client_id="c", state="s", code_verifier=None,
+            registry.get("hubspot"),
+            client_id="c",
+            state="s",
+            code_verifier=None,
             redirect_uri="https://c.example/cb",
         )
 
@@ -152,7 +153,11 @@ async def test_provider_metadata_is_kept(harness: Harness) -> None:
     assert tt.metadata["advertiser_ids"] == "7000000000001,7000000000002"
     tiktok_request = harness.recorder.requests[-1]
     assert tiktok_request.headers["content-type"] == "application/json"
-    assert set(__import__("json").loads(tiktok_request.content)) == {"app_id", "secret", "auth_code"}
+    assert set(__import__("json").loads(tiktok_request.content)) == {
+        "app_id",
+        "secret",
+        "auth_code",
+    }
     _, g = await harness.connect("google_ads")
     assert g.expires_at is not None and g.expires_at > utcnow()
     assert g.granted_scope == "https://www.googleapis.com/auth/adwords"
@@ -211,7 +216,9 @@ async def test_post_only_provider_sends_no_authorization_header(harness: Harness
     assert "authorization" not in request.headers
     body = dict(parse_qsl(request.content.decode()))
     assert body["client_id"] == "sandbox-hubspot"
-    assert body["client_secret"] == (await harness.registry.credentials(None, "hubspot"))[1].reveal()
+    assert (
+        body["client_secret"] == (await harness.registry.credentials(None, "hubspot"))[1].reveal()
+    )
 
 
 async def test_wrong_client_secret_is_invalid_client(harness: Harness) -> None:

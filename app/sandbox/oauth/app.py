@@ -60,9 +60,7 @@ AUTH_METHODS = {
 class SandboxOAuth:
     """The sandbox authorization servers (one per sandboxed provider) and their shared store."""
 
-    def __init__(
-        self, settings: Settings, registry: Callable[[], ProviderRegistry]
-    ) -> None:
+    def __init__(self, settings: Settings, registry: Callable[[], ProviderRegistry]) -> None:
         self.settings = settings
         self._registry = registry
         self.store = SandboxStore()
@@ -292,8 +290,11 @@ def create_sandbox_oauth_app(
             grant = server.get_consent_grant(req)
         except OAuth2Error as error:
             return _to_http(
-                oauth, provider_key, server.error_response(req, error),
-                request_params=req.payload.data, username=None,
+                oauth,
+                provider_key,
+                server.error_response(req, error),
+                request_params=req.payload.data,
+                username=None,
             )
         decision = "approve" if form.get("decision") == "approve" else "deny"
         hint = req.payload.data.get("login_hint") or None

@@ -208,13 +208,22 @@ class SandboxCodeGrant(rfc6749_grants.AuthorizationCodeGrant):
     def authenticate_user(self, authorization_code: AuthorizationCode) -> SandboxUser:
         return authorization_code.user
 
-    def generate_token(self, user: Any = None, scope: Any = None, grant_type: Any = None,
-                       expires_in: Any = None, include_refresh_token: bool = True) -> Any:
+    def generate_token(
+        self,
+        user: Any = None,
+        scope: Any = None,
+        grant_type: Any = None,
+        expires_in: Any = None,
+        include_refresh_token: bool = True,
+    ) -> Any:
         code: AuthorizationCode = self.request.authorization_code
         client: SandboxClient = self.request.client
         include = include_refresh_token and client.issues_refresh_tokens and code.offline
         return super().generate_token(
-            user=user, scope=scope, grant_type=grant_type, expires_in=expires_in,
+            user=user,
+            scope=scope,
+            grant_type=grant_type,
+            expires_in=expires_in,
             include_refresh_token=include,
         )
 

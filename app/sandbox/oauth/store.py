@@ -209,7 +209,9 @@ class SandboxStore:
     # --- grants ---------------------------------------------------------------------------
 
     def new_grant(self, client_id: str, user: SandboxUser, scope: str) -> Grant:
-        grant = Grant(grant_id=secrets.token_urlsafe(12), client_id=client_id, user=user, scope=scope)
+        grant = Grant(
+            grant_id=secrets.token_urlsafe(12), client_id=client_id, user=user, scope=scope
+        )
         self.grants[grant.grant_id] = grant
         return grant
 
