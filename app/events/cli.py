@@ -27,9 +27,7 @@ def _load(**events: Any) -> Any:
 
     settings = _settings()
     if events:
-        settings = settings.model_copy(
-            update={"events": settings.events.model_copy(update=events)}
-        )
+        settings = settings.model_copy(update={"events": settings.events.model_copy(update=events)})
     problems = production_problems(settings)
     if problems:
         _fail("production mode cannot start: " + "; ".join(problems))

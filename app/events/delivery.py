@@ -235,7 +235,7 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 async def send(
-    http: httpx.AsyncClient, endpoint: Endpoint, item: Claimed, *, timeout: float
+    http: httpx.AsyncClient, endpoint: Endpoint, item: Claimed, *, timeout_seconds: float
 ) -> Outcome:
     """POST one signed delivery. Never raises for transport failures."""
     headers = {
@@ -250,7 +250,7 @@ async def send(
             endpoint.url,
             content=item.body,
             headers=headers,
-            timeout=timeout,
+            timeout=timeout_seconds,
             extensions={"pbf_target": "webhook"},
         )
     except httpx.TimeoutException:
@@ -274,7 +274,7 @@ def backoff_seconds(
 ) -> float:
     """Exponential backoff with "equal jitter": half fixed, half random (never zero)."""
     delay = min(maximum, base * (2 ** max(0, round_attempts - 1)))
-    rand = (rng or random).random()  # noqa: S311 - jitter, not a secret
+    rand = (rng or random).random()
     delay = delay / 2 + rand * delay / 2
     if retry_after is not None:
         delay = max(delay, min(retry_after, maximum))

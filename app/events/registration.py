@@ -65,9 +65,7 @@ async def ensure_webhook(
         if group_id is None:
             created = await client.create_account_webhook(url, events, secret, active=True)
         else:
-            created = await client.create_group_webhook(
-                group_id, url, events, secret, active=True
-            )
+            created = await client.create_group_webhook(group_id, url, events, secret, active=True)
     except FivetranAmbiguous:
         # The create may have happened: look it up instead of creating a second one.
         found = [h for h in await client.list_webhooks() if _matches(h, url, group_id)]

@@ -20,7 +20,7 @@ from app.events.webhooks import receive_fivetran_webhook
 
 router = APIRouter(tags=["events"])
 
-_PROBLEM = {"content": {"application/problem+json": {}}}
+_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 
 
 @router.post(
@@ -54,9 +54,7 @@ async def list_events(
     connection_id: str | None = None,
     end_user: str | None = None,
     type: Annotated[str | None, Query(description="Event type, e.g. connection.broken")] = None,
-    status: Annotated[
-        str | None, Query(description="pending | delivered | dead | skipped")
-    ] = None,
+    status: Annotated[str | None, Query(description="pending | delivered | dead | skipped")] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Any:

@@ -108,9 +108,7 @@ def to_out(event: Event, deliveries: Sequence[EventDelivery]) -> EventOut:
     )
 
 
-async def _deliveries_of(
-    session: AsyncSession, seqs: list[int]
-) -> dict[int, list[EventDelivery]]:
+async def _deliveries_of(session: AsyncSession, seqs: list[int]) -> dict[int, list[EventDelivery]]:
     out: dict[int, list[EventDelivery]] = {s: [] for s in seqs}
     if not seqs:
         return out

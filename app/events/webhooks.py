@@ -57,7 +57,7 @@ log = logging.getLogger("pbf.events.webhooks")
 
 SIGNATURE_HEADER = "X-Fivetran-Signature-256"
 #: Secret the sandbox uses when ``PBF_FIVETRAN__WEBHOOK_SECRET`` is unset (sandbox mode only).
-SANDBOX_WEBHOOK_SECRET = "sandbox_webhook_secret"  # noqa: S105 - public sandbox value
+SANDBOX_WEBHOOK_SECRET = "sandbox_webhook_secret"
 
 _SUCCESS = {"SUCCESSFUL"}
 _IN_FLIGHT = ("pending", "authorizing", "creating")
@@ -77,10 +77,10 @@ def webhook_secret(settings: Settings) -> str | None:
 def _dedupe_key(payload: dict[str, Any], body: bytes) -> str:
     sync_id = payload.get("sync_id")
     if sync_id:
-        status = (payload.get("data") or {}).get("status") if isinstance(payload.get("data"), dict) else None
+        raw = payload.get("data")
+        status = raw.get("status") if isinstance(raw, dict) else None
         material = "|".join(
-            str(x)
-            for x in ("sync", payload.get("event"), _connector_id(payload), sync_id, status)
+            str(x) for x in ("sync", payload.get("event"), _connector_id(payload), sync_id, status)
         )
         return hashlib.sha256(material.encode()).hexdigest()
     return hashlib.sha256(body).hexdigest()
@@ -231,7 +231,8 @@ async def _apply(
         # Fivetran's answer. Touching the row here would race with that request.
         return "deferred_in_flight", connection.id
     now = utcnow()
-    data = payload.get("data") if isinstance(payload.get("data"), dict) else {}
+    raw_data = payload.get("data")
+    data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
     created = _parse_time(payload.get("created")) or now
     outcome = "ignored"
 

@@ -105,7 +105,7 @@ class EventsWorker:
             endpoint = self.endpoints[item.endpoint_id]
             async with gate:
                 outcome = await delivery.send(
-                    self.http, endpoint, item, timeout=cfg.delivery_timeout_seconds
+                    self.http, endpoint, item, timeout_seconds=cfg.delivery_timeout_seconds
                 )
             async with self.sessionmaker() as session, session.begin():
                 status = await delivery.finish(
@@ -177,7 +177,9 @@ class EventsWorker:
                 stats = await self.run_once()
                 busy = stats.claimed > 0 or stats.fanned_out > 0
             except Exception as exc:
-                log.error("events worker iteration failed", extra={"error_type": type(exc).__name__})
+                log.error(
+                    "events worker iteration failed", extra={"error_type": type(exc).__name__}
+                )
             if busy:
                 await asyncio.sleep(0)
                 continue

@@ -21,7 +21,7 @@ from app.db import utcnow
 from app.events.signing import verify_signature
 
 RECEIVER_URL = "http://receiver.test/hooks/pbf"
-RECEIVER_SECRET = "whsec_receiver_current"  # noqa: S105 - test value
+RECEIVER_SECRET = "whsec_receiver_current"
 
 
 @dataclass

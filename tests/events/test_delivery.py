@@ -45,9 +45,7 @@ async def test_emit_refuses_secrets_and_unknown_kinds(events_app) -> None:
         with pytest.raises(ValueError, match="secret"):
             await emit(session, kind="connection.created", data={"refresh_token": "x"})
         with pytest.raises(ValueError, match="secret"):
-            await emit(
-                session, kind="connection.created", data={"auth": {"client_secret": "x"}}
-            )
+            await emit(session, kind="connection.created", data={"auth": {"client_secret": "x"}})
         with pytest.raises(ValueError, match="kind"):
             await emit(session, kind="connection.exploded", data={})
 

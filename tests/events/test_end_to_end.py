@@ -46,7 +46,9 @@ async def test_simulated_sync_reaches_the_receiver(
     assert conn["last_sync_succeeded_at"] is None
 
     await _sim(
-        c, "POST", f"/connections/{conn['fivetran_connection_id']}/sync-result",
+        c,
+        "POST",
+        f"/connections/{conn['fivetran_connection_id']}/sync-result",
         json={"status": "SUCCESSFUL"},
     )
     await _sim(c, "POST", "/webhooks/drain")
@@ -72,8 +74,9 @@ async def test_simulated_sync_reaches_the_receiver(
     ]
     assert receiver.rejected == 0
     succeeded = mine[-1].body["data"]
-    assert succeeded["last_sync_succeeded_at"].replace("Z", "+00:00")[:19] == (
-        synced["last_sync_succeeded_at"].replace("Z", "+00:00")[:19]
+    assert (
+        succeeded["last_sync_succeeded_at"].replace("Z", "+00:00")[:19]
+        == (synced["last_sync_succeeded_at"].replace("Z", "+00:00")[:19])
     )
     assert succeeded["fivetran_connection_id"] == conn["fivetran_connection_id"]
     assert "api_key" not in str(mine) and "sk_test_1" not in str(mine)

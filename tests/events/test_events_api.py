@@ -13,9 +13,7 @@ def _bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-async def test_list_filters_and_cursor(
-    events_app, events_client, worker_for, auth_headers
-) -> None:
+async def test_list_filters_and_cursor(events_app, events_client, worker_for, auth_headers) -> None:
     a = await emit_events(events_app, [("connection.created", "con_A")] * 3)
     b = await emit_events(events_app, [("connection.broken", "con_B")])
     c = events_client

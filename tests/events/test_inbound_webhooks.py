@@ -192,11 +192,13 @@ async def test_failure_and_recovery_move_the_state(events_app, events_client, se
 
 async def test_late_webhooks_never_move_state_backwards(events_app, events_client, seeded):
     cid = seeded["connection_id"]
-    end = _body("sync_end", sync_id="s2", data={"status": "SUCCESSFUL"},
-                created="2026-11-26T01:10:00.000Z")
+    end = _body(
+        "sync_end", sync_id="s2", data={"status": "SUCCESSFUL"}, created="2026-11-26T01:10:00.000Z"
+    )
     start = _body("sync_start", sync_id="s2", created="2026-11-26T01:00:00.000Z")
-    older = _body("sync_end", sync_id="s1", data={"status": "SUCCESSFUL"},
-                  created="2026-11-26T00:10:00.000Z")
+    older = _body(
+        "sync_end", sync_id="s1", data={"status": "SUCCESSFUL"}, created="2026-11-26T00:10:00.000Z"
+    )
     for body in (end, start, older):  # arrival order differs from emission order
         assert (await _post(events_client, body, _sig(body))).status_code == 200
     conn = await _connection(events_app, cid)
@@ -208,16 +210,15 @@ async def test_late_webhooks_never_move_state_backwards(events_app, events_clien
 
 
 async def test_unknown_connection_is_acknowledged(events_app, events_client) -> None:
-    body = _body("sync_end", connector_id="_connection_1", sync_id="x",
-                 data={"status": "SUCCESSFUL"})
+    body = _body(
+        "sync_end", connector_id="_connection_1", sync_id="x", data={"status": "SUCCESSFUL"}
+    )
     r = await _post(events_client, body, _sig(body))
     assert r.status_code == 200 and r.json()["outcome"] == "unknown_connection"
     assert await _counts(events_app) == (1, 0)
 
 
-async def test_configured_secret_replaces_the_sandbox_default(
-    events_settings, receiver
-) -> None:
+async def test_configured_secret_replaces_the_sandbox_default(events_settings, receiver) -> None:
     import httpx
     from pydantic import SecretStr
 
@@ -226,7 +227,9 @@ async def test_configured_secret_replaces_the_sandbox_default(
     settings = events_settings()
     settings = settings.model_copy(
         update={
-            "fivetran": settings.fivetran.model_copy(update={"webhook_secret": SecretStr("configured-1")})
+            "fivetran": settings.fivetran.model_copy(
+                update={"webhook_secret": SecretStr("configured-1")}
+            )
         }
     )
     app = create_app(settings, outbound_transport=httpx.ASGITransport(receiver))
@@ -242,9 +245,7 @@ async def test_concurrent_duplicates_apply_once(events_app, events_client, seede
     import asyncio
 
     body = _body("sync_end", sync_id="race", data={"status": "SUCCESSFUL"})
-    results = await asyncio.gather(
-        *(_post(events_client, body, _sig(body)) for _ in range(5))
-    )
+    results = await asyncio.gather(*(_post(events_client, body, _sig(body)) for _ in range(5)))
     assert all(r.status_code == 200 for r in results), [r.text for r in results]
     assert sorted(r.json()["status"] for r in results) == ["accepted"] + ["duplicate"] * 4
     assert await _counts(events_app) == (1, 1)

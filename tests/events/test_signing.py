@@ -62,8 +62,9 @@ def test_signature_is_hmac_over_timestamp_dot_body() -> None:
     header = sign(BODY, ["k"], timestamp=ts)
     expected = hmac.new(b"k", f"{ts}.".encode() + BODY, hashlib.sha256).hexdigest()
     assert header == f"t={ts},v1={expected}"
-    assert verify_signature(header.upper().replace("T=", "t=").replace("V1=", "v1="), BODY,
-                            ["k"], now=ts)
+    assert verify_signature(
+        header.upper().replace("T=", "t=").replace("V1=", "v1="), BODY, ["k"], now=ts
+    )
 
 
 def test_fivetran_signature_case_insensitive() -> None:

@@ -33,8 +33,11 @@ async def test_process_restart_mid_delivery_loses_nothing(
     async with first_app.router.lifespan_context(first_app):
         ids = await emit_events(
             first_app,
-            [("connection.created", "con_A"), ("connection.connected", "con_A"),
-             ("connection.created", "con_B")],
+            [
+                ("connection.created", "con_A"),
+                ("connection.connected", "con_A"),
+                ("connection.created", "con_B"),
+            ],
         )
         receiver.delay = 30  # the receiver is slow; the process dies while it waits
         task = asyncio.create_task(worker_for(first_app, worker_id="doomed").run_once())
@@ -58,7 +61,9 @@ async def test_process_restart_mid_delivery_loses_nothing(
         async with second_app.state.sessionmaker() as session:
             statuses = (await session.scalars(select(EventDelivery.status))).all()
     assert receiver.unique_ids() == [ids[0], ids[2], ids[1]] or receiver.unique_ids() == [
-        ids[2], ids[0], ids[1]
+        ids[2],
+        ids[0],
+        ids[1],
     ]
     assert set(statuses) == {"delivered"}
     assert [r.attempt for r in receiver.received if r.event_id == ids[0]] == [2]
@@ -102,9 +107,11 @@ async def test_skip_locked_claims_are_disjoint(events_app, worker_for, clock) ->
 async def test_two_workers_share_the_work_without_double_delivery(
     events_app, receiver, worker_for, clock
 ) -> None:
-    items = [(kind, f"con_{i}") for kind in (
-        "connection.created", "connection.connected", "connection.sync_succeeded"
-    ) for i in range(8)]
+    items = [
+        (kind, f"con_{i}")
+        for kind in ("connection.created", "connection.connected", "connection.sync_succeeded")
+        for i in range(8)
+    ]
     ids = await emit_events(events_app, items)
     receiver.delay = 0.02
     settings = events_app.state.settings.model_copy(
@@ -149,10 +156,6 @@ async def test_two_workers_share_the_work_without_double_delivery(
         for v in by_conn.values()
     )
     async with events_app.state.sessionmaker() as session:
-        attempts = await session.scalar(
-            select(func.count()).select_from(EventDeliveryAttempt)
-        )
-        workers_used = set(
-            (await session.scalars(select(EventDeliveryAttempt.worker))).all()
-        )
+        attempts = await session.scalar(select(func.count()).select_from(EventDeliveryAttempt))
+        workers_used = set((await session.scalars(select(EventDeliveryAttempt.worker))).all())
     assert attempts == len(ids) and workers_used == {"w0", "w1"}
