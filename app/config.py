@@ -85,16 +85,25 @@ class FivetranSettings(BaseModel):
 class VaultSettings(BaseModel):
     """Token vault (envelope encryption)."""
 
-    provider: Literal["local", "awskms"] = "local"
+    provider: Literal["local", "awskms"] = Field(
+        "local",
+        description="Key provider for new writes: local keyring, or AWS KMS "
+        "(pip install '.[awskms]'). Local keys, if configured, stay readable after a switch.",
+    )
     encryption_keys: SecretStr | None = Field(
         None,
-        validation_alias=AliasChoices("encryption_keys", "PBF_ENCRYPTION_KEYS"),
-        description='JSON {"active": kid, "keys": {kid: base64 32-byte key}} (local keyring).',
+        description="Nested spelling of PBF_ENCRYPTION_KEYS (use the top-level name).",
     )
-    key_file: Path | None = Field(None, description="Keyring file (same JSON format).")
-    aws_kms_key_id: str | None = Field(None, description="KMS key id/ARN for the awskms provider.")
-    aws_region: str | None = None
-    aws_endpoint_url: str | None = None
+    key_file: Path | None = Field(
+        None,
+        description="Keyring file, same JSON as PBF_ENCRYPTION_KEYS (e.g. a mounted secret, "
+        "mode 0600); 'pbf-headless keys rotate' can add keys to it.",
+    )
+    aws_kms_key_id: str | None = Field(
+        None, description="KMS key id, ARN or alias for the awskms provider."
+    )
+    aws_region: str | None = Field(None, description="AWS region of the KMS key.")
+    aws_endpoint_url: str | None = Field(None, description="KMS endpoint override.")
 
 
 class ConnectSettings(BaseModel):
@@ -305,8 +314,9 @@ class Settings(BaseSettings):
     encryption_keys: SecretStr | None = Field(
         None,
         validation_alias="PBF_ENCRYPTION_KEYS",
-        description='Local keyring JSON {"active": kid, "keys": {kid: base64 32-byte key}}; '
-        "feeds vault.encryption_keys (top-level env name PBF_ENCRYPTION_KEYS).",
+        description='Local keyring: JSON {"active": kid, "keys": {kid: base64 of 32 random '
+        "bytes}}. Sandbox default: generated <data_dir>/keyring.json (0600). Production: "
+        "this, PBF_VAULT__KEY_FILE or awskms is required.",
     )
     events: EventsSettings = Field(default_factory=EventsSettings)
     onboarding: OnboardingSettings = Field(default_factory=OnboardingSettings)
