@@ -544,7 +544,9 @@ def _fivetran_app_error(exc: Exception) -> AppError:
     if isinstance(exc, FivetranConflict):
         return Conflict(f"Fivetran refused: {exc.message}", code="fivetran_conflict")
     if isinstance(exc, FivetranInvalidInput):
-        return InvalidInput(f"Fivetran rejected the request: {exc.message}", code="fivetran_rejected")
+        return InvalidInput(
+            f"Fivetran rejected the request: {exc.message}", code="fivetran_rejected"
+        )
     as_app = getattr(exc, "as_app_error", None)
     if callable(as_app):
         result = as_app()

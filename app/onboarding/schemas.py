@@ -235,7 +235,7 @@ class ConnectionOut(BaseModel):
             state_reason=conn.state_reason,
             fivetran_connection_id=conn.fivetran_connection_id,
             group_id=conn.group_id,
-            schema=conn.schema_name,
+            schema_=conn.schema_name,
             setup_state=conn.setup_state,
             sync_state=conn.sync_state,
             setup_tests=conn.setup_tests,

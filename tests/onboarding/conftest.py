@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -34,7 +34,7 @@ def count_rows(app: FastAPI) -> Callable[..., Awaitable[int]]:
 
 
 @pytest.fixture
-def sim(client: httpx.AsyncClient) -> "Simulator":
+def sim(client: httpx.AsyncClient) -> Simulator:
     return Simulator(client)
 
 
@@ -100,11 +100,6 @@ async def vault_rows(app: FastAPI, end_user_id: str | None = None) -> int:
         return int((await session.execute(stmt)).scalar_one())
 
 
-@pytest.fixture
-async def unused() -> AsyncIterator[None]:
-    yield
-
-
 RETURN_TO = "http://127.0.0.1:3000/onboarding/done"
 APP_ORIGIN = "http://127.0.0.1:3000"
 
@@ -130,7 +125,11 @@ class EndUserBrowser:
                     self.cookies[name] = morsel.value
 
     def _headers(self) -> dict[str, str]:
-        return {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())} if self.cookies else {}
+        return (
+            {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
+            if self.cookies
+            else {}
+        )
 
     async def connect(self, connect_url: str, *, login_hint: str = "auto") -> dict[str, str]:
         """Run the whole flow; returns the query of the final redirect to ``return_to``."""

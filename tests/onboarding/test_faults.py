@@ -20,7 +20,8 @@ async def _posts(sim: Simulator) -> int:
     return sum(
         1
         for e in await sim.requests()
-        if e.get("method") == "POST" and str(e.get("path", "")).rstrip("/").endswith("/v1/connections")
+        if e.get("method") == "POST"
+        and str(e.get("path", "")).rstrip("/").endswith("/v1/connections")
     )
 
 
@@ -143,7 +144,8 @@ async def test_429_is_honoured(acme: httpx.AsyncClient, sim: Simulator) -> None:
     statuses = [
         e.get("status")
         for e in await sim.requests()
-        if e.get("method") == "POST" and str(e.get("path", "")).rstrip("/").endswith("/v1/connections")
+        if e.get("method") == "POST"
+        and str(e.get("path", "")).rstrip("/").endswith("/v1/connections")
     ]
     assert statuses == [429, 201]
 

@@ -33,24 +33,33 @@ CREATE_CASES: list[tuple[str, dict[str, Any], int, str, str | None]] = [
     ("oauth service", {"service": "salesforce"}, 422, "oauth_source", "service"),
     (
         "missing required field",
-        {"service": "postgres", "config": {"host": "h", "port": 5432, "database": "d"},
-         "credentials": {"password": "p"}},
+        {
+            "service": "postgres",
+            "config": {"host": "h", "port": 5432, "database": "d"},
+            "credentials": {"password": "p"},
+        },
         422,
         "missing_config_field",
         "config.user",
     ),
     (
         "wrong type",
-        {"service": "postgres", "config": {"host": "h", "port": "5432", "database": "d",
-                                           "user": "u"}, "credentials": {"password": "p"}},
+        {
+            "service": "postgres",
+            "config": {"host": "h", "port": "5432", "database": "d", "user": "u"},
+            "credentials": {"password": "p"},
+        },
         422,
         "invalid_config",
         "config.port",
     ),
     (
         "bad enum",
-        {"service": "stripe", "config": {"historical_sync_time_frame": "SOMETIMES"},
-         "credentials": {"api_key": "k"}},
+        {
+            "service": "stripe",
+            "config": {"historical_sync_time_frame": "SOMETIMES"},
+            "credentials": {"api_key": "k"},
+        },
         422,
         "invalid_config",
         "config.historical_sync_time_frame",
@@ -107,12 +116,20 @@ async def test_schema_validation_errors_are_problems(
     acme: httpx.AsyncClient, snapshot: Callable[[], Awaitable[dict[str, int]]]
 ) -> None:
     before = await snapshot()
-    problem(await acme.post("/v1/connections", json={"service": "stripe"}), 422,
-            "validation_error")
-    problem(await acme.post("/v1/connections", json={"end_user": "acme", "service": "stripe",
-                                                     "auth": {}}), 422, "validation_error")
-    problem(await acme.post("/v1/connections", content=b"{not json",
-                            headers={"Content-Type": "application/json"}), 422)
+    problem(await acme.post("/v1/connections", json={"service": "stripe"}), 422, "validation_error")
+    problem(
+        await acme.post(
+            "/v1/connections", json={"end_user": "acme", "service": "stripe", "auth": {}}
+        ),
+        422,
+        "validation_error",
+    )
+    problem(
+        await acme.post(
+            "/v1/connections", content=b"{not json", headers={"Content-Type": "application/json"}
+        ),
+        422,
+    )
     problem(await acme.put("/v1/end-users/acme", json={"name": "x" * 201}), 422)
     problem(await acme.put("/v1/end-users/bad%20id", json={}), 422, "invalid_external_id")
     problem(await acme.get("/v1/end-users", params={"limit": 0}), 422)
@@ -136,8 +153,8 @@ async def test_foreign_end_user_is_not_found(
     snapshot: Callable[[], Awaitable[dict[str, int]]],
 ) -> None:
     r = await acme.post(
-        "/v1/connections", json={"end_user": "acme", "service": "stripe",
-                                 "credentials": {"api_key": "sk"}}
+        "/v1/connections",
+        json={"end_user": "acme", "service": "stripe", "credentials": {"api_key": "sk"}},
     )
     assert r.status_code == 201
     cid = r.json()["id"]
@@ -160,11 +177,17 @@ async def test_foreign_end_user_is_not_found(
         ("POST", f"/v1/connections/{cid}/approve-fingerprint", {}),
         ("POST", f"/v1/connections/{cid}/reauthorize", {"return_to": RETURN_TO}),
         ("GET", "/v1/connections?end_user=acme", None),
-        ("POST", "/v1/connections", {"end_user": "acme", "service": "stripe",
-                                     "credentials": {"api_key": "x"}}),
+        (
+            "POST",
+            "/v1/connections",
+            {"end_user": "acme", "service": "stripe", "credentials": {"api_key": "x"}},
+        ),
         ("POST", "/v1/payloads/preview", {"end_user": "acme", "service": "stripe"}),
-        ("POST", "/v1/connect-sessions", {"end_user": "acme", "service": "salesforce",
-                                          "return_to": RETURN_TO}),
+        (
+            "POST",
+            "/v1/connect-sessions",
+            {"end_user": "acme", "service": "salesforce", "return_to": RETURN_TO},
+        ),
     ]:
         r = await acme.request(method, path, json=body, headers=other)
         out = problem(r, 404)
@@ -188,8 +211,11 @@ async def test_idempotency_key_reuse_with_other_body_is_409(
     assert first.status_code == 201
     before = await snapshot()
     other = {**body, "credentials": {"api_key": "two"}}
-    problem(await acme.post("/v1/connections", json=other, headers=headers), 409,
-            "idempotency_key_reused")
+    problem(
+        await acme.post("/v1/connections", json=other, headers=headers),
+        409,
+        "idempotency_key_reused",
+    )
     again = await acme.post("/v1/connections", json=body, headers=headers)
     assert again.status_code == 201 and again.json()["id"] == first.json()["id"]
     assert await snapshot() == before
@@ -201,8 +227,11 @@ async def test_connect_session_bad_return_to_and_expired(
     before = await snapshot()
     r = await acme.post(
         "/v1/connect-sessions",
-        json={"end_user": "acme", "service": "salesforce",
-              "return_to": "https://evil.example.net/steal"},
+        json={
+            "end_user": "acme",
+            "service": "salesforce",
+            "return_to": "https://evil.example.net/steal",
+        },
     )
     out = problem(r, 422)
     assert out.get("field") == "return_to", out
@@ -213,8 +242,12 @@ async def test_connect_session_bad_return_to_and_expired(
     assert r.status_code in (404, 422), r.text
     r = await acme.post(
         "/v1/connect-sessions",
-        json={"end_user": "acme", "service": "salesforce", "return_to": RETURN_TO,
-              "config": {"hostname": "evil.example.net"}},
+        json={
+            "end_user": "acme",
+            "service": "salesforce",
+            "return_to": RETURN_TO,
+            "config": {"hostname": "evil.example.net"},
+        },
     )
     out = problem(r, 422)
     assert str(out.get("field", "")).startswith("config"), out

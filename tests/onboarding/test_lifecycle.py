@@ -86,8 +86,11 @@ async def test_pause_resume_schedule_sync_resync_test(make_api: Callable[..., An
     assert remote["paused"] is False and remote["daily_sync_time"] == "03:00"
     assert (await _events(app, cid))[-2:] == ["connection.paused", "connection.resumed"]
 
-    problem(await api.patch(f"/v1/connections/{cid}", json={"sync_frequency": 7}), 422,
-            "invalid_sync_frequency")
+    problem(
+        await api.patch(f"/v1/connections/{cid}", json={"sync_frequency": 7}),
+        422,
+        "invalid_sync_frequency",
+    )
     problem(await api.patch(f"/v1/connections/{cid}", json={"daily_sync_time": "3am"}), 422)
     problem(await api.patch(f"/v1/connections/{cid}", json={"config": {"schema": "x"}}), 422)
     problem(await api.patch(f"/v1/connections/{cid}", json={"auth": {}}), 422)
@@ -189,7 +192,7 @@ async def test_unpause_after_setup_can_be_disabled(make_api: Callable[..., Any])
     _, api = await make_api(onboarding={"unpause_after_setup": False})
     conn = (await api.post("/v1/connections", json=STRIPE)).json()
     assert conn["state"] == "connected" and conn["paused"] is True
-    remote = (await Simulator(api).get(f"/v1/connections/{conn['fivetran_connection_id']}"))
+    remote = await Simulator(api).get(f"/v1/connections/{conn['fivetran_connection_id']}")
     assert remote.json()["data"]["paused"] is True
 
 
@@ -220,9 +223,7 @@ async def test_token_retention_discard_shreds_tokens_after_hand_off(
         fields = list(
             (
                 await s.scalars(
-                    select(VaultSecret.field).where(
-                        VaultSecret.owner_id == result["connection_id"]
-                    )
+                    select(VaultSecret.field).where(VaultSecret.owner_id == result["connection_id"])
                 )
             ).all()
         )
