@@ -345,13 +345,17 @@ def _token_result(
         granted = _split_scope(requested_scope, provider.spec.scope_separator)
     else:
         granted = _split_scope(granted_raw, provider.spec.scope_separator)
-    missing = tuple(s for s in provider.required_scopes if s not in granted)
-    if missing and not refreshing:
+    required_missing = [s for s in provider.required_scopes if s not in granted]
+    if required_missing and not refreshing:
         raise OAuthProviderError(
             "insufficient_scope",
             provider_key=provider.key,
-            message=f"{provider.key}: the grant lacks required scope(s): {', '.join(missing)}",
+            message=f"{provider.key}: the grant lacks required scope(s): "
+            f"{', '.join(required_missing)}",
         )
+    # Narrower than requested but every required scope present: flagged, not fatal.
+    requested = _split_scope(requested_scope, provider.spec.scope_separator)
+    missing = tuple(s for s in requested if s not in granted)
     expires_in = body.get("expires_in")
     expires_at = utcnow() + timedelta(seconds=expires_in) if isinstance(expires_in, int) else None
     new_rt = body.get("refresh_token")

@@ -215,6 +215,11 @@ async def start_providers(app: FastAPI, settings: Settings) -> ProviderRegistry:
     """Lifespan hook: build and validate the registry, publish ``app.state.providers``."""
     registry = build_registry(settings)
     app.state.providers = registry
+    # authlib logs token values at DEBUG (server "Issue token", client "Using code_verifier"):
+    # keep it at INFO or above whatever the service's log level (R16).
+    authlib_logger = logging.getLogger("authlib")
+    if authlib_logger.getEffectiveLevel() < logging.INFO:
+        authlib_logger.setLevel(logging.INFO)
     log.info(
         "providers ready",
         extra={

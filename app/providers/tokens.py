@@ -25,7 +25,8 @@ class TokenResult:
     issuer: str
     client_id: str
     metadata: dict[str, str] = field(default_factory=dict)
-    #: Scopes the provider is required to grant but did not (empty when all were granted).
+    #: Requested scopes the provider did not grant (a narrower grant is flagged here; a
+    #: missing *required* scope fails the exchange with ``insufficient_scope``).
     missing_scopes: tuple[str, ...] = ()
     #: After a refresh: True when the provider returned a new refresh token (rotation),
     #: False when it returned none or the same one; None after a code exchange.
