@@ -1,0 +1,70 @@
+"""The sources catalog: generated from Fivetran's definition and the provider catalog."""
+
+from __future__ import annotations
+
+import httpx
+from fastapi import FastAPI
+
+from tests.onboarding.conftest import problem
+
+
+async def test_catalog_lists_onboardable_services(api: httpx.AsyncClient) -> None:
+    r = await api.get("/v1/sources")
+    assert r.status_code == 200, r.text
+    items = {s["service"]: s for s in r.json()["items"]}
+    # OAuth sources of the (sandbox-configured) provider catalog, credentials sources from
+    # Fivetran's definition; Connect-Card-only and auth-only-without-provider ones are absent.
+    assert items["salesforce"]["auth_method"] == "oauth2"
+    assert items["intercom"]["auth_method"] == "oauth2"
+    assert items["stripe"]["auth_method"] == "credentials"
+    assert items["postgres"]["auth_method"] == "credentials"
+    for absent in ("mailchimp", "slack", "airtable", "adroll"):
+        assert absent not in items, absent
+    assert len(items) > 100
+
+    sf = items["salesforce"]
+    assert sf["name"] == "Salesforce"
+    assert "api" in sf["scopes"]
+    props = sf["config_schema"]["properties"]
+    assert "hostname" in props and props["hostname"]["pattern"].startswith("^")
+    for ours in ("schema", "authentication_method", "private_key", "connecting_user"):
+        assert ours not in props, ours
+    assert items["stripe"]["scopes"] is None
+
+    pg = items["postgres"]["config_schema"]
+    assert pg["properties"]["password"] == {
+        "type": "string",
+        "format": "password",
+        "writeOnly": True,
+    }
+    assert pg["properties"]["port"]["type"] == "integer"
+    assert "SshTunnel" in pg["properties"]["connection_type"]["enum"]
+    for ours in ("schema_prefix", "public_key"):
+        assert ours not in pg["properties"]
+    assert set(pg["required"]) >= {"host", "port", "database", "user"}
+    assert pg["additionalProperties"] is False
+
+
+async def test_one_source_and_404s(api: httpx.AsyncClient) -> None:
+    r = await api.get("/v1/sources/stripe")
+    assert r.status_code == 200 and r.json()["service"] == "stripe"
+    assert r.json()["config_schema"]["properties"]["api_key"]["writeOnly"] is True
+    problem(await api.get("/v1/sources/no_such_service"), 404, "source_not_found")
+    problem(await api.get("/v1/sources/mailchimp"), 404, "source_not_found")
+
+
+async def test_oauth_source_needs_a_configured_app(app: FastAPI, api: httpx.AsyncClient) -> None:
+    from app.providers.registry import ProviderRegistry
+
+    registry = app.state.providers
+    apps = {p.key: registry.app_config(p.key) for p in registry.configured()}
+    apps.pop("hubspot")
+    app.state.providers = ProviderRegistry({p.key: p for p in registry.all()}, apps)
+    app.state.onboarding_sources = None  # rebuild the catalog from the new registry
+    problem(await api.get("/v1/sources/hubspot"), 404, "source_not_found")
+    services = {s["service"] for s in (await api.get("/v1/sources")).json()["items"]}
+    assert "hubspot" not in services and "salesforce" in services
+
+
+async def test_sources_need_an_api_key(client: httpx.AsyncClient) -> None:
+    problem(await client.get("/v1/sources"), 401)
