@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import warnings
 from collections.abc import Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -35,7 +36,6 @@ from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit, urlunsplit
 import httpx
 from authlib.common.urls import url_decode
 from authlib.integrations.base_client.errors import OAuthError
-from authlib.integrations.httpx_client import AsyncOAuth2Client
 from authlib.oauth2.client import OAuth2Client
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
@@ -45,6 +45,11 @@ from app.providers.hooks import ExchangeContext
 from app.providers.registry import AppCredentials, Provider
 from app.providers.tokens import TokenResult
 from app.vault.secret import Secret
+
+with warnings.catch_warnings():
+    # The project pins httpx (authlib prefers its "httpx2" fork and warns on the fallback).
+    warnings.filterwarnings("ignore", message="The httpx module is deprecated")
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
 
 log = logging.getLogger("pbf.providers.client")
 
