@@ -109,12 +109,22 @@ class FivetranClient:
         self.backoff_cap = backoff_cap
         self._sleep = sleep
         self._rng = rng
+        self._close_hooks: list[Callable[[], Awaitable[None]]] = []
 
     def __repr__(self) -> str:  # never show the credentials
         return f"FivetranClient(base_url={self.base_url!r})"
 
+    def on_close(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Run ``hook`` at :meth:`aclose` (before the shared http client is closed)."""
+        self._close_hooks.append(hook)
+
     async def aclose(self) -> None:
-        """Release the budget's resources (the shared http client is not ours to close)."""
+        """Run the close hooks and release the budget (the shared http client is not ours)."""
+        for hook in self._close_hooks:
+            try:
+                await hook()
+            except Exception:
+                log.exception("fivetran client close hook failed")
         await self.budget.aclose()
 
     # --------------------------------------------------------------------------------------

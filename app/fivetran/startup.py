@@ -56,5 +56,9 @@ def start_fivetran(app: Any, settings: Settings) -> FivetranClient:
         max_retry_after=cfg.max_retry_after_seconds,
         budget=build_budget(settings),
     )
+    simulator = getattr(app.state, "fivetran_simulator", None)
+    if simulator is not None:
+        # Sandbox: finish in-flight webhook deliveries while the http client and DB still exist.
+        client.on_close(simulator.webhooks.drain)
     app.state.fivetran = client
     return client

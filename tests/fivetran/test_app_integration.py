@@ -8,6 +8,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.config import Settings
 from app.fivetran.client import FivetranClient
 from app.fivetran.payloads import auth_block_for, build_create_payload
 from tests.conftest import BASE_URL
@@ -84,3 +85,24 @@ async def test_control_api_and_faults_work_when_mounted(
     log = (await client.get("/sandbox/fivetran/_control/requests")).json()["data"]["items"]
     assert [(e["path"], e["status"]) for e in log] == [("/v1/groups", 403), ("/v1/groups", 200)]
     assert (await client.post("/sandbox/fivetran/_control/reset")).status_code == 200
+
+
+async def test_shutdown_drains_pending_webhook_deliveries(settings: Settings) -> None:
+    from app.main import create_app
+
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        ft: FivetranClient = application.state.fivetran
+        await ft.create_account_webhook(
+            f"{BASE_URL}/v1/webhooks/fivetran", ["create_connector"], secret="s"
+        )
+        group = await ft.create_group("drain")
+        body = build_create_payload(
+            "postgres", group_id=group["id"], schema="pg", config={"host": "h", "user": "u"}
+        )
+        await ft.create_connection(body)
+        simulator = application.state.fivetran_simulator
+        assert simulator.webhooks._pending, "delivery runs in the background"
+    assert not simulator.webhooks._pending
+    assert [d["event"] for d in simulator.state.deliveries] == ["create_connector"]
+    assert simulator.state.deliveries[0]["status"] > 0
