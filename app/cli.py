@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings, load_settings, production_problems
 from app.db import create_engine, create_sessionmaker
 from app.events.cli import fivetran_cli, worker_command
+from app.onboarding.cli import onboarding_cli
 from app.providers.cli import providers_cli
 from app.vault.cli import keys_cli
 
@@ -35,6 +36,7 @@ cli.add_typer(keys_cli, name="keys")
 cli.add_typer(fivetran_cli, name="fivetran")
 cli.command("worker")(worker_command)
 cli.add_typer(providers_cli, name="providers")
+cli.add_typer(onboarding_cli, name="onboarding")
 
 
 def _settings(sandbox: bool = False) -> Settings:

@@ -11,6 +11,7 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import update
 
+from app.config import Settings
 from app.onboarding import names
 from tests.onboarding.conftest import Simulator, problem
 
@@ -134,12 +135,12 @@ async def test_idempotency_keys_expire(
 
 
 async def test_shared_strategy_put_rejects_a_destination(
-    settings_factory: Callable[..., object],
+    settings_factory: Callable[..., Settings],
 ) -> None:
     from app.callers.service import create_api_key
     from app.main import create_app
 
-    application = create_app(settings_factory(onboarding={"group_strategy": "shared"}))  # type: ignore[operator]
+    application = create_app(settings_factory(onboarding={"group_strategy": "shared"}))
     async with application.router.lifespan_context(application):
         async with application.state.sessionmaker() as s, s.begin():
             _, key = await create_api_key(s, name="t", scopes=["admin"])

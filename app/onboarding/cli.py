@@ -1,0 +1,36 @@
+"""``pbf-headless onboarding …``: operator commands of the onboarding domain."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+
+onboarding_cli = typer.Typer(help="End-users and connections.", no_args_is_help=True)
+
+
+@onboarding_cli.command("resume")
+def resume(
+    sandbox: Annotated[bool, typer.Option("--sandbox", help="Use sandbox mode.")] = False,
+) -> None:
+    """Finish work left behind: connections stuck in 'creating' (Fivetran was down or the
+    process died mid-create) and offboardings in progress. Safe to run any time."""
+    from app.config import load_settings
+
+    settings = load_settings(**({"mode": "sandbox"} if sandbox else {}))
+    created, offboarded = asyncio.run(_resume(settings))
+    typer.echo(f"connections finished: {created}; offboardings finished: {offboarded}")
+
+
+async def _resume(settings: object) -> tuple[int, int]:
+    from app.main import create_app
+    from app.onboarding.startup import resume_pending_work
+
+    app = create_app(settings)  # type: ignore[arg-type]
+    async with app.router.lifespan_context(app):
+        task = getattr(app.state, "onboarding_resume_task", None)
+        if task is not None:  # the lifespan already started the same work: wait for it
+            result: tuple[int, int] = await task
+            return result
+        return await resume_pending_work(app)
