@@ -186,13 +186,15 @@ def build_registry(settings: Settings) -> ProviderRegistry:
     allow_http = settings.is_sandbox or settings.oauth.allow_insecure_loopback
     known = _known_services()
     for key, spec in specs.items():
-        # Sandboxed providers point at our own in-process server (public_base_url).
+        # Sandboxed providers point at our own in-process server (public_base_url, which
+        # may be plain http in sandbox mode): their URLs are not third-party endpoints.
         problems.extend(
             check_spec(
                 key,
                 spec,
-                allow_loopback_http=allow_http or key in sandboxed,
+                allow_loopback_http=allow_http,
                 known_services=known,
+                check_urls=key not in sandboxed,
             )
         )
     problems.extend(check_issuers(specs))

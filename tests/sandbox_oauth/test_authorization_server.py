@@ -319,3 +319,44 @@ async def test_standalone_app_factory() -> None:
             },
         )
         assert token.status_code == 200 and token.json()["refresh_token"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [("authorize_omit_iss", None), ("authorize_wrong_iss", "https://evil-as.example")],
+)
+async def test_authorize_misbehaviour_for_mix_up_tests(
+    client: httpx.AsyncClient, kind: str, expected: str | None
+) -> None:
+    r = await client.post(
+        "/sandbox/oauth/_control/misbehave", json={"provider_key": "hubspot", "kind": kind}
+    )
+    assert r.status_code == 200
+    got = location_params(await client.get(AUTHORIZE, params=params()))
+    assert got.get("iss") == expected
+    assert got["code"]
+    # One-shot: the next response is normal again.
+    normal = location_params(await client.get(AUTHORIZE, params=params()))
+    assert normal["iss"] == f"{BASE_URL}/sandbox/oauth/hubspot"
+
+
+async def test_expired_code_is_invalid_grant(app: Any, client: httpx.AsyncClient) -> None:
+    code = location_params(await client.get(AUTHORIZE, params=params()))["code"]
+    app.state.sandbox_oauth.store.codes[code].created_at -= 61  # codes live 60 s
+    r = await _token(
+        client,
+        grant_type="authorization_code",
+        code=code,
+        redirect_uri=REDIRECT,
+        code_verifier="v" * 64,
+    )
+    assert r.json()["error"] == "invalid_grant"
+
+
+def test_sandbox_accepts_a_plain_http_public_base_url() -> None:
+    from app.providers.startup import build_registry
+
+    registry = build_registry(Settings(mode="sandbox", public_base_url="http://pbf.lan:8000"))
+    assert (
+        registry.get("zoom").endpoints().token_url == "http://pbf.lan:8000/sandbox/oauth/zoom/token"
+    )

@@ -14,9 +14,12 @@ production) or run standalone via :func:`create_sandbox_oauth_app`. Per provider
   ``GET /{provider}/.well-known/oauth-authorization-server`` (RFC 8414 + RFC 9207 flag).
 
 Test control (``/_control``): ``POST /_control/misbehave`` ``{provider_key, kind, count}``
-makes the next token responses misbehave (kinds in ``store.MISBEHAVIOURS``;
-``provider_key="*"`` for any); ``GET /_control/token-requests`` lists token-endpoint hits;
-``POST /_control/reset`` clears all state.
+makes the next token responses misbehave (kinds in ``store.MISBEHAVIOURS``: no RT, HTML 502,
+200 + ``{"error": "invalid_grant"}``, narrowed scope, 307 redirect, string ``expires_in``,
+no ``token_type``) or the next authorization redirects (``authorize_omit_iss``,
+``authorize_wrong_iss``); ``provider_key="*"`` for any provider.
+``GET /_control/token-requests`` lists token-endpoint hits; ``POST /_control/reset`` clears
+all state.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from app.providers.registry import Provider, ProviderRegistry
 from app.sandbox.oauth import quirks
 from app.sandbox.oauth.server import SandboxAuthorizationServer, SandboxRequest, SandboxResponse
 from app.sandbox.oauth.store import (
+    AUTHORIZE_MISBEHAVIOURS,
     CONSENT_TTL_SECONDS,
     MISBEHAVIOURS,
     PendingConsent,
@@ -136,6 +140,9 @@ def _to_http(
     if location is not None:
         server = oauth.server(provider_key)
         assert server is not None
+        kind = oauth.store.pop_misbehaviour(provider_key, stage="authorize")
+        if kind is not None:
+            location = quirks.misbehave_location(kind, location)
         location = quirks.callback_location(
             provider_key,
             location,
@@ -205,7 +212,7 @@ def _complete(
 
 class MisbehaveBody(BaseModel):
     provider_key: str = Field(description="Provider key, or '*' for any provider.")
-    kind: str = Field(description="One of: " + ", ".join(MISBEHAVIOURS))
+    kind: str = Field(description="One of: " + ", ".join(MISBEHAVIOURS + AUTHORIZE_MISBEHAVIOURS))
     count: int = Field(1, ge=1, le=100)
 
 
@@ -367,8 +374,9 @@ def create_sandbox_oauth_app(
 
     @app.post("/_control/misbehave")
     async def control_misbehave(body: MisbehaveBody, request: Request) -> Response:
-        if body.kind not in MISBEHAVIOURS:
-            return _problem(422, "invalid_request", f"kind must be one of {list(MISBEHAVIOURS)}")
+        kinds = MISBEHAVIOURS + AUTHORIZE_MISBEHAVIOURS
+        if body.kind not in kinds:
+            return _problem(422, "invalid_request", f"kind must be one of {list(kinds)}")
         _state(request).store.queue_misbehaviour(body.provider_key, body.kind, body.count)
         return JSONResponse({"queued": body.count, "kind": body.kind})
 

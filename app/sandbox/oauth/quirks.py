@@ -134,3 +134,12 @@ def misbehave(kind: str, body: dict[str, Any], separator: str) -> dict[str, Any]
     elif kind == "missing_token_type":
         body.pop("token_type", None)
     return body
+
+
+def misbehave_location(kind: str, location: str) -> str:
+    """Authorization-response misbehaviours: drop ``iss`` or claim another issuer (mix-up)."""
+    parts = urlsplit(location)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "iss"]
+    if kind == "authorize_wrong_iss":
+        query.append(("iss", "https://evil-as.example"))
+    return urlunsplit(parts._replace(query=urlencode(query)))

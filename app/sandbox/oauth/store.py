@@ -28,6 +28,8 @@ MISBEHAVIOURS = (
     "string_expires_in",
     "missing_token_type",
 )
+#: Misbehaviours of the next authorization response (mix-up tests, RFC 9207).
+AUTHORIZE_MISBEHAVIOURS = ("authorize_omit_iss", "authorize_wrong_iss")
 
 
 @dataclass
@@ -237,11 +239,17 @@ class SandboxStore:
         queue = self.misbehaviours.setdefault(provider_key, deque())
         queue.extend([kind] * count)
 
-    def pop_misbehaviour(self, provider_key: str) -> str | None:
+    def pop_misbehaviour(self, provider_key: str, *, stage: str = "token") -> str | None:
+        """Next queued misbehaviour of ``stage`` (``token`` or ``authorize``) for a provider."""
+        kinds = AUTHORIZE_MISBEHAVIOURS if stage == "authorize" else MISBEHAVIOURS
         for key in (provider_key, "*"):
             queue = self.misbehaviours.get(key)
-            if queue:
-                return queue.popleft()
+            if not queue:
+                continue
+            for index, kind in enumerate(queue):
+                if kind in kinds:
+                    del queue[index]
+                    return kind
         return None
 
     def log_token_request(self, provider_key: str, grant_type: str) -> None:
