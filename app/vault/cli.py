@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -161,49 +160,69 @@ def generate(
     typer.echo(json.dumps({kid: generate_key()}))
 
 
-@keys_cli.command("rotate")
-def rotate(
-    key_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--key-file",
-            help="Keyring file to update (default: PBF_VAULT__KEY_FILE, or the sandbox keyring).",
-        ),
-    ] = None,
-    kid: Annotated[str | None, typer.Option("--kid", help="New key id.")] = None,
-) -> None:
-    """Add a new key to a keyring *file* and make it active (the old keys stay for reading).
+KeyFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--key-file",
+        help="Keyring file to update (default: PBF_VAULT__KEY_FILE, or the sandbox keyring).",
+    ),
+]
 
-    Restart or roll out the service afterwards, then run ``keys rewrap``. For keys given in
-    PBF_ENCRYPTION_KEYS use ``keys generate`` and edit the variable instead.
-    """
-    from app.vault.providers import (
-        KEY_ID_RE,
-        generate_key,
-        keyring_document,
-        new_key_id,
-        parse_keyring,
-        write_private_file,
-    )
+
+def _key_file_doc(settings: Settings, key_file: Path | None) -> tuple[Path, dict[str, Any]]:
+    """The keyring file to edit and its validated content."""
+    from app.vault.providers import parse_keyring
     from app.vault.startup import sandbox_keyring_path
 
-    settings = load_settings()
     path = key_file or settings.vault.key_file
     if path is None and settings.is_sandbox and settings.vault.encryption_keys is None:
         path = sandbox_keyring_path(settings)
     if path is None:
-        _fail("no keyring file: pass --key-file (keys in PBF_ENCRYPTION_KEYS: 'keys generate')")
-        return
+        _fail(
+            "no keyring file: pass --key-file (for keys in PBF_ENCRYPTION_KEYS use "
+            "'keys generate' and edit the variable)"
+        )
+        raise AssertionError("unreachable")
     try:
         text = path.read_text()
-        parse_keyring(text, source=f"key file {path}")  # validates before we touch it
+        parse_keyring(text, source=f"key file {path}")  # validate before touching it
     except OSError as exc:
         _fail(f"cannot read {path}: {exc.strerror}")
-        return
     except VaultError as exc:
         _fail(exc.detail)
-        return
-    doc = json.loads(text)
+    doc: dict[str, Any] = json.loads(text)
+    return path, doc
+
+
+def _write_key_file(path: Path, active: str, keys: dict[str, str]) -> None:
+    from app.vault.providers import keyring_document, parse_keyring, write_private_file
+
+    text = keyring_document(active, keys)
+    parse_keyring(text, source=f"key file {path}")
+    write_private_file(path, text)
+
+
+@keys_cli.command("rotate")
+def rotate(
+    key_file: KeyFileOption = None,
+    kid: Annotated[str | None, typer.Option("--kid", help="New key id.")] = None,
+    activate: Annotated[
+        bool,
+        typer.Option(
+            "--activate/--no-activate",
+            help="Make the new key active now (default), or only add it (multi-replica step 1).",
+        ),
+    ] = True,
+) -> None:
+    """Add a new random key to a keyring *file* (old keys stay for reading).
+
+    One instance: ``keys rotate``, restart, ``keys rewrap``. Several replicas: ``keys rotate
+    --no-activate`` and roll out (every replica can read the new key), then ``keys activate
+    KID`` and roll out, then ``keys rewrap``; finally ``keys remove OLD``.
+    """
+    from app.vault.providers import KEY_ID_RE, generate_key, new_key_id
+
+    path, doc = _key_file_doc(load_settings(), key_file)
     keys: dict[str, str] = dict(doc["keys"])
     kid = kid or new_key_id(set(keys))
     if not KEY_ID_RE.match(kid):
@@ -212,7 +231,61 @@ def rotate(
         _fail(f"key id {kid!r} already exists in {path}")
     keys[kid] = generate_key()
     previous = doc["active"]
-    write_private_file(path, keyring_document(kid, keys))
-    typer.echo(f"{path}: added key {kid} and made it active (previous active: {previous})")
+    _write_key_file(path, kid if activate else previous, keys)
+    if activate:
+        typer.echo(f"{path}: added key {kid} and made it active (previous active: {previous})")
+        typer.echo("next: restart/roll out the service, then run 'pbf-headless keys rewrap'")
+    else:
+        typer.echo(f"{path}: added key {kid} (active is still {previous})")
+        typer.echo(f"next: roll out, then 'pbf-headless keys activate {kid}' and roll out again")
+
+
+@keys_cli.command("activate")
+def activate_cmd(
+    kid: Annotated[str, typer.Argument(help="Key id to make active.")],
+    key_file: KeyFileOption = None,
+) -> None:
+    """Make an existing key of a keyring file the active one (new writes use it)."""
+    path, doc = _key_file_doc(load_settings(), key_file)
+    if kid not in doc["keys"]:
+        _fail(f"key id {kid!r} is not in {path}")
+    _write_key_file(path, kid, dict(doc["keys"]))
+    typer.echo(f"{path}: active key is now {kid} (previous: {doc['active']})")
     typer.echo("next: restart/roll out the service, then run 'pbf-headless keys rewrap'")
-    sys.stdout.flush()
+
+
+@keys_cli.command("remove")
+def remove_cmd(
+    kid: Annotated[str, typer.Argument(help="Key id to remove.")],
+    key_file: KeyFileOption = None,
+) -> None:
+    """Remove a key from a keyring file; refused while it is active or any secret uses it."""
+    from sqlalchemy import func, select
+
+    from app.vault.models import VaultSecret
+
+    settings = load_settings()
+    path, doc = _key_file_doc(settings, key_file)
+    if kid not in doc["keys"]:
+        _fail(f"key id {kid!r} is not in {path}")
+    if kid == doc["active"]:
+        _fail(f"key id {kid!r} is the active key; activate another key first")
+
+    async def count(vault: Any, maker: async_sessionmaker[AsyncSession]) -> int:
+        async with maker() as session:
+            stmt = (
+                select(func.count())
+                .select_from(VaultSecret)
+                .where(VaultSecret.kek_provider == "local", VaultSecret.kek_id == kid)
+            )
+            return int((await session.execute(stmt)).scalar_one())
+
+    in_use = _run(settings, count)
+    if in_use:
+        _fail(
+            f"{in_use} secret(s) still use key {kid!r}: run 'pbf-headless keys rewrap' first "
+            "(removing it would make them unreadable)"
+        )
+    keys = {k: v for k, v in doc["keys"].items() if k != kid}
+    _write_key_file(path, doc["active"], keys)
+    typer.echo(f"{path}: removed key {kid}; restart/roll out the service to drop it from memory")

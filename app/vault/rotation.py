@@ -3,14 +3,17 @@
 Rotation without downtime:
 
 1. add a new key to the keyring and make it ``active``; roll the service out — new writes
-   use the new key, reads work under every configured key;
+   use the new key, reads work under every configured key. With several replicas, do it in
+   two roll-outs (``keys rotate --no-activate``, roll out; ``keys activate KID``, roll out)
+   so that no replica still on the old keyring meets a row under a key it lacks;
 2. ``pbf-headless keys rewrap`` re-wraps every data key still under another key, in short
    batches (one read transaction, crypto outside any transaction, one write transaction per
    batch). Each row is a compare-and-swap ``UPDATE … WHERE id=:id AND kek_provider=:p AND
    kek_id=:old AND wrapped_dek=:blob``, so a row rewritten meanwhile (a fresh secret, or
    another rewrap) is left alone, and a rerun simply continues. The data ciphertext and
    nonce are never touched; no plaintext is produced, only data keys in memory;
-3. ``pbf-headless keys status`` shows 0 rows under the old key: remove it from the keyring.
+3. ``pbf-headless keys status`` shows 0 rows under the old key: remove it from the keyring
+   (``keys remove OLD`` for a key file refuses while any row still uses it).
 """
 
 from __future__ import annotations

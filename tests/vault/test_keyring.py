@@ -170,3 +170,53 @@ def test_keys_rotate_updates_a_key_file(tmp_path, database_url):
         ("k2", True, 0),
         ("k1", False, 0),
     ]
+
+
+def test_key_file_lifecycle_add_activate_rewrap_remove(tmp_path, settings_factory):
+    """Multi-replica rotation on a key file: add (inactive), activate, rewrap, remove — and
+    removal is refused while the key is active or still used by a secret."""
+    import asyncio
+
+    from app.main import create_app
+    from tests.vault.conftest import get, put
+
+    key_file = tmp_path / "keys.json"
+    key_file.write_text(keyring_json("k1", "k1"))
+    key_file.chmod(0o600)
+    settings = settings_factory(vault={"key_file": key_file})
+    env = {
+        "PBF_VAULT__KEY_FILE": str(key_file),
+        "PBF_DATABASE_URL": settings.effective_database_url,
+        "PBF_DATA_DIR": str(settings.data_dir),
+    }
+
+    def keys(*args):
+        return CliRunner().invoke(cli, ["keys", *args], env=env)
+
+    def in_app(fn):
+        async def go():
+            app = create_app(settings_factory(vault={"key_file": key_file}))
+            async with app.router.lifespan_context(app):
+                return await fn(app)
+
+        return asyncio.run(go())
+
+    in_app(lambda app: put(app, "tok", **A))
+    r = keys("rotate", "--kid", "k2", "--no-activate")
+    assert r.exit_code == 0 and "active is still k1" in r.stdout
+    assert json.loads(key_file.read_text())["active"] == "k1"
+    assert keys("activate", "k3").exit_code == 2
+    r = keys("activate", "k2")
+    assert r.exit_code == 0 and json.loads(key_file.read_text())["active"] == "k2"
+    r = keys("remove", "k2")
+    assert r.exit_code == 2 and "active key" in r.stderr
+    r = keys("remove", "k1")
+    assert r.exit_code == 2 and "1 secret(s) still use key 'k1'" in r.stderr
+    assert set(json.loads(key_file.read_text())["keys"]) == {"k1", "k2"}
+    assert keys("rewrap").exit_code == 0
+    r = keys("remove", "k1")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(key_file.read_text())
+    assert doc == {"active": "k2", "keys": {"k2": doc["keys"]["k2"]}}
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+    assert in_app(lambda app: get(app, **A)).reveal() == "tok"
