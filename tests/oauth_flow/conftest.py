@@ -137,7 +137,11 @@ class FlowHarness:
         assert r.status_code in (200, 201), r.text
 
     async def create_session(
-        self, service: str, *, end_user: str = "acme", headers: dict[str, str] | None = None,
+        self,
+        service: str,
+        *,
+        end_user: str = "acme",
+        headers: dict[str, str] | None = None,
         **body: Any,
     ) -> httpx.Response:
         payload = {"end_user": end_user, "service": service, "return_to": RETURN_TO, **body}

@@ -97,7 +97,7 @@ async def test_r01_missing_unknown_expired_or_altered_state_is_rejected(
 
 async def test_r02_replayed_callback_exchanges_the_code_once(harness: FlowHarness) -> None:
     await harness.end_user()
-    browser, callback, created = await harness.callback_url_for(PROVIDER)
+    browser, callback, _created = await harness.callback_url_for(PROVIDER)
     cookie = {"Cookie": f"{COOKIE}={_jar(browser)}"}
     first = await browser.get(relative(callback), headers=cookie)
     assert first.status_code == 303
@@ -115,7 +115,7 @@ def _jar(browser: Any) -> str:
 
 async def test_r02_ten_concurrent_callbacks_make_one_token_request(harness: FlowHarness) -> None:
     await harness.end_user()
-    browser, callback, created = await harness.callback_url_for(PROVIDER)
+    browser, callback, _created = await harness.callback_url_for(PROVIDER)
     cookie = {"Cookie": f"{COOKIE}={_jar(browser)}"}
     results = await asyncio.gather(
         *(harness.client.get(relative(callback), headers=cookie) for _ in range(10))
@@ -132,12 +132,12 @@ async def test_r02_ten_concurrent_callbacks_make_one_token_request(harness: Flow
 async def test_r03_callback_from_another_browser_is_rejected(harness: FlowHarness) -> None:
     await harness.end_user()
     # Jar A starts; the consent (as the victim) completes in jar B, which has no cookie.
-    jar_a, callback, created = await harness.callback_url_for(PROVIDER)
+    _jar_a, callback, created = await harness.callback_url_for(PROVIDER)
     jar_b = harness.browser()
     _assert_static_page(await jar_b.get(relative(callback)))
     assert (await harness.session_status(created["id"]))["status"] == "failed"
     # Jar B holding the binding cookie of a different flow (its own, or a third one).
-    jar_c, callback_2, _ = await harness.callback_url_for(PROVIDER)
+    _jar_c, callback_2, _ = await harness.callback_url_for(PROVIDER)
     _other_jar, _cb3, _ = await harness.callback_url_for(PROVIDER)
     jar_b.cookies[COOKIE] = _other_jar.cookies[COOKIE]
     _assert_static_page(await jar_b.get(relative(callback_2)))
@@ -238,17 +238,26 @@ async def test_r05_pkce_s256_verifier_server_side_and_wrong_verifier_fails(
         "status": "error",
         "error": "invalid_grant",
     }
-    token_bodies = [b for (m, p), b in zip(harness.spy.requests, harness.spy.bodies, strict=True)
-                    if p.endswith("/token")]
+    token_bodies = [
+        b
+        for (m, p), b in zip(harness.spy.requests, harness.spy.bodies, strict=True)
+        if p.endswith("/token")
+    ]
     assert len(token_bodies) == 1 and b"code_verifier=" in token_bodies[0]
     rows = await harness.rows()
     assert rows["connection_secrets"] == 0 and rows["grants"] == 0
     # The verifier is shredded once the flow is over.
     async with harness.app.state.sessionmaker() as s:
-        assert await harness.app.state.vault.get(
-            s, end_user_id=flow.end_user_id, owner_type="oauth_flow", owner_id=flow.id,
-            field="code_verifier",
-        ) is None
+        assert (
+            await harness.app.state.vault.get(
+                s,
+                end_user_id=flow.end_user_id,
+                owner_type="oauth_flow",
+                owner_id=flow.id,
+                field="code_verifier",
+            )
+            is None
+        )
 
 
 async def test_r06_csrf_fails_on_state_and_binding_even_without_pkce(
@@ -277,8 +286,11 @@ async def test_r07_redirect_uri_comes_from_configuration_not_host_headers(
     browser = harness.browser()
     r = await browser.post(
         created["connect_url"],
-        headers={"Host": "evil.example", "X-Forwarded-Host": "evil.example",
-                 "X-Forwarded-Proto": "https"},
+        headers={
+            "Host": "evil.example",
+            "X-Forwarded-Host": "evil.example",
+            "X-Forwarded-Proto": "https",
+        },
     )
     assert r.status_code == 303
     redirect_uri = query_of(r.headers["location"])["redirect_uri"]
@@ -288,7 +300,8 @@ async def test_r07_redirect_uri_comes_from_configuration_not_host_headers(
     callback = await harness.consent(r.headers["location"])
     assert (await browser.get(relative(callback))).status_code == 303
     token_body = next(
-        b for (_m, p), b in zip(harness.spy.requests, harness.spy.bodies, strict=True)
+        b
+        for (_m, p), b in zip(harness.spy.requests, harness.spy.bodies, strict=True)
         if p.endswith("/token")
     )
     assert query_of("?" + token_body.decode())["redirect_uri"] == flow.redirect_uri
@@ -346,7 +359,7 @@ async def test_r11_injected_code_from_another_flow_fails_with_invalid_grant(
     # The attacker's own flow yields a code bound to the attacker's PKCE challenge.
     _attacker, attacker_callback, _ = await harness.callback_url_for(PROVIDER)
     stolen_code = query_of(attacker_callback)["code"]
-    victim, victim_callback, created = await harness.callback_url_for(PROVIDER)
+    victim, victim_callback, _created = await harness.callback_url_for(PROVIDER)
     injected = with_params(victim_callback, code=stolen_code)
     r = await victim.get(relative(injected))
     assert r.status_code == 303
@@ -402,7 +415,8 @@ async def test_r13_client_secret_with_special_characters_and_post_only_auth(
         r = await browser.get(relative(callback))
         assert query_of(r.headers["location"])["status"] == "connected", r.headers["location"]
         idx = next(
-            i for i in range(start, len(harness.spy.requests))
+            i
+            for i in range(start, len(harness.spy.requests))
             if harness.spy.requests[i][1].endswith("/token")
         )
         headers, body = harness.spy.headers[idx], harness.spy.bodies[idx]
@@ -465,7 +479,10 @@ async def test_r16_no_code_state_verifier_or_tokens_in_logs(
     flow = await _flow(harness, created["id"])
     async with harness.app.state.sessionmaker() as s:
         verifier = await harness.app.state.vault.get(
-            s, end_user_id=flow.end_user_id, owner_type="oauth_flow", owner_id=flow.id,
+            s,
+            end_user_id=flow.end_user_id,
+            owner_type="oauth_flow",
+            owner_id=flow.id,
             field="code_verifier",
         )
     assert verifier is not None
@@ -549,8 +566,11 @@ async def test_r18_tokens_are_encrypted_at_rest(harness: FlowHarness) -> None:
     async with harness.app.state.sessionmaker() as s:
         with pytest.raises(DecryptionFailed):
             await harness.app.state.vault.get(
-                s, end_user_id=(await s.scalar(select(Connection.end_user_id))),
-                owner_type="connection", owner_id="con_other", field="refresh_token",
+                s,
+                end_user_id=(await s.scalar(select(Connection.end_user_id))),
+                owner_type="connection",
+                owner_id="con_other",
+                field="refresh_token",
             )
 
 
@@ -598,9 +618,12 @@ async def test_r22_safe_return_to_is_accepted(harness: FlowHarness, return_to: s
 
 async def test_r22_callback_never_redirects_to_query_data(harness: FlowHarness) -> None:
     await harness.end_user()
-    browser, callback, created = await harness.callback_url_for(PROVIDER)
-    evil = {"return_to": "https://evil.com/", "next": "https://evil.com/", "redirect_uri":
-            "https://evil.com/"}
+    browser, callback, _created = await harness.callback_url_for(PROVIDER)
+    evil = {
+        "return_to": "https://evil.com/",
+        "next": "https://evil.com/",
+        "redirect_uri": "https://evil.com/",
+    }
     # Unknown state with redirect-ish parameters: a static page.
     unknown = with_params(callback, state="u" * 43, **evil)
     _assert_static_page(await browser.get(relative(unknown)))

@@ -71,9 +71,7 @@ async def test_unknown_service_and_bad_config_are_rejected_without_writes(
     assert r.json()["field"] == "config.shop"
     r = await harness.create_session("shopify", config={})
     assert r.status_code == 422 and r.json()["field"] == "config.shop"
-    r = await harness.create_session(
-        "salesforce", config={"hostname": "acme.lightning.force.com"}
-    )
+    r = await harness.create_session("salesforce", config={"hostname": "acme.lightning.force.com"})
     assert r.status_code == 422 and r.json()["field"] == "config.hostname"
     assert await harness.rows() == before
 
@@ -104,9 +102,7 @@ async def test_idempotency_key_replays_and_conflicts(harness: FlowHarness) -> No
     browser = harness.browser()
     assert (await browser.post(old)).status_code == 400
     assert (await browser.post(new)).status_code == 303
-    conflict = await harness.create_session(
-        PROVIDER, headers=headers, return_to=RETURN_TO + "&x=1"
-    )
+    conflict = await harness.create_session(PROVIDER, headers=headers, return_to=RETURN_TO + "&x=1")
     assert conflict.status_code == 409
     # Once started, a replay cannot hand out a new start link.
     replay = await harness.create_session(PROVIDER, headers=headers)

@@ -111,7 +111,7 @@ async def test_full_flow_connects(harness: FlowHarness, provider_key: str) -> No
 
 async def test_reauthorization_of_an_existing_connection(harness: FlowHarness) -> None:
     await harness.end_user()
-    browser, callback, created = await harness.callback_url_for("hubspot")
+    browser, callback, _created = await harness.callback_url_for("hubspot")
     r = await browser.get(relative(callback))
     connection_id = query_of(r.headers["location"])["connection_id"]
     old_access, _ = await harness.stored_tokens(connection_id)

@@ -94,9 +94,7 @@ def test_r16_uvicorn_access_log_never_shows_code_or_state(
             callback = consent.headers["location"]
             params = _query(callback)
             secrets_seen += [params["code"], params["state"], binding]
-            done = client.get(
-                callback, headers={"Cookie": f"__Host-oauth_flow={binding}"}
-            )
+            done = client.get(callback, headers={"Cookie": f"__Host-oauth_flow={binding}"})
             assert done.status_code == 303
             assert _query(done.headers["location"])["status"] == "connected"
             # A replay and a forged callback, both with code/state in the query.
