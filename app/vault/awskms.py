@@ -109,6 +109,36 @@ class AwsKmsProvider:
             ) from None
         return str(resp["KeyId"]), bytes(resp["CiphertextBlob"])
 
+    async def rewrap(self, kek_id: str, blob: bytes, ctx: Mapping[str, str]) -> tuple[str, bytes]:
+        """Server-side re-wrap (KMS ``ReEncrypt``) to the active key: during a rotation between
+        KMS keys the data key never leaves KMS in plaintext."""
+        context = self._context(ctx)
+        try:
+            resp = await asyncio.to_thread(
+                self._client.re_encrypt,
+                CiphertextBlob=blob,
+                SourceKeyId=kek_id,
+                SourceEncryptionContext=context,
+                DestinationKeyId=self._arn,
+                DestinationEncryptionContext=context,
+            )
+        except Exception as exc:
+            raise self._map_error(exc, kek_id, "ReEncrypt") from None
+        return str(resp["KeyId"]), bytes(resp["CiphertextBlob"])
+
+    def _map_error(self, exc: Exception, kek_id: str, op: str) -> Exception:
+        code = _error_code(exc)
+        if code in _AUTH_FAILED:
+            return DecryptionFailed(
+                f"KMS refused the wrapped data key under {kek_id!r} ({code}): tampered, "
+                "or moved to another owner"
+            )
+        if code in _KEY_GONE:
+            return UnknownKeyId(
+                kek_id, provider=self.name, detail=f"KMS key {kek_id!r} is not usable ({code})"
+            )
+        return KeyProviderUnavailable(f"KMS {op} under {kek_id!r} failed ({code})")
+
     async def unwrap(self, kek_id: str, blob: bytes, ctx: Mapping[str, str]) -> bytes:
         try:
             resp = await asyncio.to_thread(
@@ -118,17 +148,5 @@ class AwsKmsProvider:
                 EncryptionContext=self._context(ctx),
             )
         except Exception as exc:
-            code = _error_code(exc)
-            if code in _AUTH_FAILED:
-                raise DecryptionFailed(
-                    f"KMS refused the wrapped data key under {kek_id!r} ({code}): tampered, "
-                    "or moved to another owner"
-                ) from None
-            if code in _KEY_GONE:
-                raise UnknownKeyId(
-                    kek_id,
-                    provider=self.name,
-                    detail=f"KMS key {kek_id!r} is not usable ({code})",
-                ) from None
-            raise KeyProviderUnavailable(f"KMS Decrypt under {kek_id!r} failed ({code})") from None
+            raise self._map_error(exc, kek_id, "Decrypt") from None
         return bytes(resp["Plaintext"])

@@ -22,7 +22,9 @@ A provider needs: a stable ``name`` (stored per row), ``active_key_id`` (where n
 ``wrap``/``unwrap`` (async; must raise :class:`UnknownKeyId` for a key it does not have,
 :class:`DecryptionFailed` for an authentication failure, :class:`KeyProviderUnavailable` for
 transport trouble), ``key_ids()`` (keys it can unwrap with, for status and readiness) and
-``can_unwrap(kek_id)``.
+``can_unwrap(kek_id)``. Optionally ``async rewrap(kek_id, blob, ctx) -> (kek_id, blob)``:
+a server-side re-wrap to its active key (KMS ``ReEncrypt``, Vault ``transit/rewrap``) that
+``keys rewrap`` prefers, so the data key never leaves the provider during rotation.
 """
 
 from __future__ import annotations

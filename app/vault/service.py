@@ -124,8 +124,12 @@ class Vault:
     async def rewrap_sealed(self, sealed: SealedSecret, ctx: OwnerContext) -> SealedSecret:
         """The same ciphertext with its data key re-wrapped under the active key."""
         provider = self._provider_for(sealed.kek_provider, sealed.kek_id)
-        dek = await provider.unwrap(sealed.kek_id, sealed.wrapped_dek, ctx.as_dict())
-        kek_id, wrapped = await self.provider.wrap(dek, ctx.as_dict())
+        server_side = getattr(provider, "rewrap", None) if provider is self.provider else None
+        if server_side is not None:  # e.g. KMS ReEncrypt: the data key stays in the provider
+            kek_id, wrapped = await server_side(sealed.kek_id, sealed.wrapped_dek, ctx.as_dict())
+        else:
+            dek = await provider.unwrap(sealed.kek_id, sealed.wrapped_dek, ctx.as_dict())
+            kek_id, wrapped = await self.provider.wrap(dek, ctx.as_dict())
         return SealedSecret(
             sealed.alg, self.provider.name, kek_id, wrapped, sealed.nonce, sealed.ciphertext
         )

@@ -198,3 +198,27 @@ def test_move_from_local_keyring_to_kms(kms, settings_factory):
     assert "done: 1 secret(s) re-wrapped" in result.stdout
     s_kms_only = kms_settings(settings_factory, arn)
     assert in_app(s_kms_only, check) == "awskms"
+
+
+def test_rewrap_between_kms_keys_is_server_side(kms, settings_factory):
+    """Rotation between KMS keys uses ReEncrypt: no Decrypt call, no data key in our memory."""
+    from app.vault.rotation import rewrap
+
+    old, new = new_key(kms), new_key(kms)
+    in_app(kms_settings(settings_factory, old), lambda app: put(app, "tok", **A))
+
+    async def rotate(app):
+        client = app.state.vault.provider._client
+
+        def no_decrypt(**kw):
+            raise AssertionError("Decrypt called during a KMS-to-KMS rewrap")
+
+        real_decrypt, client.decrypt = client.decrypt, no_decrypt
+        report = await rewrap(app.state.sessionmaker, app.state.vault)
+        client.decrypt = real_decrypt
+        assert (report.rewrapped, report.failures) == (1, [])
+        row = await row_of(app, "connection", "con_a", "refresh_token")
+        assert row["kek_id"] == new
+        return (await get(app, **A)).reveal()
+
+    assert in_app(kms_settings(settings_factory, new), rotate) == "tok"
