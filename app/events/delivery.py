@@ -72,8 +72,8 @@ def _is_postgres(session: AsyncSession) -> bool:
 
 async def fan_out(
     session: AsyncSession, endpoints: dict[str, Endpoint], *, now: datetime, limit: int = 500
-) -> int:
-    """Create the delivery rows of events not fanned out yet; returns how many events."""
+) -> list[str]:
+    """Create the delivery rows of events not fanned out yet; returns their types."""
     if _is_postgres(session):
         await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _FANOUT_LOCK_KEY})
     events = (
@@ -87,7 +87,7 @@ async def fan_out(
                 session.add(new_delivery(event, endpoint.id, now=now))
         event.fanned_out_at = now
     await session.flush()
-    return len(events)
+    return [event.kind for event in events]
 
 
 def new_delivery(event: Event, endpoint_id: str, *, now: datetime) -> EventDelivery:
@@ -246,22 +246,24 @@ async def send(
         ATTEMPT_HEADER: str(item.attempt),
     }
     try:
-        response = await http.post(
+        # Streamed and never read: a receiver's (possibly huge) response body is ignored.
+        async with http.stream(
+            "POST",
             endpoint.url,
             content=item.body,
             headers=headers,
             timeout=timeout_seconds,
             extensions={"pbf_target": "webhook"},
-        )
+        ) as response:
+            status = response.status_code
+            retry_after = _retry_after(response)
     except httpx.TimeoutException:
         return Outcome(False, None, "timeout")
     except httpx.HTTPError as exc:
         return Outcome(False, None, f"transport_error:{type(exc).__name__}")
-    if 200 <= response.status_code < 300:
-        return Outcome(True, response.status_code, None)
-    return Outcome(
-        False, response.status_code, f"http_{response.status_code}", _retry_after(response)
-    )
+    if 200 <= status < 300:
+        return Outcome(True, status, None)
+    return Outcome(False, status, f"http_{status}", retry_after)
 
 
 def backoff_seconds(

@@ -9,6 +9,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from app.config import Settings
+from app.events.metrics import EventsMetrics
 from app.events.worker import EventsWorker
 
 log = logging.getLogger("pbf.events")
@@ -20,16 +21,19 @@ async def start_events(app: Any, settings: Settings, stack: AsyncExitStack) -> E
     The worker always exists (tests drive ``await app.state.events_worker.run_once()``);
     only the background task depends on the setting. Stopped when the lifespan ends.
     """
+    app.state.events_metrics = EventsMetrics(app.state.metrics.registry)
     worker = EventsWorker(
         settings=settings,
         sessionmaker=app.state.sessionmaker,
         http=app.state.http,
         app_state=app.state,
+        metrics=app.state.events_metrics,
     )
     app.state.events_worker = worker
     if settings.events.run_worker_in_api:
         worker.start()
         stack.push_async_callback(worker.stop)
+        app.state.readiness_checks["events_worker"] = worker.readiness
     if settings.events.register_webhook_on_startup:
         task = asyncio.create_task(_register_webhook(app, settings))
         stack.push_async_callback(_cancel, task)

@@ -49,6 +49,7 @@ from app.config import Settings
 from app.db import new_id, utcnow
 from app.errors import BadRequest, Conflict, Unauthorized
 from app.events.freshness import mark_fresh
+from app.events.kinds import FIVETRAN_WEBHOOK_EVENTS
 from app.events.models import FivetranWebhookReceipt
 from app.events.outbox import emit
 from app.events.signing import verify_fivetran_signature
@@ -114,12 +115,14 @@ async def receive_fivetran_webhook(
     """Verify and apply one webhook; returns ``{status, outcome}`` for the 200 response."""
     secret = webhook_secret(settings)
     if not signature:
+        _count(app_state, "-", "rejected")
         raise Unauthorized(
             f"Missing {SIGNATURE_HEADER}",
             code="missing_signature",
             headers={"WWW-Authenticate": "Signature"},
         )
     if secret is None or not verify_fivetran_signature(signature, body, secret):
+        _count(app_state, "-", "rejected")
         raise Unauthorized(
             "Invalid webhook signature",
             code="invalid_signature",
@@ -160,6 +163,7 @@ async def receive_fivetran_webhook(
             duplicate = "concurrent"
     if duplicate is not None:
         log.info("duplicate fivetran webhook", extra={"event": event, "connector_id": connector_id})
+        _count(app_state, event, "duplicate")
         return {"status": "duplicate", "outcome": "duplicate"}
 
     outcome, connection_id = await _apply(session, app_state, event, payload, connector_id)
@@ -175,7 +179,17 @@ async def receive_fivetran_webhook(
             "outcome": outcome,
         },
     )
+    _count(app_state, event, outcome)
     return {"status": "accepted", "outcome": outcome}
+
+
+def _count(app_state: Any, event: str, outcome: str) -> None:
+    metrics = getattr(app_state, "events_metrics", None)
+    if metrics is None:
+        return
+    # Bounded label values: unknown events and outcomes from other states are folded.
+    label = event if event in FIVETRAN_WEBHOOK_EVENTS or event == "-" else "other"
+    metrics.webhooks.labels(label, outcome.split("_from_")[0]).inc()
 
 
 async def _find_connection(session: AsyncSession, fivetran_id: str) -> Any:

@@ -25,6 +25,7 @@ from app.config import Settings
 from app.db import utcnow
 from app.events import delivery
 from app.events.endpoints import Endpoint, configured_endpoints
+from app.events.metrics import EventsMetrics
 
 log = logging.getLogger("pbf.events.worker")
 
@@ -66,6 +67,7 @@ class EventsWorker:
         worker_id: str | None = None,
         now: Callable[[], datetime] = utcnow,
         reconcile_enabled: bool = True,
+        metrics: EventsMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.sessionmaker = sessionmaker
@@ -74,6 +76,7 @@ class EventsWorker:
         self.worker_id = worker_id or default_worker_id()
         self.now = now
         self.reconcile_enabled = reconcile_enabled
+        self.metrics = metrics
         self.endpoints: dict[str, Endpoint] = configured_endpoints(settings)
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -86,7 +89,11 @@ class EventsWorker:
         cfg = self.settings.events
         stats = RunStats()
         async with self.sessionmaker() as session, session.begin():
-            stats.fanned_out = await delivery.fan_out(session, self.endpoints, now=self.now())
+            kinds = await delivery.fan_out(session, self.endpoints, now=self.now())
+        stats.fanned_out = len(kinds)
+        if self.metrics is not None:
+            for kind in kinds:
+                self.metrics.fanned_out.labels(kind).inc()
         async with self.sessionmaker() as session, session.begin():
             items = await delivery.claim(
                 session,
@@ -119,6 +126,9 @@ class EventsWorker:
                     backoff_max=cfg.backoff_max_seconds,
                 )
             stats.outcomes.append((item.delivery_id, status))
+            if self.metrics is not None:
+                label = "retrying" if status == "pending" else (status or "lease_lost")
+                self.metrics.deliveries.labels(item.endpoint_id, label).inc()
             if status is None:
                 stats.lost += 1
             elif status == "delivered":
@@ -185,6 +195,12 @@ class EventsWorker:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=poll)
+
+    async def readiness(self) -> tuple[bool, str]:
+        """Probe for ``/readyz``: the background loop is running."""
+        if self._task is None or self._task.done():
+            return False, "events worker is not running"
+        return True, ""
 
     def start(self) -> None:
         if self._task is None:

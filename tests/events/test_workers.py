@@ -159,3 +159,27 @@ async def test_two_workers_share_the_work_without_double_delivery(
         attempts = await session.scalar(select(func.count()).select_from(EventDeliveryAttempt))
         workers_used = set((await session.scalars(select(EventDeliveryAttempt.worker))).all())
     assert attempts == len(ids) and workers_used == {"w0", "w1"}
+
+
+async def test_metrics_and_readiness(events_settings, receiver) -> None:
+    from app.main import create_app
+
+    settings = events_settings(run_worker_in_api=True, poll_interval_seconds=0.05)
+    app = create_app(settings, outbound_transport=httpx.ASGITransport(receiver))
+    async with app.router.lifespan_context(app):
+        await emit_events(app, [("connection.broken", "con_A")])
+        for _ in range(200):
+            if receiver.received:
+                break
+            await asyncio.sleep(0.02)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8000"
+        ) as c:
+            bad = await c.post("/v1/webhooks/fivetran", content=b"{}")
+            assert bad.status_code == 401
+            ready = (await c.get("/readyz")).json()
+            text = (await c.get("/metrics")).text
+    assert ready["checks"]["events_worker"] == {"ok": True}
+    assert 'pbf_events_emitted_total{type="connection.broken"} 1.0' in text
+    assert 'pbf_event_delivery_attempts_total{endpoint="main",outcome="delivered"} 1.0' in text
+    assert 'pbf_fivetran_webhooks_total{event="-",outcome="rejected"} 1.0' in text
