@@ -313,7 +313,9 @@ class Provider:
         self, token_result: TokenResult | None, end_user_inputs: Mapping[str, Any] | None
     ) -> dict[str, Any]:
         """Config additions for the Fivetran payload (e.g. Shopify ``shop``, Zendesk domain)."""
-        inputs = self.validate_inputs(end_user_inputs) if end_user_inputs is not None else {}
+        names = {s.name for s in self.spec.inputs}
+        given = {k: v for k, v in (end_user_inputs or {}).items() if k in names}
+        inputs = self.validate_inputs(given)
         config: dict[str, Any] = {}
         for name, source in self.spec.fivetran.config.items():
             value = self._value(source, token_result=token_result, inputs=inputs, app=None)

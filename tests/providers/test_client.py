@@ -417,3 +417,33 @@ async def test_provider_error_description_is_never_echoed(harness: Harness) -> N
         await harness.exchange(auth, code_verifier="w" * 60)
     assert info.value.error_code == "invalid_grant"
     assert "challenge" not in str(info.value).lower()
+
+
+@pytest.mark.parametrize("key", ALL_PROVIDERS)
+async def test_token_result_becomes_a_valid_fivetran_create_payload(
+    harness: Harness, key: str
+) -> None:
+    """Every provider's auth/config mapping passes team F's payload validator."""
+    from app.fivetran.payloads import build_create_payload
+
+    auth, result = await harness.connect(key)
+    provider = auth.provider
+    block = provider.fivetran_auth(result, auth.credentials)
+    config = provider.fivetran_config(result, {**(auth.inputs or {}), "schema": "ignored"})
+    body = build_create_payload(
+        provider.fivetran_service,
+        group_id="group_1",
+        schema=f"{key}_schema",
+        config=config,
+        auth=block,
+        table="sheet_table" if key == "google_sheets" else None,
+    )
+    handed = body["auth"]
+    if "refresh_token" in provider.spec.fivetran.auth:
+        assert handed["refresh_token"] == result.refresh_token.reveal()  # type: ignore[union-attr]
+    if "access_token" in provider.spec.fivetran.auth:
+        assert handed["access_token"] == result.access_token.reveal()  # type: ignore[union-attr]
+    if "client_access" in provider.spec.fivetran.auth:
+        assert handed["client_access"]["client_id"] == f"sandbox-{key}"
+    if key == "quickbooks":
+        assert handed["realm_id"] == auth.params["realmId"]
