@@ -22,7 +22,7 @@ from app.vault.errors import VaultError
 T = TypeVar("T")
 
 keys_cli = typer.Typer(
-    help="Encryption keys of the token vault: status, rewrap, generate, rotate.",
+    help="Encryption keys of the token vault: status, rewrap, generate, rotate, activate, remove.",
     no_args_is_help=True,
 )
 
@@ -102,7 +102,7 @@ def status(
     if stale:
         typer.echo(f"{stale} secret(s) not under the active key: run 'pbf-headless keys rewrap'")
     else:
-        typer.echo("every secret is under the active key; keys with 0 rows can be removed")
+        typer.echo("every secret is under the active key; inactive keys with 0 rows can be removed")
     missing = [c for c in counts if c.rows and not c.configured]
     for c in missing:
         typer.echo(

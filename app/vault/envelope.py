@@ -13,6 +13,10 @@ into another row fail to authenticate at both layers. The associated data is a c
 length-prefixed encoding (:func:`canonical`) that ids containing separators cannot make
 ambiguous.
 
+Each data key encrypts exactly one value, so its random nonce can never repeat. Local key
+wraps use random 96-bit nonces under the key-encryption key: rotate it well before ~2^32
+wraps (NIST SP 800-38D), which ``keys rotate`` + ``keys rewrap`` make routine.
+
 The data key only ever exists unwrapped in memory during one seal/open; the database row
 holds it wrapped, so deleting the row destroys the key (crypto-shredding).
 """

@@ -10,7 +10,8 @@ from __future__ import annotations
 import hmac
 from typing import Any, NoReturn
 
-from pydantic import GetCoreSchemaHandler
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
 MASK = "**********"
@@ -75,6 +76,12 @@ class Secret:
                 lambda _v: MASK, when_used="always"
             ),
         )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"type": "string", "format": "password", "writeOnly": True}
 
     @classmethod
     def _coerce(cls, value: Any) -> Secret:

@@ -43,6 +43,8 @@ def test_not_in_json_pickle_or_pydantic_dumps():
     assert m.model_dump()["token"] == "**********"
     assert VALUE not in m.model_dump_json()
     assert Model(token=s).token is s
+    schema = Model.model_json_schema()["properties"]["token"]
+    assert schema["format"] == "password" and schema["writeOnly"] is True
 
 
 def test_equality_is_by_value_and_immutable():
