@@ -115,15 +115,12 @@ async def update_connection(
 
 async def delete_connection(session: AsyncSession, app_state: Any, conn: Connection) -> None:
     """Delete at Fivetran (gone already is fine), revoke tokens, shred secrets, ``deleted``."""
-    from app.fivetran.errors import FivetranError, FivetranNotFound
+    from app.fivetran.errors import FivetranError
 
-    if conn.fivetran_connection_id is not None:
-        try:
-            await app_state.fivetran.delete_connection(conn.fivetran_connection_id)
-        except FivetranNotFound:
-            pass
-        except FivetranError as exc:
-            raise conn_service._fivetran_app_error(exc) from exc
+    try:
+        await conn_service.delete_remote(app_state, conn)
+    except FivetranError as exc:
+        raise conn_service._fivetran_app_error(exc) from exc
     await conn_service.revoke_tokens(session, app_state, conn)
     await app_state.vault.delete(session, owner_type=conn_service.OWNER, owner_id=conn.id)
     await states.transition(session, conn, states.DELETED, reason="deleted_by_caller")

@@ -466,7 +466,12 @@ async def complete_oauth(
     """
     app_state = _state(app_state)
     conn = connection
-    if conn.state == states.DELETED:
+    end_user = await end_user_service.get_end_user_by_id(session, conn.end_user_id)
+    if conn.state == states.DELETED or end_user.offboarding_state is not None:
+        # Deleted or offboarded while the end-user was at the provider: the tokens the
+        # callback just stored must not outlive that. Shred them and commit before raising.
+        await app_state.vault.delete(session, owner_type=OWNER, owner_id=conn.id)
+        await session.commit()
         raise NotFound("Connection not found", code="connection_not_found")
     conn.provider_key = token_result.provider_key or conn.provider_key
     meta: dict[str, Any] = dict(token_result.metadata or {})
@@ -479,7 +484,6 @@ async def complete_oauth(
     if conn.fivetran_connection_id is not None:
         await _reauthorize_remote(session, app_state, conn, auth=auth)
         return conn
-    end_user = await end_user_service.get_end_user_by_id(session, conn.end_user_id)
     conn.group_id = await end_user_service.group_for_connection(
         session, app_state, end_user, conn.service
     )
@@ -808,6 +812,28 @@ async def resume_creating(session: AsyncSession, app_state: Any) -> int:
         if conn.state != states.CREATING:
             done += 1
     return done
+
+
+async def delete_remote(app_state: Any, conn: Connection) -> None:
+    """Delete the connection at Fivetran; gone already is fine. A ``creating`` connection
+    whose create was ambiguous is looked up by its deterministic schema first.
+
+    Raises ``FivetranError`` for anything else (the caller decides: 503 or resume later).
+    """
+    from app.fivetran.errors import FivetranNotFound
+
+    client = app_state.fivetran
+    fivetran_id = conn.fivetran_connection_id
+    if fivetran_id is None and conn.state == states.CREATING and conn.group_id:
+        found = await client.find_connection(conn.group_id, conn.schema_name)
+        if found is not None and found.get("service") == conn.service:
+            fivetran_id = str(found["id"])
+    if fivetran_id is None:
+        return
+    try:
+        await client.delete_connection(fivetran_id)
+    except FivetranNotFound:
+        pass
 
 
 # --- refresh from Fivetran ---------------------------------------------------------------

@@ -390,16 +390,10 @@ async def run_offboarding(session: AsyncSession, app_state: Any, end_user: EndUs
     client = app_state.fivetran
     try:
         for conn in conns:
-            if conn.state == states.DELETED and conn.fivetran_connection_id is None:
-                continue
-            if conn.fivetran_connection_id is not None:
-                try:
-                    await client.delete_connection(conn.fivetran_connection_id)
-                except FivetranNotFound:
-                    pass
-            if conn.state != states.DELETED:
-                await states.transition(session, conn, states.DELETED, reason="end_user_offboarded")
-            conn.fivetran_connection_id = None
+            if conn.state == states.DELETED:
+                continue  # deleted at Fivetran already (by the caller or an earlier run)
+            await conn_service.delete_remote(app_state, conn)
+            await states.transition(session, conn, states.DELETED, reason="end_user_offboarded")
             await session.commit()  # durable point "connection deleted"
         if end_user.owns_group and end_user.fivetran_group_id is not None:
             try:

@@ -156,3 +156,38 @@ async def test_offboarding_revokes_and_shreds_oauth_secrets(
     # Salesforce supports revocation (RFC 7009): the grant is dead at the provider too.
     assert await introspect_token(app.state.http, base, "salesforce", token) is False
     problem(await api.get(f"/v1/connections/{result['connection_id']}"), 404)
+
+
+async def test_consent_finished_after_offboarding_leaves_no_tokens(
+    app: FastAPI, api: httpx.AsyncClient, sim: Simulator
+) -> None:
+    from tests.onboarding.conftest import RETURN_TO, EndUserBrowser
+
+    assert (await api.put("/v1/end-users/late-1", json={})).status_code == 201
+    from app.onboarding.models import EndUser
+
+    async with app.state.sessionmaker() as s:
+        eu_id = await s.scalar(select(EndUser.id).where(EndUser.external_id == "late-1"))
+    r = await api.post(
+        "/v1/connect-sessions",
+        json={"end_user": "late-1", "service": "hubspot", "return_to": RETURN_TO},
+    )
+    assert r.status_code == 201, r.text
+    connect_url = r.json()["connect_url"]
+    # The end-user is offboarded while (say) their browser is at the consent screen.
+    browser = EndUserBrowser(api)
+    r = await api.delete("/v1/end-users/late-1")
+    assert r.status_code == 204, r.text
+    try:
+        final = await browser.connect(connect_url)
+    except AssertionError:
+        final = {"status": "error"}  # the flow refused to start at all: also fine
+    assert final["status"] == "error", final
+    assert await vault_rows(app, eu_id) == 0
+    posts = [
+        e
+        for e in await sim.requests()
+        if e.get("method") == "POST"
+        and str(e.get("path", "")).rstrip("/").endswith("/v1/connections")
+    ]
+    assert posts == []
