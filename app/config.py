@@ -115,6 +115,12 @@ class ConnectSettings(BaseModel):
     flow_ttl_seconds: int = Field(
         600, ge=60, le=600, description="How long the OAuth leg (start to callback) may take."
     )
+    expiry_sweep_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="How often expired connect sessions are closed (their reserved connection "
+        "failed, connect_session.failed emitted); 0 disables the background sweep.",
+    )
 
 
 class DestinationTemplate(BaseModel):

@@ -163,3 +163,6 @@ async def _startup(
     from app.onboarding.startup import start_onboarding
 
     await start_onboarding(app, settings, stack)
+    from app.onboarding.connect.startup import start_connect
+
+    start_connect(app, settings, stack)

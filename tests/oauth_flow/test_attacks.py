@@ -686,3 +686,20 @@ async def test_r24_error_callback_is_verified_then_returned_as_an_allow_listed_c
         await harness.browser().get(f"/oauth/callback/{PROVIDER}?error=access_denied&state=zz")
     )
     await _nothing_left(harness)
+
+
+async def test_r01_shopify_callback_signature_is_verified_before_the_state(
+    harness: FlowHarness,
+) -> None:
+    await harness.end_user()
+    browser, callback, _ = await harness.callback_url_for("shopify", config={"shop": "acme-store"})
+    assert "hmac" in query_of(callback)
+    tampered = with_params(callback, shop="evil-store.myshopify.com")
+    _assert_static_page(await browser.get(relative(tampered)))
+    unsigned = {k: v for k, v in query_of(callback).items() if k != "hmac"}
+    _assert_static_page(await browser.get(urlsplit(callback).path, params=unsigned))
+    assert harness.spy.token_requests() == []
+    # Rejected before the state was looked at: the genuine callback still completes.
+    r = await browser.get(relative(callback))
+    assert query_of(r.headers["location"])["status"] == "connected"
+    assert len(harness.spy.token_requests()) == 1

@@ -147,3 +147,42 @@ async def test_expired_sessions_report_expired(harness: FlowHarness) -> None:
     r = await harness.browser().post(created["connect_url"])
     assert r.status_code == 400
     assert "expired or was already used" in r.text
+
+
+async def test_expiry_sweep_closes_abandoned_sessions(harness: FlowHarness) -> None:
+    from sqlalchemy import select
+
+    from app.events.models import Event
+    from app.onboarding.connect.models import OAuthFlow
+    from app.onboarding.connect.startup import sweep_once
+    from app.onboarding.models import Connection
+    from app.vault.models import VaultSecret
+
+    await harness.end_user()
+    never_started = await harness.session(PROVIDER)
+    abandoned = await harness.session(PROVIDER)  # started, the browser never came back
+    await harness.start(harness.browser(), abandoned["connect_url"])
+    live = await harness.session(PROVIDER)
+    assert await harness.count(VaultSecret, VaultSecret.owner_type == "oauth_flow") == 1
+    assert await sweep_once(harness.app) == 0  # nothing is due yet
+    past = utcnow() - timedelta(seconds=1)
+    async with harness.app.state.sessionmaker() as s, s.begin():
+        await s.execute(
+            update(ConnectSession)
+            .where(ConnectSession.id.in_([never_started["id"], abandoned["id"]]))
+            .values(expires_at=past, token_expires_at=past)
+        )
+        await s.execute(update(OAuthFlow).values(expires_at=past))
+    assert await sweep_once(harness.app) == 2
+    for created in (never_started, abandoned):
+        status = await harness.session_status(created["id"])
+        assert status["status"] == "expired" and status["error"] == "expired"
+        async with harness.app.state.sessionmaker() as s:
+            conn = await s.get(Connection, status["connection_id"])
+            assert conn is not None and conn.state == "setup_failed"
+    assert (await harness.session_status(live["id"]))["status"] == "pending"
+    assert await harness.count(VaultSecret, VaultSecret.owner_type == "oauth_flow") == 0
+    async with harness.app.state.sessionmaker() as s:
+        kinds = (await s.scalars(select(Event.kind))).all()
+    assert kinds.count("connect_session.failed") == 2
+    assert await sweep_once(harness.app) == 0

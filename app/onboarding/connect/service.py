@@ -127,7 +127,7 @@ def effective_status(row: ConnectSession, now: datetime | None = None) -> str:
     now = now or utcnow()
     if row.status == "pending" and row.expires_at <= now:
         return "expired"
-    return row.status
+    return row.status  # pending | completed | failed | expired (closed by the sweep)
 
 
 def _provider_for_service(app_state: Any, service: str) -> Any:
@@ -401,7 +401,11 @@ async def _fail_session(
     row: ConnectSession,
     flow: OAuthFlow | None,
     error_code: str,
+    oauth_failed: bool = True,
 ) -> None:
+    """Mark the session (and flow) failed and emit ``connect_session.failed``. With
+    ``oauth_failed`` the reserved connection is told too (not when the OAuth leg succeeded
+    and only the Fivetran side failed: onboarding keeps its own state and reason then)."""
     from app.events.outbox import emit
     from app.onboarding.connections import fail_oauth
     from app.onboarding.models import Connection
@@ -416,7 +420,7 @@ async def _fail_session(
         row.error = code
         row.completed_at = now
         connection = await session.get(Connection, row.connection_id)
-        if connection is not None:
+        if connection is not None and oauth_failed:
             await fail_oauth(session, connection, error_code=code)
         await emit(
             session,
@@ -599,7 +603,7 @@ async def _complete(
     except AppError as exc:
         row, flow = await _after_rollback(session, row_id, flow_id)
         code = exc.code if exc.code in SESSION_ERROR_CODES else "fivetran_error"
-        await _fail_session(session, row=row, flow=flow, error_code=code)
+        await _fail_session(session, row=row, flow=flow, error_code=code, oauth_failed=False)
         log.warning(
             "connection could not be completed after consent",
             extra={"session_id": row.id, "error": exc.code},
@@ -607,7 +611,9 @@ async def _complete(
         return _back_to_app(row, status="error", error=code)
     except Exception as exc:
         row, flow = await _after_rollback(session, row_id, flow_id)
-        await _fail_session(session, row=row, flow=flow, error_code="internal_error")
+        await _fail_session(
+            session, row=row, flow=flow, error_code="internal_error", oauth_failed=False
+        )
         log.error(
             "connection completion crashed",
             extra={"session_id": row.id, "error_type": type(exc).__name__},
@@ -633,7 +639,7 @@ async def _complete(
         await session.flush()
         return _back_to_app(row, status="connected", connection_id=connection.id)
     code = "setup_failed" if connection.state == "setup_failed" else "connection_failed"
-    await _fail_session(session, row=row, flow=flow, error_code=code)
+    await _fail_session(session, row=row, flow=flow, error_code=code, oauth_failed=False)
     return _back_to_app(row, status="error", error=code, connection_id=connection.id)
 
 
@@ -985,3 +991,68 @@ async def refresh_owned_grant(
         extra={"connection_id": connection_id, "rotated": bool(result.rotated)},
     )
     return RefreshOutcome(result.access_token, expires_at, generation, refreshed=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Expiry
+
+
+async def expire_stale_sessions(
+    session: AsyncSession, app_state: Any, *, now: datetime | None = None, limit: int = 200
+) -> int:
+    """Close pending sessions past their expiry (flush only): status ``expired``, the
+    unused PKCE verifiers shredded, the reserved (new) connection failed with ``expired``
+    and ``connect_session.failed`` emitted. Sessions whose callback is in flight (a consumed
+    flow) are left to the callback. Returns how many sessions were expired."""
+    from app.events.outbox import emit
+    from app.onboarding.connections import fail_oauth
+    from app.onboarding.models import Connection
+
+    now = now or utcnow()
+    in_flight = select(OAuthFlow.id).where(
+        OAuthFlow.session_id == ConnectSession.id, OAuthFlow.consumed_at.is_not(None)
+    )
+    stmt = (
+        select(ConnectSession)
+        .where(
+            ConnectSession.status == "pending",
+            ConnectSession.expires_at <= now,
+            ~in_flight.exists(),
+        )
+        .order_by(ConnectSession.expires_at)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    rows = list((await session.scalars(stmt)).all())
+    for row in rows:
+        row.status = "expired"
+        row.error = "expired"
+        row.completed_at = now
+        flows = (
+            await session.scalars(select(OAuthFlow).where(OAuthFlow.session_id == row.id))
+        ).all()
+        for flow in flows:
+            flow.status = "expired"
+            await _shred_verifier(session, app_state, flow, flush=False)
+        if not row.reauthorization:
+            connection = await session.get(Connection, row.connection_id)
+            if connection is not None:
+                await fail_oauth(session, connection, error_code="expired")
+        await emit(
+            session,
+            kind="connect_session.failed",
+            data={
+                "session_id": row.id,
+                "service": row.service,
+                "connection_id": row.connection_id,
+                "error": "expired",
+                "reauthorization": row.reauthorization,
+            },
+            connection_id=row.connection_id,
+            end_user_external_id=row.end_user_external_id,
+        )
+    await session.flush()
+    if rows:
+        log.info("connect sessions expired", extra={"count": len(rows)})
+    return len(rows)
