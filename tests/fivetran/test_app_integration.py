@@ -93,16 +93,27 @@ async def test_shutdown_drains_pending_webhook_deliveries(settings: Settings) ->
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         ft: FivetranClient = application.state.fivetran
+        simulator = application.state.fivetran_simulator
+        # A slow webhook target (served in-process by the simulator's fault injection).
         await ft.create_account_webhook(
-            f"{BASE_URL}/v1/webhooks/fivetran", ["create_connector"], secret="s"
+            f"{BASE_URL}/sandbox/fivetran/slow-target", ["create_connector"], secret="s"
+        )
+        await application.state.http.post(
+            f"{BASE_URL}/sandbox/fivetran/_control/faults",
+            json={
+                "method": "POST",
+                "path_regex": "^/slow-target$",
+                "status": 200,
+                "delay_seconds": 0.3,
+                "count": 1,
+            },
         )
         group = await ft.create_group("drain")
         body = build_create_payload(
             "postgres", group_id=group["id"], schema="pg", config={"host": "h", "user": "u"}
         )
         await ft.create_connection(body)
-        simulator = application.state.fivetran_simulator
         assert simulator.webhooks._pending, "delivery runs in the background"
     assert not simulator.webhooks._pending
     assert [d["event"] for d in simulator.state.deliveries] == ["create_connector"]
-    assert simulator.state.deliveries[0]["status"] > 0
+    assert simulator.state.deliveries[0]["status"] == 200
