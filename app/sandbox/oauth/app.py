@@ -254,6 +254,7 @@ def create_sandbox_oauth_app(
         server = oauth.server(provider_key)
         if server is None:
             return _error_page(404, "unknown_provider", "No sandbox provider with this key.")
+        oauth.store.prune()
         items = quirks.authorize_params(provider_key, list(request.query_params.multi_items()))
         req = SandboxRequest("GET", str(request.url), request.headers, items)
         params = req.payload.data

@@ -46,7 +46,7 @@ class SandboxClient(ClientMixin):
 
     provider_key: str
     client_id: str
-    client_secret: str
+    client_secret: str = field(repr=False)
     auth_method: str
     redirect_uris: tuple[str, ...]
     grant_types: tuple[str, ...]
@@ -85,7 +85,7 @@ class SandboxClient(ClientMixin):
 
 @dataclass
 class AuthorizationCode(AuthorizationCodeMixin):
-    code: str
+    code: str = field(repr=False)
     client_id: str
     redirect_uri: str
     scope: str
@@ -123,8 +123,8 @@ class Grant:
 class IssuedToken(TokenMixin):
     """One token-endpoint answer: an access token plus (maybe) its refresh token."""
 
-    access_token: str
-    refresh_token: str | None
+    access_token: str = field(repr=False)
+    refresh_token: str | None = field(repr=False)
     client_id: str
     grant_id: str
     scope: str
@@ -158,7 +158,7 @@ class IssuedToken(TokenMixin):
 class RefreshRecord:
     """State of one refresh token: ``active``, ``rotated`` (used once) or ``revoked``."""
 
-    token: str
+    token: str = field(repr=False)
     client_id: str
     grant_id: str
     scope: str
@@ -209,6 +209,18 @@ class SandboxStore:
         self.token_requests: list[TokenRequestLog] = []
 
     # --- grants ---------------------------------------------------------------------------
+
+    def prune(self) -> None:
+        """Drop expired codes and consents (keeps a long-running sandbox bounded)."""
+        now = time.time()
+        self.codes = {
+            k: c for k, c in self.codes.items() if c.created_at + 10 * CODE_TTL_SECONDS > now
+        }
+        self.consents = {
+            k: c for k, c in self.consents.items() if c.created_at + CONSENT_TTL_SECONDS > now
+        }
+        if len(self.token_requests) > 10_000:
+            del self.token_requests[:-10_000]
 
     def new_grant(self, client_id: str, user: SandboxUser, scope: str) -> Grant:
         grant = Grant(
