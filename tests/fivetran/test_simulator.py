@@ -486,3 +486,34 @@ async def test_control_faults_requests_and_reset(env: Env) -> None:
     assert (await env.control("POST", "/reset")).status_code == 200
     assert env.sim.state.groups == {} and env.sim.state.connections == {}
     assert (await env.control("POST", "/connections/nope/break")).status_code == 404
+
+
+async def test_connect_card_config_and_destination_patch(env: Env) -> None:
+    gid = await group(env)
+    body = build_create_payload(
+        "hubspot", group_id=gid, schema="hs", config={}, run_setup_tests=False
+    )
+    body["connect_card_config"] = {"redirect_uri": "https://app.example/done"}
+    data = (await api(env, "POST", "/v1/connections", body)).json()["data"]
+    assert data["connect_card"]["uri"].startswith("https://fivetran.com/connect-card/setup?")
+    assert data["setup_tests"] == [] and data["status"]["setup_state"] == "incomplete"
+    body = {
+        "group_id": gid,
+        "service": "big_query",
+        "time_zone_offset": "0",
+        "config": {"project_id": "p"},
+    }
+    assert (await api(env, "POST", "/v1/destinations", body)).status_code == 201
+    r = await api(env, "POST", "/v1/destinations", body)
+    assert_error(r, 409, "Conflict")
+    r = await api(env, "PATCH", f"/v1/destinations/{gid}", {"config": {"project_id": "invalid"}})
+    assert r.json()["data"]["setup_status"] == "incomplete"
+    assert_error(
+        await api(env, "PATCH", f"/v1/destinations/{gid}", {"nope": 1}), 400, "InvalidInput"
+    )
+    for missing in ("group_id", "service", "time_zone_offset"):
+        partial = {k: v for k, v in body.items() if k != missing}
+        r = await api(env, "POST", "/v1/destinations", partial)
+        assert_error(r, 400, "InvalidInput", f"Field '{missing}' is required")
+    r = await api(env, "POST", "/v1/destinations", dict(body, service="share_point"))
+    assert_error(r, 400, "InvalidInput", "Unsupported service 'share_point'")

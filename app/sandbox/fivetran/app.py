@@ -47,7 +47,7 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 from fastapi import FastAPI, Request
@@ -458,6 +458,47 @@ class Simulator:
     async def get_destination(self, request: Request) -> Response:
         return _ok(self._dest_view(self.dest(request.path_params["destination_id"])))
 
+    async def patch_destination(self, request: Request) -> Response:
+        destination = self.dest(request.path_params["destination_id"])
+        body = await self.body(request)
+        if not isinstance(body, dict):
+            raise _invalid("Request body must be a JSON object")
+        allowed = {
+            "region",
+            "time_zone_offset",
+            "config",
+            "trust_certificates",
+            "trust_fingerprints",
+            "run_setup_tests",
+            "daylight_saving_time_enabled",
+            "networking_method",
+        }
+        for key in body:
+            if key not in allowed:
+                raise _invalid(f"Invalid field '{key}': unknown field")
+        if "config" in body:
+            if not isinstance(body["config"], dict):
+                raise _invalid("Invalid field 'config': must be an object")
+            destination["config"] = {**destination["config"], **body["config"]}
+        for key in (
+            "region",
+            "time_zone_offset",
+            "daylight_saving_time_enabled",
+            "networking_method",
+        ):
+            if key in body:
+                destination[key] = body[key]
+        bad = [k for k, v in destination["config"].items() if v == "invalid"]
+        destination["setup_tests"] = [
+            {
+                "title": "Host Connection",
+                "status": "FAILED" if bad else "PASSED",
+                "message": f"Invalid value of '{bad[0]}'" if bad else "",
+            }
+        ]
+        destination["setup_status"] = "incomplete" if bad else "connected"
+        return _ok(self._dest_view(destination), "Destination has been updated")
+
     async def delete_destination(self, request: Request) -> Response:
         did = request.path_params["destination_id"]
         self.dest(did)
@@ -532,6 +573,21 @@ class Simulator:
         ):
             if key in body:
                 connection[key] = body[key]
+        if "connect_card_config" in body:
+            card = body["connect_card_config"]
+            token = secrets.token_urlsafe(24)
+            connection["connect_card_config"] = card
+            connection["connect_card"] = {
+                "token": token,
+                "uri": "https://fivetran.com/connect-card/setup?"
+                + urlencode(
+                    {
+                        "redirect_uri": card["redirect_uri"],
+                        "auth": token,
+                        "hide_setup_guide": str(bool(card.get("hide_setup_guide"))).lower(),
+                    }
+                ),
+            }
         self.state.connections[cid] = connection
         if "auth" in body:
             self.state.auth[cid] = dict(body["auth"])
@@ -1130,6 +1186,7 @@ def create_simulator(
         ("GET", "/v1/groups/{group_id}/public-key", sim.group_public_key),
         ("POST", "/v1/destinations", sim.create_destination),
         ("GET", "/v1/destinations/{destination_id}", sim.get_destination),
+        ("PATCH", "/v1/destinations/{destination_id}", sim.patch_destination),
         ("DELETE", "/v1/destinations/{destination_id}", sim.delete_destination),
         ("POST", "/v1/destinations/{destination_id}/test", sim.test_destination),
         ("POST", "/v1/webhooks/account", sim.create_account_webhook),
