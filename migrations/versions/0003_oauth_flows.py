@@ -83,9 +83,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_oauth_flows")),
         sa.UniqueConstraint("state_hash", name=op.f("uq_oauth_flows_state_hash")),
     )
-    op.create_index(
-        op.f("ix_oauth_flows_session_id"), "oauth_flows", ["session_id"], unique=False
-    )
+    op.create_index(op.f("ix_oauth_flows_session_id"), "oauth_flows", ["session_id"], unique=False)
     op.create_table(
         "oauth_grants",
         sa.Column("connection_id", sa.String(length=40), nullable=False),

@@ -13,7 +13,7 @@ from app.onboarding.connect.origins import check_request_origin
 from app.onboarding.connect.schemas import (
     ConnectSessionCreate,
     ConnectSessionCreated,
-    ConnectSessionOut,
+    ConnectSessionView,
 )
 
 router = APIRouter(tags=["connect sessions"])
@@ -59,13 +59,13 @@ async def create_connect_session(
 
 @router.get(
     "/v1/connect-sessions/{session_id}",
-    response_model=ConnectSessionOut,
+    response_model=ConnectSessionView,
     summary="Read a connect session's outcome",
     responses={404: {"description": "Unknown session (or outside the key's end-users)."}},
 )
 async def get_connect_session(
     session_id: str, session: SessionDep, caller: ReadCaller
-) -> ConnectSessionOut:
+) -> ConnectSessionView:
     """`pending | completed | failed | expired`, the connection and an error code, for
     callers that poll instead of reading the redirect."""
     row = await service.get_connect_session(session, caller=caller, session_id=session_id)

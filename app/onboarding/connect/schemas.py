@@ -42,7 +42,7 @@ class ConnectSessionCreated(BaseModel):
     status: SessionStatus
 
 
-class ConnectSessionOut(BaseModel):
+class ConnectSessionView(BaseModel):
     id: str
     end_user: str
     service: str

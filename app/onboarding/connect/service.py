@@ -45,7 +45,7 @@ from app.onboarding.connect.origins import validate_return_to, with_query
 from app.onboarding.connect.schemas import (
     ConnectSessionCreate,
     ConnectSessionCreated,
-    ConnectSessionOut,
+    ConnectSessionView,
 )
 from app.providers.errors import (
     ALLOWED_ERROR_CODES,
@@ -712,8 +712,8 @@ async def store_grant(
 # Router helpers
 
 
-def session_out(row: ConnectSession) -> ConnectSessionOut:
-    return ConnectSessionOut(
+def session_out(row: ConnectSession) -> ConnectSessionView:
+    return ConnectSessionView(
         id=row.id,
         end_user=row.end_user_external_id,
         service=row.service,
