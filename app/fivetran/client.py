@@ -11,6 +11,7 @@ specific to an operation:
   also for creates, since a 429 was not processed;
 * ``5xx`` / transport errors / timeouts → jittered exponential backoff, **only** for idempotent
   operations (GET, PATCH, DELETE, sync, resync, tests, reload);
+* a ``DELETE`` retried after an unanswered attempt that now gets 404 counts as done;
 * a create (``POST`` that makes something) is never re-sent after it may have reached
   Fivetran: a timeout, a 5xx or a broken connection after sending raises
   :class:`~app.fivetran.errors.FivetranAmbiguous`; a connect error (nothing sent) is retried;
@@ -153,6 +154,7 @@ class FivetranClient:
             headers["Content-Type"] = "application/json"
         query = {k: v for k, v in (params or {}).items() if v is not None}
         attempt = 0
+        maybe_done = False  # an earlier attempt may have been processed
         while True:
             await self.budget.acquire()
             try:
@@ -197,6 +199,7 @@ class FivetranClient:
                 if attempt < self.max_retries:
                     await self._sleep(self._backoff(attempt))
                     attempt += 1
+                    maybe_done = True
                     continue
                 raise FivetranUnavailable(
                     0, "Unavailable", what, None, method=method, path=path
@@ -206,6 +209,9 @@ class FivetranClient:
             if status < 400:
                 return self._data(response)
             code, message, request_id = self._error_fields(response)
+            if status == 404 and method == "DELETE" and maybe_done:
+                # The earlier, unanswered attempt did delete it: the goal is reached.
+                return {"code": "Success", "message": "Already deleted"}
             if status == 429:
                 wait = _retry_after(response)
                 delay = wait if wait is not None else self._backoff(attempt)
@@ -236,6 +242,7 @@ class FivetranClient:
                 if attempt < self.max_retries:
                     await self._sleep(self._backoff(attempt))
                     attempt += 1
+                    maybe_done = True
                     continue
             raise error_for(status, code, message, request_id, method=method, path=path)
 
