@@ -703,3 +703,19 @@ async def test_r01_shopify_callback_signature_is_verified_before_the_state(
     r = await browser.get(relative(callback))
     assert query_of(r.headers["location"])["status"] == "connected"
     assert len(harness.spy.token_requests()) == 1
+
+
+async def test_r05_tampered_verifier_ciphertext_fails_closed(harness: FlowHarness) -> None:
+    from app.vault.models import VaultSecret
+
+    await harness.end_user()
+    browser, callback, created = await harness.callback_url_for(PROVIDER)
+    async with harness.app.state.sessionmaker() as s, s.begin():
+        row = await s.scalar(select(VaultSecret).where(VaultSecret.owner_type == "oauth_flow"))
+        assert row is not None
+        row.ciphertext = bytes([row.ciphertext[0] ^ 1]) + row.ciphertext[1:]
+    r = await browser.get(relative(callback))
+    assert r.status_code == 303
+    assert query_of(r.headers["location"])["error"] == "vault_error"
+    assert (await harness.session_status(created["id"]))["status"] == "failed"
+    await _nothing_left(harness)

@@ -52,6 +52,7 @@ from app.providers.errors import (
     CallbackVerificationError,
     OAuthProviderError,
 )
+from app.vault.errors import VaultError
 
 log = logging.getLogger("pbf.connect")
 
@@ -554,6 +555,11 @@ async def handle_callback(
             requested_scope=flow.requested_scope,
             callback_params=params,
         )
+    except VaultError:
+        await _fail_session(session, row=row, flow=flow, error_code="vault_error")
+        await _shred_verifier(session, app_state, flow)
+        log.error("oauth flow verifier unreadable", extra={"flow_id": flow.id})
+        return _back_to_app(row, status="error", error="vault_error")
     except OAuthProviderError as exc:
         await _fail_session(session, row=row, flow=flow, error_code=exc.error_code)
         await _shred_verifier(session, app_state, flow)
