@@ -517,3 +517,17 @@ async def test_connect_card_config_and_destination_patch(env: Env) -> None:
         assert_error(r, 400, "InvalidInput", f"Field '{missing}' is required")
     r = await api(env, "POST", "/v1/destinations", dict(body, service="share_point"))
     assert_error(r, 400, "InvalidInput", "Unsupported service 'share_point'")
+
+
+async def test_rescheduled_sync(env: Env) -> None:
+    gid = await group(env)
+    cid = (await api(env, "POST", "/v1/connections", sf_body(gid))).json()["data"]["id"]
+    await api(env, "PATCH", f"/v1/connections/{cid}", {"paused": False})
+    r = await env.control("POST", f"/connections/{cid}/sync-result", {"status": "RESCHEDULED"})
+    status = r.json()["data"]["status"]
+    assert status["sync_state"] == "rescheduled" and status["rescheduled_for"].endswith("Z")
+    r = await env.control("POST", f"/connections/{cid}/sync-result", {"status": "SUCCESSFUL"})
+    assert r.json()["data"]["status"]["sync_state"] == "scheduled"
+    assert "rescheduled_for" not in r.json()["data"]["status"]
+    r = await env.control("POST", f"/connections/{cid}/sync-result", {"status": "DONE"})
+    assert_error(r, 400, "InvalidInput", "status")

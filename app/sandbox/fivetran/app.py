@@ -46,6 +46,7 @@ import json
 import re
 import secrets
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -1071,12 +1072,20 @@ class Simulator:
             connection["succeeded_at"] = now_iso()
             connection["status"]["is_historical_sync"] = False
             self._ensure_schema(connection)
+        elif status == "RESCHEDULED":
+            later = (datetime.now(UTC) + timedelta(hours=1)).isoformat(timespec="milliseconds")
+            data["rescheduledAt"] = later.replace("+00:00", "Z")
+            data["reason"] = body.get("reason") or "Rate limit reached at the source"
         else:
             connection["failed_at"] = now_iso()
             data["reason"] = body.get("reason") or "Simulated sync failure"
             data["taskType"] = body.get("task_type") or "reconnect"
         connection["status"]["sync_state"] = "scheduled"
+        connection["status"].pop("rescheduled_for", None)
         self._sync_state(connection)
+        if status == "RESCHEDULED" and not connection["paused"]:
+            connection["status"]["sync_state"] = "rescheduled"
+            connection["status"]["rescheduled_for"] = data["rescheduledAt"]
         self.state.sync_ids.pop(connection["id"], None)
         self.webhooks.emit("sync_end", connection, data, sync_id=sync_id)
         return _ok(self.view(connection), "Sync result simulated")
