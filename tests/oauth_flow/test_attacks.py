@@ -719,3 +719,61 @@ async def test_r05_tampered_verifier_ciphertext_fails_closed(harness: FlowHarnes
     assert query_of(r.headers["location"])["error"] == "vault_error"
     assert (await harness.session_status(created["id"]))["status"] == "failed"
     await _nothing_left(harness)
+
+
+async def test_r10_issuers_must_be_unique_and_are_pinned_in_the_flow(
+    harness: FlowHarness,
+) -> None:
+    from app.config import Settings
+    from app.providers.errors import ProviderConfigError
+    from app.providers.startup import build_registry
+
+    shared = {"issuer": "https://as.example.com", "client_id": "c", "client_secret": "s"}
+    with pytest.raises(ProviderConfigError) as info:
+        build_registry(
+            Settings(mode="sandbox", oauth={"apps": {"hubspot": shared, "asana": shared}})
+        )
+    assert any("issuer" in p for p in info.value.problems)
+    # The issuer is pinned per flow at start; the callback compares against the stored one.
+    await harness.end_user()
+    _browser, callback, created = await harness.callback_url_for(PROVIDER)
+    flow = await _flow(harness, created["id"])
+    assert flow.issuer == harness.app.state.providers.get(PROVIDER).endpoints({}).issuer
+    assert query_of(callback)["iss"] == flow.issuer
+    issuers = [
+        p.endpoints({}).issuer
+        for p in harness.app.state.providers.configured()
+        if not p.input_specs
+    ]
+    assert len(issuers) == len(set(issuers))
+
+
+async def test_r21_disconnect_revokes_and_shreds_the_grant(harness: FlowHarness) -> None:
+    await harness.end_user()
+    browser, callback, _ = await harness.callback_url_for(PROVIDER)
+    r = await browser.get(relative(callback))
+    connection_id = query_of(r.headers["location"])["connection_id"]
+    _access, refresh_token = await harness.stored_tokens(connection_id)
+    assert refresh_token
+    deleted = await harness.client.delete(
+        f"/v1/connections/{connection_id}", headers=harness.headers
+    )
+    assert deleted.status_code in (200, 202, 204), deleted.text
+    from app.providers.client import refresh
+    from app.providers.errors import OAuthProviderError
+    from app.vault.models import VaultSecret
+    from app.vault.secret import Secret
+
+    provider = harness.app.state.providers.get(PROVIDER)
+    endpoints = provider.endpoints({})
+    with pytest.raises(OAuthProviderError) as info:
+        await refresh(
+            provider,
+            refresh_token=Secret(refresh_token),
+            token_endpoint=endpoints.token_url,
+            credentials=await harness.app.state.providers.credentials(None, PROVIDER),
+            issuer=endpoints.issuer,
+            transport=harness.app.state.outbound_transport,
+        )
+    assert info.value.error_code == "invalid_grant"
+    assert await harness.count(VaultSecret, VaultSecret.owner_id == connection_id) == 0
