@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import secrets
 import socket
@@ -78,7 +79,11 @@ class EventsWorker:
         self.reconcile_enabled = reconcile_enabled
         self.metrics = metrics
         self.endpoints: dict[str, Endpoint] = configured_endpoints(settings)
-        self._task: asyncio.Task[None] | None = None
+        cfg = settings.events
+        # A lease must outlast the whole batch: items wait for a send slot, then time out.
+        waves = math.ceil(cfg.batch_size / _SEND_CONCURRENCY) + 1
+        self.lease_seconds = max(cfg.lease_seconds, cfg.delivery_timeout_seconds * waves)
+        self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._last_reconcile: datetime | None = None
 
@@ -100,7 +105,7 @@ class EventsWorker:
                 worker_id=self.worker_id,
                 endpoint_ids=sorted(self.endpoints),
                 now=self.now(),
-                lease_seconds=cfg.lease_seconds,
+                lease_seconds=self.lease_seconds,
                 limit=cfg.batch_size,
             )
         stats.claimed = len(items)
@@ -138,7 +143,16 @@ class EventsWorker:
             else:
                 stats.retrying += 1
 
-        await asyncio.gather(*(deliver(item) for item in items))
+        results = await asyncio.gather(*(deliver(item) for item in items), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                # The outcome could not be recorded: the lease expires and the delivery is
+                # retried (at least once).
+                stats.lost += 1
+                log.error(
+                    "recording a delivery outcome failed",
+                    extra={"error_type": type(result).__name__},
+                )
         return stats
 
     async def reconcile_once(self) -> int:
@@ -177,43 +191,65 @@ class EventsWorker:
                 break
         return rounds
 
-    # -- background loop -----------------------------------------------------------------
+    # -- background loops ----------------------------------------------------------------
 
-    async def run_forever(self) -> None:
+    async def _idle(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
+    async def delivery_loop(self) -> None:
+        """Deliver continuously; sleep ``poll_interval_seconds`` only when idle."""
         poll = self.settings.events.poll_interval_seconds
         while not self._stopping.is_set():
             busy = False
             try:
-                stats = await self.run_once()
+                stats = await self.run_deliveries_once()
                 busy = stats.claimed > 0 or stats.fanned_out > 0
             except Exception as exc:
                 log.error(
-                    "events worker iteration failed", extra={"error_type": type(exc).__name__}
+                    "events delivery iteration failed", extra={"error_type": type(exc).__name__}
                 )
             if busy:
                 await asyncio.sleep(0)
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=poll)
+            else:
+                await self._idle(poll)
+
+    async def reconcile_loop(self) -> None:
+        """Reconcile every ``reconcile_interval_seconds`` (first pass after one interval, so
+        a restarting process spends no Fivetran requests before it serves anything)."""
+        interval = self.settings.events.reconcile_interval_seconds
+        while not self._stopping.is_set():
+            await self._idle(interval)
+            if self._stopping.is_set():
+                break
+            try:
+                await self.reconcile_once()
+            except Exception as exc:
+                log.error("reconciliation failed", extra={"error_type": type(exc).__name__})
 
     async def readiness(self) -> tuple[bool, str]:
-        """Probe for ``/readyz``: the background loop is running."""
-        if self._task is None or self._task.done():
+        """Probe for ``/readyz``: the background loops are running."""
+        if not self._tasks or any(t.done() for t in self._tasks):
             return False, "events worker is not running"
         return True, ""
 
     def start(self) -> None:
-        if self._task is None:
-            self._stopping.clear()
-            # The first reconciliation waits one interval: a (re)starting process does not
-            # spend Fivetran requests before it serves anything.
-            self._last_reconcile = self.now()
-            self._task = asyncio.create_task(self.run_forever(), name="pbf-events-worker")
+        """Start the delivery loop (and the reconciliation loop when enabled)."""
+        if self._tasks:
+            return
+        self._stopping.clear()
+        self._tasks = [asyncio.create_task(self.delivery_loop(), name="pbf-events-delivery")]
+        if self.reconcile_enabled and self.app_state is not None:
+            self._tasks.append(
+                asyncio.create_task(self.reconcile_loop(), name="pbf-events-reconcile")
+            )
 
     async def stop(self) -> None:
+        """Stop the loops; in-flight deliveries get a grace period, then are cancelled (their
+        leases expire and another worker delivers them)."""
         self._stopping.set()
-        task, self._task = self._task, None
-        if task is not None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             try:
                 await asyncio.wait_for(task, timeout=15)
             except TimeoutError:

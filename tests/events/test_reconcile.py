@@ -110,3 +110,44 @@ async def test_creating_connection_is_resumed(
     assert await worker.reconcile_once() == 1
     r = await c.get(f"/v1/connections/{connection_id}", headers=auth_headers)
     assert r.json()["state"] == "connected" and r.json()["fivetran_connection_id"]
+
+
+async def test_background_loop_reconciles_by_itself(events_settings, receiver) -> None:
+    """No webhook registered at all: only the in-API reconciliation loop can notice."""
+    import asyncio
+
+    from app.callers.service import create_api_key
+    from app.main import create_app
+
+    settings = events_settings(
+        run_worker_in_api=True,
+        poll_interval_seconds=0.05,
+        reconcile_interval_seconds=0.2,
+        reconcile_stale_after_seconds=0.1,
+    )
+    app = create_app(settings, outbound_transport=httpx.ASGITransport(receiver))
+    async with app.router.lifespan_context(app):
+        async with app.state.sessionmaker() as session, session.begin():
+            _, key = await create_api_key(session, name="t", scopes=["admin"])
+        headers = {"Authorization": f"Bearer {key}"}
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8000"
+        ) as c:
+            [conn] = await _make_connections(c, headers, 1)
+            r = await c.post(f"{SIM}/_control/connections/{conn['fivetran_connection_id']}/break")
+            assert r.status_code == 200
+            state = None
+            for _ in range(100):
+                await asyncio.sleep(0.05)
+                r = await c.get(f"/v1/connections/{conn['id']}", headers=headers)
+                state = r.json()["state"]
+                if state == "broken":
+                    break
+            assert state == "broken"
+            for _ in range(100):  # ... and the delivery loop tells the company
+                if "connection.broken" in [x.type for x in receiver.accepted()]:
+                    break
+                await asyncio.sleep(0.05)
+            ready = (await c.get("/readyz")).json()["checks"]["events_worker"]
+    assert ready == {"ok": True}
+    assert [x.type for x in receiver.accepted()][-1] == "connection.broken"

@@ -56,7 +56,7 @@ async def test_process_restart_mid_delivery_loses_nothing(
     async with second_app.router.lifespan_context(second_app):
         survivor = worker_for(second_app, worker_id="survivor")
         assert (await survivor.run_deliveries_once()).claimed == 0  # leases still held
-        clock.advance(settings.events.lease_seconds + 1)
+        clock.advance(survivor.lease_seconds + 1)
         await survivor.run_until_idle()
         async with second_app.state.sessionmaker() as session:
             statuses = (await session.scalars(select(EventDelivery.status))).all()
@@ -81,7 +81,7 @@ async def test_in_api_worker_delivers_without_help(events_settings, receiver) ->
                 break
             await asyncio.sleep(0.02)
         assert receiver.unique_ids() == [event_id]
-    assert app.state.events_worker._task is None  # stopped with the lifespan
+    assert app.state.events_worker._tasks == []  # stopped with the lifespan
 
 
 @postgres_only
