@@ -35,9 +35,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("id", name=op.f("uq_events_id")),
     )
     op.create_index("ix_events_connection_id_seq", "events", ["connection_id", "seq"])
-    op.create_index(
-        "ix_events_end_user_external_id_seq", "events", ["end_user_external_id", "seq"]
-    )
+    op.create_index("ix_events_end_user_external_id_seq", "events", ["end_user_external_id", "seq"])
     op.create_index("ix_events_kind_seq", "events", ["kind", "seq"])
     op.create_index("ix_events_fanned_out_at_seq", "events", ["fanned_out_at", "seq"])
 
@@ -66,9 +64,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_event_deliveries")),
-        sa.UniqueConstraint(
-            "event_seq", "endpoint_id", name="uq_event_deliveries_event_endpoint"
-        ),
+        sa.UniqueConstraint("event_seq", "endpoint_id", name="uq_event_deliveries_event_endpoint"),
     )
     op.create_index(
         "ix_event_deliveries_status_next_attempt_at",
@@ -98,9 +94,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_event_delivery_attempts")),
-        sa.UniqueConstraint(
-            "delivery_id", "attempt", name="uq_event_delivery_attempts_attempt"
-        ),
+        sa.UniqueConstraint("delivery_id", "attempt", name="uq_event_delivery_attempts_attempt"),
     )
 
     op.create_table(
