@@ -401,6 +401,10 @@ def production_problems(settings: Settings) -> list[str]:
     for endpoint in settings.events.endpoints:
         if not endpoint.url.startswith("https://"):
             problems.append(f"PBF_EVENTS__ENDPOINTS entry {endpoint.id!r} must use an https:// url.")
+        if any(len(s.get_secret_value()) < 16 for s in endpoint.secrets):
+            problems.append(
+                f"PBF_EVENTS__ENDPOINTS entry {endpoint.id!r}: signing secrets need 16+ characters."
+            )
     for origin in settings.api.allowed_origins:
         if not origin.startswith("https://"):
             problems.append(f"PBF_API__ALLOWED_ORIGINS entry {origin!r} must be https://.")
