@@ -256,8 +256,11 @@ class OAuthSettings(BaseModel):
 
     apps: dict[str, OAuthAppSettings] = Field(
         default_factory=dict,
-        description="Per provider key, e.g. PBF_OAUTH__APPS__SALESFORCE__CLIENT_ID / "
-        "__CLIENT_SECRET / __CLIENT_SECRET_FILE.",
+        description="OAuth app per provider key: PBF_OAUTH__APPS__<KEY>__CLIENT_ID, "
+        "__CLIENT_SECRET or __CLIENT_SECRET_FILE, __EXTRAS__<NAME> (e.g. google_ads "
+        "developer_token), and endpoint overrides __ISSUER, __AUTHORIZATION_URL, __TOKEN_URL, "
+        "__REVOCATION_URL, __SCOPES (JSON list). Without an app a provider is unusable "
+        "(sandbox mode: served by the sandbox authorization server).",
     )
     providers: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
