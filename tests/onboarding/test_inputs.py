@@ -311,3 +311,85 @@ async def test_expired_connect_session_creates_nothing(
     r = await acme.get("/v1/connections", params={"end_user": "acme"})
     assert [c["state"] for c in r.json()["items"]] == ["pending"]
     assert r.json()["items"][0]["fivetran_connection_id"] is None
+
+
+async def test_unknown_connection_everywhere(
+    acme: httpx.AsyncClient, snapshot: Callable[[], Awaitable[dict[str, int]]]
+) -> None:
+    before = await snapshot()
+    cid = "con_doesnotexist"
+    for method, path, body in [
+        ("GET", f"/v1/connections/{cid}", None),
+        ("PATCH", f"/v1/connections/{cid}", {"paused": True}),
+        ("DELETE", f"/v1/connections/{cid}", None),
+        ("POST", f"/v1/connections/{cid}/sync", {"force": False}),
+        ("POST", f"/v1/connections/{cid}/resync", {}),
+        ("POST", f"/v1/connections/{cid}/test", {}),
+        ("GET", f"/v1/connections/{cid}/schema", None),
+        ("PATCH", f"/v1/connections/{cid}/schema", {}),
+        ("POST", f"/v1/connections/{cid}/approve-fingerprint", {}),
+        ("POST", f"/v1/connections/{cid}/approve-certificate", {}),
+        ("POST", f"/v1/connections/{cid}/reauthorize", {"return_to": RETURN_TO}),
+    ]:
+        problem(await acme.request(method, path, json=body), 404, "connection_not_found")
+    for method, path, body in [
+        ("GET", "/v1/end-users/nobody", None),
+        ("DELETE", "/v1/end-users/nobody", None),
+        ("GET", "/v1/end-users/nobody/ssh-public-key", None),
+        ("GET", "/v1/connections?end_user=nobody", None),
+        ("POST", "/v1/payloads/preview", {"end_user": "nobody", "service": "stripe"}),
+    ]:
+        problem(await acme.request(method, path, json=body), 404, "end_user_not_found")
+    problem(
+        await acme.post(
+            "/v1/payloads/preview",
+            json={"end_user": "acme", "service": "stripe", "config": {"api_key": 7}},
+        ),
+        422,
+        "invalid_config",
+    )
+    assert await snapshot() == before
+
+
+async def test_bad_bodies_on_connection_actions(
+    acme: httpx.AsyncClient, snapshot: Callable[[], Awaitable[dict[str, int]]]
+) -> None:
+    r = await acme.post(
+        "/v1/connections",
+        json={"end_user": "acme", "service": "stripe", "credentials": {"api_key": "sk"}},
+    )
+    cid = r.json()["id"]
+    before = await snapshot()
+    for method, path, body in [
+        ("POST", f"/v1/connections/{cid}/sync", {"force": "yes please"}),
+        ("POST", f"/v1/connections/{cid}/resync", {"scope": ["tickets"]}),
+        ("POST", f"/v1/connections/{cid}/test", {"trust_everything": True}),
+        ("PATCH", f"/v1/connections/{cid}/schema", {"schemas": {"s": {"tables": []}}}),
+        ("PATCH", f"/v1/connections/{cid}", {"paused": "maybe"}),
+        ("POST", f"/v1/connections/{cid}/reauthorize", {}),
+    ]:
+        problem(await acme.request(method, path, json=body), 422)
+    # Credentials connections are not re-authorized through OAuth.
+    problem(
+        await acme.post(f"/v1/connections/{cid}/reauthorize", json={"return_to": RETURN_TO}),
+        422,
+        "not_an_oauth_connection",
+    )
+    # Nothing awaits approval on a healthy connection.
+    problem(
+        await acme.post(f"/v1/connections/{cid}/approve-fingerprint", json={}),
+        409,
+        "no_fingerprint_pending",
+    )
+    problem(
+        await acme.post(f"/v1/connections/{cid}/approve-certificate", json={}),
+        409,
+        "no_certificate_pending",
+    )
+    assert await snapshot() == before
+    # An explicitly given certificate is approved at Fivetran and the tests re-run.
+    r = await acme.post(
+        f"/v1/connections/{cid}/approve-certificate",
+        json={"hash": "c2hhMjU2LWhhc2g", "encoded_cert": "TUlJQ2VydA=="},
+    )
+    assert r.status_code == 200 and r.json()["state"] == "connected", r.text

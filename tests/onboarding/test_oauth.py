@@ -191,3 +191,34 @@ async def test_consent_finished_after_offboarding_leaves_no_tokens(
         and str(e.get("path", "")).rstrip("/").endswith("/v1/connections")
     ]
     assert posts == []
+
+
+async def test_handed_off_grant_is_never_refreshed_by_us(
+    app: FastAPI, api: httpx.AsyncClient
+) -> None:
+    """Single refresher: once Fivetran holds the refresh token, a refresh attempt raises
+    before any token request leaves the service."""
+    from app.onboarding.connect.service import refresh_owned_grant
+    from app.onboarding.connections import GrantHandedOff
+    from app.onboarding.models import Connection
+
+    assert (await api.put("/v1/end-users/org-r", json={})).status_code == 201
+    result = await oauth_connect(api, "org-r", "hubspot")
+    assert result["status"] == "connected"
+    sent: list[str] = []
+    inner = app.state.outbound_transport
+
+    class Spy(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            sent.append(request.url.path)
+            return await inner.handle_async_request(request)
+
+    app.state.outbound_transport = Spy()
+    try:
+        async with app.state.sessionmaker() as s:
+            conn = await s.get(Connection, result["connection_id"])
+            with pytest.raises(GrantHandedOff):
+                await refresh_owned_grant(s, app.state, conn)
+    finally:
+        app.state.outbound_transport = inner
+    assert not [p for p in sent if p.endswith("/token")]
