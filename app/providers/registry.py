@@ -24,6 +24,9 @@ from app.providers.tokens import TokenResult
 from app.vault.secret import Secret
 
 PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+#: Characters a templated URL part may contain, whatever the input pattern admits: an
+#: operator's loose pattern must never let an end-user inject "/", "?", "#", "@" or ":".
+URL_SAFE_VALUE = re.compile(r"[A-Za-z0-9._~-]*")
 SANDBOX_PATH = "/sandbox/oauth"
 
 
@@ -220,6 +223,13 @@ class Provider:
     def endpoints(self, inputs: Mapping[str, Any] | None = None) -> Endpoints:
         """Resolve the endpoints for these end-user inputs (validated here)."""
         values = self.template_values(self.validate_inputs(inputs))
+        for name, value in values.items():
+            if URL_SAFE_VALUE.fullmatch(value) is None:
+                raise InvalidInput(
+                    f"{name} contains characters not allowed in a URL",
+                    code="invalid_provider_input",
+                    field=f"inputs.{name}",
+                )
         spec = self.spec
         return Endpoints(
             issuer=render_template(spec.issuer, values),

@@ -32,6 +32,18 @@ FORBIDDEN_GRANTS = {
     "token": "the implicit grant",
     "password": "the resource owner password grant",
 }
+RESERVED_TOKEN_PARAMS = {
+    "grant_type",
+    "code",
+    "redirect_uri",
+    "code_verifier",
+    "client_id",
+    "client_secret",
+    "refresh_token",
+    "scope",
+    "username",
+    "password",
+}
 RESERVED_AUTH_PARAMS = {
     "client_id",
     "redirect_uri",
@@ -125,6 +137,12 @@ def check_spec(
         elif name in RESERVED_AUTH_PARAMS:
             problems.append(
                 f"{where}: extra_authorization_params must not set {name!r} (set by the flow)"
+            )
+
+    for name in spec.extra_token_params:
+        if name in RESERVED_TOKEN_PARAMS:
+            problems.append(
+                f"{where}: extra_token_params must not set {name!r} (set by the token client)"
             )
 
     # Hooks and placeholders.

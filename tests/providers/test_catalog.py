@@ -217,6 +217,7 @@ def test_custom_provider_from_yaml_file(tmp_path: Path) -> None:
         (custom(fivetran_service="not_a_service"), "unknown Fivetran service 'not_a_service'"),
         (custom(hooks=["no_such_hook"]), "unknown hook 'no_such_hook'"),
         (custom(token_auth_method="client_secret_jwt"), "token_auth_method"),
+        (custom(extra_token_params={"grant_type": "password"}), "must not set 'grant_type'"),
     ],
 )
 def test_invalid_provider_configuration_is_a_clear_startup_error(
@@ -384,3 +385,32 @@ def test_fivetran_auth_and_config_mapping() -> None:
     assert zendesk.fivetran_config(None, {"subdomain": "acme"}) == {"domain": "acme"}
     assert registry.get("intercom").fivetran_config(None, {}) == {"data_region": ""}
     assert registry.get("google_sheets").fivetran_config(None, {}) == {"auth_type": "OAuth"}
+
+
+def test_loose_operator_pattern_cannot_inject_into_urls() -> None:
+    entry = custom(
+        authorization_url="https://{host}/authorize",
+        token_url="https://{host}/token",
+        issuer="https://{host}",
+        inputs=[{"name": "host", "title": "Host", "pattern": "^.*$"}],
+    )
+    registry = build_registry(
+        production(
+            providers={"acme_crm": entry},
+            apps={"acme_crm": {"client_id": "a", "client_secret": "b"}},
+        )
+    )
+    provider = registry.get("acme_crm")
+    assert provider.endpoints({"host": "auth.acme.example"}).token_url == (
+        "https://auth.acme.example/token"
+    )
+    for evil in (
+        "evil.example/x?",
+        "evil.example#",
+        "user@evil.example",
+        "evil.example:444",
+        "a b",
+    ):
+        with pytest.raises(InvalidInput) as info:
+            provider.endpoints({"host": evil})
+        assert info.value.extra["field"] == "inputs.host"
