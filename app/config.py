@@ -213,9 +213,6 @@ class EventsSettings(BaseModel):
         60.0, gt=0, description="How long a worker owns a claimed delivery before others retry."
     )
     batch_size: int = Field(50, ge=1, le=1000, description="Deliveries claimed per iteration.")
-    signature_tolerance_seconds: int = Field(
-        300, ge=1, description="Replay window receivers should accept (documented default)."
-    )
     reconcile_interval_seconds: float = Field(
         300.0, gt=0, description="How often the reconciliation job runs."
     )
