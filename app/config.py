@@ -206,7 +206,11 @@ class EventsSettings(BaseModel):
     )
     poll_interval_seconds: float = Field(1.0, gt=0, description="Worker idle poll interval.")
     delivery_timeout_seconds: float = Field(10.0, gt=0, description="Per delivery HTTP timeout.")
-    max_attempts: int = Field(12, ge=1, description="Attempts before a delivery is dead.")
+    max_attempts: int = Field(
+        20,
+        ge=1,
+        description="Attempts before a delivery is dead (20 with the default backoff: about 5 to 10 hours).",
+    )
     backoff_base_seconds: float = Field(5.0, gt=0, description="First retry delay (doubles).")
     backoff_max_seconds: float = Field(3600.0, gt=0, description="Longest retry delay.")
     lease_seconds: float = Field(
