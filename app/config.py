@@ -209,7 +209,8 @@ class EventsSettings(BaseModel):
     max_attempts: int = Field(
         20,
         ge=1,
-        description="Attempts before a delivery is dead (20 with the default backoff: about 5 to 10 hours).",
+        description="Attempts before a delivery is dead (20 with the default backoff: "
+        "about 5 to 10 hours).",
     )
     backoff_base_seconds: float = Field(5.0, gt=0, description="First retry delay (doubles).")
     backoff_max_seconds: float = Field(3600.0, gt=0, description="Longest retry delay.")
@@ -404,7 +405,7 @@ def production_problems(settings: Settings) -> list[str]:
         problems.append("PBF_PUBLIC_BASE_URL must be an https:// URL in production.")
     for endpoint in settings.events.endpoints:
         if not endpoint.url.startswith("https://"):
-            problems.append(f"PBF_EVENTS__ENDPOINTS entry {endpoint.id!r} must use an https:// url.")
+            problems.append(f"PBF_EVENTS__ENDPOINTS entry {endpoint.id!r} needs an https:// url.")
         if any(len(s.get_secret_value()) < 16 for s in endpoint.secrets):
             problems.append(
                 f"PBF_EVENTS__ENDPOINTS entry {endpoint.id!r}: signing secrets need 16+ characters."

@@ -19,7 +19,7 @@ def test_production_refuses_plain_http_and_short_secrets() -> None:
         },
     )
     problems = production_problems(settings)
-    assert any("'a' must use an https:// url" in p for p in problems)
+    assert any("'a' needs an https:// url" in p for p in problems)
     assert any("'a': signing secrets need 16+" in p for p in problems)
     assert not any("'b'" in p for p in problems)
 
