@@ -56,10 +56,10 @@ class FivetranSettings(BaseModel):
         description="Fivetran API base URL. Default https://api.fivetran.com; in sandbox mode the "
         "embedded simulator.",
     )
-    api_key: SecretStr | None = None
-    api_secret: SecretStr | None = None
-    timeout_seconds: float = Field(30.0, gt=0)
-    max_retries: int = Field(3, ge=0, le=10)
+    api_key: SecretStr | None = Field(None, description="Fivetran API key (Basic auth user).")
+    api_secret: SecretStr | None = Field(None, description="Fivetran API secret.")
+    timeout_seconds: float = Field(30.0, gt=0, description="Per-request timeout.")
+    max_retries: int = Field(3, ge=0, le=10, description="Retries of idempotent calls.")
     max_retry_after_seconds: float = Field(
         60.0, ge=0, description="Longest Retry-After we wait inline before giving up."
     )
@@ -314,10 +314,10 @@ class Settings(BaseSettings):
         description="Externally visible base URL; OAuth redirect URIs are built from it, "
         "never from Host headers.",
     )
-    log_level: str = Field("INFO")
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR.")
     log_json: bool = Field(True, description="JSON log lines (false: plain text for humans).")
-    db_pool_size: int = Field(5, ge=1)
-    db_max_overflow: int = Field(10, ge=0)
+    db_pool_size: int = Field(5, ge=1, description="PostgreSQL connection pool size.")
+    db_max_overflow: int = Field(10, ge=0, description="Extra connections above the pool.")
 
     api: ApiSettings = Field(default_factory=ApiSettings)
     fivetran: FivetranSettings = Field(default_factory=FivetranSettings)
@@ -401,6 +401,14 @@ def production_problems(settings: Settings) -> list[str]:
         problems.append("PBF_VAULT__AWS_KMS_KEY_ID must be set for the awskms provider.")
     if settings.onboarding.group_strategy == "shared" and not settings.onboarding.shared_group_id:
         problems.append("PBF_ONBOARDING__SHARED_GROUP_ID must be set for the shared strategy.")
+    if (
+        settings.onboarding.group_strategy == "per_end_user"
+        and "destination_template" not in settings.onboarding.model_fields_set
+    ):
+        problems.append(
+            "PBF_ONBOARDING__DESTINATION_TEMPLATE must be configured for the per_end_user "
+            "strategy (the built-in template is a sandbox placeholder)."
+        )
     if not settings.public_base_url.startswith("https://"):
         problems.append("PBF_PUBLIC_BASE_URL must be an https:// URL in production.")
     for endpoint in settings.events.endpoints:

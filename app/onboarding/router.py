@@ -150,9 +150,19 @@ async def get_ssh_public_key(
 
 
 @router.get("/sources", response_model=SourceList, tags=["sources"])
-async def get_sources(request: Request, caller: ReadCaller) -> SourceList:
-    """Every Fivetran service this deployment can onboard headlessly, with form schemas."""
-    return SourceList(items=[SourceOut(**s.public()) for s in list_sources(request.app.state)])
+async def get_sources(
+    request: Request,
+    caller: ReadCaller,
+    cursor: str | None = None,
+    limit: Limit = 1000,
+) -> SourceList:
+    """Every Fivetran service this deployment can onboard headlessly, with form schemas
+    (by service name; the default page holds the whole catalog)."""
+    after = end_user_service.decode_cursor(cursor)
+    sources = [s for s in list_sources(request.app.state) if after is None or s.service > after]
+    page = sources[:limit]
+    next_cursor = end_user_service.encode_cursor(page[-1].service) if len(sources) > limit else None
+    return SourceList(items=[SourceOut(**s.public()) for s in page], next_cursor=next_cursor)
 
 
 @router.get("/sources/{service}", response_model=SourceOut, tags=["sources"])

@@ -45,6 +45,23 @@ async def test_catalog_lists_onboardable_services(api: httpx.AsyncClient) -> Non
     assert pg["additionalProperties"] is False
 
 
+async def test_catalog_pages(api: httpx.AsyncClient) -> None:
+    everything = [s["service"] for s in (await api.get("/v1/sources")).json()["items"]]
+    assert everything == sorted(everything)
+    seen: list[str] = []
+    cursor = None
+    for _ in range(100):
+        params: dict[str, object] = {"limit": 300}
+        if cursor:
+            params["cursor"] = cursor
+        page = (await api.get("/v1/sources", params=params)).json()
+        seen += [s["service"] for s in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == everything
+
+
 async def test_one_source_and_404s(api: httpx.AsyncClient) -> None:
     r = await api.get("/v1/sources/stripe")
     assert r.status_code == 200 and r.json()["service"] == "stripe"
