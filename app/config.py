@@ -130,7 +130,7 @@ class DestinationTemplate(BaseModel):
     region: str | None = Field("GCP_US_EAST4", description="Fivetran region of the destination.")
     time_zone_offset: str = Field("0", description='Time zone offset, "-11" … "+12".')
     config: dict[str, object] = Field(
-        default_factory=lambda: {"project_id": "pbf-sandbox", "data_set_location": "US"},
+        default_factory=lambda: dict[str, object](project_id="pbf-sandbox", data_set_location="US"),
         description="Destination config (service-specific).",
     )
 

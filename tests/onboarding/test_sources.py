@@ -51,7 +51,7 @@ async def test_catalog_pages(api: httpx.AsyncClient) -> None:
     seen: list[str] = []
     cursor = None
     for _ in range(100):
-        params: dict[str, object] = {"limit": 300}
+        params: dict[str, str | int] = {"limit": 300}
         if cursor:
             params["cursor"] = cursor
         page = (await api.get("/v1/sources", params=params)).json()
