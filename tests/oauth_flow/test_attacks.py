@@ -777,3 +777,15 @@ async def test_r21_disconnect_revokes_and_shreds_the_grant(harness: FlowHarness)
         )
     assert info.value.error_code == "invalid_grant"
     assert await harness.count(VaultSecret, VaultSecret.owner_id == connection_id) == 0
+
+
+async def test_r01_repeated_callback_parameters_are_rejected(harness: FlowHarness) -> None:
+    await harness.end_user()
+    browser, callback, _ = await harness.callback_url_for(PROVIDER)
+    path, query = urlsplit(callback).path, urlsplit(callback).query
+    for extra in ("state=" + "x" * 43, "code=injected", "iss=https://evil.example"):
+        _assert_static_page(await browser.get(f"{path}?{query}&{extra}"))
+    assert harness.spy.token_requests() == []
+    # Not consumed by the rejected attempts: the genuine callback still completes.
+    r = await browser.get(relative(callback))
+    assert query_of(r.headers["location"])["status"] == "connected"

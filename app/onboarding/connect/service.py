@@ -59,7 +59,6 @@ log = logging.getLogger("pbf.connect")
 BINDING_COOKIE = "__Host-oauth_flow"
 FLOW_OWNER = "oauth_flow"
 CONNECTION_OWNER = "connection"
-_CALLBACK_PARAMS = ("state", "code", "iss", "error", "error_description", "error_uri")
 
 #: Error codes a browser may be sent back with (on top of the provider allow-list).
 SESSION_ERROR_CODES = frozenset(
@@ -387,12 +386,13 @@ async def start_flow(session: AsyncSession, app_state: Any, *, token: str) -> Br
 
 
 def _single_params(items: Sequence[tuple[str, str]]) -> dict[str, str] | None:
-    """The query as a dict; ``None`` when an OAuth parameter is repeated (pollution)."""
+    """The query as a dict; ``None`` when any parameter is repeated (parameter pollution:
+    signed callbacks and metadata must not depend on which copy a parser picks)."""
     out: dict[str, str] = {}
     for key, value in items:
-        if key in out and key in _CALLBACK_PARAMS:
+        if key in out:
             return None
-        out.setdefault(key, value)
+        out[key] = value
     return out
 
 
