@@ -294,7 +294,7 @@ async def test_standalone_app_factory() -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:9999") as c:
         verifier = secrets.token_urlsafe(64)
         r = await c.get(
-            "/asana/authorize",
+            "/sandbox/oauth/asana/authorize",
             params={
                 "response_type": "code",
                 "client_id": "sandbox-asana",
@@ -308,7 +308,7 @@ async def test_standalone_app_factory() -> None:
         got = location_params(r)
         assert got["iss"] == "http://127.0.0.1:9999/sandbox/oauth/asana"
         token = await c.post(
-            "/asana/token",
+            "/sandbox/oauth/asana/token",
             data={
                 "grant_type": "authorization_code",
                 "code": got["code"],
@@ -319,6 +319,8 @@ async def test_standalone_app_factory() -> None:
             },
         )
         assert token.status_code == 200 and token.json()["refresh_token"]
+        meta = await c.get("/sandbox/oauth/asana/.well-known/oauth-authorization-server")
+        assert meta.json()["token_endpoint"] == "http://127.0.0.1:9999/sandbox/oauth/asana/token"
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import BaseModel, Field
 
 from app.config import Settings
-from app.providers.registry import Provider, ProviderRegistry
+from app.providers.registry import SANDBOX_PATH, Provider, ProviderRegistry
 from app.sandbox.oauth import quirks
 from app.sandbox.oauth.server import SandboxAuthorizationServer, SandboxRequest, SandboxResponse
 from app.sandbox.oauth.store import (
@@ -219,12 +219,14 @@ class MisbehaveBody(BaseModel):
 def create_sandbox_oauth_app(
     settings: Settings | None = None,
     *,
-    registry: Callable[[], ProviderRegistry] | ProviderRegistry | None = None,
+    registry: ProviderRegistry | None = None,
 ) -> FastAPI:
-    """ASGI app of the sandbox authorization server (a simulation for local use and tests).
+    """Standalone ASGI app of the sandbox authorization server (a simulation).
 
-    Standalone (``registry`` omitted) it builds its own provider registry from ``settings``
-    (sandbox mode); mounted in the main app it reads the app's ``app.state.providers``.
+    Serves ``/sandbox/oauth/{provider}/…`` — the URLs the provider registry advertises when
+    ``public_base_url`` points at this server. Without ``registry`` it builds its own from
+    ``settings`` (sandbox mode). Run it with
+    ``uvicorn --factory app.sandbox.oauth:create_sandbox_oauth_app``.
     """
     from app.config import load_settings
 
@@ -232,14 +234,22 @@ def create_sandbox_oauth_app(
     if registry is None:
         from app.providers.startup import build_registry
 
-        built = build_registry(settings)
-        get_registry: Callable[[], ProviderRegistry] = lambda: built  # noqa: E731
-    elif isinstance(registry, ProviderRegistry):
-        fixed = registry
-        get_registry = lambda: fixed  # noqa: E731
-    else:
-        get_registry = registry
+        registry = build_registry(settings)
+    fixed = registry
+    sub = _build_app(settings, lambda: fixed)
+    root = FastAPI(
+        title="pbf-headless sandbox authorization server (simulation)",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    root.mount(SANDBOX_PATH, sub)
+    root.state.sandbox_oauth = sub.state.sandbox_oauth
+    return root
 
+
+def _build_app(settings: Settings, get_registry: Callable[[], ProviderRegistry]) -> FastAPI:
+    """The routes, relative to the mount point (``/sandbox/oauth``)."""
     app = FastAPI(
         title="pbf-headless sandbox authorization server (simulation)",
         docs_url=None,
@@ -401,6 +411,6 @@ def mount_sandbox_oauth(app: FastAPI) -> None:
 
     Reads the main app's provider registry (``app.state.providers``) at request time.
     """
-    sub = create_sandbox_oauth_app(app.state.settings, registry=lambda: app.state.providers)
-    app.mount("/sandbox/oauth", sub)
+    sub = _build_app(app.state.settings, lambda: app.state.providers)
+    app.mount(SANDBOX_PATH, sub)
     app.state.sandbox_oauth = sub.state.sandbox_oauth
