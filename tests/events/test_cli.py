@@ -15,9 +15,11 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from app.cli import cli
+from app.events.models import EventDelivery
 from app.events.registration import WEBHOOK_PATH
 from tests.events.conftest import RECEIVER_SECRET, Receiver
 
@@ -114,3 +116,34 @@ def test_webhooks_ensure_registers_at_the_running_sandbox(env, settings_factory)
     assert [h["url"] for h in hooks] == [base + WEBHOOK_PATH]
     # The simulator now signs with the secret we registered, and our endpoint accepts it.
     assert tested.json()["data"] == {"succeed": True, "status": 200, "message": "Success"}
+
+
+async def test_slow_receiver_times_out_and_is_retried(events_settings) -> None:
+    """Over a real socket (the shared client's own transport): the delivery timeout holds."""
+    from app.events.worker import EventsWorker
+    from app.main import create_app
+
+    receiver = Receiver(delay=3.0)
+    with _Served(receiver) as served:
+        settings = events_settings(
+            endpoints=[{"id": "main", "url": f"{served.url}/hook", "secrets": [RECEIVER_SECRET]}],
+            delivery_timeout_seconds=0.3,
+        )
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            from tests.events.conftest import emit_events
+
+            await emit_events(app, [("connection.broken", "con_A")])
+            worker = EventsWorker(
+                settings=settings,
+                sessionmaker=app.state.sessionmaker,
+                http=app.state.http,
+                app_state=app.state,
+            )
+            started = time.monotonic()
+            stats = await worker.run_deliveries_once()
+            elapsed = time.monotonic() - started
+            async with app.state.sessionmaker() as session:
+                error = await session.scalar(select(EventDelivery.last_error))
+    assert stats.retrying == 1 and error == "timeout"
+    assert elapsed < 2.5  # the receiver would have taken 3 s

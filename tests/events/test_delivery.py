@@ -195,3 +195,13 @@ async def test_bad_receiver_secret_means_retry_not_success(
     await emit_events(events_app, [("connection.broken", "con_A")])
     stats = await worker_for(events_app).run_deliveries_once()
     assert stats.retrying == 1 and receiver.rejected == 1
+
+
+async def test_redirects_are_not_followed(events_app, receiver, worker_for) -> None:
+    receiver.down_status = 307  # e.g. a receiver moved: never follow, retry and show it
+    await emit_events(events_app, [("connection.broken", "con_A")])
+    stats = await worker_for(events_app).run_deliveries_once()
+    assert stats.retrying == 1
+    async with events_app.state.sessionmaker() as session:
+        row = await session.scalar(select(EventDelivery))
+    assert row is not None and row.last_error == "http_307" and row.status == "pending"
