@@ -427,8 +427,15 @@ def production_problems(settings: Settings) -> list[str]:
         env = f"PBF_OAUTH__APPS__{key.upper()}"
         if not oauth_app.client_id:
             problems.append(f"{env}__CLIENT_ID must be set (an app is configured for {key!r}).")
-        if oauth_app.client_secret is None and oauth_app.client_secret_file is None:
-            problems.append(f"{env}__CLIENT_SECRET or {env}__CLIENT_SECRET_FILE must be set.")
+        if (
+            oauth_app.client_secret is None
+            and oauth_app.client_secret_file is None
+            and not oauth_app.client_secret_in_vault
+        ):
+            problems.append(
+                f"{env}__CLIENT_SECRET, __CLIENT_SECRET_FILE or __CLIENT_SECRET_IN_VAULT "
+                "must be set."
+            )
         elif (path := oauth_app.client_secret_file) is not None and not path.is_file():
             problems.append(f"{env}__CLIENT_SECRET_FILE {path} does not exist.")
     return problems
