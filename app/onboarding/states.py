@@ -68,10 +68,18 @@ async def transition(
 ) -> bool:
     """Move ``connection`` to ``new_state``; record it and emit its event (flush only).
 
+    The current state is re-read from the database under a row lock first, so concurrent
+    writers (webhooks, reconciliation, a resumed create) never record a move twice.
     Returns False (and records nothing) when the connection is already in ``new_state``.
     An impossible move raises ``Conflict`` (``invalid_transition``).
     """
     current = connection.state
+    if current is not None and connection.id is not None:
+        # Re-read the committed state under a row lock (PostgreSQL): a webhook, the
+        # reconciliation or a concurrent resume may have moved it since we loaded it.
+        await session.flush()
+        await session.refresh(connection, attribute_names=["state"], with_for_update=True)
+        current = connection.state
     if current == new_state:
         if reason and connection.state_reason != reason[:200]:
             connection.state_reason = reason[:200]
