@@ -227,6 +227,12 @@ class EventsSettings(BaseModel):
     reconcile_budget_share: float = Field(
         0.1, gt=0, le=1, description="Share of the hourly Fivetran budget reconciliation may use."
     )
+    retention_days: int = Field(
+        30,
+        ge=0,
+        description="Delete delivered/dead events and webhook receipts older than this "
+        "(0 keeps them forever).",
+    )
     register_webhook_on_startup: bool = Field(
         False,
         description="Register/update the Fivetran webhook at startup (as 'pbf-headless fivetran "

@@ -155,6 +155,15 @@ class EventsWorker:
                 )
         return stats
 
+    async def prune_once(self) -> tuple[int, int]:
+        """Delete settled events and receipts past ``retention_days`` (one batch)."""
+        from app.events.retention import prune
+
+        async with self.sessionmaker() as session, session.begin():
+            return await prune(
+                session, now=self.now(), retention_days=self.settings.events.retention_days
+            )
+
     async def reconcile_once(self) -> int:
         """One reconciliation pass (bounded by the request budget); returns connections done."""
         from app.events.reconcile import reconcile
@@ -215,8 +224,9 @@ class EventsWorker:
                 await self._idle(poll)
 
     async def reconcile_loop(self) -> None:
-        """Reconcile every ``reconcile_interval_seconds`` (first pass after one interval, so
-        a restarting process spends no Fivetran requests before it serves anything)."""
+        """Reconcile (and prune old events) every ``reconcile_interval_seconds``; the first
+        pass waits one interval, so a restarting process spends no Fivetran requests before
+        it serves anything."""
         interval = self.settings.events.reconcile_interval_seconds
         while not self._stopping.is_set():
             await self._idle(interval)
@@ -226,6 +236,10 @@ class EventsWorker:
                 await self.reconcile_once()
             except Exception as exc:
                 log.error("reconciliation failed", extra={"error_type": type(exc).__name__})
+            try:
+                await self.prune_once()
+            except Exception as exc:
+                log.error("event retention failed", extra={"error_type": type(exc).__name__})
 
     async def readiness(self) -> tuple[bool, str]:
         """Probe for ``/readyz``: the background loops are running."""

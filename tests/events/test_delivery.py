@@ -5,10 +5,11 @@ served through the outbound transport."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app.events import delivery
 from app.events.models import Event, EventDelivery, EventDeliveryAttempt
@@ -205,3 +206,30 @@ async def test_redirects_are_not_followed(events_app, receiver, worker_for) -> N
     async with events_app.state.sessionmaker() as session:
         row = await session.scalar(select(EventDelivery))
     assert row is not None and row.last_error == "http_307" and row.status == "pending"
+
+
+async def test_retention_deletes_only_settled_old_events(
+    events_app, receiver, worker_for, clock
+) -> None:
+    delivered, waiting = await emit_events(
+        events_app, [("connection.created", "con_A"), ("connection.created", "con_B")]
+    )
+    worker = worker_for(events_app)
+    receiver.down_status = None
+    async with events_app.state.sessionmaker() as session, session.begin():
+        await delivery.fan_out(session, worker.endpoints, now=clock())
+        # con_B's delivery is still retrying.
+        await session.execute(
+            update(EventDelivery)
+            .where(EventDelivery.ordering_key == "con_B")
+            .values(next_attempt_at=clock() + timedelta(days=365))
+        )
+    await worker.run_until_idle()
+    assert receiver.unique_ids() == [delivered]
+    assert await worker.prune_once() == (0, 0)  # too recent
+    clock.advance(31 * 86400)
+    assert await worker.prune_once() == (1, 0)
+    async with events_app.state.sessionmaker() as session:
+        left = list((await session.scalars(select(Event.id))).all())
+        attempts = await session.scalar(select(func.count()).select_from(EventDeliveryAttempt))
+    assert left == [waiting] and attempts == 0
