@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -75,3 +77,87 @@ def list_providers(
             f"rt={'required' if row['requires_refresh_token'] else 'no':<8} "
             f"rotation={row['rotation']}"
         )
+
+
+def _vault_session_run(settings: Settings, fn: Any) -> Any:
+    """Run ``fn(vault, session)`` in one committed transaction on the migrated database."""
+    from app.db import create_engine, create_sessionmaker
+    from app.migrations_runner import pending_heads
+    from app.vault.startup import build_vault
+
+    async def go() -> Any:
+        vault = await build_vault(settings)
+        engine = create_engine(settings.effective_database_url)
+        try:
+            async with engine.connect() as conn:
+                if await conn.run_sync(pending_heads):
+                    typer.echo("error: run 'pbf-headless migrate' first", err=True)
+                    raise typer.Exit(2)
+            async with create_sessionmaker(engine)() as session, session.begin():
+                return await fn(vault, session)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
+def _known_app(settings: Settings, key: str) -> None:
+    app = settings.oauth.apps.get(key)
+    if app is None or not app.client_secret_in_vault:
+        typer.echo(
+            f"error: configure PBF_OAUTH__APPS__{key.upper()}__CLIENT_ID and "
+            f"PBF_OAUTH__APPS__{key.upper()}__CLIENT_SECRET_IN_VAULT=true first",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+
+@providers_cli.command("set-secret")
+def set_secret(
+    key: Annotated[str, typer.Argument(help="Provider key, e.g. salesforce.")],
+    from_stdin: Annotated[
+        bool, typer.Option("--stdin", help="Read the secret from standard input.")
+    ] = False,
+) -> None:
+    """Store an OAuth app's client secret in the vault (encrypted, owner oauth_app)."""
+    from app.providers.registry import APP_OWNER, APP_SECRET_FIELD, PLATFORM_END_USER
+    from app.vault.secret import Secret
+
+    settings = load_settings()
+    _known_app(settings, key)
+    if from_stdin:
+        value = sys.stdin.read().strip()
+    else:
+        value = typer.prompt("Client secret", hide_input=True, confirmation_prompt=True)
+    if not value:
+        typer.echo("error: empty secret", err=True)
+        raise typer.Exit(2)
+
+    async def put(vault: Any, session: Any) -> None:
+        await vault.put(
+            session,
+            end_user_id=PLATFORM_END_USER,
+            owner_type=APP_OWNER,
+            owner_id=key,
+            field=APP_SECRET_FIELD,
+            value=Secret(value),
+        )
+
+    _vault_session_run(settings, put)
+    typer.echo(f"stored the client secret of {key} in the vault")
+
+
+@providers_cli.command("delete-secret")
+def delete_secret(key: Annotated[str, typer.Argument(help="Provider key.")]) -> None:
+    """Shred an OAuth app's client secret from the vault."""
+    from app.providers.registry import APP_OWNER, APP_SECRET_FIELD
+
+    settings = load_settings()
+
+    async def delete(vault: Any, session: Any) -> int:
+        return int(
+            await vault.delete(session, owner_type=APP_OWNER, owner_id=key, field=APP_SECRET_FIELD)
+        )
+
+    count = _vault_session_run(settings, delete)
+    typer.echo(f"deleted {count} secret(s) of {key}")

@@ -10,7 +10,7 @@ OAuth app credentials configured for them.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -334,12 +334,22 @@ class Provider:
         return config
 
 
+PLATFORM_END_USER = "_platform"
+APP_OWNER = "oauth_app"
+APP_SECRET_FIELD = "client_secret"
+
+
 @dataclass
 class AppConfig:
-    """Configured OAuth app of one provider (in memory; secrets never persisted here)."""
+    """Configured OAuth app of one provider.
+
+    ``client_secret`` is held in memory (from settings or a secret file), or is ``None`` when
+    it lives in the vault (owner ``oauth_app``, end-user ``_platform``, owner id = provider
+    key) and is read per use by :meth:`ProviderRegistry.credentials`.
+    """
 
     client_id: str
-    client_secret: Secret
+    client_secret: Secret | None
     extras: dict[str, Secret] = field(default_factory=dict)
     #: Generated sandbox credentials (not an operator-configured app).
     generated: bool = False
@@ -348,9 +358,20 @@ class AppConfig:
 class ProviderRegistry:
     """Every known provider plus the OAuth apps configured for them (``app.state.providers``)."""
 
-    def __init__(self, providers: Mapping[str, Provider], apps: Mapping[str, AppConfig]) -> None:
+    def __init__(
+        self,
+        providers: Mapping[str, Provider],
+        apps: Mapping[str, AppConfig],
+        *,
+        vault: Callable[[], Any] | None = None,
+    ) -> None:
         self._providers = dict(providers)
         self._apps = dict(apps)
+        self._vault = vault
+
+    def bind_vault(self, vault: Callable[[], Any]) -> None:
+        """Where vault-held client secrets are read from (``app.state.vault``, lazily)."""
+        self._vault = vault
 
     def get(self, provider_key: str) -> Provider:
         try:
@@ -388,11 +409,25 @@ class ProviderRegistry:
     async def credentials(self, session: AsyncSession | None, provider_key: str) -> AppCredentials:
         """``(client_id, client_secret, extras)`` of the provider's OAuth app.
 
-        ``session`` is accepted for app secrets stored at rest in the vault (owner
-        ``oauth_app``); today every secret comes from settings or secret files, in memory.
+        The secret comes from settings / a secret file (in memory), or from the vault (owner
+        ``oauth_app``) with ``session`` when the app is configured with
+        ``client_secret_in_vault``; a missing vault secret raises ``ProviderNotConfigured``.
         """
         app = self.app_config(provider_key)
-        return AppCredentials(app.client_id, app.client_secret, dict(app.extras))
+        secret = app.client_secret
+        if secret is None:
+            if self._vault is None or session is None:
+                raise ProviderNotConfigured(provider_key)
+            secret = await self._vault().get(
+                session,
+                end_user_id=PLATFORM_END_USER,
+                owner_type=APP_OWNER,
+                owner_id=provider_key,
+                field=APP_SECRET_FIELD,
+            )
+            if secret is None:
+                raise ProviderNotConfigured(provider_key)
+        return AppCredentials(app.client_id, secret, dict(app.extras))
 
     def sandboxed(self) -> list[Provider]:
         """Providers served by the embedded sandbox authorization server."""

@@ -104,7 +104,10 @@ def _client_secret(key: str, app: OAuthAppSettings, problems: list[str]) -> Secr
         return Secret(value)
     if app.client_secret is not None and app.client_secret.get_secret_value():
         return Secret(app.client_secret.get_secret_value())
-    problems.append(f"{env}__CLIENT_SECRET (or __CLIENT_SECRET_FILE) is not set")
+    problems.append(
+        f"{env}__CLIENT_SECRET (or __CLIENT_SECRET_FILE, or __CLIENT_SECRET_IN_VAULT=true) "
+        "is not set"
+    )
     return None
 
 
@@ -161,9 +164,19 @@ def build_registry(settings: Settings) -> ProviderRegistry:
         if not app_settings.client_id:
             problems.append(f"PBF_OAUTH__APPS__{key.upper()}__CLIENT_ID is not set")
             continue
-        secret = _client_secret(key, app_settings, problems)
-        if secret is None:
+        secret: Secret | None = None
+        if app_settings.client_secret_in_vault and (
+            app_settings.client_secret is not None or app_settings.client_secret_file is not None
+        ):
+            problems.append(
+                f"PBF_OAUTH__APPS__{key.upper()}: set only one of __CLIENT_SECRET, "
+                "__CLIENT_SECRET_FILE and __CLIENT_SECRET_IN_VAULT"
+            )
             continue
+        if not app_settings.client_secret_in_vault:
+            secret = _client_secret(key, app_settings, problems)
+            if secret is None:
+                continue
         specs[key] = _apply_overrides(specs[key], app_settings)
         apps[key] = AppConfig(
             client_id=app_settings.client_id,
@@ -216,6 +229,7 @@ def build_registry(settings: Settings) -> ProviderRegistry:
 async def start_providers(app: FastAPI, settings: Settings) -> ProviderRegistry:
     """Lifespan hook: build and validate the registry, publish ``app.state.providers``."""
     registry = build_registry(settings)
+    registry.bind_vault(lambda: app.state.vault)
     app.state.providers = registry
     # authlib logs token values at DEBUG (server "Issue token", client "Using code_verifier"):
     # keep it at INFO or above whatever the service's log level (R16).

@@ -81,6 +81,8 @@ class SandboxOAuth:
         if provider is None:
             return None
         app_config = self._registry().app_config(key)
+        if app_config.client_secret is None:  # pragma: no cover - sandboxed apps are generated
+            return None
         spec = provider.spec
         rotation = spec.refresh_token_rotation == "yes" or bool(spec.sandbox.get("rotate"))
         grant_types = list(spec.grant_types)
