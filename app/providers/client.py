@@ -28,7 +28,7 @@ import logging
 import warnings
 from collections.abc import Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit, urlunsplit
@@ -106,7 +106,6 @@ class _Capture:
     status: int | None = None
     body: dict[str, Any] | None = None
     requests: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _decode_body(resp: httpx.Response) -> dict[str, Any] | None:

@@ -171,7 +171,9 @@ def _login_decision(oauth: SandboxOAuth, params: dict[str, str]) -> tuple[str, s
     return "ask", None
 
 
-def _consent_page(provider: Provider, consent_id: str, scope: str, action: str) -> HTMLResponse:
+def _consent_page(
+    provider: Provider, client_id: str, consent_id: str, scope: str, action: str
+) -> HTMLResponse:
     scopes = [s for s in scope.replace(",", " ").split(" ") if s]
     items = "".join(f"<li><code>{html.escape(s)}</code></li>" for s in scopes) or (
         "<li>(permissions configured on the app)</li>"
@@ -182,7 +184,7 @@ def _consent_page(provider: Provider, consent_id: str, scope: str, action: str) 
 <body>
 <h1>{name} — sandbox consent</h1>
 <p>The application <strong>{html.escape(provider.key)}</strong> (client
-<code>sandbox-{html.escape(provider.key)}</code>) asks for access to your {name} data:</p>
+<code>{html.escape(client_id)}</code>) asks for access to your {name} data:</p>
 <ul>{items}</ul>
 <form method="post" action="{html.escape(action)}">
   <input type="hidden" name="consent_id" value="{html.escape(consent_id)}">
@@ -289,7 +291,9 @@ def _build_app(settings: Settings, get_registry: Callable[[], ProviderRegistry])
         oauth.store.consents[consent_id] = PendingConsent(consent_id, provider_key, items)
         provider = oauth.provider(provider_key)
         assert provider is not None
-        return _consent_page(provider, consent_id, req.scope or "", str(request.url.path))
+        return _consent_page(
+            provider, server.client.client_id, consent_id, req.scope or "", str(request.url.path)
+        )
 
     @app.post("/{provider_key}/authorize")
     async def consent(provider_key: str, request: Request) -> Response:
