@@ -72,6 +72,8 @@ class Browser:
     client: httpx.AsyncClient
     cookies: dict[str, str] = field(default_factory=dict)
     last_binding: str = ""
+    #: every secret value this browser saw (checked against the logs after each test)
+    sink: list[str] = field(default_factory=list)
 
     def _cookie_header(self) -> dict[str, str]:
         if not self.cookies:
@@ -88,6 +90,7 @@ class Browser:
                 else:
                     self.cookies[name] = morsel.value
                     self.last_binding = morsel.value
+                    self.sink.append(morsel.value)
 
     async def get(self, url: str, **kw: Any) -> httpx.Response:
         headers = {**self._cookie_header(), **kw.pop("headers", {})}
@@ -115,9 +118,11 @@ class FlowHarness:
     client: httpx.AsyncClient
     spy: SpyTransport
     headers: dict[str, str]
+    #: code / state / binding-cookie values seen in the test (must never reach a log line)
+    secrets_seen: list[str] = field(default_factory=list)
 
     def browser(self) -> Browser:
-        return Browser(self.client)
+        return Browser(self.client, sink=self.secrets_seen)
 
     async def end_user(self, external_id: str = "acme", name: str = "Acme Corp") -> None:
         r = await self.client.put(
@@ -166,7 +171,10 @@ class FlowHarness:
         url = with_params(authorize_url, login_hint=login_hint)
         r = await self.client.get(url)
         assert r.status_code in (302, 303), (r.status_code, r.text[:500])
-        return r.headers["location"]
+        location = r.headers["location"]
+        params = query_of(location)
+        self.secrets_seen += [v for k, v in params.items() if k in ("code", "auth_code", "state")]
+        return location
 
     async def callback_url_for(self, service: str, **body: Any) -> tuple[Browser, str, dict]:
         """A started flow up to the provider's redirect: (browser, callback URL, session)."""
@@ -305,8 +313,16 @@ def flow_settings(settings_factory: Callable[..., Settings]) -> Settings:
 async def harness(
     flow_settings: Settings,
     make_flow_harness: Callable[[Settings], Awaitable[FlowHarness]],
-) -> FlowHarness:
-    return await make_flow_harness(flow_settings)
+    all_logs: pytest.LogCaptureFixture,
+) -> AsyncIterator[FlowHarness]:
+    """The app, a spy on its token requests, and — after every test — the check that no
+    code, state or binding-cookie value the test saw reached any log record (R16)."""
+    h = await make_flow_harness(flow_settings)
+    yield h
+    # At teardown ``caplog.records`` holds only this phase: read the setup and call phases.
+    text = log_text(all_logs, phases=("setup", "call"))
+    for value in h.secrets_seen:
+        assert value not in text, "a code/state/cookie value reached the logs"
 
 
 @pytest.fixture
@@ -353,13 +369,21 @@ def all_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     from app.observability import RedactionFilter
 
     caplog.set_level(logging.DEBUG)
+    # aiosqlite logs every driver call at DEBUG ("executing functools.partial(...)"): pure
+    # volume, no values — left at INFO so the suite stays fast.
+    caplog.set_level(logging.INFO, logger="aiosqlite")
     caplog.handler.addFilter(RedactionFilter())
     return caplog
 
 
-def log_text(caplog: pytest.LogCaptureFixture) -> str:
+def log_text(caplog: pytest.LogCaptureFixture, phases: tuple[str, ...] = ()) -> str:
     parts = []
-    for record in caplog.records:
+    records = (
+        [r for phase in phases for r in caplog.get_records(phase)]  # type: ignore[arg-type]
+        if phases
+        else caplog.records
+    )
+    for record in records:
         parts.append(record.getMessage())
         parts.append(str(record.__dict__))
         if record.exc_text:
