@@ -1,8 +1,8 @@
 """Retention: old, settled events and webhook receipts are deleted.
 
-An event is settled once fanned out and none of its deliveries is still ``pending``
-(delivered or dead). Its deliveries and attempts go with it (``ON DELETE CASCADE``). Receipts
-older than the window no longer need to dedupe anything (Fivetran retries for 24 h).
+An event is settled when none of its deliveries is still ``pending`` (all delivered or dead,
+or it never had an endpoint). Its deliveries and attempts go with it. Receipts older than the
+window no longer need to dedupe anything (Fivetran retries for 24 h).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ async def prune(
         (
             await session.scalars(
                 select(Event.seq)
-                .where(Event.created_at < cutoff, Event.fanned_out_at.is_not(None), ~pending)
+                .where(Event.created_at < cutoff, ~pending)
                 .order_by(Event.seq)
                 .limit(batch)
             )

@@ -93,6 +93,10 @@ class EventsWorker:
         """Fan out new events, lease eligible deliveries, send them, record outcomes."""
         cfg = self.settings.events
         stats = RunStats()
+        if not self.endpoints:
+            # A process without endpoints (e.g. a replica missing PBF_EVENTS__ENDPOINTS) must
+            # not mark events as handled: they wait for a worker that knows where to send.
+            return stats
         async with self.sessionmaker() as session, session.begin():
             kinds = await delivery.fan_out(session, self.endpoints, now=self.now())
         stats.fanned_out = len(kinds)

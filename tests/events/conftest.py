@@ -147,6 +147,14 @@ async def events_app(
 
 
 @pytest.fixture
+async def app(events_app: FastAPI) -> FastAPI:
+    """Overrides the root ``app`` (used by ``make_api_key``/``auth_headers``): a second app on
+    the same database with its own background worker and no endpoints would fan events out
+    to nobody before our worker sees them."""
+    return events_app
+
+
+@pytest.fixture
 async def events_client(events_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=events_app)
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as c:

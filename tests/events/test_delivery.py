@@ -233,3 +233,14 @@ async def test_retention_deletes_only_settled_old_events(
         left = list((await session.scalars(select(Event.id))).all())
         attempts = await session.scalar(select(func.count()).select_from(EventDeliveryAttempt))
     assert left == [waiting] and attempts == 0
+
+
+async def test_a_worker_without_endpoints_leaves_events_alone(
+    events_app, events_settings, receiver, worker_for
+) -> None:
+    [event_id] = await emit_events(events_app, [("connection.broken", "con_A")])
+    misconfigured = worker_for(events_app, settings=events_settings(endpoints=[]))
+    stats = await misconfigured.run_deliveries_once()
+    assert stats.fanned_out == 0
+    await worker_for(events_app).run_until_idle()
+    assert receiver.unique_ids() == [event_id]
