@@ -159,3 +159,18 @@ async def test_long_429_is_passed_on_with_retry_after(
     assert r.headers["Retry-After"] == "3600"
     assert await count_rows("connections", "state = 'creating'") == 1
     assert await _posts(sim) == 1
+
+
+async def test_startup_resume_finishes_creating_connections(
+    app: FastAPI, acme: httpx.AsyncClient, sim: Simulator
+) -> None:
+    """The lifespan's resume (``resume_pending_work``) finishes a create left behind."""
+    from app.onboarding.startup import resume_pending_work
+
+    await sim.fault(method="POST", path_regex=CREATE, status=503, count=50)
+    body = problem(await acme.post("/v1/connections", json=STRIPE), 503)
+    await sim.clear_faults()
+    assert await resume_pending_work(app) == (1, 0)
+    r = await acme.get(f"/v1/connections/{body['connection_id']}")
+    assert r.json()["state"] == "connected"
+    assert await resume_pending_work(app) == (0, 0)

@@ -222,3 +222,18 @@ async def test_handed_off_grant_is_never_refreshed_by_us(
     finally:
         app.state.outbound_transport = inner
     assert not [p for p in sent if p.endswith("/token")]
+
+
+async def test_payload_preview_of_an_oauth_source(api: httpx.AsyncClient) -> None:
+    assert (await api.put("/v1/end-users/prev-1", json={})).status_code == 201
+    r = await api.post(
+        "/v1/payloads/preview",
+        json={"end_user": "prev-1", "service": "salesforce", "config": {}},
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()["body"]
+    assert body["service"] == "salesforce" and body["config"]["schema"] == "salesforce"
+    assert body["auth"]["refresh_token"] == "******"
+    assert body["auth"]["client_access"]["client_secret"] == "******"
+    assert "preview-refresh-token" not in r.text
+    assert body["paused"] is True and body["run_setup_tests"] is True
