@@ -69,7 +69,8 @@ async def update_connection(
                     code="config_field_locked",
                     field=f"config.{key}",
                 )
-        validate_config(source, {**conn.config, **config})
+        stored_secrets = {name: "stored" for name in conn.secret_fields}
+        validate_config(source, {**conn.config, **stored_secrets, **config})
         plain = {k: v for k, v in config.items() if k not in source.secret_fields}
         secrets = {k: v for k, v in config.items() if k in source.secret_fields}
         body["config"] = {**plain, **secrets}

@@ -96,6 +96,12 @@ async def test_pause_resume_schedule_sync_resync_test(make_api: Callable[..., An
     problem(await api.patch(f"/v1/connections/{cid}", json={"auth": {}}), 422)
     problem(await api.patch(f"/v1/connections/{cid}", json={}), 422, "empty_update")
 
+    # A non-secret field alone (the stored API key still counts as given).
+    r = await api.patch(
+        f"/v1/connections/{cid}", json={"config": {"historical_sync_time_frame": "ALL_TIME"}}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["config"]["historical_sync_time_frame"] == "ALL_TIME"
     # Rotating a secret goes to Fivetran and the vault, never back to the caller.
     r = await api.patch(f"/v1/connections/{cid}", json={"config": {"api_key": "sk_new"}})
     assert r.status_code == 200 and "sk_new" not in r.text
