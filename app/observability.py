@@ -43,6 +43,8 @@ _KV_RE = re.compile(
 _JSON_RE = re.compile(rf"(?i)([\"']{_SENSITIVE_PARAM}[\"']\s*:\s*)([\"'])(.*?)(?<!\\)\2")
 _BEARER_RE = re.compile(r"(?i)\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=\-]+")
 _KEY_RE = re.compile(r"\bpbf_[A-Za-z0-9]+_[A-Za-z0-9_\-]{20,}")
+# Single-use connect start tokens travel in the path: /connect/<token>
+_CONNECT_PATH_RE = re.compile(r"(/connect/)[A-Za-z0-9_\-]{16,}")
 _SENSITIVE_KEY_RE = re.compile(rf"(?i)^{_SENSITIVE_PARAM}$")
 
 
@@ -53,6 +55,7 @@ def redact(text: str) -> str:
     text = _KV_RE.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
     text = _JSON_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}{m.group(2)}", text)
     text = _BEARER_RE.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    text = _CONNECT_PATH_RE.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
     return _KEY_RE.sub(REDACTED, text)
 
 

@@ -34,6 +34,7 @@ SECRETS = {
         "refresh_token=RT-very-secret-987&grant_type=refresh_token",
         "Authorization: Bearer RT-very-secret-987",
         "client_secret='RT-very-secret-987'",
+        "POST /connect/RT-very-secret-987-abcdefghijklmnop 303",
     ],
 )
 def test_redact_removes_values(text):
