@@ -248,6 +248,11 @@ class OAuthAppSettings(BaseModel):
     client_secret_file: Path | None = Field(
         None, description="File holding the client secret (mounted secret); wins over inline."
     )
+    client_secret_in_vault: bool = Field(
+        False,
+        description="The client secret is kept in the token vault (owner oauth_app), set with "
+        "'pbf-headless providers set-secret <key>'; read when a flow needs it.",
+    )
     extras: dict[str, SecretStr] = Field(
         default_factory=dict,
         description="Provider extras handed to Fivetran, e.g. google_ads developer_token.",
