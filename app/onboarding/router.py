@@ -39,7 +39,24 @@ from app.onboarding.schemas import (
 )
 from app.onboarding.sources import get_source, list_sources
 
-router = APIRouter(prefix="/v1")
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/problem+json": {}}}
+
+
+#: Problem-details responses every onboarding route may give (RFC 9457, stable ``code``).
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    401: _problem("Missing or invalid API key."),
+    403: _problem("The API key lacks the scope."),
+    404: _problem("Unknown, deleted or foreign (outside the key's end-users) resource."),
+    409: _problem("Conflicting state (idempotency key reused, offboarding in progress, …)."),
+    413: _problem("Request body too large."),
+    422: _problem("Invalid input; ``field`` names the offending field."),
+    429: _problem("Fivetran rate limit; honour ``Retry-After``."),
+    503: _problem("Fivetran unavailable; retry (with the same Idempotency-Key)."),
+}
+
+router = APIRouter(prefix="/v1", responses=PROBLEMS)
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 Limit = Annotated[int, Query(ge=1, le=1000)]
