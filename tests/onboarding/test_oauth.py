@@ -237,3 +237,42 @@ async def test_payload_preview_of_an_oauth_source(api: httpx.AsyncClient) -> Non
     assert body["auth"]["client_access"]["client_secret"] == "******"
     assert "preview-refresh-token" not in r.text
     assert body["paused"] is True and body["run_setup_tests"] is True
+
+
+async def test_denied_consent_fails_the_reserved_connection(
+    app: FastAPI, api: httpx.AsyncClient, sim: Simulator
+) -> None:
+    from tests.onboarding.conftest import RETURN_TO, EndUserBrowser
+
+    assert (await api.put("/v1/end-users/no-1", json={})).status_code == 201
+    r = await api.post(
+        "/v1/connect-sessions",
+        json={"end_user": "no-1", "service": "hubspot", "return_to": RETURN_TO},
+    )
+    assert r.status_code == 201, r.text
+    final = await EndUserBrowser(api).connect(r.json()["connect_url"], login_hint="deny")
+    assert final["status"] == "error", final
+    conns = (await api.get("/v1/connections", params={"end_user": "no-1"})).json()["items"]
+    assert len(conns) == 1
+    assert conns[0]["state"] == "setup_failed", conns[0]
+    assert conns[0]["state_reason"].startswith("oauth_failed:")
+    assert conns[0]["fivetran_connection_id"] is None
+    from app.onboarding.models import EndUser
+
+    async with app.state.sessionmaker() as s:
+        eu_id = await s.scalar(select(EndUser.id).where(EndUser.external_id == "no-1"))
+    assert await vault_rows(app, eu_id) == 0
+    # A new consent for the same connection then succeeds (retry after a denial).
+    r = await api.post(
+        "/v1/connect-sessions",
+        json={
+            "end_user": "no-1",
+            "service": "hubspot",
+            "return_to": RETURN_TO,
+            "connection_id": conns[0]["id"],
+        },
+    )
+    assert r.status_code == 201, r.text
+    final = await EndUserBrowser(api).connect(r.json()["connect_url"])
+    assert final["status"] == "connected", final
+    assert final["connection_id"] == conns[0]["id"]
