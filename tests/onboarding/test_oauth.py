@@ -276,3 +276,35 @@ async def test_denied_consent_fails_the_reserved_connection(
     final = await EndUserBrowser(api).connect(r.json()["connect_url"])
     assert final["status"] == "connected", final
     assert final["connection_id"] == conns[0]["id"]
+
+
+async def test_fivetran_down_at_callback_keeps_tokens_and_resumes(
+    app: FastAPI, api: httpx.AsyncClient, sim: Simulator
+) -> None:
+    from app.onboarding.connections import resume_creating
+
+    assert (await api.put("/v1/end-users/down-1", json={})).status_code == 201
+    await sim.fault(method="POST", path_regex=r"^/v1/connections/?$", status=503, count=50)
+    result = await oauth_connect(api, "down-1", "salesforce")
+    assert result["status"] == "error", result
+    conns = (await api.get("/v1/connections", params={"end_user": "down-1"})).json()["items"]
+    assert [c["state"] for c in conns] == ["creating"]
+    cid = conns[0]["id"]
+    # The grant is safe in the vault while Fivetran is down.
+    async with app.state.sessionmaker() as s:
+        from app.vault.models import VaultSecret
+
+        fields = set(
+            (await s.scalars(select(VaultSecret.field).where(VaultSecret.owner_id == cid))).all()
+        )
+    assert "refresh_token" in fields
+    await sim.clear_faults()
+    async with app.state.sessionmaker() as s:
+        assert await resume_creating(s, app.state) == 1
+        await s.commit()
+    conn = (await api.get(f"/v1/connections/{cid}")).json()
+    assert conn["state"] == "connected", conn
+    remote = await sim.connections_in(conn["group_id"])
+    assert [c["id"] for c in remote if c["service"] == "salesforce"] == [
+        conn["fivetran_connection_id"]
+    ]
