@@ -14,5 +14,4 @@ async def test_credentials_connection_stripe(api: httpx.AsyncClient) -> None:
         json={"end_user": "acme-1", "service": "stripe", "credentials": {"api_key": "sk_test"}},
     )
     assert r.status_code == 201, r.text
-    print(r.json())
     assert r.json()["state"] == "connected"
