@@ -35,8 +35,8 @@ def _type_name(annotation: Any) -> str:
     if origin is typing.Literal:
         return " | ".join(str(a) for a in typing.get_args(annotation))
     if origin in (list, tuple):
-        args = typing.get_args(annotation)
-        return f"list[{_type_name(args[0])}]" if args else "list"
+        items = typing.get_args(annotation)
+        return f"list[{_type_name(items[0])}]" if items else "list"
     if origin is dict:
         return "JSON object"
     if annotation is SecretStr:
