@@ -134,6 +134,13 @@ def serve(
             upgrade(settings.effective_database_url)
         else:
             _fail("the database is not migrated; run 'pbf-headless migrate' first")
+    if (
+        settings.is_sandbox
+        and "register_webhook_on_startup" not in settings.events.model_fields_set
+    ):
+        # The simulator lives in this process: register its webhook so syncs and breakages
+        # reach us the way Fivetran's would.
+        settings.events.register_webhook_on_startup = True
     configure_logging(settings.log_level, json_lines=settings.log_json)
     app = create_app(settings)
     uvicorn.run(

@@ -236,7 +236,7 @@ class EventsSettings(BaseModel):
     register_webhook_on_startup: bool = Field(
         False,
         description="Register/update the Fivetran webhook at startup (as 'pbf-headless fivetran "
-        "webhooks ensure' does); handy in sandbox mode, where the simulator lives in-process.",
+        "webhooks ensure' does). 'serve --sandbox' turns it on unless set explicitly.",
     )
 
 
