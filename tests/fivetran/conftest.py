@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,17 @@ from app.sandbox.fivetran import Simulator, create_simulator
 
 SIM_BASE = "http://fivetran.sim"
 HOOK_BASE = "http://127.0.0.1:9999"
-SHARED = Path("/work/shared/fivetran")
+
+
+def _shared_fivetran_dir() -> Path:
+    """The design folder beside the checkout (``<repo>/../shared``), as laid out for CI."""
+    override = os.environ.get("PBF_TEST_SHARED_DIR")
+    if override:
+        return Path(override) / "fivetran"
+    return Path(__file__).resolve().parents[3] / "shared" / "fivetran"
+
+
+SHARED = _shared_fivetran_dir()
 SPEC_PATH = SHARED / "openapi-connections-2026-06-29.json"
 
 
