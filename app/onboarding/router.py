@@ -12,6 +12,7 @@ from app.onboarding import connection_actions as actions
 from app.onboarding import connections as conn_service
 from app.onboarding import end_users as end_user_service
 from app.onboarding import idempotency
+from app.onboarding.dependencies import ReadConnection, WriteConnection
 from app.onboarding.end_users import DestinationRequest
 from app.onboarding.schemas import (
     ActionOut,
@@ -251,42 +252,34 @@ async def list_connections(
 
 @router.get("/connections/{connection_id}", response_model=ConnectionOut, tags=["connections"])
 async def get_connection(
-    connection_id: str,
-    request: Request,
-    session: SessionDep,
-    caller: ReadCaller,
+    target: ReadConnection,
     refresh: bool = False,
 ) -> ConnectionOut:
     """One connection from our own state (no Fivetran call); ``?refresh=true`` forces one."""
-    conn, end_user = await conn_service.get_connection(session, caller, connection_id)
+    conn, end_user = await target.load()
     if refresh:
-        await conn_service.refresh_from_fivetran(session, request.app.state, conn)
+        await conn_service.refresh_from_fivetran(target.session, target.state, conn)
     return ConnectionOut.of(conn, end_user.external_id)
 
 
 @router.patch("/connections/{connection_id}", response_model=ConnectionOut, tags=["connections"])
 async def patch_connection(
-    connection_id: str,
+    target: WriteConnection,
     body: ConnectionPatch,
-    request: Request,
-    session: SessionDep,
-    caller: WriteCaller,
 ) -> ConnectionOut:
     """Change ``paused``, ``sync_frequency``, ``daily_sync_time`` or allowed config fields."""
-    conn, end_user = await conn_service.get_connection(session, caller, connection_id)
+    conn, end_user = await target.load()
     await actions.update_connection(
-        session, request.app.state, conn, changes=body.model_dump(exclude_unset=True)
+        target.session, target.state, conn, changes=body.model_dump(exclude_unset=True)
     )
     return ConnectionOut.of(conn, end_user.external_id)
 
 
 @router.delete("/connections/{connection_id}", status_code=204, tags=["connections"])
-async def delete_connection(
-    connection_id: str, request: Request, session: SessionDep, caller: WriteCaller
-) -> Response:
+async def delete_connection(target: WriteConnection) -> Response:
     """Delete at Fivetran, revoke tokens where possible, shred the connection's secrets."""
-    conn, _ = await conn_service.get_connection(session, caller, connection_id)
-    await actions.delete_connection(session, request.app.state, conn)
+    conn, _ = await target.load()
+    await actions.delete_connection(target.session, target.state, conn)
     return Response(status_code=204)
 
 
@@ -296,16 +289,10 @@ async def delete_connection(
     status_code=202,
     tags=["connections"],
 )
-async def sync_connection(
-    connection_id: str,
-    request: Request,
-    session: SessionDep,
-    caller: WriteCaller,
-    body: SyncIn | None = None,
-) -> ActionOut:
+async def sync_connection(target: WriteConnection, body: SyncIn | None = None) -> ActionOut:
     """Trigger a sync (``force`` restarts a running one)."""
-    conn, _ = await conn_service.get_connection(session, caller, connection_id)
-    await actions.sync(request.app.state, conn, force=(body or SyncIn()).force)
+    conn, _ = await target.load()
+    await actions.sync(target.state, conn, force=(body or SyncIn()).force)
     return ActionOut(connection_id=conn.id, status="sync_triggered")
 
 
@@ -315,35 +302,23 @@ async def sync_connection(
     status_code=202,
     tags=["connections"],
 )
-async def resync_connection(
-    connection_id: str,
-    request: Request,
-    session: SessionDep,
-    caller: WriteCaller,
-    body: ResyncIn | None = None,
-) -> ActionOut:
+async def resync_connection(target: WriteConnection, body: ResyncIn | None = None) -> ActionOut:
     """Historical re-sync, of everything or of ``scope`` (``{schema: [tables]}``)."""
-    conn, _ = await conn_service.get_connection(session, caller, connection_id)
-    await actions.resync(request.app.state, conn, scope=(body or ResyncIn()).scope)
+    conn, _ = await target.load()
+    await actions.resync(target.state, conn, scope=(body or ResyncIn()).scope)
     return ActionOut(connection_id=conn.id, status="resync_triggered")
 
 
 @router.post(
     "/connections/{connection_id}/test", response_model=ConnectionOut, tags=["connections"]
 )
-async def test_connection(
-    connection_id: str,
-    request: Request,
-    session: SessionDep,
-    caller: WriteCaller,
-    body: TestIn | None = None,
-) -> ConnectionOut:
+async def test_connection(target: WriteConnection, body: TestIn | None = None) -> ConnectionOut:
     """Run Fivetran's setup tests now; the connection's state follows the result."""
-    conn, end_user = await conn_service.get_connection(session, caller, connection_id)
+    conn, end_user = await target.load()
     test = body or TestIn()
     await actions.run_tests(
-        session,
-        request.app.state,
+        target.session,
+        target.state,
         conn,
         trust_certificates=test.trust_certificates,
         trust_fingerprints=test.trust_fingerprints,
@@ -357,18 +332,14 @@ async def test_connection(
     tags=["connections"],
 )
 async def approve_fingerprint(
-    connection_id: str,
-    request: Request,
-    session: SessionDep,
-    caller: WriteCaller,
-    body: FingerprintIn | None = None,
+    target: WriteConnection, body: FingerprintIn | None = None
 ) -> ConnectionOut:
     """Approve the SSH host fingerprint reported by the failed setup test (or the one given)
     and re-run the setup tests."""
-    conn, end_user = await conn_service.get_connection(session, caller, connection_id)
+    conn, end_user = await target.load()
     data = body or FingerprintIn()
     await actions.approve_fingerprint(
-        session, request.app.state, conn, hash_=data.hash, public_key=data.public_key
+        target.session, target.state, conn, hash_=data.hash, public_key=data.public_key
     )
     return ConnectionOut.of(conn, end_user.external_id)
 
@@ -379,44 +350,32 @@ async def approve_fingerprint(
     tags=["connections"],
 )
 async def approve_certificate(
-    connection_id: str,
-    request: Request,
-    session: SessionDep,
-    caller: WriteCaller,
-    body: CertificateIn | None = None,
+    target: WriteConnection, body: CertificateIn | None = None
 ) -> ConnectionOut:
     """Approve the TLS certificate reported by the failed setup test (or the one given) and
     re-run the setup tests."""
-    conn, end_user = await conn_service.get_connection(session, caller, connection_id)
+    conn, end_user = await target.load()
     data = body or CertificateIn()
     await actions.approve_certificate(
-        session, request.app.state, conn, hash_=data.hash, encoded_cert=data.encoded_cert
+        target.session, target.state, conn, hash_=data.hash, encoded_cert=data.encoded_cert
     )
     return ConnectionOut.of(conn, end_user.external_id)
 
 
 @router.get("/connections/{connection_id}/schema", response_model=SchemaOut, tags=["connections"])
-async def get_connection_schema(
-    connection_id: str, request: Request, session: SessionDep, caller: ReadCaller
-) -> SchemaOut:
+async def get_connection_schema(target: ReadConnection) -> SchemaOut:
     """Tables and columns (enabled, hashed) and the platform policy."""
-    conn, _ = await conn_service.get_connection(session, caller, connection_id)
-    return SchemaOut(**await actions.get_schema(request.app.state, conn))
+    conn, _ = await target.load()
+    return SchemaOut(**await actions.get_schema(target.state, conn))
 
 
 @router.patch("/connections/{connection_id}/schema", response_model=SchemaOut, tags=["connections"])
-async def patch_connection_schema(
-    connection_id: str,
-    body: SchemaPatch,
-    request: Request,
-    session: SessionDep,
-    caller: WriteCaller,
-) -> SchemaOut:
+async def patch_connection_schema(target: WriteConnection, body: SchemaPatch) -> SchemaOut:
     """Enable/disable tables and columns, hash columns, set ``schema_change_handling``.
     The platform policy wins; ``refused`` lists what it did not allow."""
-    conn, _ = await conn_service.get_connection(session, caller, connection_id)
+    conn, _ = await target.load()
     out = await actions.patch_schema(
-        request.app.state, conn, requested=body.model_dump(exclude_none=True)
+        target.state, conn, requested=body.model_dump(exclude_none=True)
     )
     return SchemaOut(**out)
 
@@ -427,19 +386,13 @@ async def patch_connection_schema(
     status_code=201,
     tags=["connections"],
 )
-async def reauthorize_connection(
-    connection_id: str,
-    body: ReauthorizeIn,
-    request: Request,
-    session: SessionDep,
-    caller: WriteCaller,
-) -> ConnectSessionOut:
+async def reauthorize_connection(target: WriteConnection, body: ReauthorizeIn) -> ConnectSessionOut:
     """A connect session that re-authorizes this (OAuth) connection; send the end-user to
     its ``connect_url``."""
     from app.errors import InvalidInput
     from app.onboarding.connect.service import create_connect_session
 
-    conn, end_user = await conn_service.get_connection(session, caller, connection_id)
+    conn, end_user = await target.load()
     if conn.auth_method != "oauth2":
         raise InvalidInput(
             "Only OAuth connections are re-authorized; PATCH the credentials instead",
@@ -447,9 +400,9 @@ async def reauthorize_connection(
             field="connection_id",
         )
     created = await create_connect_session(
-        session,
-        request.app.state,
-        caller=caller,
+        target.session,
+        target.state,
+        caller=target.caller,
         end_user=end_user.external_id,
         service=conn.service,
         return_to=body.return_to,
