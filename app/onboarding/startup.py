@@ -14,6 +14,10 @@ from app.errors import AppError
 
 log = logging.getLogger("pbf.onboarding")
 
+#: How long shutdown waits for the background resume before cancelling it (resuming is
+#: idempotent: what a cancel cuts short is finished on the next start).
+_STOP_GRACE_SECONDS = 5.0
+
 
 async def start_onboarding(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> None:
     """Register the app state for the contract functions and, in the background, resume
@@ -28,6 +32,10 @@ async def start_onboarding(app: FastAPI, settings: Settings, stack: AsyncExitSta
     app.state.onboarding_resume_task = task
 
     async def _stop() -> None:
+        # Let an in-flight resume finish before cancelling it: cancelled while the session
+        # opens its database connection, aiosqlite's connector thread would still be working
+        # after the event loop has closed ("Event loop is closed" in that thread).
+        await asyncio.wait({task}, timeout=_STOP_GRACE_SECONDS)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
