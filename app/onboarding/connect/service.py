@@ -900,6 +900,16 @@ async def refresh_owned_grant(
             field=field_name,
         )
 
+    def _put(field_name: str, value: str) -> Any:
+        return vault.put(
+            session,
+            end_user_id=end_user_id,
+            owner_type=CONNECTION_OWNER,
+            owner_id=connection_id,
+            field=field_name,
+            value=value,
+        )
+
     if grant.generation != observed_generation:
         access_token = await _get("access_token")
         outcome = RefreshOutcome(
@@ -966,23 +976,9 @@ async def refresh_owned_grant(
 
     # Durable point "rotated grant stored": before anyone uses the new access token.
     if result.refresh_token is not None:
-        await vault.put(
-            session,
-            end_user_id=end_user_id,
-            owner_type=CONNECTION_OWNER,
-            owner_id=connection_id,
-            field="refresh_token",
-            value=result.refresh_token,
-        )
+        await _put("refresh_token", result.refresh_token)
     if result.access_token is not None:
-        await vault.put(
-            session,
-            end_user_id=end_user_id,
-            owner_type=CONNECTION_OWNER,
-            owner_id=connection_id,
-            field="access_token",
-            value=result.access_token,
-        )
+        await _put("access_token", result.access_token)
     now = utcnow()
     grant.generation = grant.generation + 1
     grant.refreshed_at = now
