@@ -4,7 +4,8 @@ and fingerprint approval, schema config, and the payload preview."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,6 +16,9 @@ from app.onboarding import end_users as end_user_service
 from app.onboarding import names, schema_policy, states
 from app.onboarding.models import Connection
 from app.onboarding.sources import get_source, validate_config
+
+if TYPE_CHECKING:
+    from app.fivetran.client import FivetranClient
 
 SYNC_FREQUENCIES = (1, 5, 15, 30, 60, 120, 180, 360, 480, 720, 1440)
 _DAILY_TIME_RE = re.compile(r"^(?:[01]\d|2[0-3]):00$")
@@ -212,22 +216,18 @@ async def approve_fingerprint(
 ) -> Connection:
     """Approve the SSH host fingerprint (from the request, or the failed test's details),
     then re-run the setup tests."""
-    from app.fivetran.errors import FivetranError
+    from app.fivetran.client import FivetranClient
 
-    fivetran_id = _require_remote(conn)
-    if not hash_ or not public_key:
-        detail = _detail_from_tests(conn, ("hash", "public_key"))
-        if detail is None:
-            raise Conflict(
-                "No fingerprint awaits approval; pass hash and public_key",
-                code="no_fingerprint_pending",
-            )
-        hash_, public_key = detail["hash"], detail["public_key"]
-    try:
-        await app_state.fivetran.approve_fingerprint(fivetran_id, hash_, public_key)
-    except FivetranError as exc:
-        raise conn_service._fivetran_app_error(exc) from exc
-    return await run_tests(session, app_state, conn)
+    return await _approve_and_retest(
+        session,
+        app_state,
+        conn,
+        what="fingerprint",
+        hash_=hash_,
+        key="public_key",
+        value=public_key,
+        approve=FivetranClient.approve_fingerprint,
+    )
 
 
 async def approve_certificate(
@@ -240,19 +240,46 @@ async def approve_certificate(
 ) -> Connection:
     """Approve the TLS certificate (from the request, or the failed test's details), then
     re-run the setup tests."""
+    from app.fivetran.client import FivetranClient
+
+    return await _approve_and_retest(
+        session,
+        app_state,
+        conn,
+        what="certificate",
+        hash_=hash_,
+        key="encoded_cert",
+        value=encoded_cert,
+        approve=FivetranClient.approve_certificate,
+    )
+
+
+async def _approve_and_retest(
+    session: AsyncSession,
+    app_state: Any,
+    conn: Connection,
+    *,
+    what: str,
+    hash_: str | None,
+    key: str,
+    value: str | None,
+    approve: Callable[[FivetranClient, str, str, str], Awaitable[Any]],
+) -> Connection:
+    """Approve ``what`` with ``hash_`` and ``value`` (named ``key``) or, when one is missing,
+    with those the failed setup test reported (409 ``no_<what>_pending`` without them); then
+    re-run the setup tests."""
     from app.fivetran.errors import FivetranError
 
     fivetran_id = _require_remote(conn)
-    if not hash_ or not encoded_cert:
-        detail = _detail_from_tests(conn, ("hash", "encoded_cert"))
+    if not hash_ or not value:
+        detail = _detail_from_tests(conn, ("hash", key))
         if detail is None:
             raise Conflict(
-                "No certificate awaits approval; pass hash and encoded_cert",
-                code="no_certificate_pending",
+                f"No {what} awaits approval; pass hash and {key}", code=f"no_{what}_pending"
             )
-        hash_, encoded_cert = detail["hash"], detail["encoded_cert"]
+        hash_, value = detail["hash"], detail[key]
     try:
-        await app_state.fivetran.approve_certificate(fivetran_id, hash_, encoded_cert)
+        await approve(app_state.fivetran, fivetran_id, hash_, value)
     except FivetranError as exc:
         raise conn_service._fivetran_app_error(exc) from exc
     return await run_tests(session, app_state, conn)
