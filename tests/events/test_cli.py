@@ -111,8 +111,8 @@ def test_webhooks_ensure_registers_at_the_running_sandbox(env, settings_factory)
             hooks = h.get("/v1/webhooks").json()["data"]["items"]
             tested = h.post(f"/v1/webhooks/{hooks[0]['id']}/test", json={"event": "sync_end"})
     assert first.exit_code == 0, first.output
-    assert first.output.startswith("created account webhook")
-    assert second.output.startswith("updated account webhook")
+    assert first.stdout.startswith("created account webhook")
+    assert second.stdout.startswith("updated account webhook")
     assert [h["url"] for h in hooks] == [base + WEBHOOK_PATH]
     # The simulator now signs with the secret we registered, and our endpoint accepts it.
     assert tested.json()["data"] == {"succeed": True, "status": 200, "message": "Success"}
