@@ -15,6 +15,6 @@ def test_resume_command(database_url: str, tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("PBF_DATA_DIR", str(tmp_path / "var"))
     result = CliRunner().invoke(cli, ["onboarding", "resume", "--sandbox"])
     assert result.exit_code == 0, result.output
-    assert result.output.strip().splitlines()[-1] == (
+    assert result.stdout.strip().splitlines()[-1] == (
         "connections finished: 0; offboardings finished: 0"
     )
