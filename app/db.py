@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -106,6 +107,19 @@ def create_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> As
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+async def try_insert(session: AsyncSession, row: Base) -> bool:
+    """Add and flush ``row`` in a savepoint; ``False`` (savepoint rolled back, the outer
+    transaction intact) when the database refused it, e.g. a concurrent insert of the same
+    unique key."""
+    try:
+        async with session.begin_nested():
+            session.add(row)
+            await session.flush()
+    except IntegrityError:
+        return False
+    return True
 
 
 async def session_scope(maker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:

@@ -24,11 +24,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.callers.service import Caller
-from app.db import new_id, utcnow
+from app.db import new_id, try_insert, utcnow
 from app.errors import AppError, Conflict, InvalidInput, NotFound, ServiceUnavailable
 from app.onboarding import end_users as end_user_service
 from app.onboarding import names, schema_policy, states
@@ -182,11 +181,7 @@ async def _new_connection(
             created_at=now,
             updated_at=now,
         )
-        try:
-            async with session.begin_nested():
-                session.add(conn)
-                await session.flush()
-        except IntegrityError:
+        if not await try_insert(session, conn):
             continue  # another request took this slot: take the next one
         # Record the first state as a transition from nothing.
         conn.state = None  # type: ignore[assignment]

@@ -28,12 +28,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.callers.service import Caller
 from app.config import Settings
-from app.db import new_id, utcnow
+from app.db import new_id, try_insert, utcnow
 from app.errors import BadRequest, Conflict, InvalidInput, NotFound, ServiceUnavailable
 from app.onboarding import names
 from app.onboarding.models import Connection, EndUser, ServiceGroup
@@ -138,15 +137,11 @@ async def upsert_end_user(
             created_at=now,
             updated_at=now,
         )
-        try:
-            async with session.begin_nested():
-                session.add(row)
-                await session.flush()
-        except IntegrityError as exc:  # a concurrent PUT of the same id won the race
+        if not await try_insert(session, row):  # a concurrent PUT of the same id won the race
             raise Conflict(
                 f"End-user '{external_id}' is being created concurrently; retry",
                 code="concurrent_update",
-            ) from exc
+            )
         created = True
     else:
         if name is not None:
@@ -286,12 +281,10 @@ async def _service_group(session: AsyncSession, app_state: Any, key: str, name: 
     if row is not None:
         return row.fivetran_group_id
     group_id = await _create_or_find_group(app_state.fivetran, name)
-    try:
-        async with session.begin_nested():
-            session.add(ServiceGroup(key=key, fivetran_group_id=group_id, created_at=utcnow()))
-            await session.flush()
-    except IntegrityError:
-        pass  # created concurrently under the same deterministic name
+    # False: created concurrently under the same deterministic name.
+    await try_insert(
+        session, ServiceGroup(key=key, fivetran_group_id=group_id, created_at=utcnow())
+    )
     return group_id
 
 

@@ -33,10 +33,9 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import utcnow
+from app.db import try_insert, utcnow
 from app.errors import BadRequest, Conflict
 from app.onboarding.models import IdempotencyKey
 
@@ -132,15 +131,11 @@ async def begin(
         created_at=now,
         expires_at=now + timedelta(hours=ttl_hours),
     )
-    try:
-        async with session.begin_nested():
-            session.add(row)
-            await session.flush()
-    except IntegrityError as exc:
+    if not await try_insert(session, row):
         raise Conflict(
             "A request with this Idempotency-Key is still in progress",
             code="idempotency_key_in_progress",
-        ) from exc
+        )
     return IdempotencyHandle(row=row)
 
 
