@@ -15,11 +15,13 @@ $(BIN)/pbf-headless: pyproject.toml
 	touch $@
 
 ## run: create the environment, migrate, create a sandbox API key, serve on $(HOST):$(PORT)
+run: export PBF_MODE = sandbox
+run: export PBF_PUBLIC_BASE_URL ?= http://$(HOST):$(PORT)
 run: $(BIN)/pbf-headless
-	PBF_MODE=sandbox $(BIN)/pbf-headless migrate
+	$(BIN)/pbf-headless migrate
 	@echo "sandbox API key (use as 'Authorization: Bearer <key>'):"
-	@PBF_MODE=sandbox $(BIN)/pbf-headless api-keys create --name sandbox --scope admin | tail -n 1
-	PBF_MODE=sandbox $(BIN)/pbf-headless serve --sandbox --host $(HOST) --port $(PORT)
+	@$(BIN)/pbf-headless api-keys create --name sandbox --scope admin | tail -n 1
+	$(BIN)/pbf-headless serve --sandbox --host $(HOST) --port $(PORT)
 
 ## test: lint, then the whole suite on SQLite and (when reachable) PostgreSQL
 test: $(BIN)/pbf-headless lint test-sqlite test-postgres
