@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.callers.service import Caller
 from app.db import utcnow
-from app.errors import BadRequest, InvalidInput, NotFound
+from app.errors import InvalidInput, NotFound
 from app.events.delivery import new_delivery
 from app.events.endpoints import Endpoint
 from app.events.kinds import EVENT_KINDS
@@ -24,26 +22,9 @@ from app.events.models import (
     EventDelivery,
 )
 from app.events.schemas import DeliveryOut, EventEndpointOut, EventOut
+from app.pagination import decode_cursor, encode_cursor
 
 STATUSES = ("pending", "delivered", "dead", "skipped")
-
-
-def encode_cursor(seq: int) -> str:
-    raw = json.dumps({"seq": seq}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> int | None:
-    if not cursor:
-        return None
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        value = json.loads(base64.urlsafe_b64decode(padded.encode()))["seq"]
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ValueError
-        return value
-    except (ValueError, KeyError, TypeError) as exc:
-        raise BadRequest("Invalid cursor", code="invalid_cursor") from exc
 
 
 def _has_delivery(*conditions: Any) -> Any:
@@ -152,13 +133,13 @@ async def list_events(
         stmt = stmt.where(Event.kind == kind)
     if status is not None:
         stmt = stmt.where(_status_filter(status))
-    after = decode_cursor(cursor)
+    after = decode_cursor(cursor, "seq", int)
     if after is not None:
         stmt = stmt.where(Event.seq > after)
     rows = list((await session.scalars(stmt.limit(limit + 1))).all())
     page = rows[:limit]
     deliveries = await _deliveries_of(session, [e.seq for e in page])
-    next_cursor = encode_cursor(page[-1].seq) if len(rows) > limit else None
+    next_cursor = encode_cursor("seq", page[-1].seq) if len(rows) > limit else None
     return [to_out(e, deliveries[e.seq]) for e in page], next_cursor
 
 

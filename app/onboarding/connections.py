@@ -33,6 +33,7 @@ from app.onboarding import end_users as end_user_service
 from app.onboarding import names, schema_policy, states
 from app.onboarding.models import Connection, EndUser
 from app.onboarding.sources import Source, get_source, validate_config
+from app.pagination import decode_cursor, encode_cursor
 
 log = logging.getLogger("pbf.onboarding")
 
@@ -117,7 +118,7 @@ async def list_connections(
     cursor: str | None,
     limit: int,
 ) -> tuple[list[tuple[Connection, EndUser]], str | None]:
-    after = end_user_service.decode_cursor(cursor)
+    after = decode_cursor(cursor, "after", str)
     stmt = (
         select(Connection, EndUser)
         .join(EndUser, EndUser.id == Connection.end_user_id)
@@ -132,9 +133,7 @@ async def list_connections(
     if after is not None:
         stmt = stmt.where(Connection.id > after)
     rows = [(c, e) for c, e in (await session.execute(stmt.limit(limit + 1))).all()]
-    next_cursor = (
-        end_user_service.encode_cursor(rows[limit - 1][0].id) if len(rows) > limit else None
-    )
+    next_cursor = encode_cursor("after", rows[limit - 1][0].id) if len(rows) > limit else None
     return rows[:limit], next_cursor
 
 

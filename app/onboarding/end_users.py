@@ -20,8 +20,6 @@ Fivetran is unavailable the end-user stays ``offboarding`` and a retry of the ``
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -33,9 +31,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.callers.service import Caller
 from app.config import Settings
 from app.db import new_id, try_insert, utcnow
-from app.errors import BadRequest, Conflict, InvalidInput, NotFound, ServiceUnavailable
+from app.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
 from app.onboarding import names
 from app.onboarding.models import Connection, EndUser, ServiceGroup
+from app.pagination import decode_cursor, encode_cursor
 
 log = logging.getLogger("pbf.onboarding")
 
@@ -309,34 +308,17 @@ async def group_for_connection(
 # --- listing -----------------------------------------------------------------------------
 
 
-def encode_cursor(value: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"after": value}).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> str | None:
-    if not cursor:
-        return None
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        value = json.loads(base64.urlsafe_b64decode(padded.encode()))["after"]
-        if not isinstance(value, str):
-            raise ValueError
-        return value
-    except (ValueError, KeyError, TypeError) as exc:
-        raise BadRequest("Invalid cursor", code="invalid_cursor") from exc
-
-
 async def list_end_users(
     session: AsyncSession, *, caller: Caller, cursor: str | None, limit: int
 ) -> tuple[list[EndUser], str | None]:
-    after = decode_cursor(cursor)
+    after = decode_cursor(cursor, "after", str)
     stmt = select(EndUser).where(EndUser.deleted_at.is_(None)).order_by(EndUser.external_id)
     if caller.end_user_prefix:
         stmt = stmt.where(EndUser.external_id.startswith(caller.end_user_prefix, autoescape=True))
     if after is not None:
         stmt = stmt.where(EndUser.external_id > after)
     rows = list((await session.scalars(stmt.limit(limit + 1))).all())
-    next_cursor = encode_cursor(rows[limit - 1].external_id) if len(rows) > limit else None
+    next_cursor = encode_cursor("after", rows[limit - 1].external_id) if len(rows) > limit else None
     return rows[:limit], next_cursor
 
 

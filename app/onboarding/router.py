@@ -39,6 +39,7 @@ from app.onboarding.schemas import (
     TestIn,
 )
 from app.onboarding.sources import get_source, list_sources
+from app.pagination import decode_cursor, encode_cursor
 
 
 def _problem(description: str) -> dict[str, Any]:
@@ -176,10 +177,10 @@ async def get_sources(
 ) -> SourceList:
     """Every Fivetran service this deployment can onboard headlessly, with form schemas
     (by service name; the default page holds the whole catalog)."""
-    after = end_user_service.decode_cursor(cursor)
+    after = decode_cursor(cursor, "after", str)
     sources = [s for s in list_sources(request.app.state) if after is None or s.service > after]
     page = sources[:limit]
-    next_cursor = end_user_service.encode_cursor(page[-1].service) if len(sources) > limit else None
+    next_cursor = encode_cursor("after", page[-1].service) if len(sources) > limit else None
     return SourceList(items=[SourceOut(**s.public()) for s in page], next_cursor=next_cursor)
 
 

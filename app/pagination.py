@@ -1,0 +1,37 @@
+"""Opaque cursors of our cursor-paginated lists.
+
+A cursor is the unpadded URL-safe base64 of a one-key JSON object (``{"seq": 42}``,
+``{"after": "acme"}``) naming where the next page starts. Clients pass it back unchanged;
+anything that does not decode to the expected key and type is ``400 invalid_cursor``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import TypeVar
+
+from app.errors import BadRequest
+
+T = TypeVar("T", int, str)
+
+
+def encode_cursor(key: str, value: int | str) -> str:
+    """The cursor for ``{key: value}``."""
+    raw = json.dumps({key: value}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, key: str, kind: type[T]) -> T | None:
+    """The ``key`` value of ``cursor`` (``None`` for no cursor); it must be a ``kind``
+    (exactly: ``True`` is no ``int``)."""
+    if not cursor:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value = json.loads(base64.urlsafe_b64decode(padded.encode()))[key]
+        if type(value) is not kind:
+            raise ValueError
+        return value  # type: ignore[no-any-return]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BadRequest("Invalid cursor", code="invalid_cursor") from exc
