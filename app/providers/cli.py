@@ -11,6 +11,7 @@ import typer
 
 from app.config import Settings, load_settings
 from app.providers.errors import ProviderConfigError
+from app.providers.registry import ProviderRegistry
 from app.providers.startup import build_registry
 
 providers_cli = typer.Typer(
@@ -23,17 +24,22 @@ def _settings(sandbox: bool) -> Settings:
     return load_settings(**overrides)
 
 
+def _registry_or_exit(sandbox: bool) -> ProviderRegistry:
+    """The validated registry; on configuration problems, list each on stderr and exit 1."""
+    try:
+        return build_registry(_settings(sandbox))
+    except ProviderConfigError as exc:
+        for problem in exc.problems:
+            typer.echo(f"problem: {problem}", err=True)
+        raise typer.Exit(1) from None
+
+
 @providers_cli.command("check")
 def check(
     sandbox: Annotated[bool, typer.Option(help="Check as in sandbox mode.")] = False,
 ) -> None:
     """Validate the catalog plus PBF_OAUTH__* configuration; exit 1 listing every problem."""
-    try:
-        registry = build_registry(_settings(sandbox))
-    except ProviderConfigError as exc:
-        for problem in exc.problems:
-            typer.echo(f"problem: {problem}", err=True)
-        raise typer.Exit(1) from None
+    registry = _registry_or_exit(sandbox)
     typer.echo(
         f"ok: {len(registry.all())} providers, {len(registry.configured())} with an OAuth app"
     )
@@ -45,12 +51,7 @@ def list_providers(
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
 ) -> None:
     """List providers: key, Fivetran service, app configured, client auth, PKCE, refresh token."""
-    try:
-        registry = build_registry(_settings(sandbox))
-    except ProviderConfigError as exc:
-        for problem in exc.problems:
-            typer.echo(f"problem: {problem}", err=True)
-        raise typer.Exit(1) from None
+    registry = _registry_or_exit(sandbox)
     rows = [
         {
             "key": p.key,
