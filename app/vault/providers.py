@@ -196,8 +196,9 @@ def keyring_document(active: str, keys: Mapping[str, str]) -> str:
     return json.dumps({"active": active, "keys": dict(keys)}, indent=2) + "\n"
 
 
-def write_private_file(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically with mode 0600 (never world-readable)."""
+def _private_temp_file(path: Path, text: str) -> Path:
+    """A new mode-0600 temp file beside ``path`` holding ``text``, synced to disk. The
+    caller moves or links it into place and removes what is left of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -207,6 +208,16 @@ def write_private_file(path: Path, text: str) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o600)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically with mode 0600 (never world-readable)."""
+    tmp = _private_temp_file(path, text)
+    try:
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -237,15 +248,8 @@ def sandbox_keyring(path: Path) -> LocalKeyring:
         return load_key_file(path)
     kid = new_key_id()
     doc = keyring_document(kid, {kid: generate_key()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    tmp = _private_temp_file(path, doc)
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(doc)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
         try:
             os.link(tmp, path)
         except FileExistsError:  # another process won the race: use theirs
