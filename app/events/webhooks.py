@@ -255,23 +255,13 @@ async def _apply(
     elif event == "sync_end":
         outcome = await _sync_end(session, connection, data, created, payload, now)
     elif event == "connection_failure":
-        connection.setup_state = "broken"
-        connection.updated_at = now
-        if connection.state in ("connected", "setup_failed"):
-            outcome = await _transition(
-                session, connection, "broken", "fivetran reported connection_failure"
-            )
-        else:
-            outcome = "applied"
+        outcome = await _setup_reported(
+            session, connection, now, event, "broken", moves_from=("connected", "setup_failed")
+        )
     elif event == "connection_successful":
-        connection.setup_state = "connected"
-        connection.updated_at = now
-        if connection.state in ("broken", "setup_failed"):
-            outcome = await _transition(
-                session, connection, "connected", "fivetran reported connection_successful"
-            )
-        else:
-            outcome = "applied"
+        outcome = await _setup_reported(
+            session, connection, now, event, "connected", moves_from=("broken", "setup_failed")
+        )
     elif event == "pause_connector":
         outcome = await _transition(session, connection, "paused", "paused at fivetran")
         connection.paused = True
@@ -288,6 +278,24 @@ async def _apply(
     await mark_fresh(session, connection.id, now=now, source="webhook")
     await session.flush()
     return outcome, connection.id
+
+
+async def _setup_reported(
+    session: AsyncSession,
+    connection: Any,
+    now: datetime,
+    event: str,
+    setup_state: str,
+    *,
+    moves_from: tuple[str, ...],
+) -> str:
+    """Fivetran reported the connection's setup state: record it, and move a connection in
+    one of ``moves_from`` to the state of the same name."""
+    connection.setup_state = setup_state
+    connection.updated_at = now
+    if connection.state in moves_from:
+        return await _transition(session, connection, setup_state, f"fivetran reported {event}")
+    return "applied"
 
 
 async def _sync_start(
