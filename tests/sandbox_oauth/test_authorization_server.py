@@ -362,3 +362,28 @@ def test_sandbox_accepts_a_plain_http_public_base_url() -> None:
     assert (
         registry.get("zoom").endpoints().token_url == "http://pbf.lan:8000/sandbox/oauth/zoom/token"
     )
+
+
+async def test_unknown_provider_is_404_page_for_browsers_json_for_clients(
+    client: httpx.AsyncClient,
+) -> None:
+    base = "/sandbox/oauth/no_such_provider"
+    for r in (
+        await client.get(f"{base}/authorize", params={"client_id": "x"}),
+        await client.post(f"{base}/authorize", data={"consent_id": "x"}),
+    ):
+        assert r.status_code == 404
+        assert r.headers["content-type"].startswith("text/html")
+        assert "unknown_provider" in r.text and r.headers["cache-control"] == "no-store"
+    for r in (
+        await client.post(f"{base}/token", data={"grant_type": "authorization_code"}),
+        await client.post(f"{base}/introspect", data={"token": "x"}),
+        await client.post(f"{base}/revoke", data={"token": "x"}),
+        await client.get(f"{base}/.well-known/oauth-authorization-server"),
+    ):
+        assert r.status_code == 404
+        assert r.json() == {
+            "error": "invalid_request",
+            "error_description": "unknown sandbox provider",
+        }
+        assert r.headers["cache-control"] == "no-store"

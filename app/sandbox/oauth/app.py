@@ -159,6 +159,54 @@ def _to_http(
     )
 
 
+class _Answered(Exception):
+    """Raised by a route helper that has already produced the route's response."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__()
+        self.response = response
+
+
+async def _send_answer(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, _Answered)
+    return exc.response
+
+
+def _server(
+    request: Request, provider_key: str, *, page: bool
+) -> tuple[SandboxOAuth, SandboxAuthorizationServer]:
+    """The sandbox state and the provider's authorization server. An unknown provider is a
+    404: an HTML page on the browser routes (``page``), a JSON error on the others."""
+    oauth = _state(request)
+    server = oauth.server(provider_key)
+    if server is None:
+        raise _Answered(
+            _error_page(404, "unknown_provider", "No sandbox provider with this key.")
+            if page
+            else _problem(404, "invalid_request", "unknown sandbox provider")
+        )
+    return oauth, server
+
+
+def _consent_grant(
+    oauth: SandboxOAuth, provider_key: str, server: SandboxAuthorizationServer, req: SandboxRequest
+) -> Any:
+    """The grant of a valid authorization request; an invalid one is answered as RFC 6749
+    §4.1.2.1 says (an error redirect to a valid redirect URI, else an error page)."""
+    try:
+        return server.get_consent_grant(req)
+    except OAuth2Error as error:
+        raise _Answered(
+            _to_http(
+                oauth,
+                provider_key,
+                server.error_response(req, error),
+                request_params=req.payload.data,
+                username=None,
+            )
+        ) from None
+
+
 def _login_decision(oauth: SandboxOAuth, params: dict[str, str]) -> tuple[str, str | None]:
     """``("approve", user)``, ``("deny", None)`` or ``("ask", None)``."""
     hint = params.get("login_hint") or ""
@@ -261,29 +309,18 @@ def _build_app(settings: Settings, get_registry: Callable[[], ProviderRegistry])
         openapi_url=None,
     )
     app.state.sandbox_oauth = SandboxOAuth(settings, get_registry)
+    app.add_exception_handler(_Answered, _send_answer)
 
     @app.get("/{provider_key}/authorize")
     async def authorize(provider_key: str, request: Request) -> Response:
-        oauth = _state(request)
-        server = oauth.server(provider_key)
-        if server is None:
-            return _error_page(404, "unknown_provider", "No sandbox provider with this key.")
+        oauth, server = _server(request, provider_key, page=True)
         oauth.store.prune()
         items = quirks.authorize_params(provider_key, list(request.query_params.multi_items()))
         req = SandboxRequest("GET", str(request.url), request.headers, items)
         params = req.payload.data
         if provider_key == "shopify" and not quirks.SHOP_DOMAIN.match(params.get("shop", "")):
             return _error_page(400, "invalid_request", "Missing or invalid shop.")
-        try:
-            grant = server.get_consent_grant(req)
-        except OAuth2Error as error:
-            return _to_http(
-                oauth,
-                provider_key,
-                server.error_response(req, error),
-                request_params=params,
-                username=None,
-            )
+        grant = _consent_grant(oauth, provider_key, server, req)
         decision, username = _login_decision(oauth, params)
         if decision != "ask":
             return _complete(oauth, provider_key, req, grant, decision, username)
@@ -297,10 +334,7 @@ def _build_app(settings: Settings, get_registry: Callable[[], ProviderRegistry])
 
     @app.post("/{provider_key}/authorize")
     async def consent(provider_key: str, request: Request) -> Response:
-        oauth = _state(request)
-        server = oauth.server(provider_key)
-        if server is None:
-            return _error_page(404, "unknown_provider", "No sandbox provider with this key.")
+        oauth, server = _server(request, provider_key, page=True)
         form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
         pending = oauth.store.consents.pop(form.get("consent_id", ""), None)
         if (
@@ -310,26 +344,14 @@ def _build_app(settings: Settings, get_registry: Callable[[], ProviderRegistry])
         ):
             return _error_page(400, "invalid_request", "Unknown or expired consent.")
         req = SandboxRequest("GET", str(request.url), request.headers, pending.query)
-        try:
-            grant = server.get_consent_grant(req)
-        except OAuth2Error as error:
-            return _to_http(
-                oauth,
-                provider_key,
-                server.error_response(req, error),
-                request_params=req.payload.data,
-                username=None,
-            )
+        grant = _consent_grant(oauth, provider_key, server, req)
         decision = "approve" if form.get("decision") == "approve" else "deny"
         hint = req.payload.data.get("login_hint") or None
         return _complete(oauth, provider_key, req, grant, decision, hint)
 
     @app.post("/{provider_key}/token")
     async def token(provider_key: str, request: Request) -> Response:
-        oauth = _state(request)
-        server = oauth.server(provider_key)
-        if server is None:
-            return _problem(404, "invalid_request", "unknown sandbox provider")
+        oauth, server = _server(request, provider_key, page=False)
         raw = await request.body()
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         is_json = content_type == "application/json"
@@ -364,10 +386,7 @@ def _build_app(settings: Settings, get_registry: Callable[[], ProviderRegistry])
         return JSONResponse(body, response.status, {**dict(response.headers), **NO_STORE})
 
     async def _endpoint(provider_key: str, request: Request, name: str) -> Response:
-        oauth = _state(request)
-        server = oauth.server(provider_key)
-        if server is None:
-            return _problem(404, "invalid_request", "unknown sandbox provider")
+        _, server = _server(request, provider_key, page=False)
         items = parse_qsl((await request.body()).decode(errors="replace"), keep_blank_values=True)
         req = SandboxRequest("POST", str(request.url), request.headers, items)
         response = server.create_endpoint_response(name, req)
@@ -383,10 +402,7 @@ def _build_app(settings: Settings, get_registry: Callable[[], ProviderRegistry])
 
     @app.get("/{provider_key}/.well-known/oauth-authorization-server")
     async def metadata(provider_key: str, request: Request) -> Response:
-        oauth = _state(request)
-        server = oauth.server(provider_key)
-        if server is None:
-            return _problem(404, "invalid_request", "unknown sandbox provider")
+        _, server = _server(request, provider_key, page=False)
         return JSONResponse(server.metadata(server.issuer))
 
     @app.post("/_control/misbehave")
