@@ -407,7 +407,6 @@ async def _fail_session(
     """Mark the session (and flow) failed and emit ``connect_session.failed``. With
     ``oauth_failed`` the reserved connection is told too (not when the OAuth leg succeeded
     and only the Fivetran side failed: onboarding keeps its own state and reason then)."""
-    from app.events.outbox import emit
     from app.onboarding.connections import fail_oauth
     from app.onboarding.models import Connection
 
@@ -423,20 +422,32 @@ async def _fail_session(
         connection = await session.get(Connection, row.connection_id)
         if connection is not None and oauth_failed:
             await fail_oauth(session, connection, error_code=code)
-        await emit(
-            session,
-            kind="connect_session.failed",
-            data={
-                "session_id": row.id,
-                "service": row.service,
-                "connection_id": row.connection_id,
-                "error": code,
-                "reauthorization": row.reauthorization,
-            },
-            connection_id=row.connection_id,
-            end_user_external_id=row.end_user_external_id,
-        )
+        await _emit_outcome(session, row, connection_id=row.connection_id, error=code)
     await session.flush()
+
+
+async def _emit_outcome(
+    session: AsyncSession, row: ConnectSession, *, connection_id: str, error: str | None = None
+) -> None:
+    """Emit ``connect_session.failed`` (with ``error``) or, without one,
+    ``connect_session.completed`` for ``row``."""
+    from app.events.outbox import emit
+
+    data: dict[str, Any] = {
+        "session_id": row.id,
+        "service": row.service,
+        "connection_id": connection_id,
+    }
+    if error is not None:
+        data["error"] = error
+    data["reauthorization"] = row.reauthorization
+    await emit(
+        session,
+        kind="connect_session.failed" if error is not None else "connect_session.completed",
+        data=data,
+        connection_id=connection_id,
+        end_user_external_id=row.end_user_external_id,
+    )
 
 
 def _back_to_app(row: ConnectSession, *, status: str, **params: str) -> BrowserResult:
@@ -593,7 +604,6 @@ async def _complete(
     flow: OAuthFlow,
     token_result: Any,
 ) -> BrowserResult:
-    from app.events.outbox import emit
     from app.onboarding.connections import complete_oauth
     from app.onboarding.models import Connection
 
@@ -630,18 +640,7 @@ async def _complete(
         row.status = "completed"
         row.completed_at = utcnow()
         flow.status = "completed"
-        await emit(
-            session,
-            kind="connect_session.completed",
-            data={
-                "session_id": row.id,
-                "service": row.service,
-                "connection_id": connection.id,
-                "reauthorization": row.reauthorization,
-            },
-            connection_id=connection.id,
-            end_user_external_id=row.end_user_external_id,
-        )
+        await _emit_outcome(session, row, connection_id=connection.id)
         await session.flush()
         return _back_to_app(row, status="connected", connection_id=connection.id)
     code = "setup_failed" if connection.state == "setup_failed" else "connection_failed"
@@ -1006,7 +1005,6 @@ async def expire_stale_sessions(
     unused PKCE verifiers shredded, the reserved (new) connection failed with ``expired``
     and ``connect_session.failed`` emitted. Sessions whose callback is in flight (a consumed
     flow) are left to the callback. Returns how many sessions were expired."""
-    from app.events.outbox import emit
     from app.onboarding.connections import fail_oauth
     from app.onboarding.models import Connection
 
@@ -1041,19 +1039,7 @@ async def expire_stale_sessions(
             connection = await session.get(Connection, row.connection_id)
             if connection is not None:
                 await fail_oauth(session, connection, error_code="expired")
-        await emit(
-            session,
-            kind="connect_session.failed",
-            data={
-                "session_id": row.id,
-                "service": row.service,
-                "connection_id": row.connection_id,
-                "error": "expired",
-                "reauthorization": row.reauthorization,
-            },
-            connection_id=row.connection_id,
-            end_user_external_id=row.end_user_external_id,
-        )
+        await _emit_outcome(session, row, connection_id=row.connection_id, error="expired")
     await session.flush()
     if rows:
         log.info("connect sessions expired", extra={"count": len(rows)})
