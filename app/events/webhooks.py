@@ -26,7 +26,8 @@ Mapping (through onboarding's ``states.transition``, which records and emits):
 Connections still being created (``pending``/``authorizing``/``creating``) are left to
 onboarding's own request (or its resume/reconciliation): the webhook is acknowledged as
 ``deferred_in_flight`` and changes nothing.
-* ``pause_connector`` → ``paused``; ``resume_connector`` → ``connected`` (or ``broken``).
+* ``pause_connector`` → ``paused``; ``resume_connector`` → ``connected`` (or ``broken``;
+  ``setup_failed`` when it never passed its setup tests).
 * ``delete_connector`` → ``deleted``.
 
 Unknown connections (e.g. Fivetran's test webhook for ``_connection_1``) are acknowledged
@@ -267,7 +268,9 @@ async def _apply(
         connection.paused = True
     elif event == "resume_connector":
         if connection.state == "paused":
-            target = "broken" if connection.setup_state == "broken" else "connected"
+            from app.onboarding.states import resume_target
+
+            target = await resume_target(session, connection)
             outcome = await _transition(session, connection, target, "resumed at fivetran")
         else:
             outcome = "unchanged"

@@ -112,7 +112,7 @@ async def update_connection(
     elif paused is False:
         conn.paused = False
         if conn.state == states.PAUSED:
-            target = states.BROKEN if conn.setup_state == "broken" else states.CONNECTED
+            target = await states.resume_target(session, conn)
             await states.transition(session, conn, target, reason="resumed_by_caller")
     await session.flush()
     return conn

@@ -119,6 +119,26 @@ async def transition(
     return True
 
 
+async def resume_target(session: AsyncSession, connection: Connection) -> str:
+    """The state a ``paused`` connection returns to when resumed.
+
+    A connection that never passed its setup tests before it was paused (``setup_failed``,
+    or still ``creating``) goes back to ``setup_failed``: only passing tests lead to
+    ``connected`` (§5). Otherwise ``broken`` or ``connected`` as Fivetran last reported."""
+    before = await session.scalar(
+        select(ConnectionTransition.from_state)
+        .where(
+            ConnectionTransition.connection_id == connection.id,
+            ConnectionTransition.to_state == PAUSED,
+        )
+        .order_by(ConnectionTransition.created_at.desc(), ConnectionTransition.id.desc())
+        .limit(1)
+    )
+    if before in (PENDING, AUTHORIZING, CREATING, SETUP_FAILED):
+        return SETUP_FAILED
+    return BROKEN if connection.setup_state == "broken" else CONNECTED
+
+
 async def _emit(
     session: AsyncSession, connection: Connection, kind: str, *, from_state: str | None
 ) -> None:

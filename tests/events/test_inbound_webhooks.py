@@ -249,3 +249,28 @@ async def test_concurrent_duplicates_apply_once(events_app, events_client, seede
     assert all(r.status_code == 200 for r in results), [r.text for r in results]
     assert sorted(r.json()["status"] for r in results) == ["accepted"] + ["duplicate"] * 4
     assert await _counts(events_app) == (1, 1)
+
+
+async def test_resume_webhook_never_turns_a_failed_setup_into_connected(
+    events_app, events_client, seeded
+) -> None:
+    """§5: a connection whose setup tests failed, paused and resumed at Fivetran, is
+    ``setup_failed`` again — not ``connected``."""
+    from app.onboarding import states
+    from app.onboarding.models import Connection
+
+    cid = seeded["connection_id"]
+    async with events_app.state.sessionmaker() as session, session.begin():
+        conn = await session.get(Connection, cid)
+        assert conn is not None
+        conn.setup_state = "incomplete"
+        await states.transition(session, conn, "setup_failed", reason="setup_tests_failed")
+    body = _body("pause_connector", created="2026-11-26T03:00:00.000Z")
+    assert (await _post(events_client, body, _sig(body))).json()["outcome"] == "applied"
+    body = _body("resume_connector", created="2026-11-26T04:00:00.000Z")
+    assert (await _post(events_client, body, _sig(body))).json()["outcome"] == "applied"
+    conn = await _connection(events_app, cid)
+    assert conn.state == "setup_failed" and not conn.paused
+    async with events_app.state.sessionmaker() as session:
+        kinds = list((await session.scalars(select(Event.kind).order_by(Event.seq))).all())
+    assert "connection.resumed" not in kinds and "connection.connected" not in kinds, kinds

@@ -268,3 +268,22 @@ async def test_offboarding_with_fivetran_down_is_202_then_resumed(
     problem(await api.delete("/v1/end-users/acme"), 404)
     r = await api.put("/v1/end-users/acme", json={})
     assert r.status_code == 201 and r.json()["fivetran_group_id"] != conn["group_id"]
+
+
+async def test_pause_then_resume_never_turns_a_failed_setup_into_connected(
+    make_api: Callable[..., Any],
+) -> None:
+    """§5: only passing setup tests lead from ``setup_failed`` to ``connected``. Pausing a
+    connection whose tests failed and resuming it must bring it back to ``setup_failed``."""
+    app, api = await make_api()
+    body = {**STRIPE, "credentials": {"api_key": "invalid"}}  # the simulator's bad value
+    conn = (await api.post("/v1/connections", json=body)).json()
+    assert conn["state"] == "setup_failed", conn
+    r = await api.patch(f"/v1/connections/{conn['id']}", json={"paused": True})
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "paused"
+    r = await api.patch(f"/v1/connections/{conn['id']}", json={"paused": False})
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "setup_failed", r.json()
+    events = await _events(app, conn["id"])
+    assert "connection.connected" not in events and "connection.resumed" not in events, events
