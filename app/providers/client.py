@@ -249,7 +249,16 @@ def _error_from(provider: Provider, exc: Exception, capture: _Capture) -> OAuthP
 async def _call(provider: Provider, capture: _Capture, coro: Any) -> dict[str, Any]:
     try:
         await coro
-    except (OAuthProviderError, OAuthError, httpx.HTTPError, ValueError, KeyError) as exc:
+    # TypeError/OverflowError: authlib's int() of a non-numeric expires_in / expires_at.
+    except (
+        OAuthProviderError,
+        OAuthError,
+        httpx.HTTPError,
+        ValueError,
+        KeyError,
+        TypeError,
+        OverflowError,
+    ) as exc:
         raise _error_from(provider, exc, capture) from None
     if capture.body is None:  # pragma: no cover - the hook always runs on a response
         raise OAuthProviderError("invalid_token_response", provider_key=provider.key)

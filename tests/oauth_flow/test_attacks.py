@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from sqlalchemy import select, update
 
@@ -789,3 +791,45 @@ async def test_r01_repeated_callback_parameters_are_rejected(harness: FlowHarnes
     # Not consumed by the rejected attempts: the genuine callback still completes.
     r = await browser.get(relative(callback))
     assert query_of(r.headers["location"])["status"] == "connected"
+
+
+class _PatchTokenBody(httpx.AsyncBaseTransport):
+    """An authorization server whose token answer carries ``patch`` (malformed fields)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, patch: dict[str, Any]) -> None:
+        self.inner = inner
+        self.patch = patch
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if not request.url.path.endswith("/token") or response.status_code != 200:
+            return response
+        body = json.loads(await response.aread())
+        return httpx.Response(200, json={**body, **self.patch}, request=request)
+
+
+@pytest.mark.parametrize(
+    "patch", [{"expires_in": [3600]}, {"expires_in": {"s": 1}}, {"expires_at": ["soon"]}]
+)
+async def test_r12_malformed_expiry_in_token_response_fails_the_flow_cleanly(
+    harness: FlowHarness, patch: dict[str, Any]
+) -> None:
+    """A token answer whose ``expires_in``/``expires_at`` is not a number once crashed the
+    callback (500) after the state was consumed, leaving the session pending and the PKCE
+    verifier stored; it must be an allow-listed error redirect that leaves nothing behind."""
+    from app.vault.models import VaultSecret
+
+    await harness.end_user()
+    browser, callback, created = await harness.callback_url_for(PROVIDER)
+    harness.app.state.outbound_transport = _PatchTokenBody(harness.spy, patch)
+    r = await browser.get(relative(callback))
+    assert r.status_code == 303, r.text
+    location = query_of(r.headers["location"])
+    assert location["status"] == "error"
+    assert location["error"] == "invalid_token_response"
+    rows = await harness.rows()
+    assert rows["connection_secrets"] == 0 and rows["grants"] == 0
+    assert rows["fivetran_connections"] == 0
+    assert await harness.count(VaultSecret, VaultSecret.owner_type == "oauth_flow") == 0
+    status = await harness.session_status(created["id"])
+    assert status["status"] == "failed" and status["error"] == "invalid_token_response"

@@ -227,3 +227,33 @@ def test_json_body_method_shape() -> None:
     )
     assert json.loads(body) == {"app_id": "app", "secret": "sec", "auth_code": "xyz"}
     assert headers["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"expires_in": [3600]},
+        {"expires_in": {"seconds": 3600}},
+        {"expires_at": [1]},
+        {"expires_at": {"at": 1}},
+    ],
+)
+async def test_non_numeric_expiry_is_an_invalid_token_response(body: dict[str, Any]) -> None:
+    """A list or object as ``expires_in``/``expires_at`` must be an OAuthProviderError, not
+    a TypeError escaping from authlib's token parsing."""
+    transport, seen = scripted(ok(**body))
+    with pytest.raises(OAuthProviderError) as info:
+        await run(provider(), transport)
+    assert info.value.error_code == "invalid_token_response"
+    assert len(seen) == 1
+    transport, _ = scripted(ok(**body))
+    with pytest.raises(OAuthProviderError) as info:
+        await refresh(
+            provider(),
+            refresh_token=Secret("rt"),
+            token_endpoint=TOKEN_URL,
+            credentials=CREDS,
+            issuer="https://auth.acme.example",
+            transport=transport,
+        )
+    assert info.value.error_code == "invalid_token_response"
