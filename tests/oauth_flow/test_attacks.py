@@ -833,3 +833,39 @@ async def test_r12_malformed_expiry_in_token_response_fails_the_flow_cleanly(
     assert await harness.count(VaultSecret, VaultSecret.owner_type == "oauth_flow") == 0
     status = await harness.session_status(created["id"])
     assert status["status"] == "failed" and status["error"] == "invalid_token_response"
+
+
+@pytest.mark.parametrize(
+    "return_to",
+    [
+        # Python's IDNA 2003 maps "ß" to "ss"; browsers (UTS #46, non-transitional) keep it
+        # and go to xn--cla-hia.example, another registrable domain.
+        "https://claß.example/connected",
+        "https://CLAß.example/connected",
+        # Final sigma: IDNA 2003 maps it to σ, browsers keep ς.
+        "https://ς.example/connected",
+        # urlsplit raises ValueError for these (NFKC-normalised '/', '#' in the authority).
+        "https://evil.com\uff0f@app.example.com/",
+        "https://app.example.com\uff03.evil.com/",
+        "https://[::1/",
+    ],
+)
+async def test_r22_return_to_host_the_browser_reads_differently_is_rejected(
+    make_flow_harness: Any, settings_factory: Any, return_to: str
+) -> None:
+    """The allow-list check must see the host a browser will go to: a host that IDNA 2003
+    rewrites (so it matched an allow-listed origin) is refused, and so is a value that
+    ``urlsplit`` cannot parse (422, never a 500)."""
+    harness = await make_flow_harness(
+        settings_factory(
+            api={"allowed_origins": [APP_ORIGIN, "https://class.example", "https://σ.example"]}
+        )
+    )
+    await harness.end_user()
+    before = await harness.rows()
+    r = await harness.create_session(PROVIDER, return_to=return_to)
+    assert r.status_code == 422, (return_to, r.status_code, r.text)
+    assert r.json()["field"] == "return_to"
+    assert await harness.rows() == before
+    ok = await harness.create_session(PROVIDER, return_to="https://class.example/connected")
+    assert ok.status_code == 201, ok.text

@@ -50,9 +50,15 @@ def _idna_host(host: str) -> str:
     if host.startswith("["):
         return host
     try:
-        return host.encode("idna").decode("ascii").lower()
+        ascii_host = host.encode("idna").decode("ascii").lower()
+        # Python's IDNA 2003 rewrites some characters (ß → ss, ς → σ, full-width forms) that
+        # browsers (UTS #46) keep or map otherwise: accept a non-ASCII host only when it
+        # round-trips, so the origin checked is the one the browser will go to.
+        if not host.isascii() and ascii_host.encode("ascii").decode("idna") != host:
+            raise UnsafeUrl("host is not a canonical internationalized domain name")
     except UnicodeError as exc:
         raise UnsafeUrl("host is not a valid domain name") from exc
+    return ascii_host
 
 
 def parse_origin(url: str) -> tuple[Origin, str]:
@@ -66,7 +72,10 @@ def parse_origin(url: str) -> tuple[Origin, str]:
         raise UnsafeUrl("too long")
     if _has_forbidden_chars(url):
         raise UnsafeUrl("contains whitespace, control characters or a backslash")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. NFKC-normalised '/' or '#' in the authority, bad IPv6
+        raise UnsafeUrl("is not a valid URL") from exc
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS:
         raise UnsafeUrl("must be an absolute https URL")
