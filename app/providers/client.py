@@ -54,6 +54,8 @@ with warnings.catch_warnings():
 log = logging.getLogger("pbf.providers.client")
 
 DEFAULT_TIMEOUT_SECONDS = 15.0
+#: Largest ``expires_in`` accepted (100 years): beyond it the expiry is not a date.
+MAX_EXPIRES_IN = 100 * 365 * 86400
 TOKEN_HEADERS = {
     "Accept": "application/json",
     "Content-Type": "application/x-www-form-urlencoded;charset=UTF-8",
@@ -307,12 +309,14 @@ def validate_token_body(
         )
     expires_in = body.get("expires_in")
     if expires_in is not None and (
-        isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in < 0
+        isinstance(expires_in, bool)
+        or not isinstance(expires_in, int)
+        or not 0 <= expires_in <= MAX_EXPIRES_IN
     ):
         raise OAuthProviderError(
             "invalid_token_response",
             provider_key=key,
-            message=f"{key}: expires_in must be a non-negative integer",
+            message=f"{key}: expires_in must be an integer from 0 to {MAX_EXPIRES_IN}",
         )
     refresh_token = body.get("refresh_token")
     if refresh_token is not None and (not isinstance(refresh_token, str) or not refresh_token):

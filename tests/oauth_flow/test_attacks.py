@@ -809,7 +809,13 @@ class _PatchTokenBody(httpx.AsyncBaseTransport):
 
 
 @pytest.mark.parametrize(
-    "patch", [{"expires_in": [3600]}, {"expires_in": {"s": 1}}, {"expires_at": ["soon"]}]
+    "patch",
+    [
+        {"expires_in": [3600]},
+        {"expires_in": {"s": 1}},
+        {"expires_at": ["soon"]},
+        {"expires_in": 10**12},
+    ],
 )
 async def test_r12_malformed_expiry_in_token_response_fails_the_flow_cleanly(
     harness: FlowHarness, patch: dict[str, Any]

@@ -257,3 +257,27 @@ async def test_non_numeric_expiry_is_an_invalid_token_response(body: dict[str, A
             transport=transport,
         )
     assert info.value.error_code == "invalid_token_response"
+
+
+@pytest.mark.parametrize("expires_in", [10**12, 10**20])
+async def test_out_of_range_expires_in_is_an_invalid_token_response(expires_in: int) -> None:
+    """An ``expires_in`` past the calendar once raised OverflowError while computing the
+    expiry (a 500 in the callback after the state was consumed)."""
+    transport, _ = scripted(ok(expires_in=expires_in))
+    with pytest.raises(OAuthProviderError) as info:
+        await run(provider(), transport)
+    assert info.value.error_code == "invalid_token_response"
+    transport, _ = scripted(ok(expires_in=expires_in))
+    with pytest.raises(OAuthProviderError) as info:
+        await refresh(
+            provider(),
+            refresh_token=Secret("rt"),
+            token_endpoint=TOKEN_URL,
+            credentials=CREDS,
+            issuer="https://auth.acme.example",
+            transport=transport,
+        )
+    assert info.value.error_code == "invalid_token_response"
+    # A long but representable lifetime (10 years) stays accepted.
+    transport, _ = scripted(ok(expires_in=10 * 365 * 86400))
+    assert (await run(provider(), transport)).expires_at is not None
