@@ -8,6 +8,7 @@
 * ``event_delivery_attempts`` — one row per attempt; ``(delivery_id, attempt)`` is unique, so
   the same attempt can never be recorded (and so never sent) twice.
 * ``fivetran_webhook_receipts`` — inbound Fivetran webhooks already applied (dedupe).
+* ``reconcile_spend`` — Fivetran requests spent by each reconciliation (its hourly allowance).
 """
 
 from __future__ import annotations
@@ -144,3 +145,14 @@ class ConnectionFreshness(Base):
         UTCDateTime, default=None, index=True
     )
     last_error: Mapped[str | None] = mapped_column(String(200), default=None)
+
+
+class ReconcileSpend(Base):
+    """Fivetran requests (retries included) one reconciliation of one connection sent; the
+    sum over the last hour is what reconciliation has spent of its share of the budget."""
+
+    __tablename__ = "reconcile_spend"
+
+    id: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    spent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    requests: Mapped[int] = mapped_column(Integer)

@@ -11,8 +11,9 @@ onboarding's ``refresh_from_fivetran`` (one ``GET /v1/connections/{id}``),
   onboarding's ``resume_connection`` (finds or finishes the Fivetran connection).
 
 Budget: at most ``reconcile_budget_share × fivetran.hourly_request_budget`` requests per
-rolling hour (counted from ``connection_freshness.last_reconciled_at``, so several workers
-share one allowance), and per pass at most the share of one ``reconcile_interval_seconds``.
+rolling hour, and per pass at most the share of one ``reconcile_interval_seconds``. What is
+counted is every request actually sent (client retries and a resume's several calls
+included), recorded in ``reconcile_spend`` so several workers share one allowance.
 On PostgreSQL one worker reconciles at a time (advisory lock); a 429 from Fivetran ends the
 pass.
 """
@@ -25,12 +26,12 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import delete, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.events.freshness import mark_fresh
-from app.events.models import ConnectionFreshness
+from app.events.models import ConnectionFreshness, ReconcileSpend
 
 log = logging.getLogger("pbf.events.reconcile")
 
@@ -83,12 +84,18 @@ async def candidates(
 
 
 async def used_last_hour(session: AsyncSession, *, now: datetime) -> int:
-    count = await session.scalar(
-        select(func.count())
-        .select_from(ConnectionFreshness)
-        .where(ConnectionFreshness.last_reconciled_at > now - timedelta(hours=1))
+    """Fivetran requests reconciliation sent in the last hour (every worker)."""
+    spent = await session.scalar(
+        select(func.coalesce(func.sum(ReconcileSpend.requests), 0)).where(
+            ReconcileSpend.spent_at > now - timedelta(hours=1)
+        )
     )
-    return int(count or 0)
+    return int(spent or 0)
+
+
+def _record_spend(session: AsyncSession, at: datetime, requests: int) -> None:
+    if requests > 0:
+        session.add(ReconcileSpend(spent_at=at, requests=requests))
 
 
 async def reconcile_connection(session: AsyncSession, app_state: Any, connection_id: str) -> str:
@@ -122,6 +129,7 @@ async def reconcile(
     now: Callable[[], datetime],
 ) -> int:
     """One pass; returns the number of connections reconciled."""
+    from app.fivetran.client import counting_requests
     from app.fivetran.errors import FivetranTooManyRequests
 
     async with sessionmaker() as lock_session, lock_session.begin():
@@ -138,15 +146,29 @@ async def reconcile(
                 log.info("reconciliation budget spent for this hour")
                 return 0
             ids = await candidates(session, settings=settings, now=started, limit=allowance)
+            await session.execute(
+                delete(ReconcileSpend).where(
+                    ReconcileSpend.spent_at <= started - timedelta(hours=1)
+                )
+            )
+            await session.commit()
         done = 0
+        spent = 0
         for connection_id in ids:
+            if spent >= allowance:
+                log.info("reconciliation pass stopped: its share of the budget is spent")
+                break
+            sent = [0]
             try:
                 async with sessionmaker() as session:
                     try:
-                        action = await reconcile_connection(session, app_state, connection_id)
+                        with counting_requests() as sent:
+                            action = await reconcile_connection(session, app_state, connection_id)
+                        spent += sent[0]
                         await mark_fresh(
                             session, connection_id, now=now(), source="reconcile", reconciled=True
                         )
+                        _record_spend(session, now(), sent[0])
                         await session.commit()
                     except BaseException:
                         await session.rollback()
@@ -157,11 +179,12 @@ async def reconcile(
                     extra={"connection_id": connection_id, "action": action},
                 )
             except FivetranTooManyRequests:
-                await _record_error(sessionmaker, connection_id, now(), "rate_limited")
+                await _record_error(sessionmaker, connection_id, now(), "rate_limited", sent[0])
                 log.warning("reconciliation stopped: Fivetran rate limit")
                 break
             except Exception as exc:
-                await _record_error(sessionmaker, connection_id, now(), type(exc).__name__)
+                spent += sent[0]
+                await _record_error(sessionmaker, connection_id, now(), type(exc).__name__, sent[0])
                 log.warning(
                     "connection reconciliation failed",
                     extra={"connection_id": connection_id, "error_type": type(exc).__name__},
@@ -170,9 +193,14 @@ async def reconcile(
 
 
 async def _record_error(
-    sessionmaker: async_sessionmaker[AsyncSession], connection_id: str, at: datetime, error: str
+    sessionmaker: async_sessionmaker[AsyncSession],
+    connection_id: str,
+    at: datetime,
+    error: str,
+    requests: int,
 ) -> None:
     async with sessionmaker() as session, session.begin():
         await mark_fresh(
             session, connection_id, now=at, source="reconcile", reconciled=True, error=error
         )
+        _record_spend(session, at, requests)

@@ -31,7 +31,9 @@ import base64
 import json as jsonlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -55,6 +57,22 @@ Sleep = Callable[[float], Awaitable[None]]
 V1 = "application/json"
 V2 = "application/json;version=2"
 EXTENSIONS = {"pbf_target": "fivetran"}
+
+
+#: Requests sent by this task while :func:`counting_requests` is active (else None).
+_SENT: ContextVar[list[int] | None] = ContextVar("pbf_fivetran_sent", default=None)
+
+
+@contextmanager
+def counting_requests() -> Iterator[list[int]]:
+    """Count the requests (every attempt, retries included) this task sends to Fivetran
+    inside the block: ``with counting_requests() as sent: ...; sent[0]``."""
+    sent = [0]
+    token = _SENT.set(sent)
+    try:
+        yield sent
+    finally:
+        _SENT.reset(token)
 
 
 def _q(value: str) -> str:
@@ -157,6 +175,9 @@ class FivetranClient:
         maybe_done = False  # an earlier attempt may have been processed
         while True:
             await self.budget.acquire()
+            sent = _SENT.get()
+            if sent is not None:
+                sent[0] += 1
             try:
                 async with asyncio.timeout(self.timeout):
                     response = await self._http.request(

@@ -151,3 +151,44 @@ async def test_background_loop_reconciles_by_itself(events_settings, receiver) -
             ready = (await c.get("/readyz")).json()["checks"]["events_worker"]
     assert ready == {"ok": True}
     assert [x.type for x in receiver.accepted()][-1] == "connection.broken"
+
+
+async def test_reconciliation_counts_the_requests_it_spends_not_the_connections(
+    events_settings, receiver, worker_for, clock, make_api_key
+) -> None:
+    """While Fivetran answers 5xx, each refresh costs the client's retries too. The hour's
+    share (0.04 × 100 = 4 requests) must bound what reconciliation sends, not the number of
+    connections it touched."""
+    from app.main import create_app
+
+    settings = events_settings(reconcile_budget_share=0.04, reconcile_interval_seconds=3600)
+    settings = settings.model_copy(
+        update={
+            "fivetran": settings.fivetran.model_copy(
+                update={"hourly_request_budget": 100, "max_retries": 1}
+            )
+        }
+    )
+    app = create_app(settings, outbound_transport=httpx.ASGITransport(receiver))
+    async with app.router.lifespan_context(app):
+        headers = {"Authorization": f"Bearer {await make_api_key(['admin'])}"}
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8000"
+        ) as c:
+            await _make_connections(c, headers, 6)
+            r = await c.post(
+                f"{SIM}/_control/faults",
+                json={
+                    "method": "GET",
+                    "path_regex": "^/v1/connections/[^/]+$",
+                    "status": 500,
+                    "count": 1000,
+                },
+            )
+            assert r.status_code == 201, r.text
+            worker = worker_for(app)
+            clock.advance(settings.events.reconcile_stale_after_seconds + 1)
+            before = await _gets(c)
+            await worker.reconcile_once()
+            await worker.reconcile_once()  # the hour's share is spent: nothing more
+            assert await _gets(c) - before <= 4
