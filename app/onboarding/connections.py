@@ -631,6 +631,17 @@ async def _create_remote(
     if data is None:
         assert last_exc is not None
         raise await _leave_creating(session, conn, last_exc, "fivetran_unavailable") from last_exc
+    if await _gone_meanwhile(session, conn):
+        # Deleted or offboarded while the create was in flight: what Fivetran just made must
+        # not outlive that (it holds the end-user's secrets and would sync their data).
+        try:
+            await client.delete_connection(str(data["id"]))
+        except FivetranError as exc:
+            log.error(
+                "could not delete a Fivetran connection created after its deletion",
+                extra={"connection_id": conn.id, "fivetran_status": exc.status},
+            )
+        raise NotFound(f"Connection '{conn.id}' not found", code="connection_not_found")
     conn.fivetran_connection_id = str(data["id"])
     if conn.auth_method == "oauth2":
         conn.grant_handed_off_at = utcnow()
@@ -646,6 +657,16 @@ async def _create_remote(
             raise await _leave_creating(session, conn, exc, "setup_tests_pending") from exc
         apply_fivetran_status(conn, data)
     await _finish_setup(session, app_state, conn, data)
+
+
+async def _gone_meanwhile(session: AsyncSession, conn: Connection) -> bool:
+    """The connection was deleted, or its end-user offboarded, by another request while this
+    one was creating it at Fivetran (committed state, row locked on PostgreSQL)."""
+    await session.refresh(conn, attribute_names=["state"], with_for_update=True)
+    offboarding = await session.scalar(
+        select(EndUser.offboarding_state).where(EndUser.id == conn.end_user_id)
+    )
+    return conn.state == states.DELETED or offboarding is not None
 
 
 async def _finish_setup(

@@ -287,3 +287,27 @@ async def test_pause_then_resume_never_turns_a_failed_setup_into_connected(
     assert r.json()["state"] == "setup_failed", r.json()
     events = await _events(app, conn["id"])
     assert "connection.connected" not in events and "connection.resumed" not in events, events
+
+
+async def test_offboarding_during_an_inflight_create_leaves_no_fivetran_connection(
+    make_api: Callable[..., Any],
+) -> None:
+    """An end-user offboarded while its connection's Fivetran create is in flight: the
+    connection Fivetran creates after the offboarding looked must not survive (it would hold
+    the end-user's credentials and sync their data after the DELETE said 204)."""
+    import asyncio
+
+    _, api = await make_api(onboarding={"group_strategy": "shared"})
+    sim = Simulator(api)
+    group_id = (await api.get("/v1/end-users/acme")).json()["fivetran_group_id"]
+    await sim.fault(method="POST", path_regex="^/v1/connections$", delay_seconds=0.5, count=1)
+    create = asyncio.create_task(api.post("/v1/connections", json=STRIPE))
+    for _ in range(100):  # wait until the row is committed and the create is at Fivetran
+        if (await api.get("/v1/connections", params={"end_user": "acme"})).json()["items"]:
+            break
+        await asyncio.sleep(0.01)
+    r = await api.delete("/v1/end-users/acme")
+    assert r.status_code == 204, r.text
+    r = await create
+    assert r.status_code == 404, r.text
+    assert await sim.connections_in(group_id) == []
