@@ -35,10 +35,9 @@ _SENSITIVE_WORDS = (
     r"|client_assertion|signature|hmac|authorization|cookie)[A-Za-z0-9_\-]*"
 )
 _SENSITIVE_PARAM = rf"(?:code|state|iss|auth_code|session_state|{_SENSITIVE_WORDS})"
-# key=value in query strings / form bodies / free text
-_KV_RE = re.compile(
-    rf"(?i)(?<![A-Za-z0-9_])({_SENSITIVE_PARAM})=(?:'[^']*'|\"[^\"]*\"|[^&\s\"',;]+)"
-)
+# key=value in query strings / form bodies / free text. An unquoted value runs to the next
+# '&' or whitespace: codes are 1*VSCHAR (RFC 6749 A.11), so ',', ';' and quotes may be in it.
+_KV_RE = re.compile(rf"(?i)(?<![A-Za-z0-9_])({_SENSITIVE_PARAM})=(?:'[^']*'|\"[^\"]*\"|[^&\s]+)")
 # "key": "value" in JSON-ish text
 _JSON_RE = re.compile(rf"(?i)([\"']{_SENSITIVE_PARAM}[\"']\s*:\s*)([\"'])(.*?)(?<!\\)\2")
 _BEARER_RE = re.compile(r"(?i)\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=\-]+")
@@ -52,8 +51,9 @@ def redact(text: str) -> str:
     """Remove secret-looking values from free text (query strings, JSON, headers)."""
     if not text:
         return text
-    text = _KV_RE.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
+    # JSON pairs first: an unquoted key=value below may run over a following JSON key.
     text = _JSON_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}{m.group(2)}", text)
+    text = _KV_RE.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
     text = _BEARER_RE.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
     text = _CONNECT_PATH_RE.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
     return _KEY_RE.sub(REDACTED, text)

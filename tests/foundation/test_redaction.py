@@ -121,3 +121,19 @@ def test_real_server_access_log_is_redacted(database_url, tmp_path):
     assert "/oauth/callback/salesforce" in text
     for value in SECRETS.values():
         assert value not in text
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        # RFC 6749 A.11: a code is 1*VSCHAR, so ',', ';', quotes may appear raw in a query.
+        "GET /oauth/callback/x?code=C0DE,VALUE-123456&state=ST4TE;VALUE-abcdef 303",
+        "GET /oauth/callback/x?state=ST4TE'VALUE-abcdef&code=C0DE\"VALUE-123456 303",
+        '127.0.0.1:1 - "GET /oauth/callback/x?code=C0DE;VALUE-123456 HTTP/1.1" 303',
+        '{"url":"/cb?code=C0DE","refresh_token": "RT-VALUE-123456"}',
+    ],
+)
+def test_redact_removes_whole_query_values_with_punctuation(line):
+    """The access log must not keep the tail of a code or state after a ',', ';' or quote."""
+    out = redact(line)
+    assert "VALUE-123456" not in out and "VALUE-abcdef" not in out, out
