@@ -20,10 +20,10 @@ refreshes it; :func:`ensure_refresh_allowed` raises for such a grant.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.callers.service import Caller
@@ -765,6 +765,45 @@ async def _discard_tokens_if_configured(
     for name in TOKEN_FIELDS:
         await app_state.vault.delete(session, owner_type=OWNER, owner_id=conn.id, field=name)
     await session.commit()
+
+
+#: ``state_reason`` of a ``creating`` connection whose Fivetran create a request is running.
+IN_FLIGHT_REASONS = ("credentials_submitted", "resuming")
+#: After this long without a write, an in-flight create is presumed dead (process killed).
+IN_FLIGHT_GRACE = timedelta(minutes=5)
+
+
+async def claim_for_resume(session: AsyncSession, conn: Connection) -> None:
+    """Take over a ``creating`` connection for a retry with the same ``Idempotency-Key``.
+
+    Atomic (conditional UPDATE, committed): while the first request — or another retry — is
+    still creating it at Fivetran, this is ``409 idempotency_key_in_progress`` instead of a
+    second create and a second ``connection.created``. Other states need no claim."""
+    if conn.state != states.CREATING or conn.fivetran_connection_id is not None:
+        return
+    now = utcnow()
+    result = await session.execute(
+        update(Connection)
+        .where(
+            Connection.id == conn.id,
+            Connection.state == states.CREATING,
+            Connection.fivetran_connection_id.is_(None),
+            or_(
+                Connection.state_reason.not_in(IN_FLIGHT_REASONS),
+                Connection.updated_at < now - IN_FLIGHT_GRACE,
+            ),
+        )
+        .values(state_reason="resuming", updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        await session.rollback()
+        raise Conflict(
+            "A request with this Idempotency-Key is still in progress",
+            code="idempotency_key_in_progress",
+        )
+    await session.commit()
+    await session.refresh(conn)
 
 
 async def resume_connection(session: AsyncSession, app_state: Any, conn: Connection) -> None:

@@ -217,6 +217,7 @@ async def create_connection(
         return handle.replay_response()
     if handle.resume_id is not None:
         conn, _ = await conn_service.get_connection(session, caller, handle.resume_id)
+        await conn_service.claim_for_resume(session, conn)
         await conn_service.resume_connection(session, app_state, conn)
     else:
         conn = await conn_service.create_credentials_connection(

@@ -311,3 +311,32 @@ async def test_offboarding_during_an_inflight_create_leaves_no_fivetran_connecti
     r = await create
     assert r.status_code == 404, r.text
     assert await sim.connections_in(group_id) == []
+
+
+async def test_same_idempotency_key_twice_at_once_creates_and_reports_once(
+    make_api: Callable[..., Any],
+) -> None:
+    """A client retrying its POST (same key, same body) while the first one is still at
+    Fivetran gets a clear answer, and the connection is created and announced once."""
+    import asyncio
+
+    app, api = await make_api()
+    sim = Simulator(api)
+    await sim.fault(method="POST", path_regex="^/v1/connections$", delay_seconds=0.5, count=1)
+    headers = {"Idempotency-Key": "retry-me"}
+    first = asyncio.create_task(api.post("/v1/connections", json=STRIPE, headers=headers))
+    for _ in range(100):
+        if (await api.get("/v1/connections", params={"end_user": "acme"})).json()["items"]:
+            break
+        await asyncio.sleep(0.01)
+    second = await api.post("/v1/connections", json=STRIPE, headers=headers)
+    r = await first
+    assert r.status_code == 201, r.text
+    assert second.status_code == 409, second.text
+    assert second.json()["code"] == "idempotency_key_in_progress"
+    cid = r.json()["id"]
+    assert (await _events(app, cid)).count("connection.created") == 1
+    creates = [
+        x for x in await sim.requests() if x["method"] == "POST" and x["path"] == "/v1/connections"
+    ]
+    assert len(creates) == 1, creates
