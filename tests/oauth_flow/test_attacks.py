@@ -875,3 +875,35 @@ async def test_r22_return_to_host_the_browser_reads_differently_is_rejected(
     assert await harness.rows() == before
     ok = await harness.create_session(PROVIDER, return_to="https://class.example/connected")
     assert ok.status_code == 201, ok.text
+
+
+async def test_vault_failure_while_storing_tokens_fails_the_session_cleanly(
+    harness: FlowHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key provider fails (e.g. a KMS outage) when the callback seals the tokens: after
+    the state was consumed this once answered a JSON 503 to the browser and left the session
+    pending for ever (the sweep skips consumed flows) with the PKCE verifier stored."""
+    from app.vault.errors import KeyProviderUnavailable
+    from app.vault.models import VaultSecret
+
+    await harness.end_user()
+    browser, callback, created = await harness.callback_url_for(PROVIDER)
+    vault = harness.app.state.vault
+    real_put = vault.put
+
+    async def failing_put(session: Any, **kw: Any) -> None:
+        if kw.get("owner_type") == "connection":
+            raise KeyProviderUnavailable("KMS Encrypt failed (ThrottlingException)")
+        await real_put(session, **kw)
+
+    monkeypatch.setattr(vault, "put", failing_put)
+    r = await browser.get(relative(callback))
+    assert r.status_code == 303, r.text
+    location = query_of(r.headers["location"])
+    assert location["status"] == "error" and location["error"] == "vault_error"
+    rows = await harness.rows()
+    assert rows["connection_secrets"] == 0 and rows["grants"] == 0
+    assert rows["fivetran_connections"] == 0
+    assert await harness.count(VaultSecret, VaultSecret.owner_type == "oauth_flow") == 0
+    status = await harness.session_status(created["id"])
+    assert status["status"] == "failed" and status["error"] == "vault_error"

@@ -581,14 +581,24 @@ async def handle_callback(
         return _back_to_app(row, status="error", error=_session_code(exc.error_code))
 
     # Durable point "tokens stored": sealed and committed before any Fivetran call.
-    await store_grant(
-        session,
-        app_state,
-        end_user_id=flow.end_user_id,
-        connection_id=flow.connection_id,
-        token_result=token_result,
-        token_endpoint=flow.token_endpoint,
-    )
+    try:
+        await store_grant(
+            session,
+            app_state,
+            end_user_id=flow.end_user_id,
+            connection_id=flow.connection_id,
+            token_result=token_result,
+            token_endpoint=flow.token_endpoint,
+        )
+    except VaultError as exc:
+        row, flow = await _after_rollback(session, row.id, flow.id)
+        await _fail_session(session, row=row, flow=flow, error_code="vault_error")
+        await _shred_verifier(session, app_state, flow)
+        log.error(
+            "oauth tokens could not be sealed",
+            extra={"flow_id": flow.id, "error": exc.code},
+        )
+        return _back_to_app(row, status="error", error="vault_error")
     flow.status = "exchanged"
     await _shred_verifier(session, app_state, flow, flush=False)
     await session.commit()
