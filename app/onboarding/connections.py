@@ -478,9 +478,18 @@ async def complete_oauth(
     if conn.fivetran_connection_id is not None:
         await _reauthorize_remote(session, app_state, conn, auth=auth)
         return conn
-    conn.group_id = await end_user_service.group_for_connection(
-        session, app_state, end_user, conn.service
-    )
+    try:
+        conn.group_id = await end_user_service.group_for_connection(
+            session, app_state, end_user, conn.service
+        )
+    except AppError as exc:
+        if exc.status not in (429, 502, 503, 504):
+            raise
+        # Fivetran unavailable for the group: the tokens are stored, so keep the connection
+        # resumable (resume_connection resolves the group first) instead of 'authorizing'.
+        await states.transition(session, conn, states.CREATING, reason="group_unavailable")
+        await session.commit()
+        raise
     source = get_source(app_state, conn.service)
     body = _payload(source, conn, {**conn.config, **extra}, auth=auth)
     await states.transition(session, conn, states.CREATING, reason="oauth_completed")
@@ -820,6 +829,11 @@ async def resume_connection(session: AsyncSession, app_state: Any, conn: Connect
         apply_fivetran_status(conn, data)
         await _finish_setup(session, app_state, conn, data)
         return
+    if conn.group_id is None:  # the group could not be created at the first attempt
+        end_user = await end_user_service.get_end_user_by_id(session, conn.end_user_id)
+        conn.group_id = await end_user_service.group_for_connection(
+            session, app_state, end_user, conn.service
+        )
     source = get_source(app_state, conn.service)
     fivetran_config: dict[str, Any] = dict(conn.config)
     auth = None

@@ -308,3 +308,41 @@ async def test_fivetran_down_at_callback_keeps_tokens_and_resumes(
     assert [c["id"] for c in remote if c["service"] == "salesforce"] == [
         conn["fivetran_connection_id"]
     ]
+
+
+async def test_fivetran_down_while_creating_the_group_keeps_the_connection_resumable(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """per_service: the group is created at the first connection of a service. If Fivetran
+    is down right then, the consented connection must stay resumable (``creating``, tokens
+    kept) and be finished by ``resume_creating`` — not left ``authorizing`` for good."""
+    from app.callers.service import create_api_key
+    from app.main import create_app
+    from app.onboarding.connections import resume_creating
+
+    application = create_app(settings_factory(onboarding={"group_strategy": "per_service"}))
+    async with application.router.lifespan_context(application):
+        async with application.state.sessionmaker() as s, s.begin():
+            _, key = await create_api_key(s, name="t", scopes=["admin"])
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=application),
+            base_url="http://127.0.0.1:8000",
+            headers={"Authorization": f"Bearer {key}"},
+        ) as api:
+            sim = Simulator(api)
+            assert (await api.put("/v1/end-users/grp-down", json={})).status_code == 201
+            await sim.fault(method="POST", path_regex=r"^/v1/groups/?$", status=503, count=50)
+            await sim.fault(method="GET", path_regex=r"^/v1/groups/?$", status=503, count=50)
+            result = await oauth_connect(api, "grp-down", "salesforce")
+            assert result["status"] == "error", result
+            conns = (await api.get("/v1/connections", params={"end_user": "grp-down"})).json()
+            assert [c["state"] for c in conns["items"]] == ["creating"], conns
+            cid = conns["items"][0]["id"]
+            await sim.clear_faults()
+            async with application.state.sessionmaker() as s:
+                assert await resume_creating(s, application.state) == 1
+                await s.commit()
+            conn = (await api.get(f"/v1/connections/{cid}")).json()
+            assert conn["state"] == "connected", conn
+            remote = await sim.connections_in(conn["group_id"])
+            assert [c["id"] for c in remote] == [conn["fivetran_connection_id"]]
