@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, exists, func, not_, select, update
+from sqlalchemy import and_, exists, func, not_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.callers.service import Caller
 from app.db import utcnow
 from app.errors import InvalidInput, NotFound
-from app.events.delivery import new_delivery
+from app.events.delivery import _FANOUT_LOCK_KEY, _is_postgres, new_delivery
 from app.events.endpoints import Endpoint
 from app.events.kinds import EVENT_KINDS
 from app.events.models import (
@@ -186,6 +186,10 @@ async def redeliver(
             f"No configured endpoint receives '{event.kind}' events", field="endpoint_id"
         )
     now = utcnow()
+    if event.fanned_out_at is None and _is_postgres(session):
+        # Serialize with the worker's fan-out step, then look again.
+        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _FANOUT_LOCK_KEY})
+        await session.refresh(event)
     existing = {
         d.endpoint_id
         for d in (
@@ -212,6 +216,12 @@ async def redeliver(
         else:
             session.add(new_delivery(event, endpoint.id, now=now))
     if event.fanned_out_at is None:
+        # Not fanned out yet: this is its fan-out, so every endpoint that wants it gets a
+        # delivery (not only the redelivered one), or the others would never receive it.
+        chosen = {e.id for e in targets}
+        for endpoint in endpoints.values():
+            if endpoint.wants(event.kind) and endpoint.id not in existing | chosen:
+                session.add(new_delivery(event, endpoint.id, now=now))
         event.fanned_out_at = now
     await session.flush()
     deliveries = await _deliveries_of(session, [event.seq])

@@ -8,13 +8,14 @@ import json
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import func, select, update
 
 from app.events import delivery
 from app.events.models import Event, EventDelivery, EventDeliveryAttempt
 from app.events.outbox import emit
-from tests.events.conftest import RECEIVER_SECRET, emit_events
+from tests.events.conftest import RECEIVER_SECRET, RECEIVER_URL, emit_events
 
 
 async def test_event_is_delivered_signed_with_ids_only(events_app, receiver, worker_for) -> None:
@@ -244,3 +245,29 @@ async def test_a_worker_without_endpoints_leaves_events_alone(
     assert stats.fanned_out == 0
     await worker_for(events_app).run_until_idle()
     assert receiver.unique_ids() == [event_id]
+
+
+async def test_redelivery_to_one_endpoint_before_fan_out_keeps_the_others(
+    events_settings, receiver, worker_for, make_api_key
+) -> None:
+    """``POST /v1/events/{id}/redeliver {endpoint_id}`` on an event the worker has not fanned
+    out yet must not take the event away from the other endpoints."""
+    from app.main import create_app
+    from tests.events.conftest import endpoint_config
+
+    settings = events_settings(
+        endpoints=[endpoint_config(id="a"), endpoint_config(id="b", url=RECEIVER_URL + "?b")]
+    )
+    app = create_app(settings, outbound_transport=httpx.ASGITransport(receiver))
+    async with app.router.lifespan_context(app):
+        headers = {"Authorization": f"Bearer {await make_api_key(['admin'])}"}
+        (event_id,) = await emit_events(app, [("connection.created", "con_A")])
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8000"
+        ) as c:
+            r = await c.post(
+                f"/v1/events/{event_id}/redeliver", json={"endpoint_id": "a"}, headers=headers
+            )
+            assert r.status_code == 202, r.text
+        await worker_for(app).run_deliveries_once()
+        assert [r.event_id for r in receiver.accepted()] == [event_id, event_id]
