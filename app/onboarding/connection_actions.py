@@ -318,7 +318,16 @@ async def patch_schema(
             current = await client.reload_schema_config(fivetran_id)
         filtered = schema_policy.filter_request(policy, requested, current or {})
         if filtered.body:
-            result = await client.update_schema_config(fivetran_id, filtered.body)
+            try:
+                result = await client.update_schema_config(fivetran_id, filtered.body)
+            except FivetranNotFound as exc:
+                # The connection was just read: what Fivetran does not know is a schema,
+                # table or column the caller named.
+                raise InvalidInput(
+                    f"Unknown schema, table or column: {exc.message}",
+                    code="unknown_schema_item",
+                    field="schemas",
+                ) from exc
         else:
             result = current
     except FivetranError as exc:

@@ -340,3 +340,18 @@ async def test_same_idempotency_key_twice_at_once_creates_and_reports_once(
         x for x in await sim.requests() if x["method"] == "POST" and x["path"] == "/v1/connections"
     ]
     assert len(creates) == 1, creates
+
+
+async def test_schema_patch_naming_an_unknown_schema_is_a_clear_422(
+    make_api: Callable[..., Any],
+) -> None:
+    """A schema or table the connection does not have is the caller's mistake (422 naming
+    ``schemas``), not a 502 blaming Fivetran."""
+    _, api = await make_api()
+    cid = (await api.post("/v1/connections", json=STRIPE)).json()["id"]
+    r = await api.patch(
+        f"/v1/connections/{cid}/schema",
+        json={"schemas": {"no_such_schema": {"tables": {"t": {"enabled": False}}}}},
+    )
+    body = problem(r, 422, "unknown_schema_item")
+    assert body["field"] == "schemas", body
