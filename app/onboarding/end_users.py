@@ -129,7 +129,7 @@ async def upsert_end_user(
             id=new_id("eu"),
             external_id=external_id,
             name=name,
-            slug=names.end_user_slug(external_id),
+            slug=await _free_slug(session, external_id),
             group_strategy=settings.onboarding.group_strategy,
             owns_group=False,
             destination=_destination_summary(destination),
@@ -159,6 +159,22 @@ async def upsert_end_user(
         row.fivetran_group_id = await shared_group_id(session, app_state)
     await session.flush()
     return row, created
+
+
+async def _free_slug(session: AsyncSession, external_id: str) -> str:
+    """The end-user's slug; the longer digest when a live end-user already has the short one
+    (names are found by name at Fivetran, so a shared slug would share groups and schemas)."""
+    slug = names.end_user_slug(external_id)
+    taken = await session.scalar(
+        select(EndUser.id)
+        .where(
+            EndUser.slug == slug,
+            EndUser.external_id != external_id,
+            EndUser.deleted_at.is_(None),
+        )
+        .limit(1)
+    )
+    return names.end_user_slug(external_id, digest_chars=12) if taken else slug
 
 
 def _destination_summary(destination: DestinationRequest | None) -> dict[str, Any] | None:

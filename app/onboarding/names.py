@@ -5,6 +5,8 @@ underscore. End-user ids are free text (``a-b``, ``A.B``, ``a_b``), so a readabl
 would collide; every slug therefore ends with 8 hex digits of SHA-256 of the *exact*
 external id: ``a-b`` → ``a_b_1b6b8e2f``, ``a_b`` → ``a_b_0f5c3ad1``. The same id always
 yields the same name, which is what makes a retried create find what it may have created.
+Eight digits can still collide among many ids sharing a long prefix: an end-user whose slug
+is already a live one's gets 12 digits instead (``end_users._free_slug``).
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ _NON_WORD = re.compile(r"[^a-z0-9]+")
 _SLUG_BASE_LEN = 24
 
 
-def end_user_slug(external_id: str) -> str:
-    """Readable, Fivetran-safe and unique per external id (≤ 33 chars)."""
-    digest = hashlib.sha256(external_id.encode("utf-8")).hexdigest()[:8]
+def end_user_slug(external_id: str, *, digest_chars: int = 8) -> str:
+    """Readable, Fivetran-safe and unique per external id (≤ 33 chars; ≤ 37 with the
+    12-digit digest used when the 8-digit slug is already another end-user's)."""
+    digest = hashlib.sha256(external_id.encode("utf-8")).hexdigest()[:digest_chars]
     base = _NON_WORD.sub("_", external_id.lower()).strip("_")[:_SLUG_BASE_LEN].rstrip("_")
     if not base or not base[0].isalpha():
         base = "u_" + base if base else "u"

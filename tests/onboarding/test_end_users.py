@@ -151,3 +151,18 @@ async def test_shared_strategy_put_rejects_a_destination(
         ) as c:
             r = await c.put("/v1/end-users/x", json={"destination": {"service": "snowflake"}})
             problem(r, 422, "destination_not_supported")
+
+
+async def test_end_users_whose_short_slugs_collide_never_share_a_group(
+    api: httpx.AsyncClient,
+) -> None:
+    """8 hex digits of SHA-256 collide among ~10^5 ids sharing a long prefix (this pair was
+    found at the 77,419th). The second end-user must get its own names — not adopt the first
+    one's Fivetran group (and destination) by name."""
+    a, b = "acme-production-customer-74074", "acme-production-customer-77419"
+    assert names.end_user_slug(a) == names.end_user_slug(b)  # the collision
+    ra = await api.put(f"/v1/end-users/{a}", json={})
+    rb = await api.put(f"/v1/end-users/{b}", json={})
+    assert ra.status_code == 201 and rb.status_code == 201, (ra.text, rb.text)
+    assert ra.json()["fivetran_group_id"] != rb.json()["fivetran_group_id"]
+    assert rb.json()["fivetran_group_id"] is not None
