@@ -14,8 +14,9 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import QueryableAttribute
 
 from app.callers.models import ApiKey
 from app.db import utcnow
@@ -49,6 +50,18 @@ class Caller:
         """Foreign end-users look exactly like unknown ones (404, never 403)."""
         if not self.can_access_end_user(external_id):
             raise NotFound(f"End-user '{external_id}' not found", code="end_user_not_found")
+
+
+def end_user_prefix_clause(
+    column: QueryableAttribute[str] | QueryableAttribute[str | None], prefix: str
+) -> ColumnElement[bool]:
+    """SQL filter "column starts with prefix", case-sensitive on every backend.
+
+    ``LIKE`` (what ``startswith`` compiles to) ignores ASCII case on SQLite, which would let a
+    key restricted to ``tenantA_`` list ``TENANTA_…``; a binary comparison of the leading
+    characters does not.
+    """
+    return func.substr(column, 1, len(prefix)) == prefix
 
 
 def _digest(secret: str) -> str:

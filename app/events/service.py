@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import and_, exists, func, not_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.callers.service import Caller
+from app.callers.service import Caller, end_user_prefix_clause
 from app.db import utcnow
 from app.errors import InvalidInput, NotFound
 from app.events.delivery import _FANOUT_LOCK_KEY, _is_postgres, new_delivery
@@ -50,7 +50,7 @@ def _status_filter(status: str) -> Any:
 def _visible(caller: Caller) -> Any:
     if caller.end_user_prefix is None:
         return None
-    return Event.end_user_external_id.startswith(caller.end_user_prefix, autoescape=True)
+    return end_user_prefix_clause(Event.end_user_external_id, caller.end_user_prefix)
 
 
 def event_status(event: Event, deliveries: Sequence[EventDelivery]) -> str:

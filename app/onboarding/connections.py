@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.callers.service import Caller
+from app.callers.service import Caller, end_user_prefix_clause
 from app.db import new_id, try_insert, utcnow
 from app.errors import AppError, Conflict, InvalidInput, NotFound, ServiceUnavailable
 from app.onboarding import end_users as end_user_service
@@ -129,7 +129,7 @@ async def list_connections(
         end_user = await end_user_service.get_end_user(session, caller, end_user_external_id)
         stmt = stmt.where(Connection.end_user_id == end_user.id)
     if caller.end_user_prefix:
-        stmt = stmt.where(EndUser.external_id.startswith(caller.end_user_prefix, autoescape=True))
+        stmt = stmt.where(end_user_prefix_clause(EndUser.external_id, caller.end_user_prefix))
     if after is not None:
         stmt = stmt.where(Connection.id > after)
     rows = [(c, e) for c, e in (await session.execute(stmt.limit(limit + 1))).all()]

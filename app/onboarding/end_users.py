@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.callers.service import Caller
+from app.callers.service import Caller, end_user_prefix_clause
 from app.config import Settings
 from app.db import new_id, try_insert, utcnow
 from app.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
@@ -330,7 +330,7 @@ async def list_end_users(
     after = decode_cursor(cursor, "after", str)
     stmt = select(EndUser).where(EndUser.deleted_at.is_(None)).order_by(EndUser.external_id)
     if caller.end_user_prefix:
-        stmt = stmt.where(EndUser.external_id.startswith(caller.end_user_prefix, autoescape=True))
+        stmt = stmt.where(end_user_prefix_clause(EndUser.external_id, caller.end_user_prefix))
     if after is not None:
         stmt = stmt.where(EndUser.external_id > after)
     rows = list((await session.scalars(stmt.limit(limit + 1))).all())
