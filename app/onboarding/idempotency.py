@@ -26,6 +26,7 @@ Usage in a router::
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -46,9 +47,15 @@ def _digest(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
-def request_fingerprint(body: Any) -> str:
-    """SHA-256 of the canonical JSON of the request body (key order does not matter)."""
-    return _digest(json.dumps(body, sort_keys=True, separators=(",", ":"), default=str))
+def request_fingerprint(body: Any, key: str) -> str:
+    """HMAC-SHA256 of the canonical JSON body (key order does not matter), keyed with the
+    caller's Idempotency-Key.
+
+    Bodies can carry credentials; only ``sha256(key)`` is stored, so the stored fingerprint
+    gives someone holding a copy of the database nothing to test guessed passwords against.
+    """
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hmac.new(key.encode("utf-8"), canonical.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 @dataclass
@@ -95,7 +102,7 @@ async def begin(
             code="invalid_idempotency_key",
         )
     key_hash = _digest(key)
-    fingerprint = request_fingerprint(body)
+    fingerprint = request_fingerprint(body, key)
     now = utcnow()
     row = await session.scalar(
         select(IdempotencyKey).where(
@@ -108,7 +115,7 @@ async def begin(
         await session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == row.id))
         row = None
     if row is not None:
-        if row.request_hash != fingerprint:
+        if not hmac.compare_digest(row.request_hash, fingerprint):
             raise Conflict(
                 "This Idempotency-Key was used with a different request body",
                 code="idempotency_key_reused",
