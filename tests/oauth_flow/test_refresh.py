@@ -40,10 +40,10 @@ async def _owned_grant(harness: FlowHarness) -> str:
         return grant.connection_id
 
 
-async def _refresh(harness: FlowHarness, connection_id: str) -> Any:
+async def _refresh(harness: FlowHarness, connection_id: str, **kwargs: Any) -> Any:
     async with harness.app.state.sessionmaker() as s:
         connection = await s.get(Connection, connection_id)
-        return await refresh_owned_grant(s, harness.app.state, connection)
+        return await refresh_owned_grant(s, harness.app.state, connection, **kwargs)
 
 
 def _refresh_hits(harness: FlowHarness) -> int:
@@ -98,7 +98,7 @@ async def test_r19_reusing_a_rotated_refresh_token_kills_the_grant(harness: Flow
     from app.errors import Conflict
 
     with pytest.raises(Conflict) as needs:
-        await _refresh(harness, connection_id)
+        await _refresh(harness, connection_id, reuse_within_seconds=0)
     assert needs.value.code == "needs_reauth"
     async with harness.app.state.sessionmaker() as s:
         grant = await s.get(OAuthGrant, connection_id)
@@ -119,8 +119,12 @@ async def test_r20_concurrent_refreshes_make_one_token_request(harness: FlowHarn
     async with harness.app.state.sessionmaker() as s:
         grant = await s.get(OAuthGrant, connection_id)
         assert grant is not None and grant.generation == 1 and not grant.needs_reauth
+    # A caller arriving right after reuses the fresh access token: still one request.
+    late = await _refresh(harness, connection_id)
+    assert not late.refreshed and late.access_token.reveal() == access
+    assert _refresh_hits(harness) == 1
     # The stored (rotated) refresh token is the live one: the next refresh succeeds.
-    assert (await _refresh(harness, connection_id)).refreshed
+    assert (await _refresh(harness, connection_id, reuse_within_seconds=0)).refreshed
 
 
 async def test_r20_lost_response_after_rotation_ends_in_needs_reauth(

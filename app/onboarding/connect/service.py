@@ -856,14 +856,20 @@ async def _lock_grant(session: AsyncSession, connection_id: str) -> OAuthGrant |
 
 
 async def refresh_owned_grant(
-    session: AsyncSession, app_state: Any, connection: Any
+    session: AsyncSession,
+    app_state: Any,
+    connection: Any,
+    *,
+    reuse_within_seconds: float = 30.0,
 ) -> RefreshOutcome:
     """Refresh the grant of a connection whose tokens Fivetran does not own yet.
 
     * A grant handed to Fivetran is never refreshed (``GrantHandedOff``, 409): the
       single-refresher rule (R19).
     * Refreshers of one connection are serialized by a row lock (R20); one that waited and
-      finds the grant already refreshed uses the new access token without a second request.
+      finds the grant already refreshed uses the new access token without a second request,
+      and so does one arriving within ``reuse_within_seconds`` of a completed refresh while
+      that access token is still valid (a burst of callers makes one token request).
     * The rotated refresh token is sealed and **committed before the new access token is
       returned** (named durable point; this function commits the caller's session).
     * ``invalid_grant`` (or another terminal error) marks the grant ``needs_reauth`` (409
@@ -919,13 +925,21 @@ async def refresh_owned_grant(
             value=value,
         )
 
-    if grant.generation != observed_generation:
+    now = utcnow()
+    just_refreshed = (
+        reuse_within_seconds > 0
+        and grant.refreshed_at is not None
+        and now - grant.refreshed_at < timedelta(seconds=reuse_within_seconds)
+        and (grant.access_token_expires_at is None or grant.access_token_expires_at > now)
+    )
+    if grant.generation != observed_generation or just_refreshed:
         access_token = await _get("access_token")
-        outcome = RefreshOutcome(
-            access_token, grant.access_token_expires_at, grant.generation, refreshed=False
-        )
-        await session.commit()
-        return outcome
+        if access_token is not None:
+            outcome = RefreshOutcome(
+                access_token, grant.access_token_expires_at, grant.generation, refreshed=False
+            )
+            await session.commit()
+            return outcome
 
     refresh_token = await _get("refresh_token")
     if refresh_token is None:
