@@ -8,6 +8,9 @@ the sandbox authorization server, our own webhook endpoint — are served in-pro
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
 import httpx
 
 from app.observability import InstrumentedTransport, Metrics
@@ -56,3 +59,18 @@ def build_transport(
 def build_client(transport: httpx.AsyncBaseTransport) -> httpx.AsyncClient:
     # Never follow redirects on outbound calls (R14); explicit timeouts everywhere.
     return httpx.AsyncClient(transport=transport, timeout=DEFAULT_TIMEOUT, follow_redirects=False)
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    """``Retry-After`` as seconds to wait (delta-seconds or an HTTP date); None if absent/bad."""
+    raw = response.headers.get("Retry-After")
+    if raw is None:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, (parsedate_to_datetime(raw) - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError):
+        return None

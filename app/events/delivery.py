@@ -46,6 +46,7 @@ from app.events.models import (
     EventDeliveryAttempt,
 )
 from app.events.signing import ATTEMPT_HEADER, EVENT_ID_HEADER, SIGNATURE_HEADER, sign
+from app.transport import retry_after_seconds
 
 log = logging.getLogger("pbf.events.delivery")
 
@@ -224,16 +225,6 @@ class Outcome:
     retry_after: float | None = None
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
 async def send(
     http: httpx.AsyncClient, endpoint: Endpoint, item: Claimed, *, timeout_seconds: float
 ) -> Outcome:
@@ -256,7 +247,7 @@ async def send(
             extensions={"pbf_target": "webhook"},
         ) as response:
             status = response.status_code
-            retry_after = _retry_after(response)
+            retry_after = retry_after_seconds(response)
     except httpx.TimeoutException:
         return Outcome(False, None, "timeout")
     except httpx.HTTPError as exc:

@@ -54,6 +54,7 @@ from app.events.kinds import FIVETRAN_WEBHOOK_EVENTS
 from app.events.models import FivetranWebhookReceipt
 from app.events.outbox import emit
 from app.events.signing import verify_fivetran_signature
+from app.fivetran.timestamps import parse_fivetran_time
 
 log = logging.getLogger("pbf.events.webhooks")
 
@@ -91,18 +92,6 @@ def _dedupe_key(payload: dict[str, Any], body: bytes) -> str:
 def _connector_id(payload: dict[str, Any]) -> str | None:
     value = payload.get("connector_id") or payload.get("connection_id")
     return str(value) if value else None
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        return None
-    return parsed
 
 
 async def receive_fivetran_webhook(
@@ -248,7 +237,7 @@ async def _apply(
     now = utcnow()
     raw_data = payload.get("data")
     data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
-    created = _parse_time(payload.get("created")) or now
+    created = parse_fivetran_time(payload.get("created")) or now
     outcome = "ignored"
 
     if event == "sync_start":

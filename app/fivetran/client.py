@@ -34,8 +34,6 @@ import random
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -50,6 +48,7 @@ from app.fivetran.errors import (
     error_for,
 )
 from app.fivetran.payloads import validate_create_payload
+from app.transport import retry_after_seconds
 
 log = logging.getLogger("pbf.fivetran")
 
@@ -77,20 +76,6 @@ def counting_requests() -> Iterator[list[int]]:
 
 def _q(value: str) -> str:
     return quote(value, safe="")
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    raw = response.headers.get("Retry-After")
-    if raw is None:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, (parsedate_to_datetime(raw) - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError):
-        return None
 
 
 class FivetranClient:
@@ -234,7 +219,7 @@ class FivetranClient:
                 # The earlier, unanswered attempt did delete it: the goal is reached.
                 return {"code": "Success", "message": "Already deleted"}
             if status == 429:
-                wait = _retry_after(response)
+                wait = retry_after_seconds(response)
                 delay = wait if wait is not None else self._backoff(attempt)
                 if attempt < self.max_retries and delay <= self.max_retry_after:
                     log.info("fivetran 429 on %s %s; waiting %.1fs", method, path, delay)

@@ -20,7 +20,7 @@ refreshes it; :func:`ensure_refresh_allowed` raises for such a grant.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.callers.service import Caller, end_user_prefix_clause
 from app.db import new_id, try_insert, utcnow
 from app.errors import AppError, Conflict, InvalidInput, NotFound, ServiceUnavailable
+from app.fivetran.timestamps import parse_fivetran_time
 from app.onboarding import end_users as end_user_service
 from app.onboarding import names, schema_policy, states
 from app.onboarding.models import Connection, EndUser
@@ -509,16 +510,6 @@ def _tests_failed(data: dict[str, Any]) -> bool:
     return setup_state not in (None, "connected")
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not value or not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def apply_fivetran_status(conn: Connection, data: dict[str, Any]) -> None:
     """Copy Fivetran's view (setup/sync state, tests, schedule, sync times) onto our row."""
     status = data.get("status") or {}
@@ -534,8 +525,8 @@ def apply_fivetran_status(conn: Connection, data: dict[str, Any]) -> None:
         conn.sync_frequency = int(data["sync_frequency"])
     if "daily_sync_time" in data:
         conn.daily_sync_time = data.get("daily_sync_time")
-    succeeded = _parse_time(data.get("succeeded_at"))
-    failed = _parse_time(data.get("failed_at"))
+    succeeded = parse_fivetran_time(data.get("succeeded_at"))
+    failed = parse_fivetran_time(data.get("failed_at"))
     if succeeded:
         conn.last_sync_succeeded_at = succeeded
     if failed:

@@ -184,8 +184,8 @@ def _provider_for(app_state: Any, service: str) -> Any | None:
     return registry.for_service(service)
 
 
-def list_sources(app_state: Any) -> list[Source]:
-    """Every onboardable source, sorted by service."""
+def _sources(app_state: Any) -> dict[str, Source | None]:
+    """Every service's source (None = not onboardable), built once per app."""
     from app.fivetran.index import all_services
 
     cache: dict[str, Source | None] | None = getattr(app_state, "onboarding_sources", None)
@@ -194,15 +194,20 @@ def list_sources(app_state: Any) -> list[Source]:
         for service in all_services():
             cache[service] = _build(service, _provider_for(app_state, service))
         app_state.onboarding_sources = cache
-    return [s for s in cache.values() if s is not None]
+    return cache
+
+
+def list_sources(app_state: Any) -> list[Source]:
+    """Every onboardable source, sorted by service."""
+    return [s for s in _sources(app_state).values() if s is not None]
 
 
 def get_source(app_state: Any, service: str) -> Source:
     """One source; 404 ``source_not_found`` for unknown or not enabled services."""
-    for source in list_sources(app_state):
-        if source.service == service:
-            return source
-    raise NotFound(f"Source '{service}' is unknown or not enabled", code="source_not_found")
+    source = _sources(app_state).get(service)
+    if source is None:
+        raise NotFound(f"Source '{service}' is unknown or not enabled", code="source_not_found")
+    return source
 
 
 # --- validation of end-user config against the form schema ------------------------------

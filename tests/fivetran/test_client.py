@@ -467,23 +467,6 @@ async def test_every_call_is_labelled_for_metrics(env: Env) -> None:
     assert value == 2
 
 
-def test_retry_after_parsing() -> None:
-    from datetime import UTC, datetime, timedelta
-    from email.utils import format_datetime
-
-    from app.fivetran.client import _retry_after
-
-    def resp(value: str | None) -> httpx.Response:
-        headers = {"Retry-After": value} if value is not None else {}
-        return httpx.Response(429, headers=headers)
-
-    assert _retry_after(resp("30")) == 30.0
-    assert _retry_after(resp(None)) is None
-    assert _retry_after(resp("soon")) is None
-    when = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
-    assert 100 < _retry_after(resp(when)) <= 120  # type: ignore[operator]
-
-
 async def test_429_without_retry_after_backs_off(env: Env) -> None:
     await env.fault(method="GET", path_regex="^/v1/groups$", status=429, count=1)
     assert await env.client.list_groups() == []
