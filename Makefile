@@ -5,6 +5,9 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 PG_DSN ?= postgresql://postgres@127.0.0.1:5432/test
+# pytest-xdist workers (the suite is process-safe: every test has its own database copy).
+JOBS   ?= 2
+PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider -n $(JOBS)
 
 .PHONY: run test test-sqlite test-postgres lint format openapi docs bench clean
 
@@ -27,11 +30,11 @@ run: $(BIN)/pbf-headless
 test: $(BIN)/pbf-headless lint test-sqlite test-postgres
 
 test-sqlite: $(BIN)/pbf-headless
-	PBF_TEST_DB=sqlite $(BIN)/python -m pytest -q -p no:cacheprovider
+	PBF_TEST_DB=sqlite $(PYTEST) $(ARGS)
 
 test-postgres: $(BIN)/pbf-headless
 	@if $(BIN)/python -c "import asyncio, asyncpg; asyncio.run(asyncpg.connect('$(PG_DSN)', timeout=5))" 2>/dev/null; then \
-		PBF_TEST_DB=postgresql PBF_TEST_PG_DSN=$(PG_DSN) $(BIN)/python -m pytest -q -p no:cacheprovider; \
+		PBF_TEST_DB=postgresql PBF_TEST_PG_DSN=$(PG_DSN) $(PYTEST) $(ARGS); \
 	elif [ -n "$$CI" ]; then echo "PostgreSQL not reachable at $(PG_DSN) (required in CI)"; exit 1; \
 	else echo "SKIPPED: PostgreSQL not reachable at $(PG_DSN); ran SQLite only"; fi
 

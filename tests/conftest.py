@@ -11,6 +11,7 @@ Fixtures per domain live in their own ``tests/<domain>/conftest.py``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import uuid
@@ -40,6 +41,41 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith(_ENV_PREFIXES) and not key.startswith("PBF_TEST_"):
             monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Leave the logging tree as the test found it.
+
+    ``configure_logging`` (called by the app factory, the CLI and some tests) installs a
+    redacting root handler and may lower the root level to DEBUG; left in place, every later
+    SQLAlchemy/aiosqlite debug record is formatted and redacted, which once cost three
+    quarters of the suite's time.
+    """
+    manager = logging.Logger.manager
+    root = logging.getLogger()
+    saved_root = (root.level, list(root.handlers), list(root.filters))
+    saved = {
+        name: (lg.level, list(lg.handlers), list(lg.filters), lg.propagate, lg.disabled)
+        for name, lg in manager.loggerDict.items()
+        if isinstance(lg, logging.Logger)
+    }
+    yield
+    root.setLevel(saved_root[0])
+    root.handlers[:] = saved_root[1]
+    root.filters[:] = saved_root[2]
+    for name, lg in list(manager.loggerDict.items()):
+        if not isinstance(lg, logging.Logger):
+            continue
+        if name in saved:
+            lg.level, handlers, filters, lg.propagate, lg.disabled = saved[name]
+            lg.handlers[:] = handlers
+            lg.filters[:] = filters
+        else:
+            lg.setLevel(logging.NOTSET)
+            lg.handlers.clear()
+            lg.filters.clear()
+    manager._clear_cache()  # type: ignore[attr-defined]
 
 
 def _pg_url(dbname: str) -> str:

@@ -158,6 +158,40 @@ async def test_r03_callback_from_another_browser_is_rejected(harness: FlowHarnes
     assert flow.ua_binding_hash == hashlib.sha256(value.encode()).hexdigest()
 
 
+#: Header sets Chromium 156 was observed to send on the start POST, by who sent it. Only our
+#: own page (same-origin) and an allow-listed origin may start a flow.
+BROWSER_HEADER_SETS = [
+    ({"Origin": "null", "Sec-Fetch-Site": "cross-site"}, 403),  # no-referrer page elsewhere
+    ({"Origin": "null", "Sec-Fetch-Site": "same-site"}, 403),  # sibling loopback port
+    ({"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}, 403),
+    ({"Sec-Fetch-Site": "cross-site"}, 403),  # no Origin at all
+    ({"Origin": "null"}, 403),  # opaque origin, no fetch metadata (old browser, sandbox)
+    ({}, 403),
+    ({"Origin": "null", "Sec-Fetch-Site": "none"}, 403),  # typed into the address bar
+    ({"Origin": "null", "Sec-Fetch-Site": "same-origin"}, 303),  # our page, no-referrer
+    ({"Origin": "http://127.0.0.1:8000", "Sec-Fetch-Site": "same-origin"}, 303),  # our page
+    ({"Origin": APP_ORIGIN, "Sec-Fetch-Site": "cross-site"}, 303),  # the company's page
+]
+
+
+@pytest.mark.parametrize(("sent", "status"), BROWSER_HEADER_SETS)
+async def test_r04_start_post_by_browser_header_set(
+    harness: FlowHarness, sent: dict[str, str], status: int
+) -> None:
+    await harness.end_user()
+    created = await harness.session(PROVIDER)
+    r = await harness.browser().post(created["connect_url"], origin=None, headers=sent)
+    assert r.status_code == status, (sent, r.status_code)
+    async with harness.app.state.sessionmaker() as s:
+        consumed = await s.scalar(select(ConnectSession.token_consumed_at))
+    if status == 403:
+        assert "set-cookie" not in r.headers
+        assert consumed is None
+        assert harness.spy.token_requests() == []
+    else:
+        assert consumed is not None
+
+
 async def test_r04_start_is_not_a_bearer_get_link(harness: FlowHarness) -> None:
     await harness.end_user()
     created = await harness.session(PROVIDER)

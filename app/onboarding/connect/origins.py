@@ -138,17 +138,32 @@ def validate_return_to(settings: Settings, value: str) -> str:
     return url
 
 
-def check_request_origin(settings: Settings, header: str | None) -> bool:
-    """True when the ``Origin`` header of a browser POST names an allow-listed origin."""
-    if not header or header == "null":
-        return False
-    try:
-        origin, _ = parse_origin(header)
-    except UnsafeUrl:
-        return False
-    if urlsplit(header).path not in ("", "/"):
-        return False
-    return is_allowed_origin(settings, origin)
+def check_request_origin(
+    settings: Settings, header: str | None, sec_fetch_site: str | None = None
+) -> bool:
+    """True when a browser POST comes from an allow-listed origin (login-CSRF defence, R4).
+
+    Two browser-set signals are accepted, both forbidden headers a page cannot forge:
+
+    * ``Origin`` naming an allow-listed origin (the company's page POSTing to us);
+    * ``Sec-Fetch-Site: same-origin`` when ``Origin`` is absent or ``null`` — our own
+      confirmation page's form. A page under a ``no-referrer`` policy makes Chromium send
+      ``Origin: null`` even to its own origin (Fetch, "serializing a request origin"), so
+      ``null`` alone proves nothing either way; ``Sec-Fetch-Site`` is computed over the
+      whole redirect chain and says ``cross-site``/``same-site`` for anything not ours.
+
+    A request that says ``Sec-Fetch-Site: cross-site`` or ``same-site`` still needs an
+    allow-listed ``Origin``; a missing or opaque origin without ``same-origin`` is refused.
+    """
+    if header and header != "null":
+        try:
+            origin, _ = parse_origin(header)
+        except UnsafeUrl:
+            return False
+        if urlsplit(header).path not in ("", "/"):
+            return False
+        return is_allowed_origin(settings, origin)
+    return (sec_fetch_site or "").strip().lower() == "same-origin"
 
 
 def with_query(url: str, params: dict[str, str]) -> str:

@@ -2,7 +2,9 @@
 
 Error pages are chosen from a fixed table by a reason code: nothing from the request's query
 string is ever rendered or redirected to (R22). Every browser-facing answer carries
-``Referrer-Policy: no-referrer`` and ``Cache-Control: no-store`` (R15) and may not be framed.
+``Referrer-Policy: no-referrer`` and ``Cache-Control: no-store`` (R15) and may not be framed —
+except the confirmation page, whose policy is ``same-origin`` so that its own form POST carries
+an ``Origin`` (see :data:`CONFIRMATION_REFERRER_POLICY`).
 """
 
 from __future__ import annotations
@@ -78,6 +80,12 @@ def error_page(reason: str, status_code: int = 400) -> HTMLResponse:
     return HTMLResponse(body, status_code=status_code, headers=dict(BROWSER_HEADERS))
 
 
+#: The confirmation page's own policy: ``same-origin`` makes the browser send a real
+#: ``Origin`` with the page's same-origin form POST (under ``no-referrer`` Chromium sends
+#: ``Origin: null``) and still nothing — no referrer, no origin in ``Referer`` — cross-origin.
+CONFIRMATION_REFERRER_POLICY = "same-origin"
+
+
 def confirmation_page(
     *, action: str, source: str, end_user: str, expires_at: datetime
 ) -> HTMLResponse:
@@ -87,7 +95,8 @@ def confirmation_page(
         end_user=html.escape(end_user),
         expires_at=html.escape(expires_at.strftime("%Y-%m-%d %H:%M:%S")),
     )
-    return HTMLResponse(body, status_code=200, headers=dict(BROWSER_HEADERS))
+    headers = {**BROWSER_HEADERS, "Referrer-Policy": CONFIRMATION_REFERRER_POLICY}
+    return HTMLResponse(body, status_code=200, headers=headers)
 
 
 def see_other(location: str) -> Response:

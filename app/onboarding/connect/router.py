@@ -104,9 +104,14 @@ async def connect_confirmation(token: str, request: Request, session: SessionDep
     },
 )
 async def connect_start(token: str, request: Request, session: SessionDep) -> Response:
-    """Top-level form POST from an allow-listed `Origin`. Consumes the single-use start
+    """Top-level form POST from an allow-listed `Origin`, or from the confirmation page
+    itself (`Sec-Fetch-Site: same-origin`). Consumes the single-use start
     token, sets the `__Host-oauth_flow` browser-binding cookie and redirects to the provider."""
-    if not check_request_origin(request.app.state.settings, request.headers.get("origin")):
+    if not check_request_origin(
+        request.app.state.settings,
+        request.headers.get("origin"),
+        request.headers.get("sec-fetch-site"),
+    ):
         return pages.error_page("origin_not_allowed", 403)
     result = await service.start_flow(session, request.app.state, token=token)
     return _browser_response(request, result)
