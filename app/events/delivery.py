@@ -36,7 +36,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from app.db import new_id
-from app.events.endpoints import Endpoint
 from app.events.models import (
     DELIVERY_DEAD,
     DELIVERY_DELIVERED,
@@ -45,6 +44,7 @@ from app.events.models import (
     EventDelivery,
     EventDeliveryAttempt,
 )
+from app.events.receivers import Endpoint
 from app.events.signing import ATTEMPT_HEADER, EVENT_ID_HEADER, SIGNATURE_HEADER, sign
 from app.transport import retry_after_seconds
 

@@ -1,6 +1,6 @@
 """The transactional outbox: :func:`emit` writes an event in the caller's transaction.
 
-Contract (E → N): ``await emit(session, *, kind, data, connection_id=None,
+Contract: ``await emit(session, *, kind, data, connection_id=None,
 end_user_external_id=None)``. No I/O happens here: the row commits (or rolls back) together
 with the state change it reports, and the worker delivers it afterwards. Fan-out to the
 configured endpoints happens in the worker, so ``emit`` needs no settings.

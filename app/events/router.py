@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Header, Query, Request
 
 from app.dependencies import AdminCaller, ReadCaller, SessionDep, SettingsDep, WriteCaller
 from app.events import service
-from app.events.endpoints import configured_endpoints
+from app.events.receivers import configured_endpoints
 from app.events.schemas import (
     EventEndpointList,
     EventList,

@@ -12,7 +12,6 @@ from app.callers.service import Caller, end_user_prefix_clause
 from app.db import utcnow
 from app.errors import InvalidInput, NotFound
 from app.events.delivery import _FANOUT_LOCK_KEY, _is_postgres, new_delivery
-from app.events.endpoints import Endpoint
 from app.events.kinds import EVENT_KINDS
 from app.events.models import (
     DELIVERY_DEAD,
@@ -21,6 +20,7 @@ from app.events.models import (
     Event,
     EventDelivery,
 )
+from app.events.receivers import Endpoint
 from app.events.schemas import DeliveryOut, EventEndpointOut, EventOut
 from app.pagination import decode_cursor, encode_cursor
 

@@ -25,8 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.config import Settings
 from app.db import utcnow
 from app.events import delivery
-from app.events.endpoints import Endpoint, configured_endpoints
 from app.events.metrics import EventsMetrics
+from app.events.receivers import Endpoint, configured_endpoints
 
 log = logging.getLogger("pbf.events.worker")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import httpx
+
 from app.config import Settings
 from app.fivetran.budget import LocalTokenBucket, RedisWindowBudget, RequestBudget
 from app.fivetran.client import FivetranClient
@@ -39,15 +41,12 @@ def credentials(settings: Settings) -> tuple[str, str]:
     return cfg.sandbox_key, cfg.sandbox_secret.get_secret_value()
 
 
-def start_fivetran(app: Any, settings: Settings) -> FivetranClient:
-    """Create the Fivetran client on ``app.state.http`` and store it as ``app.state.fivetran``.
-
-    Returns it so the lifespan can register ``client.aclose`` (closes the Redis budget).
-    """
+def build_fivetran_client(http: httpx.AsyncClient, settings: Settings) -> FivetranClient:
+    """The Fivetran client the settings describe, on the shared ``http`` client."""
     key, secret = credentials(settings)
     cfg = settings.fivetran
-    client = FivetranClient(
-        app.state.http,
+    return FivetranClient(
+        http,
         base_url=settings.fivetran_base_url,
         api_key=key,
         api_secret=secret,
@@ -56,6 +55,14 @@ def start_fivetran(app: Any, settings: Settings) -> FivetranClient:
         max_retry_after=cfg.max_retry_after_seconds,
         budget=build_budget(settings),
     )
+
+
+def start_fivetran(app: Any, settings: Settings) -> FivetranClient:
+    """Create the Fivetran client on ``app.state.http`` and store it as ``app.state.fivetran``.
+
+    Returns it so the lifespan can register ``client.aclose`` (closes the Redis budget).
+    """
+    client = build_fivetran_client(app.state.http, settings)
     simulator = getattr(app.state, "fivetran_simulator", None)
     if simulator is not None:
         # Sandbox: finish in-flight webhook deliveries while the http client and DB still exist.

@@ -199,7 +199,7 @@ async def reserve_oauth_connection(
     connection_id: str | None = None,
     app_state: Any | None = None,
 ) -> Connection:
-    """A ``pending`` connection for an OAuth connect session (contract N → O).
+    """A ``pending`` connection for an OAuth connect session.
 
     With ``connection_id`` (re-authorization): checks that the connection belongs to the
     end-user and has the same service, and returns it unchanged. ``config`` is validated
@@ -494,7 +494,7 @@ async def complete_oauth(
     source = get_source(app_state, conn.service)
     body = _payload(source, conn, {**conn.config, **extra}, auth=auth)
     await states.transition(session, conn, states.CREATING, reason="oauth_completed")
-    await session.commit()  # durable point: state creating (tokens were committed by O)
+    await session.commit()  # durable point: state creating (the connect flow committed the tokens)
     await _create_remote(session, app_state, conn, body=body, resumed=False)
     return conn
 

@@ -236,26 +236,3 @@ def check_issuers(specs: Mapping[str, ProviderSpec]) -> list[str]:
                 "authorization server (RFC 9207 §4, mix-up defence)"
             )
     return problems
-
-
-def check_all(
-    specs: Mapping[str, ProviderSpec],
-    *,
-    allow_loopback_http: bool,
-    known_services: set[str] | None,
-    only: Iterable[str] | None = None,
-) -> list[str]:
-    keys = set(only) if only is not None else set(specs)
-    problems: list[str] = []
-    for key, spec in specs.items():
-        if key in keys:
-            problems.extend(
-                check_spec(
-                    key,
-                    spec,
-                    allow_loopback_http=allow_loopback_http,
-                    known_services=known_services,
-                )
-            )
-    problems.extend(check_issuers(specs))
-    return problems

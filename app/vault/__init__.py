@@ -23,7 +23,7 @@ from app.vault.errors import (
     UnknownKeyId,
     VaultError,
 )
-from app.vault.providers import KeyProvider, LocalKeyring
+from app.vault.key_providers import KeyProvider, LocalKeyring
 from app.vault.secret import Secret
 from app.vault.service import Vault
 

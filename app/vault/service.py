@@ -38,8 +38,8 @@ from app.vault.envelope import (
     new_dek,
 )
 from app.vault.errors import DecryptionFailed, UnknownKeyId, VaultError
+from app.vault.key_providers import KeyProvider
 from app.vault.models import VaultSecret
-from app.vault.providers import KeyProvider
 from app.vault.secret import Secret, as_secret
 
 log = logging.getLogger("pbf.vault")

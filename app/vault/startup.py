@@ -19,7 +19,7 @@ from prometheus_client import Counter
 
 from app.config import Settings
 from app.vault.errors import KeyringError, VaultError
-from app.vault.providers import (
+from app.vault.key_providers import (
     KeyProvider,
     LocalKeyring,
     load_key_file,

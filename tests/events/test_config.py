@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.config import Settings, production_problems
-from app.events.endpoints import configured_endpoints
+from app.events.receivers import configured_endpoints
 
 
 def test_production_refuses_plain_http_and_short_secrets() -> None:

@@ -423,7 +423,7 @@ async def test_provider_error_description_is_never_echoed(harness: Harness) -> N
 async def test_token_result_becomes_a_valid_fivetran_create_payload(
     harness: Harness, key: str
 ) -> None:
-    """Every provider's auth/config mapping passes team F's payload validator."""
+    """Every provider's auth/config mapping passes the Fivetran payload validator."""
     from app.fivetran.payloads import build_create_payload
 
     auth, result = await harness.connect(key)

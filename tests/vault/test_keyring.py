@@ -15,7 +15,7 @@ from app.cli import cli
 from app.config import Settings, production_problems
 from app.main import ConfigurationError, create_app
 from app.vault import KeyringError, LocalKeyring
-from app.vault.providers import parse_keyring
+from app.vault.key_providers import parse_keyring
 from app.vault.startup import build_vault, sandbox_keyring_path
 from tests.vault.conftest import PLAINTEXTS, get, keyring_json, owner, put
 

@@ -17,7 +17,7 @@ from app.cli import cli
 from app.config import Settings
 from app.main import create_app
 from app.vault import UnknownKeyId, Vault
-from app.vault.providers import LocalKeyring
+from app.vault.key_providers import LocalKeyring
 from app.vault.rotation import key_counts, rewrap
 from tests.vault.conftest import get, keyring_json, owner, put, rows
 

@@ -25,7 +25,7 @@ __all__ = [
 
 
 def sandbox_oauth_checker(app: Any) -> TokenChecker:
-    """Token checker that introspects at the sandbox OAuth server (team O's helper).
+    """Token checker that introspects at the sandbox OAuth server.
 
     The provider key is the catalog provider of the service when the registry knows one,
     else the Fivetran service name."""

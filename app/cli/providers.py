@@ -2,32 +2,35 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.cli.common import cli_settings, run_with_vault
 from app.config import Settings, load_settings
 from app.providers.errors import ProviderConfigError
-from app.providers.registry import ProviderRegistry
+from app.providers.registry import (
+    APP_OWNER,
+    APP_SECRET_FIELD,
+    PLATFORM_END_USER,
+    ProviderRegistry,
+)
 from app.providers.startup import build_registry
+from app.vault import Vault
+from app.vault.secret import Secret
 
 providers_cli = typer.Typer(
     help="OAuth providers: catalog, apps, validation.", no_args_is_help=True
 )
 
 
-def _settings(sandbox: bool) -> Settings:
-    overrides: dict[str, Any] = {"mode": "sandbox"} if sandbox else {}
-    return load_settings(**overrides)
-
-
 def _registry_or_exit(sandbox: bool) -> ProviderRegistry:
     """The validated registry; on configuration problems, list each on stderr and exit 1."""
     try:
-        return build_registry(_settings(sandbox))
+        return build_registry(cli_settings(sandbox))
     except ProviderConfigError as exc:
         for problem in exc.problems:
             typer.echo(f"problem: {problem}", err=True)
@@ -80,28 +83,6 @@ def list_providers(
         )
 
 
-def _vault_session_run(settings: Settings, fn: Any) -> Any:
-    """Run ``fn(vault, session)`` in one committed transaction on the migrated database."""
-    from app.db import create_engine, create_sessionmaker
-    from app.migrations_runner import pending_heads
-    from app.vault.startup import build_vault
-
-    async def go() -> Any:
-        vault = await build_vault(settings)
-        engine = create_engine(settings.effective_database_url)
-        try:
-            async with engine.connect() as conn:
-                if await conn.run_sync(pending_heads):
-                    typer.echo("error: run 'pbf-headless migrate' first", err=True)
-                    raise typer.Exit(2)
-            async with create_sessionmaker(engine)() as session, session.begin():
-                return await fn(vault, session)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(go())
-
-
 def _known_app(settings: Settings, key: str) -> None:
     app = settings.oauth.apps.get(key)
     if app is None or not app.client_secret_in_vault:
@@ -121,8 +102,6 @@ def set_secret(
     ] = False,
 ) -> None:
     """Store an OAuth app's client secret in the vault (encrypted, owner oauth_app)."""
-    from app.providers.registry import APP_OWNER, APP_SECRET_FIELD, PLATFORM_END_USER
-    from app.vault.secret import Secret
 
     settings = load_settings()
     _known_app(settings, key)
@@ -134,31 +113,34 @@ def set_secret(
         typer.echo("error: empty secret", err=True)
         raise typer.Exit(2)
 
-    async def put(vault: Any, session: Any) -> None:
-        await vault.put(
-            session,
-            end_user_id=PLATFORM_END_USER,
-            owner_type=APP_OWNER,
-            owner_id=key,
-            field=APP_SECRET_FIELD,
-            value=Secret(value),
-        )
+    async def put(vault: Vault, maker: async_sessionmaker[AsyncSession]) -> None:
+        async with maker() as session, session.begin():
+            await vault.put(
+                session,
+                end_user_id=PLATFORM_END_USER,
+                owner_type=APP_OWNER,
+                owner_id=key,
+                field=APP_SECRET_FIELD,
+                value=Secret(value),
+            )
 
-    _vault_session_run(settings, put)
+    run_with_vault(settings, put)
     typer.echo(f"stored the client secret of {key} in the vault")
 
 
 @providers_cli.command("delete-secret")
 def delete_secret(key: Annotated[str, typer.Argument(help="Provider key.")]) -> None:
     """Shred an OAuth app's client secret from the vault."""
-    from app.providers.registry import APP_OWNER, APP_SECRET_FIELD
 
     settings = load_settings()
 
-    async def delete(vault: Any, session: Any) -> int:
-        return int(
-            await vault.delete(session, owner_type=APP_OWNER, owner_id=key, field=APP_SECRET_FIELD)
-        )
+    async def delete(vault: Vault, maker: async_sessionmaker[AsyncSession]) -> int:
+        async with maker() as session, session.begin():
+            return int(
+                await vault.delete(
+                    session, owner_type=APP_OWNER, owner_id=key, field=APP_SECRET_FIELD
+                )
+            )
 
-    count = _vault_session_run(settings, delete)
+    count = run_with_vault(settings, delete)
     typer.echo(f"deleted {count} secret(s) of {key}")

@@ -7,19 +7,29 @@ service is serving.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.cli.common import fail, run_with_vault
 from app.config import Settings, load_settings
+from app.vault import Vault
 from app.vault.errors import VaultError
-
-T = TypeVar("T")
+from app.vault.key_providers import (
+    KEY_ID_RE,
+    generate_key,
+    keyring_document,
+    new_key_id,
+    parse_keyring,
+    write_private_file,
+)
+from app.vault.models import VaultSecret
+from app.vault.rotation import RewrapReport, key_counts, rewrap
+from app.vault.startup import sandbox_keyring_path
 
 keys_cli = typer.Typer(
     help="Encryption keys of the token vault: status, rewrap, generate, rotate, activate, remove.",
@@ -27,51 +37,17 @@ keys_cli = typer.Typer(
 )
 
 
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def _run(
-    settings: Settings,
-    fn: Callable[[Any, async_sessionmaker[AsyncSession]], Awaitable[T]],
-) -> T:
-    """Build the vault and a sessionmaker on a migrated database, run ``fn(vault, maker)``."""
-    from app.db import create_engine, create_sessionmaker
-    from app.migrations_runner import pending_heads
-    from app.vault.startup import build_vault
-
-    async def go() -> T:
-        vault = await build_vault(settings)
-        engine = create_engine(settings.effective_database_url)
-        try:
-            async with engine.connect() as conn:
-                missing = await conn.run_sync(pending_heads)
-            if missing:
-                _fail("the database is not migrated; run 'pbf-headless migrate' first")
-            return await fn(vault, create_sessionmaker(engine))
-        finally:
-            await engine.dispose()
-
-    try:
-        return asyncio.run(go())
-    except VaultError as exc:
-        _fail(exc.detail)
-        raise AssertionError("unreachable") from None
-
-
 @keys_cli.command("status")
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
 ) -> None:
     """Rows per key id, and whether each key is configured and active."""
-    from app.vault.rotation import key_counts
 
-    async def go(vault: Any, maker: async_sessionmaker[AsyncSession]) -> Any:
+    async def go(vault: Vault, maker: async_sessionmaker[AsyncSession]) -> Any:
         async with maker() as session:
             return vault, await key_counts(session, vault)
 
-    vault, counts = _run(load_settings(), go)
+    vault, counts = run_with_vault(load_settings(), go)
     if as_json:
         typer.echo(
             json.dumps(
@@ -122,7 +98,6 @@ def rewrap_cmd(
     ] = None,
 ) -> None:
     """Re-wrap every data key still under an older key with the active key (resumable)."""
-    from app.vault.rotation import RewrapReport, rewrap
 
     def show(r: RewrapReport) -> None:
         typer.echo(
@@ -130,15 +105,15 @@ def rewrap_cmd(
             f"already current {r.skipped}, failed {len(r.failures)})"
         )
 
-    async def go(vault: Any, maker: async_sessionmaker[AsyncSession]) -> RewrapReport:
+    async def go(vault: Vault, maker: async_sessionmaker[AsyncSession]) -> RewrapReport:
         typer.echo(f"active key: {vault.active.kek_id} ({vault.active.provider})")
         return await rewrap(maker, vault, batch_size=batch_size, from_key=from_key, progress=show)
 
-    report = _run(load_settings(), go)
+    report = run_with_vault(load_settings(), go)
     for f in report.failures:
         typer.echo(f"failed: {f.secret_id} under {f.kek_id!r} ({f.provider}): {f.reason}", err=True)
     if report.failures:
-        _fail(f"{len(report.failures)} secret(s) could not be re-wrapped", code=1)
+        fail(f"{len(report.failures)} secret(s) could not be re-wrapped", code=1)
     typer.echo(f"done: {report.rewrapped} secret(s) re-wrapped")
 
 
@@ -147,11 +122,10 @@ def generate(
     kid: Annotated[str | None, typer.Option("--kid", help="Key id (default: generated).")] = None,
 ) -> None:
     """Print a new random key entry to add to the keyring (nothing is stored)."""
-    from app.vault.providers import KEY_ID_RE, generate_key, new_key_id
 
     kid = kid or new_key_id()
     if not KEY_ID_RE.match(kid):
-        _fail("invalid key id: use 1-64 characters of A-Z a-z 0-9 . _ : -")
+        fail("invalid key id: use 1-64 characters of A-Z a-z 0-9 . _ : -")
     typer.echo(
         f'Add this entry to "keys" in PBF_ENCRYPTION_KEYS or the key file, set "active" to '
         f"{kid!r}, roll out, then run 'pbf-headless keys rewrap':",
@@ -171,31 +145,27 @@ KeyFileOption = Annotated[
 
 def _key_file_doc(settings: Settings, key_file: Path | None) -> tuple[Path, dict[str, Any]]:
     """The keyring file to edit and its validated content."""
-    from app.vault.providers import parse_keyring
-    from app.vault.startup import sandbox_keyring_path
 
     path = key_file or settings.vault.key_file
     if path is None and settings.is_sandbox and settings.vault.encryption_keys is None:
         path = sandbox_keyring_path(settings)
     if path is None:
-        _fail(
+        fail(
             "no keyring file: pass --key-file (for keys in PBF_ENCRYPTION_KEYS use "
             "'keys generate' and edit the variable)"
         )
-        raise AssertionError("unreachable")
     try:
         text = path.read_text()
         parse_keyring(text, source=f"key file {path}")  # validate before touching it
     except OSError as exc:
-        _fail(f"cannot read {path}: {exc.strerror}")
+        fail(f"cannot read {path}: {exc.strerror}")
     except VaultError as exc:
-        _fail(exc.detail)
+        fail(exc.detail)
     doc: dict[str, Any] = json.loads(text)
     return path, doc
 
 
 def _write_key_file(path: Path, active: str, keys: dict[str, str]) -> None:
-    from app.vault.providers import keyring_document, parse_keyring, write_private_file
 
     text = keyring_document(active, keys)
     parse_keyring(text, source=f"key file {path}")
@@ -220,15 +190,14 @@ def rotate(
     --no-activate`` and roll out (every replica can read the new key), then ``keys activate
     KID`` and roll out, then ``keys rewrap``; finally ``keys remove OLD``.
     """
-    from app.vault.providers import KEY_ID_RE, generate_key, new_key_id
 
     path, doc = _key_file_doc(load_settings(), key_file)
     keys: dict[str, str] = dict(doc["keys"])
     kid = kid or new_key_id(set(keys))
     if not KEY_ID_RE.match(kid):
-        _fail("invalid key id: use 1-64 characters of A-Z a-z 0-9 . _ : -")
+        fail("invalid key id: use 1-64 characters of A-Z a-z 0-9 . _ : -")
     if kid in keys:
-        _fail(f"key id {kid!r} already exists in {path}")
+        fail(f"key id {kid!r} already exists in {path}")
     keys[kid] = generate_key()
     previous = doc["active"]
     _write_key_file(path, kid if activate else previous, keys)
@@ -248,7 +217,7 @@ def activate_cmd(
     """Make an existing key of a keyring file the active one (new writes use it)."""
     path, doc = _key_file_doc(load_settings(), key_file)
     if kid not in doc["keys"]:
-        _fail(f"key id {kid!r} is not in {path}")
+        fail(f"key id {kid!r} is not in {path}")
     _write_key_file(path, kid, dict(doc["keys"]))
     typer.echo(f"{path}: active key is now {kid} (previous: {doc['active']})")
     typer.echo("next: restart/roll out the service, then run 'pbf-headless keys rewrap'")
@@ -260,18 +229,15 @@ def remove_cmd(
     key_file: KeyFileOption = None,
 ) -> None:
     """Remove a key from a keyring file; refused while it is active or any secret uses it."""
-    from sqlalchemy import func, select
-
-    from app.vault.models import VaultSecret
 
     settings = load_settings()
     path, doc = _key_file_doc(settings, key_file)
     if kid not in doc["keys"]:
-        _fail(f"key id {kid!r} is not in {path}")
+        fail(f"key id {kid!r} is not in {path}")
     if kid == doc["active"]:
-        _fail(f"key id {kid!r} is the active key; activate another key first")
+        fail(f"key id {kid!r} is the active key; activate another key first")
 
-    async def count(vault: Any, maker: async_sessionmaker[AsyncSession]) -> int:
+    async def count(vault: Vault, maker: async_sessionmaker[AsyncSession]) -> int:
         async with maker() as session:
             stmt = (
                 select(func.count())
@@ -280,9 +246,9 @@ def remove_cmd(
             )
             return int((await session.execute(stmt)).scalar_one())
 
-    in_use = _run(settings, count)
+    in_use = run_with_vault(settings, count)
     if in_use:
-        _fail(
+        fail(
             f"{in_use} secret(s) still use key {kid!r}: run 'pbf-headless keys rewrap' first "
             "(removing it would make them unreadable)"
         )

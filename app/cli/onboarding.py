@@ -1,0 +1,32 @@
+"""``pbf-headless onboarding …``: operator commands of the onboarding domain."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+from fastapi import FastAPI
+
+from app.cli.common import cli_settings, with_app
+from app.onboarding.startup import resume_pending_work
+
+onboarding_cli = typer.Typer(help="End-users and connections.", no_args_is_help=True)
+
+
+@onboarding_cli.command("resume")
+def resume(
+    sandbox: Annotated[bool, typer.Option("--sandbox", help="Use sandbox mode.")] = False,
+) -> None:
+    """Finish work left behind: connections stuck in 'creating' (Fivetran was down or the
+    process died mid-create) and offboardings in progress. Safe to run any time."""
+    created, offboarded = asyncio.run(with_app(cli_settings(sandbox), _resume))
+    typer.echo(f"connections finished: {created}; offboardings finished: {offboarded}")
+
+
+async def _resume(app: FastAPI) -> tuple[int, int]:
+    task = getattr(app.state, "onboarding_resume_task", None)
+    if task is not None:  # the lifespan already started the same work: wait for it
+        result: tuple[int, int] = await task
+        return result
+    return await resume_pending_work(app)

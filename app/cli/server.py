@@ -1,0 +1,94 @@
+"""``pbf-headless migrate | serve | openapi | settings``.
+
+Contract (ARCHITECTURE §8): ``serve [--sandbox] [--host H] [--port P]``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from app.cli.common import (
+    NOT_MIGRATED,
+    cli_settings,
+    database_pending,
+    fail,
+    prepare_data_dir,
+)
+from app.config import production_problems
+from app.main import create_app
+from app.migrations_runner import upgrade
+from app.observability import configure_logging, uvicorn_log_config
+from app.openapi_doc import render_openapi
+from app.settings_doc import settings_markdown
+
+
+def migrate(
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "heads",
+) -> None:
+    """Apply database migrations (SQLite file under ./var/ by default, or DATABASE_URL)."""
+    settings = cli_settings()
+    prepare_data_dir(settings)
+    upgrade(settings.effective_database_url, revision)
+    typer.echo(f"database migrated to {revision}")
+
+
+def serve(
+    sandbox: Annotated[bool, typer.Option("--sandbox", help="Run in sandbox mode.")] = False,
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+) -> None:
+    """Serve the HTTP API (refuses an unmigrated database; sandbox mode migrates it)."""
+    settings = cli_settings(sandbox)
+    problems = production_problems(settings)
+    if problems:
+        typer.echo("error: production mode cannot start:", err=True)
+        for p in problems:
+            typer.echo(f"  - {p}", err=True)
+        raise typer.Exit(2)
+    prepare_data_dir(settings)
+    if database_pending(settings):
+        if settings.is_sandbox:
+            upgrade(settings.effective_database_url)
+        else:
+            fail(NOT_MIGRATED)
+    if (
+        settings.is_sandbox
+        and "register_webhook_on_startup" not in settings.events.model_fields_set
+    ):
+        # The simulator lives in this process: register its webhook so syncs and breakages
+        # reach us the way Fivetran's would.
+        settings.events.register_webhook_on_startup = True
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_config=uvicorn_log_config(settings.log_level, settings.log_json),
+        proxy_headers=False,
+    )
+
+
+def openapi(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default stdout).")
+    ] = None,
+) -> None:
+    """Write the OpenAPI document (the committed copy is openapi/openapi.json)."""
+    text = render_openapi()
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text)
+        typer.echo(f"wrote {output}")
+
+
+def settings_table() -> None:
+    """Print every setting (env var, type, default, meaning) as a Markdown table."""
+    sys.stdout.write(settings_markdown())
