@@ -12,19 +12,27 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.callers.service import Caller, authenticate, check_scope
 from app.config import Settings
 from app.db import session_scope
+from app.state import AppState, app_state
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async for session in session_scope(request.app.state.sessionmaker):
+def get_state(request: Request) -> AppState:
+    return app_state(request.app)
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
+    async for session in session_scope(state.sessionmaker):
         yield session
 
 
-def get_settings(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+def get_settings(state: StateDep) -> Settings:
+    return state.settings
 
 
-def get_http(request: Request) -> httpx.AsyncClient:
-    return request.app.state.http  # type: ignore[no-any-return]
+def get_http(state: StateDep) -> httpx.AsyncClient:
+    return state.http
 
 
 # scope="function": commit/rollback happens before the response is sent, so a client never

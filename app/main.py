@@ -8,7 +8,7 @@ and tears them down. Nothing is built at import time.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
@@ -23,11 +23,11 @@ from app.observability import (
     RequestContextMiddleware,
     install_record_factory,
 )
+from app.sources.catalog import SourceCatalog
+from app.state import AppState, app_state
 from app.transport import build_client, build_transport
 
 log = logging.getLogger("pbf.main")
-
-ReadinessProbe = Callable[[], Awaitable[tuple[bool, str]]]
 
 API_DESCRIPTION = """
 Headless "Powered by Fivetran" onboarding: your own screens, our OAuth consent and token
@@ -73,9 +73,11 @@ def create_app(
         description=API_DESCRIPTION,
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.metrics = metrics
-    app.state.readiness_checks = {}
+    state = AppState()
+    state.settings = settings
+    state.metrics = metrics
+    state.readiness_checks = {}
+    app.state = state
     install_error_handlers(app)
     _include_routers(app, settings.is_sandbox if include_sandbox is None else include_sandbox)
     app.add_middleware(
@@ -151,6 +153,7 @@ async def _startup(
     from app.providers.startup import start_providers
 
     await start_providers(app, settings)
+    app_state(app).sources = SourceCatalog(app_state(app).providers)
     from app.fivetran.startup import start_fivetran
 
     stack.push_async_callback(start_fivetran(app, settings).aclose)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
+from app.dependencies import StateDep
 from app.migrations_runner import pending_heads
 
 router = APIRouter(tags=["operations"])
@@ -24,9 +25,9 @@ async def healthz() -> dict[str, str]:
     summary="Readiness: database reachable, migrations current, keys loaded",
     responses={503: {"description": "Not ready; `checks` says why."}},
 )
-async def readyz(request: Request) -> JSONResponse:
+async def readyz(state: StateDep) -> JSONResponse:
     checks: dict[str, dict[str, Any]] = {}
-    engine = request.app.state.engine
+    engine = state.engine
     try:
         async with engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
@@ -44,7 +45,7 @@ async def readyz(request: Request) -> JSONResponse:
     except Exception as exc:  # report, never raise: this is a probe
         checks["database"] = {"ok": False, "reason": f"unreachable ({type(exc).__name__})"}
         checks["migrations"] = {"ok": False, "reason": "database unreachable"}
-    for name, probe in request.app.state.readiness_checks.items():
+    for name, probe in state.readiness_checks.items():
         try:
             ok, reason = await probe()
         except Exception as exc:
@@ -58,7 +59,5 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics(request: Request) -> Response:
-    return Response(
-        generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
-    )
+async def metrics(state: StateDep) -> Response:
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

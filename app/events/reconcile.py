@@ -24,7 +24,6 @@ import logging
 import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import delete, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -32,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.config import Settings
 from app.events.freshness import mark_fresh
 from app.events.models import ConnectionFreshness, ReconcileSpend
+from app.state import AppState
 
 log = logging.getLogger("pbf.events.reconcile")
 
@@ -98,7 +98,9 @@ def _record_spend(session: AsyncSession, at: datetime, requests: int) -> None:
         session.add(ReconcileSpend(spent_at=at, requests=requests))
 
 
-async def reconcile_connection(session: AsyncSession, app_state: Any, connection_id: str) -> str:
+async def reconcile_connection(
+    session: AsyncSession, app_state: AppState, connection_id: str
+) -> str:
     """Refresh one connection through onboarding; returns what was done.
 
     Onboarding may commit inside (its named durable points), so the caller owns a plain
@@ -123,7 +125,7 @@ async def reconcile_connection(session: AsyncSession, app_state: Any, connection
 
 async def reconcile(
     sessionmaker: async_sessionmaker[AsyncSession],
-    app_state: Any,
+    app_state: AppState,
     *,
     settings: Settings,
     now: Callable[[], datetime],

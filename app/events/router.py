@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, Request
 
-from app.dependencies import AdminCaller, ReadCaller, SessionDep, SettingsDep, WriteCaller
+from app.dependencies import AdminCaller, ReadCaller, SessionDep, SettingsDep, StateDep, WriteCaller
 from app.events import service
 from app.events.receivers import configured_endpoints
 from app.events.schemas import (
@@ -30,6 +30,7 @@ _PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 )
 async def fivetran_webhook(
     request: Request,
+    state: StateDep,
     session: SessionDep,
     settings: SettingsDep,
     x_fivetran_signature_256: Annotated[str | None, Header(include_in_schema=True)] = None,
@@ -40,7 +41,7 @@ async def fivetran_webhook(
     body = await request.body()
     return await receive_fivetran_webhook(
         session,
-        request.app.state,
+        state,
         settings=settings,
         body=body,
         signature=x_fivetran_signature_256,

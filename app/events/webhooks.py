@@ -55,6 +55,7 @@ from app.events.models import FivetranWebhookReceipt
 from app.events.outbox import emit
 from app.events.signing import verify_fivetran_signature
 from app.fivetran.timestamps import parse_fivetran_time
+from app.state import AppState
 
 log = logging.getLogger("pbf.events.webhooks")
 
@@ -96,7 +97,7 @@ def _connector_id(payload: dict[str, Any]) -> str | None:
 
 async def receive_fivetran_webhook(
     session: AsyncSession,
-    app_state: Any,
+    app_state: AppState,
     *,
     settings: Settings,
     body: bytes,
@@ -173,7 +174,7 @@ async def receive_fivetran_webhook(
     return {"status": "accepted", "outcome": outcome}
 
 
-def _count(app_state: Any, event: str, outcome: str) -> None:
+def _count(app_state: AppState, event: str, outcome: str) -> None:
     metrics = getattr(app_state, "events_metrics", None)
     if metrics is None:
         return
@@ -212,7 +213,7 @@ async def _transition(session: AsyncSession, connection: Any, new_state: str, re
 
 async def _apply(
     session: AsyncSession,
-    app_state: Any,
+    app_state: AppState,
     event: str,
     payload: dict[str, Any],
     connector_id: str | None,

@@ -15,7 +15,8 @@ from app.onboarding import connections as conn_service
 from app.onboarding import end_users as end_user_service
 from app.onboarding import names, schema_policy, states
 from app.onboarding.models import Connection
-from app.onboarding.sources import get_source, validate_config
+from app.sources.catalog import validate_config
+from app.state import AppState
 
 if TYPE_CHECKING:
     from app.fivetran.client import FivetranClient
@@ -36,7 +37,7 @@ def _require_remote(conn: Connection) -> str:
 
 async def update_connection(
     session: AsyncSession,
-    app_state: Any,
+    app_state: AppState,
     conn: Connection,
     *,
     changes: dict[str, Any],
@@ -65,7 +66,7 @@ async def update_connection(
     secrets: dict[str, str] = {}
     config = changes.get("config")
     if config:
-        source = get_source(app_state, conn.service)
+        source = app_state.sources.get(conn.service)
         for key in config:
             if key in source.input_fields and key not in source.fivetran_fields:
                 raise InvalidInput(
@@ -118,7 +119,7 @@ async def update_connection(
     return conn
 
 
-async def delete_connection(session: AsyncSession, app_state: Any, conn: Connection) -> None:
+async def delete_connection(session: AsyncSession, app_state: AppState, conn: Connection) -> None:
     """Delete at Fivetran (gone already is fine), revoke tokens, shred secrets, ``deleted``."""
     from app.fivetran.errors import FivetranError
 
@@ -131,7 +132,7 @@ async def delete_connection(session: AsyncSession, app_state: Any, conn: Connect
     await states.transition(session, conn, states.DELETED, reason="deleted_by_caller")
 
 
-async def sync(app_state: Any, conn: Connection, *, force: bool) -> None:
+async def sync(app_state: AppState, conn: Connection, *, force: bool) -> None:
     from app.fivetran.errors import FivetranError
 
     try:
@@ -140,7 +141,9 @@ async def sync(app_state: Any, conn: Connection, *, force: bool) -> None:
         raise conn_service._fivetran_app_error(exc) from exc
 
 
-async def resync(app_state: Any, conn: Connection, *, scope: dict[str, list[str]] | None) -> None:
+async def resync(
+    app_state: AppState, conn: Connection, *, scope: dict[str, list[str]] | None
+) -> None:
     from app.fivetran.errors import FivetranError
 
     if scope is not None and (not scope or any(not tables for tables in scope.values())):
@@ -157,7 +160,7 @@ async def resync(app_state: Any, conn: Connection, *, scope: dict[str, list[str]
 
 async def run_tests(
     session: AsyncSession,
-    app_state: Any,
+    app_state: AppState,
     conn: Connection,
     *,
     trust_certificates: bool = False,
@@ -208,7 +211,7 @@ def _detail_from_tests(conn: Connection, keys: tuple[str, str]) -> dict[str, str
 
 async def approve_fingerprint(
     session: AsyncSession,
-    app_state: Any,
+    app_state: AppState,
     conn: Connection,
     *,
     hash_: str | None,
@@ -232,7 +235,7 @@ async def approve_fingerprint(
 
 async def approve_certificate(
     session: AsyncSession,
-    app_state: Any,
+    app_state: AppState,
     conn: Connection,
     *,
     hash_: str | None,
@@ -256,7 +259,7 @@ async def approve_certificate(
 
 async def _approve_and_retest(
     session: AsyncSession,
-    app_state: Any,
+    app_state: AppState,
     conn: Connection,
     *,
     what: str,
@@ -288,7 +291,7 @@ async def _approve_and_retest(
 # --- schema ------------------------------------------------------------------------------
 
 
-async def get_schema(app_state: Any, conn: Connection) -> dict[str, Any]:
+async def get_schema(app_state: AppState, conn: Connection) -> dict[str, Any]:
     from app.fivetran.errors import FivetranError, FivetranNotFound
 
     fivetran_id = _require_remote(conn)
@@ -303,7 +306,7 @@ async def get_schema(app_state: Any, conn: Connection) -> dict[str, Any]:
 
 
 async def patch_schema(
-    app_state: Any, conn: Connection, *, requested: dict[str, Any]
+    app_state: AppState, conn: Connection, *, requested: dict[str, Any]
 ) -> dict[str, Any]:
     """Apply what the policy permits; report the rest as ``refused``."""
     from app.fivetran.errors import FivetranError, FivetranNotFound
@@ -336,7 +339,7 @@ async def patch_schema(
 
 
 def _schema_out(
-    app_state: Any, config: dict[str, Any], *, refused: list[dict[str, str]] | None
+    app_state: AppState, config: dict[str, Any], *, refused: list[dict[str, str]] | None
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "schema_change_handling": config.get("schema_change_handling"),
@@ -353,7 +356,7 @@ def _schema_out(
 
 async def preview_payload(
     session: AsyncSession,
-    app_state: Any,
+    app_state: AppState,
     *,
     caller: Caller,
     end_user_external_id: str,
@@ -368,7 +371,7 @@ async def preview_payload(
     from app.fivetran.payloads import mask_secrets
 
     end_user = await end_user_service.get_end_user(session, caller, end_user_external_id)
-    source = get_source(app_state, service)
+    source = app_state.sources.get(service)
     validate_config(source, config)
     group_id = await _known_group(session, app_state, end_user, service)
     next_slot = 1 + max(
@@ -415,7 +418,9 @@ async def _connections_of(
     )
 
 
-async def _known_group(session: AsyncSession, app_state: Any, end_user: Any, service: str) -> str:
+async def _known_group(
+    session: AsyncSession, app_state: AppState, end_user: Any, service: str
+) -> str:
     from app.onboarding.models import ServiceGroup
 
     if end_user.group_strategy == "per_service":
@@ -429,7 +434,7 @@ async def _known_group(session: AsyncSession, app_state: Any, end_user: Any, ser
 
 
 async def _preview_oauth_parts(
-    session: AsyncSession, app_state: Any, probe: Connection
+    session: AsyncSession, app_state: AppState, probe: Connection
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     from app.providers.tokens import TokenResult
     from app.vault import Secret
@@ -451,7 +456,12 @@ async def _preview_oauth_parts(
 
 
 async def ssh_public_key(
-    session: AsyncSession, app_state: Any, *, caller: Caller, external_id: str, service: str | None
+    session: AsyncSession,
+    app_state: AppState,
+    *,
+    caller: Caller,
+    external_id: str,
+    service: str | None,
 ) -> dict[str, str]:
     """The public key Fivetran uses for SSH tunnels into this end-user's databases (the
     end-user adds it to the tunnel host's ``authorized_keys``)."""
@@ -465,7 +475,7 @@ async def ssh_public_key(
                 code="missing_service",
                 field="service",
             )
-        get_source(app_state, service)
+        app_state.sources.get(service)
     group_id = await end_user_service.group_for_connection(
         session, app_state, end_user, service or ""
     )

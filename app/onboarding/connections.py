@@ -33,8 +33,9 @@ from app.fivetran.timestamps import parse_fivetran_time
 from app.onboarding import end_users as end_user_service
 from app.onboarding import names, schema_policy, states
 from app.onboarding.models import Connection, EndUser
-from app.onboarding.sources import Source, get_source, validate_config
 from app.pagination import decode_cursor, encode_cursor
+from app.sources.catalog import Source, validate_config
+from app.state import AppState
 
 log = logging.getLogger("pbf.onboarding")
 
@@ -53,10 +54,6 @@ OWNER = "connection"
 TOKEN_FIELDS = ("refresh_token", "access_token")
 FAILED_TEST_STATUSES = frozenset({"FAILED", "JOB_FAILED"})
 
-#: Set by :func:`app.onboarding.startup.start_onboarding`; used when a caller of the contract
-#: functions (the connect flow) does not pass ``app_state``.
-_ACTIVE_STATE: list[Any] = []
-
 
 class GrantHandedOff(Conflict):
     """A refresh was attempted on a grant that Fivetran now owns (single-refresher rule)."""
@@ -65,12 +62,17 @@ class GrantHandedOff(Conflict):
     title = "Grant handed off to Fivetran"
 
 
-def _state(app_state: Any | None) -> Any:
-    if app_state is not None:
-        return app_state
-    if not _ACTIVE_STATE:
-        raise RuntimeError("onboarding is not started (no app state)")
-    return _ACTIVE_STATE[-1]
+def _remote_id(conn: Connection) -> str:
+    """The Fivetran id of a connection this code path already created there."""
+    if conn.fivetran_connection_id is None:
+        raise RuntimeError(f"connection {conn.id} has no Fivetran id yet")
+    return conn.fivetran_connection_id
+
+
+def _group_id(conn: Connection) -> str:
+    if conn.group_id is None:
+        raise RuntimeError(f"connection {conn.id} has no Fivetran group yet")
+    return conn.group_id
 
 
 def _credential_field(name: str) -> str:
@@ -197,7 +199,7 @@ async def reserve_oauth_connection(
     service: str,
     config: dict[str, Any],
     connection_id: str | None = None,
-    app_state: Any | None = None,
+    app_state: AppState,
 ) -> Connection:
     """A ``pending`` connection for an OAuth connect session.
 
@@ -205,7 +207,7 @@ async def reserve_oauth_connection(
     end-user and has the same service, and returns it unchanged. ``config`` is validated
     against the source's form schema first (422 naming the field); nothing is written then.
     """
-    source = get_source(_state(app_state), service)
+    source = app_state.sources.get(service)
     if source.auth_method != "oauth2":
         raise InvalidInput(
             f"Source '{service}' is set up with credentials (POST /v1/connections), not OAuth",
@@ -299,7 +301,7 @@ def _split_credentials(
 
 async def create_credentials_connection(
     session: AsyncSession,
-    app_state: Any,
+    app_state: AppState,
     *,
     caller: Caller,
     end_user_external_id: str,
@@ -313,7 +315,7 @@ async def create_credentials_connection(
     Validation (including the exact Fivetran payload) happens before anything is written.
     """
     end_user = await end_user_service.get_end_user(session, caller, end_user_external_id)
-    source = get_source(app_state, service)
+    source = app_state.sources.get(service)
     if source.auth_method != "credentials":
         raise InvalidInput(
             f"Source '{service}' is authorized with OAuth: start a connect session",
@@ -388,14 +390,14 @@ def _payload(
 # --- OAuth -------------------------------------------------------------------------------
 
 
-def _registry(app_state: Any) -> Any:
+def _registry(app_state: AppState) -> Any:
     registry = getattr(app_state, "providers", None)
     if registry is None:
         raise ServiceUnavailable("The provider catalog is not loaded", code="providers_unavailable")
     return registry
 
 
-def _provider_for(app_state: Any, conn: Connection) -> Any:
+def _provider_for(app_state: AppState, conn: Connection) -> Any:
     registry = _registry(app_state)
     provider = registry.get(conn.provider_key) if conn.provider_key else None
     if provider is None:
@@ -408,19 +410,19 @@ def _provider_for(app_state: Any, conn: Connection) -> Any:
 
 
 async def _oauth_parts(
-    session: AsyncSession, app_state: Any, conn: Connection, token_result: Any
+    session: AsyncSession, app_state: AppState, conn: Connection, token_result: Any
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(auth block, config additions) from the provider mapping."""
     provider = _provider_for(app_state, conn)
     app_credentials = await _registry(app_state).credentials(session, provider.key)
-    source = get_source(app_state, conn.service)
+    source = app_state.sources.get(conn.service)
     inputs = {k: v for k, v in conn.config.items() if k in source.input_fields}
     auth = provider.fivetran_auth(token_result, app_credentials)
     extra = provider.fivetran_config(token_result, inputs) or {}
     return dict(auth), dict(extra)
 
 
-async def _stored_token_result(session: AsyncSession, app_state: Any, conn: Connection) -> Any:
+async def _stored_token_result(session: AsyncSession, app_state: AppState, conn: Connection) -> Any:
     """Rebuild the token result from the vault + stored metadata (resume after a failure)."""
     from app.providers.tokens import TokenResult
 
@@ -449,7 +451,7 @@ async def _stored_token_result(session: AsyncSession, app_state: Any, conn: Conn
 
 
 async def complete_oauth(
-    session: AsyncSession, app_state: Any, *, connection: Connection, token_result: Any
+    session: AsyncSession, app_state: AppState, *, connection: Connection, token_result: Any
 ) -> Connection:
     """Create (or re-authorize) the Fivetran connection once the tokens are in the vault.
 
@@ -459,7 +461,6 @@ async def complete_oauth(
     be reached the connection stays ``creating`` (committed, tokens safe) and the Fivetran
     error is raised as an ``AppError`` (503/429); :func:`resume_creating` finishes it.
     """
-    app_state = _state(app_state)
     conn = connection
     end_user = await end_user_service.get_end_user_by_id(session, conn.end_user_id)
     if conn.state == states.DELETED or end_user.offboarding_state is not None:
@@ -491,7 +492,7 @@ async def complete_oauth(
         await states.transition(session, conn, states.CREATING, reason="group_unavailable")
         await session.commit()
         raise
-    source = get_source(app_state, conn.service)
+    source = app_state.sources.get(conn.service)
     body = _payload(source, conn, {**conn.config, **extra}, auth=auth)
     await states.transition(session, conn, states.CREATING, reason="oauth_completed")
     await session.commit()  # durable point: state creating (the connect flow committed the tokens)
@@ -567,7 +568,7 @@ async def _leave_creating(
 
 async def _create_remote(
     session: AsyncSession,
-    app_state: Any,
+    app_state: AppState,
     conn: Connection,
     *,
     body: dict[str, Any],
@@ -593,7 +594,7 @@ async def _create_remote(
     for _ in range(attempts):
         try:
             if lookup_first:
-                found = await client.find_connection(conn.group_id, conn.schema_name)
+                found = await client.find_connection(_group_id(conn), conn.schema_name)
                 if found is not None:
                     data, adopted = found, True
                     break
@@ -606,7 +607,7 @@ async def _create_remote(
         except FivetranConflict as exc:
             # The schema exists in the group: ours from an earlier attempt, or a stranger's.
             try:
-                found = await client.find_connection(conn.group_id, conn.schema_name)
+                found = await client.find_connection(_group_id(conn), conn.schema_name)
             except FivetranError as lookup_exc:
                 last_exc = lookup_exc
                 lookup_first = True
@@ -670,7 +671,7 @@ async def _gone_meanwhile(session: AsyncSession, conn: Connection) -> bool:
 
 
 async def _finish_setup(
-    session: AsyncSession, app_state: Any, conn: Connection, data: dict[str, Any]
+    session: AsyncSession, app_state: AppState, conn: Connection, data: dict[str, Any]
 ) -> None:
     """Setup tests read: ``setup_failed``, or schema policy → un-pause → ``connected``."""
     from app.fivetran.errors import FivetranError
@@ -683,7 +684,7 @@ async def _finish_setup(
         await apply_policy_at_creation(app_state, conn)
         if app_state.settings.onboarding.unpause_after_setup and conn.paused:
             updated = await app_state.fivetran.update_connection(
-                conn.fivetran_connection_id, {"paused": False}
+                _remote_id(conn), {"paused": False}
             )
             conn.paused = False
             if isinstance(updated, dict):
@@ -696,23 +697,23 @@ async def _finish_setup(
     await session.commit()
 
 
-async def apply_policy_at_creation(app_state: Any, conn: Connection) -> None:
+async def apply_policy_at_creation(app_state: AppState, conn: Connection) -> None:
     """Write the platform schema policy onto a fresh connection."""
     from app.fivetran.errors import FivetranNotFound
 
     client = app_state.fivetran
     policy = app_state.settings.onboarding.schema_policy
     try:
-        current = await client.get_schema_config(conn.fivetran_connection_id)
+        current = await client.get_schema_config(_remote_id(conn))
     except FivetranNotFound:
-        current = await client.reload_schema_config(conn.fivetran_connection_id)
+        current = await client.reload_schema_config(_remote_id(conn))
     await client.update_schema_config(
-        conn.fivetran_connection_id, schema_policy.creation_patch(policy, current or {})
+        _remote_id(conn), schema_policy.creation_patch(policy, current or {})
     )
 
 
 async def _reauthorize_remote(
-    session: AsyncSession, app_state: Any, conn: Connection, *, auth: dict[str, Any]
+    session: AsyncSession, app_state: AppState, conn: Connection, *, auth: dict[str, Any]
 ) -> None:
     """PATCH the new ``auth`` onto the existing Fivetran connection and re-run setup tests."""
     from app.fivetran.errors import FivetranError, FivetranNotFound
@@ -721,9 +722,9 @@ async def _reauthorize_remote(
     client = app_state.fivetran
     body = build_auth_patch(conn.service, auth=auth)
     try:
-        await client.update_connection(conn.fivetran_connection_id, body)
+        await client.update_connection(_remote_id(conn), body)
         conn.grant_handed_off_at = utcnow()
-        data = await client.run_setup_tests(conn.fivetran_connection_id)
+        data = await client.run_setup_tests(_remote_id(conn))
     except FivetranNotFound as exc:
         await states.transition(session, conn, states.DELETED, reason="deleted_at_fivetran")
         await session.commit()
@@ -738,7 +739,12 @@ async def _reauthorize_remote(
 
 
 async def _after_tests(
-    session: AsyncSession, app_state: Any, conn: Connection, data: dict[str, Any], *, reason: str
+    session: AsyncSession,
+    app_state: AppState,
+    conn: Connection,
+    data: dict[str, Any],
+    *,
+    reason: str,
 ) -> None:
     """Map fresh setup-test results of an existing Fivetran connection onto our state."""
     if conn.state in (states.CREATING, states.SETUP_FAILED, states.PENDING, states.AUTHORIZING):
@@ -757,7 +763,7 @@ async def _after_tests(
 
 
 async def _discard_tokens_if_configured(
-    session: AsyncSession, app_state: Any, conn: Connection
+    session: AsyncSession, app_state: AppState, conn: Connection
 ) -> None:
     """Token retention ``discard``: shred the tokens once Fivetran confirmed it has them."""
     if conn.auth_method != "oauth2" or app_state.settings.onboarding.token_retention != "discard":
@@ -806,7 +812,7 @@ async def claim_for_resume(session: AsyncSession, conn: Connection) -> None:
     await session.refresh(conn)
 
 
-async def resume_connection(session: AsyncSession, app_state: Any, conn: Connection) -> None:
+async def resume_connection(session: AsyncSession, app_state: AppState, conn: Connection) -> None:
     """Finish a ``creating`` connection (caller retry, startup, reconciliation)."""
     from app.fivetran.errors import FivetranError
 
@@ -825,7 +831,7 @@ async def resume_connection(session: AsyncSession, app_state: Any, conn: Connect
         conn.group_id = await end_user_service.group_for_connection(
             session, app_state, end_user, conn.service
         )
-    source = get_source(app_state, conn.service)
+    source = app_state.sources.get(conn.service)
     fivetran_config: dict[str, Any] = dict(conn.config)
     auth = None
     if conn.auth_method == "oauth2":
@@ -847,7 +853,7 @@ async def resume_connection(session: AsyncSession, app_state: Any, conn: Connect
     await _create_remote(session, app_state, conn, body=body, resumed=True)
 
 
-async def resume_creating(session: AsyncSession, app_state: Any) -> int:
+async def resume_creating(session: AsyncSession, app_state: AppState) -> int:
     """Finish every connection left ``creating`` (startup / reconciliation). Returns how many
     reached a final state; failures stay ``creating`` for the next run."""
     ids = list(
@@ -873,7 +879,7 @@ async def resume_creating(session: AsyncSession, app_state: Any) -> int:
     return done
 
 
-async def delete_remote(app_state: Any, conn: Connection) -> None:
+async def delete_remote(app_state: AppState, conn: Connection) -> None:
     """Delete the connection at Fivetran; gone already is fine. A ``creating`` connection
     whose create was ambiguous is looked up by its deterministic schema first.
 
@@ -899,7 +905,7 @@ async def delete_remote(app_state: Any, conn: Connection) -> None:
 
 
 async def refresh_from_fivetran(
-    session: AsyncSession, app_state: Any, connection: Connection
+    session: AsyncSession, app_state: AppState, connection: Connection
 ) -> Connection:
     """One GET at Fivetran; maps its status onto ours (``?refresh=true``, reconciliation)."""
     from app.fivetran.errors import FivetranError, FivetranNotFound
@@ -940,7 +946,7 @@ def ensure_refresh_allowed(connection: Connection) -> None:
         )
 
 
-async def revoke_tokens(session: AsyncSession, app_state: Any, connection: Connection) -> bool:
+async def revoke_tokens(session: AsyncSession, app_state: AppState, connection: Connection) -> bool:
     """Revoke the connection's tokens at the provider when it has a revocation endpoint.
 
     Best effort (offboarding and deletion go on either way: the secrets are shredded next);
@@ -952,7 +958,7 @@ async def revoke_tokens(session: AsyncSession, app_state: Any, connection: Conne
 
     try:
         provider = _provider_for(app_state, connection)
-        source = get_source(app_state, connection.service)
+        source = app_state.sources.get(connection.service)
         inputs = {k: v for k, v in connection.config.items() if k in source.input_fields}
         endpoint = provider.endpoints(inputs).revocation_url
         if not endpoint:

@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.datastructures import State
 
 from app.callers.service import Caller
-from app.dependencies import ReadCaller, SessionDep, WriteCaller
+from app.dependencies import ReadCaller, SessionDep, StateDep, WriteCaller
 from app.onboarding import connections as conn_service
 from app.onboarding.models import Connection, EndUser
+from app.state import AppState
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class ConnectionRef:
     """
 
     session: AsyncSession
-    state: State
+    state: AppState
     caller: Caller
     connection_id: str
 
@@ -35,15 +35,15 @@ class ConnectionRef:
 
 
 async def _read_ref(
-    connection_id: str, request: Request, session: SessionDep, caller: ReadCaller
+    connection_id: str, state: StateDep, session: SessionDep, caller: ReadCaller
 ) -> ConnectionRef:
-    return ConnectionRef(session, request.app.state, caller, connection_id)
+    return ConnectionRef(session, state, caller, connection_id)
 
 
 async def _write_ref(
-    connection_id: str, request: Request, session: SessionDep, caller: WriteCaller
+    connection_id: str, state: StateDep, session: SessionDep, caller: WriteCaller
 ) -> ConnectionRef:
-    return ConnectionRef(session, request.app.state, caller, connection_id)
+    return ConnectionRef(session, state, caller, connection_id)
 
 
 #: The path's connection, for a caller with the ``read`` scope.

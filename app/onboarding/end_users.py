@@ -35,6 +35,7 @@ from app.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
 from app.onboarding import names
 from app.onboarding.models import Connection, EndUser, ServiceGroup
 from app.pagination import decode_cursor, encode_cursor
+from app.state import AppState
 
 log = logging.getLogger("pbf.onboarding")
 
@@ -90,7 +91,7 @@ class DestinationRequest:
 
 async def upsert_end_user(
     session: AsyncSession,
-    app_state: Any,
+    app_state: AppState,
     *,
     caller: Caller,
     external_id: str,
@@ -229,7 +230,7 @@ def _as_app_error(exc: Exception) -> Exception:
 
 async def _ensure_dedicated_group(
     session: AsyncSession,
-    app_state: Any,
+    app_state: AppState,
     row: EndUser,
     destination: DestinationRequest | None,
 ) -> None:
@@ -279,7 +280,7 @@ async def _ensure_dedicated_group(
     row.destination = summary
 
 
-async def shared_group_id(session: AsyncSession, app_state: Any) -> str:
+async def shared_group_id(session: AsyncSession, app_state: AppState) -> str:
     settings: Settings = app_state.settings
     if settings.onboarding.shared_group_id:
         return settings.onboarding.shared_group_id
@@ -291,7 +292,7 @@ async def shared_group_id(session: AsyncSession, app_state: Any) -> str:
     return await _service_group(session, app_state, "_shared", names.SHARED_GROUP_NAME)
 
 
-async def _service_group(session: AsyncSession, app_state: Any, key: str, name: str) -> str:
+async def _service_group(session: AsyncSession, app_state: AppState, key: str, name: str) -> str:
     row = await session.get(ServiceGroup, key)
     if row is not None:
         return row.fivetran_group_id
@@ -304,7 +305,7 @@ async def _service_group(session: AsyncSession, app_state: Any, key: str, name: 
 
 
 async def group_for_connection(
-    session: AsyncSession, app_state: Any, end_user: EndUser, service: str
+    session: AsyncSession, app_state: AppState, end_user: EndUser, service: str
 ) -> str:
     """The Fivetran group a new connection of ``service`` goes to (created on demand)."""
     if end_user.group_strategy == "per_service":
@@ -354,7 +355,7 @@ async def start_offboarding(session: AsyncSession, caller: Caller, external_id: 
     return row
 
 
-async def run_offboarding(session: AsyncSession, app_state: Any, end_user: EndUser) -> bool:
+async def run_offboarding(session: AsyncSession, app_state: AppState, end_user: EndUser) -> bool:
     """Do (or continue) the offboarding of ``end_user``; True when it is complete.
 
     Commits after each completed step (named durable points), so a failure part-way leaves
@@ -411,7 +412,7 @@ async def run_offboarding(session: AsyncSession, app_state: Any, end_user: EndUs
     return True
 
 
-async def resume_offboarding(session: AsyncSession, app_state: Any) -> int:
+async def resume_offboarding(session: AsyncSession, app_state: AppState) -> int:
     """Finish every offboarding left in progress (startup / workers). Returns how many."""
     rows = list(
         (

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 
-from app.dependencies import ReadCaller, SessionDep, WriteCaller
+from app.dependencies import ReadCaller, SessionDep, StateDep, WriteCaller
 from app.onboarding import connection_actions as actions
 from app.onboarding import connections as conn_service
 from app.onboarding import end_users as end_user_service
@@ -38,7 +38,6 @@ from app.onboarding.schemas import (
     SyncIn,
     TestIn,
 )
-from app.onboarding.sources import get_source, list_sources
 from app.pagination import decode_cursor, encode_cursor
 
 
@@ -76,7 +75,7 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 async def put_end_user(
     external_id: str,
     body: EndUserPut,
-    request: Request,
+    state: StateDep,
     response: Response,
     session: SessionDep,
     caller: WriteCaller,
@@ -95,7 +94,7 @@ async def put_end_user(
     )
     row, created = await end_user_service.upsert_end_user(
         session,
-        request.app.state,
+        state,
         caller=caller,
         external_id=external_id,
         name=body.name,
@@ -132,13 +131,13 @@ async def list_end_users(
     responses={202: {"model": EndUserOut, "description": "Offboarding continues later"}},
 )
 async def delete_end_user(
-    external_id: str, request: Request, session: SessionDep, caller: WriteCaller
+    external_id: str, state: StateDep, session: SessionDep, caller: WriteCaller
 ) -> Response:
     """Offboard: revoke tokens where possible, crypto-shred every secret, delete the
     Fivetran connections and the dedicated group. ``202`` with the state when Fivetran is
     unavailable (a retry of this DELETE, or the background resume, finishes it)."""
     row = await end_user_service.start_offboarding(session, caller, external_id)
-    done = await end_user_service.run_offboarding(session, request.app.state, row)
+    done = await end_user_service.run_offboarding(session, state, row)
     if done:
         return Response(status_code=204)
     return JSONResponse(EndUserOut.of(row).model_dump(mode="json"), status_code=202)
@@ -151,7 +150,7 @@ async def delete_end_user(
 )
 async def get_ssh_public_key(
     external_id: str,
-    request: Request,
+    state: StateDep,
     session: SessionDep,
     caller: ReadCaller,
     service: str | None = None,
@@ -160,7 +159,7 @@ async def get_ssh_public_key(
     (add it to the tunnel host's ``authorized_keys``). ``service`` is required with the
     ``per_service`` group strategy (one group, hence one key, per connector type)."""
     out = await actions.ssh_public_key(
-        session, request.app.state, caller=caller, external_id=external_id, service=service
+        session, state, caller=caller, external_id=external_id, service=service
     )
     return SshPublicKeyOut(**out)
 
@@ -170,7 +169,7 @@ async def get_ssh_public_key(
 
 @router.get("/sources", response_model=SourceList, tags=["sources"])
 async def get_sources(
-    request: Request,
+    state: StateDep,
     caller: ReadCaller,
     cursor: str | None = None,
     limit: Limit = 1000,
@@ -178,16 +177,16 @@ async def get_sources(
     """Every Fivetran service this deployment can onboard headlessly, with form schemas
     (by service name; the default page holds the whole catalog)."""
     after = decode_cursor(cursor, "after", str)
-    sources = [s for s in list_sources(request.app.state) if after is None or s.service > after]
+    sources = [s for s in state.sources.list() if after is None or s.service > after]
     page = sources[:limit]
     next_cursor = encode_cursor("after", page[-1].service) if len(sources) > limit else None
     return SourceList(items=[SourceOut(**s.public()) for s in page], next_cursor=next_cursor)
 
 
 @router.get("/sources/{service}", response_model=SourceOut, tags=["sources"])
-async def get_one_source(service: str, request: Request, caller: ReadCaller) -> SourceOut:
+async def get_one_source(service: str, state: StateDep, caller: ReadCaller) -> SourceOut:
     """One source; 404 for unknown or not enabled."""
-    return SourceOut(**get_source(request.app.state, service).public())
+    return SourceOut(**state.sources.get(service).public())
 
 
 # --- connections -------------------------------------------------------------------------
@@ -196,7 +195,7 @@ async def get_one_source(service: str, request: Request, caller: ReadCaller) -> 
 @router.post("/connections", response_model=ConnectionOut, status_code=201, tags=["connections"])
 async def create_connection(
     body: ConnectionCreate,
-    request: Request,
+    state: StateDep,
     session: SessionDep,
     caller: WriteCaller,
     idempotency_key: IdempotencyKey = None,
@@ -204,7 +203,7 @@ async def create_connection(
     """Create a connection of a credentials source (API key, username/password, database,
     SSH tunnel). Secrets go to the vault and never echo back. Supports
     ``Idempotency-Key``; a retry after a Fivetran failure finishes the same connection."""
-    app_state = request.app.state
+    app_state = state
     handle = await idempotency.begin(
         session,
         caller_id=caller.key_id,
@@ -421,13 +420,13 @@ async def reauthorize_connection(target: WriteConnection, body: ReauthorizeIn) -
 
 @router.post("/payloads/preview", response_model=PreviewOut, tags=["connections"])
 async def preview_payload(
-    body: PreviewIn, request: Request, session: SessionDep, caller: ReadCaller
+    body: PreviewIn, state: StateDep, session: SessionDep, caller: ReadCaller
 ) -> PreviewOut:
     """The exact Fivetran create body for this end-user, service and config, secrets
     masked. Writes nothing."""
     out = await actions.preview_payload(
         session,
-        request.app.state,
+        state,
         caller=caller,
         end_user_external_id=body.end_user,
         service=body.service,

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from app.config import Settings
 from app.errors import AppError
+from app.state import app_state
 
 log = logging.getLogger("pbf.onboarding")
 
@@ -20,14 +21,10 @@ _STOP_GRACE_SECONDS = 5.0
 
 
 async def start_onboarding(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> None:
-    """Register the app state for the contract functions and, in the background, resume
+    """In the background, resume
     unfinished work (``creating`` connections, offboardings in progress). Never blocks
     startup on Fivetran: failures are logged and left for the next run or the
     reconciliation worker."""
-    from app.onboarding import connections
-
-    connections._ACTIVE_STATE.append(app.state)
-    stack.callback(_forget, app)
     task = asyncio.create_task(resume_pending_work(app), name="onboarding-resume")
     app.state.onboarding_resume_task = task
 
@@ -43,28 +40,22 @@ async def start_onboarding(app: FastAPI, settings: Settings, stack: AsyncExitSta
     stack.push_async_callback(_stop)
 
 
-def _forget(app: FastAPI) -> None:
-    from app.onboarding import connections
-
-    with contextlib.suppress(ValueError):
-        connections._ACTIVE_STATE.remove(app.state)
-
-
 async def resume_pending_work(app: FastAPI) -> tuple[int, int]:
     """Finish ``creating`` connections and offboardings left in progress."""
     from app.onboarding.connections import resume_creating
     from app.onboarding.end_users import resume_offboarding
 
     await asyncio.sleep(0)  # let the rest of the lifespan finish first
-    if getattr(app.state, "fivetran", None) is None or getattr(app.state, "vault", None) is None:
+    state = app_state(app)
+    if getattr(state, "fivetran", None) is None or getattr(state, "vault", None) is None:
         return (0, 0)
     created = offboarded = 0
     try:
-        async with app.state.sessionmaker() as session:
-            created = await resume_creating(session, app.state)
+        async with state.sessionmaker() as session:
+            created = await resume_creating(session, state)
             await session.commit()
-        async with app.state.sessionmaker() as session:
-            offboarded = await resume_offboarding(session, app.state)
+        async with state.sessionmaker() as session:
+            offboarded = await resume_offboarding(session, state)
             await session.commit()
     except (AppError, OSError) as exc:
         log.warning("resuming onboarding work failed", extra={"error_type": type(exc).__name__})

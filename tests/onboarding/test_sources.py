@@ -5,6 +5,8 @@ from __future__ import annotations
 import httpx
 from fastapi import FastAPI
 
+from app.providers.registry import ProviderRegistry
+from app.sources.catalog import SourceCatalog
 from tests.onboarding.conftest import problem
 
 
@@ -71,13 +73,11 @@ async def test_one_source_and_404s(api: httpx.AsyncClient) -> None:
 
 
 async def test_oauth_source_needs_a_configured_app(app: FastAPI, api: httpx.AsyncClient) -> None:
-    from app.providers.registry import ProviderRegistry
-
     registry = app.state.providers
     apps = {p.key: registry.app_config(p.key) for p in registry.configured()}
     apps.pop("hubspot")
     app.state.providers = ProviderRegistry({p.key: p for p in registry.all()}, apps)
-    app.state.onboarding_sources = None  # rebuild the catalog from the new registry
+    app.state.sources = SourceCatalog(app.state.providers)  # from the new registry
     problem(await api.get("/v1/sources/hubspot"), 404, "source_not_found")
     services = {s["service"] for s in (await api.get("/v1/sources")).json()["items"]}
     assert "hubspot" not in services and "salesforce" in services

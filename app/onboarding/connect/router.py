@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 
-from app.dependencies import ReadCaller, SessionDep, WriteCaller
+from app.config import Settings
+from app.dependencies import ReadCaller, SessionDep, StateDep, WriteCaller
 from app.onboarding.connect import pages, service
 from app.onboarding.connect.origins import check_request_origin
 from app.onboarding.connect.schemas import (
@@ -35,7 +36,7 @@ _BROWSER = {"description": "Static HTML page (never a redirect from request data
 )
 async def create_connect_session(
     body: ConnectSessionCreate,
-    request: Request,
+    state: StateDep,
     session: SessionDep,
     caller: WriteCaller,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
@@ -50,7 +51,7 @@ async def create_connect_session(
     """
     return await service.create_connect_session_idempotent(
         session,
-        request.app.state,
+        state,
         caller=caller,
         body=body,
         idempotency_key=idempotency_key,
@@ -78,10 +79,10 @@ async def get_connect_session(
     response_class=Response,
     responses={200: {"content": {"text/html": {}}}, 400: _BROWSER},
 )
-async def connect_confirmation(token: str, request: Request, session: SessionDep) -> Response:
+async def connect_confirmation(token: str, state: StateDep, session: SessionDep) -> Response:
     """Shows which end-user and source are being connected; the button POSTs back here.
     Nothing is consumed by this GET."""
-    info = await service.confirmation_for(session, request.app.state, token=token)
+    info = await service.confirmation_for(session, state, token=token)
     if info is None:
         return pages.error_page("link_invalid")
     return pages.confirmation_page(
@@ -103,18 +104,20 @@ async def connect_confirmation(token: str, request: Request, session: SessionDep
         403: _BROWSER,
     },
 )
-async def connect_start(token: str, request: Request, session: SessionDep) -> Response:
+async def connect_start(
+    token: str, request: Request, state: StateDep, session: SessionDep
+) -> Response:
     """Top-level form POST from an allow-listed `Origin`, or from the confirmation page
     itself (`Sec-Fetch-Site: same-origin`). Consumes the single-use start
     token, sets the `__Host-oauth_flow` browser-binding cookie and redirects to the provider."""
     if not check_request_origin(
-        request.app.state.settings,
+        state.settings,
         request.headers.get("origin"),
         request.headers.get("sec-fetch-site"),
     ):
         return pages.error_page("origin_not_allowed", 403)
-    result = await service.start_flow(session, request.app.state, token=token)
-    return _browser_response(request, result)
+    result = await service.start_flow(session, state, token=token)
+    return _browser_response(state.settings, result)
 
 
 @router.get(
@@ -124,26 +127,27 @@ async def connect_start(token: str, request: Request, session: SessionDep) -> Re
     response_class=Response,
     responses={303: {"description": "To the stored return_to."}, 400: _BROWSER, 404: _BROWSER},
 )
-async def oauth_callback(provider_key: str, request: Request, session: SessionDep) -> Response:
+async def oauth_callback(
+    provider_key: str, request: Request, state: StateDep, session: SessionDep
+) -> Response:
     """Verifies state, browser binding and `iss`, exchanges the code, stores the tokens
     encrypted, creates or re-authorizes the connection, then `303` to `return_to`."""
     result = await service.handle_callback(
         session,
-        request.app.state,
+        state,
         provider_key=provider_key,
         query=request.query_params.multi_items(),
         binding_cookie=request.cookies.get(service.BINDING_COOKIE),
     )
-    return _browser_response(request, result)
+    return _browser_response(state.settings, result)
 
 
-def _browser_response(request: Request, result: service.BrowserResult) -> Response:
+def _browser_response(settings: Settings, result: service.BrowserResult) -> Response:
     if result.page is not None:
         response: Response = pages.error_page(result.page, result.status_code)
     else:
         assert result.location is not None
         response = pages.see_other(result.location)
-    settings = request.app.state.settings
     if result.set_binding_cookie is not None:
         response.set_cookie(
             service.BINDING_COOKIE,

@@ -52,6 +52,7 @@ from app.providers.errors import (
     CallbackVerificationError,
     OAuthProviderError,
 )
+from app.state import AppState
 from app.vault.errors import VaultError
 
 log = logging.getLogger("pbf.connect")
@@ -130,7 +131,7 @@ def effective_status(row: ConnectSession, now: datetime | None = None) -> str:
     return row.status  # pending | completed | failed | expired (closed by the sweep)
 
 
-def _provider_for_service(app_state: Any, service: str) -> Any:
+def _provider_for_service(app_state: AppState, service: str) -> Any:
     provider = app_state.providers.for_service(service)
     if provider is not None:
         return provider
@@ -165,7 +166,7 @@ def _validated_inputs(provider: Any, config: Mapping[str, Any]) -> dict[str, str
 
 async def create_connect_session(
     session: AsyncSession,
-    app_state: Any,
+    app_state: AppState,
     *,
     caller: Caller,
     end_user: str,
@@ -271,7 +272,7 @@ async def _usable_session_by_token(session: AsyncSession, token: str) -> Connect
 
 
 async def confirmation_for(
-    session: AsyncSession, app_state: Any, *, token: str
+    session: AsyncSession, app_state: AppState, *, token: str
 ) -> Confirmation | None:
     """Data of the confirmation page, or ``None`` when the token cannot start a flow."""
     row = await _usable_session_by_token(session, token)
@@ -290,7 +291,7 @@ def redirect_uri_for(settings: Any, provider_key: str) -> str:
     return f"{settings.public_base_url}/oauth/callback/{provider_key}"
 
 
-async def start_flow(session: AsyncSession, app_state: Any, *, token: str) -> BrowserResult:
+async def start_flow(session: AsyncSession, app_state: AppState, *, token: str) -> BrowserResult:
     """Consume the start token atomically and begin the authorization request.
 
     The caller (router) has already checked the request's ``Origin``.
@@ -457,7 +458,7 @@ def _back_to_app(row: ConnectSession, *, status: str, **params: str) -> BrowserR
 
 async def handle_callback(
     session: AsyncSession,
-    app_state: Any,
+    app_state: AppState,
     *,
     provider_key: str,
     query: Sequence[tuple[str, str]],
@@ -608,7 +609,7 @@ async def handle_callback(
 
 async def _complete(
     session: AsyncSession,
-    app_state: Any,
+    app_state: AppState,
     *,
     row: ConnectSession,
     flow: OAuthFlow,
@@ -670,7 +671,7 @@ async def _after_rollback(
 
 
 async def _shred_verifier(
-    session: AsyncSession, app_state: Any, flow: OAuthFlow, *, flush: bool = True
+    session: AsyncSession, app_state: AppState, flow: OAuthFlow, *, flush: bool = True
 ) -> None:
     await app_state.vault.delete(
         session, owner_type=FLOW_OWNER, owner_id=flow.id, field="code_verifier"
@@ -681,7 +682,7 @@ async def _shred_verifier(
 
 async def store_grant(
     session: AsyncSession,
-    app_state: Any,
+    app_state: AppState,
     *,
     end_user_id: str,
     connection_id: str,
@@ -752,7 +753,7 @@ def _created_out(created: CreatedSession) -> ConnectSessionCreated:
 
 
 async def _reissue_start_token(
-    session: AsyncSession, app_state: Any, session_id: str
+    session: AsyncSession, app_state: AppState, session_id: str
 ) -> CreatedSession:
     """Idempotent replay: the stored response never holds the start token (only its hash is
     kept), so a replay re-issues it — possible only while the session was not started."""
@@ -779,7 +780,7 @@ async def _reissue_start_token(
 
 async def create_connect_session_idempotent(
     session: AsyncSession,
-    app_state: Any,
+    app_state: AppState,
     *,
     caller: Caller,
     body: ConnectSessionCreate,
@@ -857,7 +858,7 @@ async def _lock_grant(session: AsyncSession, connection_id: str) -> OAuthGrant |
 
 async def refresh_owned_grant(
     session: AsyncSession,
-    app_state: Any,
+    app_state: AppState,
     connection: Any,
     *,
     reuse_within_seconds: float = 30.0,
@@ -1023,7 +1024,7 @@ async def refresh_owned_grant(
 
 
 async def expire_stale_sessions(
-    session: AsyncSession, app_state: Any, *, now: datetime | None = None, limit: int = 200
+    session: AsyncSession, app_state: AppState, *, now: datetime | None = None, limit: int = 200
 ) -> int:
     """Close pending sessions past their expiry (flush only): status ``expired``, the
     unused PKCE verifiers shredded, the reserved (new) connection failed with ``expired``

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from app.config import Settings
 from app.db import session_scope
 from app.onboarding.connect.service import expire_stale_sessions
+from app.state import app_state
 
 log = logging.getLogger("pbf.connect")
 
@@ -19,8 +20,8 @@ log = logging.getLogger("pbf.connect")
 async def sweep_once(app: FastAPI) -> int:
     """One sweep in its own transaction; returns the number of sessions expired."""
     count = 0
-    async for session in session_scope(app.state.sessionmaker):
-        count = await expire_stale_sessions(session, app.state)
+    async for session in session_scope(app_state(app).sessionmaker):
+        count = await expire_stale_sessions(session, app_state(app))
     return count
 
 

@@ -1,7 +1,7 @@
 """The sources catalog: what this deployment can onboard headlessly, with form schemas.
 
 Generated from Fivetran's definition (``app.fivetran.index``) and the OAuth provider catalog
-(``app.state.providers``):
+(the provider registry):
 
 * a service with an API ``auth`` block and a **configured** OAuth provider → ``oauth2``;
 * a service without an ``auth`` block whose config carries secret fields (API keys,
@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.errors import InvalidInput, NotFound
+from app.fivetran.index import all_services, get_service
+from app.providers.registry import ProviderRegistry
 
 #: Fields the platform sets itself, never the end-user.
 PLATFORM_FIELDS = frozenset(
@@ -118,8 +120,6 @@ def _provider_set_fields(provider: Any) -> set[str]:
 
 
 def _build(service: str, provider: Any | None) -> Source | None:
-    from app.fivetran.index import get_service
-
     spec = get_service(service)
     if spec is None or spec.schema_format == "schema_table_group":
         return None
@@ -177,37 +177,35 @@ def _build(service: str, provider: Any | None) -> Source | None:
     )
 
 
-def _provider_for(app_state: Any, service: str) -> Any | None:
-    registry = getattr(app_state, "providers", None)
-    if registry is None:
-        return None
-    return registry.for_service(service)
+class SourceCatalog:
+    """Every service's source (None = not onboardable), built on first use from Fivetran's
+    definition and the provider registry; one per app (the lifespan builds it)."""
 
+    def __init__(self, registry: ProviderRegistry | None) -> None:
+        self._registry = registry
+        self._sources: dict[str, Source | None] | None = None
 
-def _sources(app_state: Any) -> dict[str, Source | None]:
-    """Every service's source (None = not onboardable), built once per app."""
-    from app.fivetran.index import all_services
+    def _all(self) -> dict[str, Source | None]:
+        if self._sources is None:
+            registry = self._registry
+            self._sources = {
+                service: _build(
+                    service, registry.for_service(service) if registry is not None else None
+                )
+                for service in all_services()
+            }
+        return self._sources
 
-    cache: dict[str, Source | None] | None = getattr(app_state, "onboarding_sources", None)
-    if cache is None:
-        cache = {}
-        for service in all_services():
-            cache[service] = _build(service, _provider_for(app_state, service))
-        app_state.onboarding_sources = cache
-    return cache
+    def list(self) -> list[Source]:
+        """Every onboardable source, sorted by service."""
+        return [s for s in self._all().values() if s is not None]
 
-
-def list_sources(app_state: Any) -> list[Source]:
-    """Every onboardable source, sorted by service."""
-    return [s for s in _sources(app_state).values() if s is not None]
-
-
-def get_source(app_state: Any, service: str) -> Source:
-    """One source; 404 ``source_not_found`` for unknown or not enabled services."""
-    source = _sources(app_state).get(service)
-    if source is None:
-        raise NotFound(f"Source '{service}' is unknown or not enabled", code="source_not_found")
-    return source
+    def get(self, service: str) -> Source:
+        """One source; 404 ``source_not_found`` for unknown or not enabled services."""
+        source = self._all().get(service)
+        if source is None:
+            raise NotFound(f"Source '{service}' is unknown or not enabled", code="source_not_found")
+        return source
 
 
 # --- validation of end-user config against the form schema ------------------------------

@@ -1,0 +1,1 @@
+"""The sources catalog: which Fivetran services this deployment onboards, with form schemas."""
