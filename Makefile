@@ -42,6 +42,7 @@ lint: $(BIN)/pbf-headless
 	$(BIN)/ruff format --check app tests migrations bench
 	$(BIN)/ruff check app tests migrations bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: $(BIN)/pbf-headless
 	$(BIN)/ruff format app tests migrations bench

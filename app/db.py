@@ -38,8 +38,10 @@ NAMING_CONVENTION = {
 MODEL_MODULES: tuple[str, ...] = (
     "app.callers.models",
     "app.events.models",
-    "app.onboarding.models",
-    "app.onboarding.connect.models",
+    "app.end_users.models",
+    "app.connections.models",
+    "app.kit.models",
+    "app.connect.models",
     "app.vault.models",
 )
 

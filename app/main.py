@@ -14,18 +14,36 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
+from app import ops
+from app.callers.router import router as callers_router
 from app.config import Settings, load_settings, production_problems
+from app.connect.router import reauthorize_router
+from app.connect.router import router as connect_router
+from app.connect.startup import start_connect
+from app.connections.reconcile import reconciler
+from app.connections.router import router as connections_router
+from app.connections.startup import start_onboarding
+from app.connections.webhook_router import router as webhook_router
 from app.db import create_engine, create_sessionmaker
+from app.end_users.router import router as end_users_router
 from app.errors import install_error_handlers
+from app.events.router import router as events_router
+from app.events.startup import start_events
+from app.fivetran.startup import start_fivetran
+from app.kit.transport import build_client, build_transport
 from app.observability import (
     Metrics,
     PoolCollector,
     RequestContextMiddleware,
     install_record_factory,
 )
+from app.providers.startup import start_providers
+from app.sandbox.fivetran import mount_fivetran_simulator
+from app.sandbox.oauth import mount_sandbox_oauth
 from app.sources.catalog import SourceCatalog
+from app.sources.router import router as sources_router
 from app.state import AppState, app_state
-from app.transport import build_client, build_transport
+from app.vault.startup import start_vault
 
 log = logging.getLogger("pbf.main")
 
@@ -89,21 +107,16 @@ def create_app(
 
 
 def _include_routers(app: FastAPI, sandbox: bool) -> None:
-    from app import ops
-    from app.callers.router import router as callers_router
-
     app.include_router(ops.router)
     app.include_router(callers_router)
     # Domain routers are added here, one line each.
-    from app.onboarding.connect.router import router as connect_router
-
     app.include_router(connect_router)
-    from app.events.router import router as events_router
-
+    app.include_router(webhook_router)
     app.include_router(events_router)
-    from app.onboarding.router import router as onboarding_router
-
-    app.include_router(onboarding_router)
+    app.include_router(end_users_router)
+    app.include_router(sources_router)
+    app.include_router(connections_router)
+    app.include_router(reauthorize_router)
     if sandbox:
         _mount_sandbox(app)
 
@@ -111,11 +124,7 @@ def _include_routers(app: FastAPI, sandbox: bool) -> None:
 def _mount_sandbox(app: FastAPI) -> None:
     """Sandbox counterparts (simulated; never in production mode)."""
     # Mounted by the sandbox packages: /sandbox/fivetran and /sandbox/oauth.
-    from app.sandbox.fivetran import mount_fivetran_simulator
-
     mount_fivetran_simulator(app)
-    from app.sandbox.oauth import mount_sandbox_oauth
-
     mount_sandbox_oauth(app)
 
 
@@ -150,22 +159,10 @@ async def _startup(
     app.state.outbound_transport = transport
 
     # Domain components start here (vault keys, Fivetran client, workers), one call each.
-    from app.providers.startup import start_providers
-
     await start_providers(app, settings)
     app_state(app).sources = SourceCatalog(app_state(app).providers)
-    from app.fivetran.startup import start_fivetran
-
     stack.push_async_callback(start_fivetran(app, settings).aclose)
-    from app.vault.startup import start_vault
-
     await start_vault(app, settings)
-    from app.events.startup import start_events
-
-    await start_events(app, settings, stack)
-    from app.onboarding.startup import start_onboarding
-
+    await start_events(app, settings, stack, reconciler=reconciler(app_state(app)))
     await start_onboarding(app, settings, stack)
-    from app.onboarding.connect.startup import start_connect
-
     start_connect(app, settings, stack)

@@ -12,6 +12,7 @@ collaborator declared, so mypy and readers see who depends on what.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import httpx
 from fastapi import FastAPI
@@ -22,8 +23,10 @@ from app.config import Settings
 from app.fivetran.client import FivetranClient
 from app.observability import Metrics
 from app.providers.registry import ProviderRegistry
-from app.sources.catalog import SourceCatalog
 from app.vault import Vault
+
+if TYPE_CHECKING:  # a type only: the catalog's package also holds routes (which import us)
+    from app.sources.catalog import SourceCatalog
 
 ReadinessProbe = Callable[[], Awaitable[tuple[bool, str]]]
 

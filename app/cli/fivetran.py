@@ -13,8 +13,8 @@ from app.config import Settings
 from app.events.registration import EnsureResult, ensure_webhook
 from app.fivetran.errors import FivetranError
 from app.fivetran.startup import build_fivetran_client
+from app.kit.transport import build_client, build_transport
 from app.observability import Metrics
-from app.transport import build_client, build_transport
 
 fivetran_cli = typer.Typer(help="Fivetran account set-up.", no_args_is_help=True)
 webhooks_cli = typer.Typer(help="The Fivetran webhook that reports to us.", no_args_is_help=True)

@@ -9,7 +9,7 @@ import typer
 from fastapi import FastAPI
 
 from app.cli.common import cli_settings, with_app
-from app.onboarding.startup import resume_pending_work
+from app.connections.startup import resume_pending_work
 
 onboarding_cli = typer.Typer(help="End-users and connections.", no_args_is_help=True)
 

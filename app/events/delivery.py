@@ -46,7 +46,7 @@ from app.events.models import (
 )
 from app.events.receivers import Endpoint
 from app.events.signing import ATTEMPT_HEADER, EVENT_ID_HEADER, SIGNATURE_HEADER, sign
-from app.transport import retry_after_seconds
+from app.kit.transport import retry_after_seconds
 
 log = logging.getLogger("pbf.events.delivery")
 

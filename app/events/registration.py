@@ -7,7 +7,8 @@ from typing import Any
 
 from app.config import Settings
 from app.events.kinds import FIVETRAN_WEBHOOK_EVENTS
-from app.events.webhooks import webhook_secret
+from app.events.signing import webhook_secret
+from app.fivetran.errors import FivetranAmbiguous
 
 WEBHOOK_PATH = "/v1/webhooks/fivetran"
 
@@ -59,7 +60,6 @@ async def ensure_webhook(
         return EnsureResult(
             "updated", hook["id"], url, events, scope, [h["id"] for h in existing[1:]]
         )
-    from app.fivetran.errors import FivetranAmbiguous
 
     try:
         if group_id is None:

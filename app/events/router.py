@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Query, Request
+from fastapi import APIRouter, Body, Query
 
-from app.dependencies import AdminCaller, ReadCaller, SessionDep, SettingsDep, StateDep, WriteCaller
+from app.dependencies import AdminCaller, ReadCaller, SessionDep, SettingsDep, WriteCaller
 from app.events import service
 from app.events.receivers import configured_endpoints
 from app.events.schemas import (
@@ -14,38 +14,11 @@ from app.events.schemas import (
     EventList,
     EventOut,
     RedeliverRequest,
-    WebhookAck,
 )
-from app.events.webhooks import receive_fivetran_webhook
 
 router = APIRouter(tags=["events"])
 
 _PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
-
-
-@router.post(
-    "/v1/webhooks/fivetran",
-    response_model=WebhookAck,
-    responses={400: _PROBLEM, 401: _PROBLEM},
-)
-async def fivetran_webhook(
-    request: Request,
-    state: StateDep,
-    session: SessionDep,
-    settings: SettingsDep,
-    x_fivetran_signature_256: Annotated[str | None, Header(include_in_schema=True)] = None,
-) -> Any:
-    """Fivetran's webhook target. No API key: authenticated by ``X-Fivetran-Signature-256``
-    (hex HMAC-SHA256 of the raw body with the webhook secret). Duplicates are acknowledged
-    without effect; webhooks for unknown connections are acknowledged and logged."""
-    body = await request.body()
-    return await receive_fivetran_webhook(
-        session,
-        state,
-        settings=settings,
-        body=body,
-        signature=x_fivetran_signature_256,
-    )
 
 
 @router.get("/v1/events", response_model=EventList, responses={400: _PROBLEM, 422: _PROBLEM})

@@ -22,7 +22,7 @@ from app.events.models import (
 )
 from app.events.receivers import Endpoint
 from app.events.schemas import DeliveryOut, EventEndpointOut, EventOut
-from app.pagination import decode_cursor, encode_cursor
+from app.kit.pagination import decode_cursor, encode_cursor
 
 STATUSES = ("pending", "delivered", "dead", "skipped")
 

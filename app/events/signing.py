@@ -19,6 +19,8 @@ import hmac
 import time
 from collections.abc import Sequence
 
+from app.config import Settings
+
 SIGNATURE_HEADER = "PBF-Signature"
 EVENT_ID_HEADER = "PBF-Event-Id"
 ATTEMPT_HEADER = "PBF-Delivery-Attempt"
@@ -86,3 +88,17 @@ def verify_fivetran_signature(header: str | None, body: bytes, secret: str) -> b
         return False
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected.encode(), header.strip().lower().encode())
+
+
+#: Secret the sandbox uses when ``PBF_FIVETRAN__WEBHOOK_SECRET`` is unset (sandbox mode only).
+SANDBOX_WEBHOOK_SECRET = "sandbox_webhook_secret"
+
+
+def webhook_secret(settings: Settings) -> str | None:
+    """The secret Fivetran signs with: configured, or in sandbox mode a fixed sandbox value
+    (``pbf-headless fivetran webhooks ensure`` registers it at the simulator)."""
+    if settings.fivetran.webhook_secret is not None:
+        return settings.fivetran.webhook_secret.get_secret_value()
+    if settings.is_sandbox:
+        return SANDBOX_WEBHOOK_SECRET
+    return None

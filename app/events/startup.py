@@ -10,12 +10,15 @@ from typing import Any
 
 from app.config import Settings
 from app.events.metrics import EventsMetrics
-from app.events.worker import EventsWorker
+from app.events.registration import ensure_webhook
+from app.events.worker import EventsWorker, Reconciler
 
 log = logging.getLogger("pbf.events")
 
 
-async def start_events(app: Any, settings: Settings, stack: AsyncExitStack) -> EventsWorker:
+async def start_events(
+    app: Any, settings: Settings, stack: AsyncExitStack, *, reconciler: Reconciler | None = None
+) -> EventsWorker:
     """Create ``app.state.events_worker``; start its loops when ``run_worker_in_api``.
 
     The worker always exists (tests drive ``await app.state.events_worker.run_once()``);
@@ -26,7 +29,7 @@ async def start_events(app: Any, settings: Settings, stack: AsyncExitStack) -> E
         settings=settings,
         sessionmaker=app.state.sessionmaker,
         http=app.state.http,
-        app_state=app.state,
+        reconciler=reconciler,
         metrics=app.state.events_metrics,
     )
     app.state.events_worker = worker
@@ -42,8 +45,6 @@ async def start_events(app: Any, settings: Settings, stack: AsyncExitStack) -> E
 
 async def _register_webhook(app: Any, settings: Settings) -> None:
     """Background: register/update the Fivetran webhook (failures are logged, not fatal)."""
-    from app.events.registration import ensure_webhook
-
     try:
         result = await ensure_webhook(app.state.fivetran, settings)
     except Exception as exc:

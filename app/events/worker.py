@@ -14,10 +14,9 @@ import math
 import os
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -27,8 +26,12 @@ from app.db import utcnow
 from app.events import delivery
 from app.events.metrics import EventsMetrics
 from app.events.receivers import Endpoint, configured_endpoints
+from app.events.retention import prune
 
 log = logging.getLogger("pbf.events.worker")
+
+#: One reconciliation pass: given the clock, returns the connections reconciled.
+Reconciler = Callable[[Callable[[], datetime]], Awaitable[int]]
 
 _SEND_CONCURRENCY = 10
 
@@ -55,7 +58,8 @@ class EventsWorker:
     """Delivers the outbox and reconciles stale connections.
 
     ``now`` is injectable so tests can move time forward (backoff, lease expiry) without
-    sleeping; ``app_state`` is what N's ``refresh_from_fivetran`` needs (``fivetran``, …).
+    sleeping; ``reconciler`` is the reconciliation pass (``app.connections.reconcile``), handed
+    in so this domain knows nothing of connections; without it the worker only delivers.
     """
 
     def __init__(
@@ -64,7 +68,7 @@ class EventsWorker:
         settings: Settings,
         sessionmaker: async_sessionmaker[AsyncSession],
         http: httpx.AsyncClient,
-        app_state: Any = None,
+        reconciler: Reconciler | None = None,
         worker_id: str | None = None,
         now: Callable[[], datetime] = utcnow,
         reconcile_enabled: bool = True,
@@ -73,7 +77,7 @@ class EventsWorker:
         self.settings = settings
         self.sessionmaker = sessionmaker
         self.http = http
-        self.app_state = app_state
+        self.reconciler = reconciler
         self.worker_id = worker_id or default_worker_id()
         self.now = now
         self.reconcile_enabled = reconcile_enabled
@@ -161,8 +165,6 @@ class EventsWorker:
 
     async def prune_once(self) -> tuple[int, int]:
         """Delete settled events and receipts past ``retention_days`` (one batch)."""
-        from app.events.retention import prune
-
         async with self.sessionmaker() as session, session.begin():
             return await prune(
                 session, now=self.now(), retention_days=self.settings.events.retention_days
@@ -170,12 +172,10 @@ class EventsWorker:
 
     async def reconcile_once(self) -> int:
         """One reconciliation pass (bounded by the request budget); returns connections done."""
-        from app.events.reconcile import reconcile
-
         self._last_reconcile = self.now()
-        return await reconcile(
-            self.sessionmaker, self.app_state, settings=self.settings, now=self.now
-        )
+        if self.reconciler is None:
+            return 0
+        return await self.reconciler(self.now)
 
     async def run_once(self, *, reconcile: bool | None = None) -> RunStats:
         """One iteration: deliveries, then reconciliation when due (or when forced)."""
@@ -187,7 +187,7 @@ class EventsWorker:
                 self._last_reconcile is None
                 or (self.now() - self._last_reconcile).total_seconds() >= interval
             )
-        if due and self.reconcile_enabled and self.app_state is not None:
+        if due and self.reconcile_enabled and self.reconciler is not None:
             try:
                 stats.reconciled = await self.reconcile_once()
             except Exception as exc:  # the delivery loop must survive a reconcile failure
@@ -257,7 +257,7 @@ class EventsWorker:
             return
         self._stopping.clear()
         self._tasks = [asyncio.create_task(self.delivery_loop(), name="pbf-events-delivery")]
-        if self.reconcile_enabled and self.app_state is not None:
+        if self.reconcile_enabled and self.reconciler is not None:
             self._tasks.append(
                 asyncio.create_task(self.reconcile_loop(), name="pbf-events-reconcile")
             )

@@ -48,7 +48,7 @@ from app.fivetran.errors import (
     error_for,
 )
 from app.fivetran.payloads import validate_create_payload
-from app.transport import retry_after_seconds
+from app.kit.transport import retry_after_seconds
 
 log = logging.getLogger("pbf.fivetran")
 

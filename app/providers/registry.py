@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import InvalidInput
+from app.fivetran.payloads import auth_block_for
 from app.providers.errors import ProviderNotConfigured, UnknownProvider
 from app.providers.hooks import get_hook
 from app.providers.spec import InputSpec, ProviderSpec, ValueSource
@@ -301,8 +302,6 @@ class Provider:
         self, token_result: TokenResult, app_credentials: AppCredentials
     ) -> dict[str, Any]:
         """The ``auth`` block of the Fivetran create/re-auth payload."""
-        from app.fivetran.payloads import auth_block_for
-
         wanted = set(self.spec.fivetran.auth)
         extra: dict[str, Any] = {}
         for path, source in self.spec.fivetran.auth_extra.items():

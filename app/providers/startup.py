@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 
 from app.config import OAuthAppSettings, Settings
+from app.fivetran.index import all_services
 from app.providers.errors import ProviderConfigError
 from app.providers.registry import (
     SANDBOX_PATH,
@@ -63,10 +64,6 @@ def _parse(origin: str, raw: dict[str, Any], problems: list[str]) -> dict[str, P
 
 
 def _known_services() -> set[str] | None:
-    try:
-        from app.fivetran.index import all_services
-    except ImportError:  # pragma: no cover - the Fivetran package ships with the service
-        return None
     services = set(all_services())
     return services or None
 

@@ -44,6 +44,7 @@ from typing import Any, Protocol, runtime_checkable
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from app.db import utcnow
 from app.vault.envelope import DEK_BYTES, NONCE_BYTES, wrap_aad
 from app.vault.errors import DecryptionFailed, KeyringError, UnknownKeyId
 
@@ -150,8 +151,6 @@ def generate_key() -> str:
 
 def new_key_id(existing: set[str] | None = None) -> str:
     """A fresh key id ``k<YYYYMMDD>-<6 hex>``."""
-    from app.db import utcnow
-
     while True:
         kid = f"k{utcnow():%Y%m%d}-{secrets.token_hex(3)}"
         if not existing or kid not in existing:

@@ -164,14 +164,17 @@ async def events_client(events_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]
 @pytest.fixture
 def worker_for(clock: Clock) -> Callable[..., Any]:
     """A worker on ``app``'s database and http client with the test clock."""
+    from app.connections.reconcile import reconciler
     from app.events.worker import EventsWorker
 
     def make(app: FastAPI, worker_id: str = "w1", **kw: Any) -> EventsWorker:
+        settings = kw.pop("settings", app.state.settings)
+        sessionmaker = kw.pop("sessionmaker", app.state.sessionmaker)
         return EventsWorker(
-            settings=kw.pop("settings", app.state.settings),
-            sessionmaker=kw.pop("sessionmaker", app.state.sessionmaker),
+            settings=settings,
+            sessionmaker=sessionmaker,
             http=app.state.http,
-            app_state=app.state,
+            reconciler=reconciler(app.state, settings=settings, sessionmaker=sessionmaker),
             worker_id=worker_id,
             now=clock,
             **kw,

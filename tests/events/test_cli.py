@@ -138,7 +138,6 @@ async def test_slow_receiver_times_out_and_is_retried(events_settings) -> None:
                 settings=settings,
                 sessionmaker=app.state.sessionmaker,
                 http=app.state.http,
-                app_state=app.state,
             )
             started = time.monotonic()
             stats = await worker.run_deliveries_once()

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from app.db import new_id, utcnow
 from app.events.models import Event, FivetranWebhookReceipt
-from app.events.webhooks import SANDBOX_WEBHOOK_SECRET
+from app.events.signing import SANDBOX_WEBHOOK_SECRET
 
 URL = "/v1/webhooks/fivetran"
 
@@ -54,7 +54,8 @@ async def _counts(app) -> tuple[int, int]:
 @pytest.fixture
 async def seeded(events_app) -> dict[str, str]:
     """An end-user with one connected connection whose Fivetran id is ft_conn_1."""
-    from app.onboarding.models import Connection, EndUser
+    from app.connections.models import Connection
+    from app.end_users.models import EndUser
 
     now = utcnow()
     async with events_app.state.sessionmaker() as session, session.begin():
@@ -90,7 +91,7 @@ async def seeded(events_app) -> dict[str, str]:
 
 
 async def _connection(app, connection_id: str) -> Any:
-    from app.onboarding.models import Connection
+    from app.connections.models import Connection
 
     async with app.state.sessionmaker() as session:
         return await session.get(Connection, connection_id)
@@ -256,8 +257,8 @@ async def test_resume_webhook_never_turns_a_failed_setup_into_connected(
 ) -> None:
     """§5: a connection whose setup tests failed, paused and resumed at Fivetran, is
     ``setup_failed`` again — not ``connected``."""
-    from app.onboarding import states
-    from app.onboarding.models import Connection
+    from app.connections import states
+    from app.connections.models import Connection
 
     cid = seeded["connection_id"]
     async with events_app.state.sessionmaker() as session, session.begin():

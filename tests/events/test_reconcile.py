@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from app.config import Settings
-from app.events.reconcile import pass_allowance
+from app.connections.reconcile import pass_allowance
 
 SIM = "/sandbox/fivetran"
 

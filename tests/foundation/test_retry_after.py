@@ -8,7 +8,7 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from app.transport import retry_after_seconds
+from app.kit.transport import retry_after_seconds
 
 
 def _response(value: str | None) -> httpx.Response:

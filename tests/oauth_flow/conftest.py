@@ -131,7 +131,7 @@ class FlowHarness:
         if r.status_code == 404 and r.json().get("code") == "not_found":
             # The end-users router is not mounted yet: use the service directly.
             from app.callers.service import Caller
-            from app.onboarding.end_users import upsert_end_user
+            from app.end_users.service import upsert_end_user
 
             caller = Caller(key_id="tests", name="tests", scopes=frozenset({"admin"}))
             async with self.app.state.sessionmaker() as s, s.begin():
@@ -191,8 +191,8 @@ class FlowHarness:
             return int(await s.scalar(stmt) or 0)
 
     async def rows(self) -> dict[str, int]:
-        from app.onboarding.connect.models import ConnectSession, OAuthFlow, OAuthGrant
-        from app.onboarding.models import Connection
+        from app.connect.models import ConnectSession, OAuthFlow, OAuthGrant
+        from app.connections.models import Connection
         from app.vault.models import VaultSecret
 
         return {
@@ -235,7 +235,7 @@ class FlowHarness:
 
     async def stored_tokens(self, connection_id: str) -> tuple[str, str]:
         """(access token, refresh token) of a connection, decrypted from the vault."""
-        from app.onboarding.models import Connection
+        from app.connections.models import Connection
 
         async with self.app.state.sessionmaker() as s:
             conn = await s.get(Connection, connection_id)

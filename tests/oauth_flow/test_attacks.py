@@ -22,9 +22,9 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
+from app.connect.models import ConnectSession, OAuthFlow
+from app.connections.models import Connection
 from app.db import utcnow
-from app.onboarding.connect.models import ConnectSession, OAuthFlow
-from app.onboarding.models import Connection
 from tests.oauth_flow.conftest import (
     APP_ORIGIN,
     BASE_URL,

@@ -7,8 +7,8 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
+from app.connect.models import ConnectSession
 from app.db import utcnow
-from app.onboarding.connect.models import ConnectSession
 from tests.oauth_flow.conftest import RETURN_TO, FlowHarness
 
 PROVIDER = "hubspot"
@@ -153,10 +153,10 @@ async def test_expired_sessions_report_expired(harness: FlowHarness) -> None:
 async def test_expiry_sweep_closes_abandoned_sessions(harness: FlowHarness) -> None:
     from sqlalchemy import select
 
+    from app.connect.models import OAuthFlow
+    from app.connect.startup import sweep_once
+    from app.connections.models import Connection
     from app.events.models import Event
-    from app.onboarding.connect.models import OAuthFlow
-    from app.onboarding.connect.startup import sweep_once
-    from app.onboarding.models import Connection
     from app.vault.models import VaultSecret
 
     await harness.end_user()

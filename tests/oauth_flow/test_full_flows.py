@@ -85,7 +85,7 @@ async def test_full_flow_connects(harness: FlowHarness, provider_key: str) -> No
     assert remote.json()["data"]["service"] == provider.fivetran_service
 
     # Quirks went through the provider hooks.
-    from app.onboarding.models import Connection
+    from app.connections.models import Connection
 
     async with harness.app.state.sessionmaker() as s:
         row = await s.get(Connection, connection_id)

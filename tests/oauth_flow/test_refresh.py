@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from app.onboarding.connect.models import OAuthGrant
-from app.onboarding.connect.service import refresh_owned_grant
-from app.onboarding.models import Connection
+from app.connect.models import OAuthGrant
+from app.connect.service import refresh_owned_grant
+from app.connections.models import Connection
 from app.providers.errors import OAuthProviderError
 from app.vault.secret import Secret
 from tests.oauth_flow.conftest import FlowHarness, query_of, relative
@@ -62,7 +62,7 @@ async def test_r19_handed_off_grant_is_never_refreshed(harness: FlowHarness) -> 
     async with harness.app.state.sessionmaker() as s:
         connection = await s.get(Connection, connection_id)
         assert connection is not None and connection.grant_handed_off_at is not None
-    from app.onboarding.connections import GrantHandedOff
+    from app.connections.service import GrantHandedOff
 
     with pytest.raises(GrantHandedOff):
         await _refresh(harness, connection_id)

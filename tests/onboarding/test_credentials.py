@@ -144,7 +144,7 @@ async def test_stripe_and_postgres_ssh_across_strategies(
 async def _end_user_id(app: FastAPI, external_id: str) -> str:
     from sqlalchemy import select
 
-    from app.onboarding.models import EndUser
+    from app.end_users.models import EndUser
 
     async with app.state.sessionmaker() as s:
         value = await s.scalar(select(EndUser.id).where(EndUser.external_id == external_id))

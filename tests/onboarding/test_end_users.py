@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy import update
 
 from app.config import Settings
-from app.onboarding import names
+from app.end_users import names
 from tests.onboarding.conftest import Simulator, problem
 
 _FIVETRAN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -115,7 +115,7 @@ async def test_idempotency_keys_expire(
     app: FastAPI, api: httpx.AsyncClient, count_rows: Callable[..., Awaitable[int]]
 ) -> None:
     from app.db import utcnow
-    from app.onboarding.models import IdempotencyKey
+    from app.kit.models import IdempotencyKey
 
     assert (await api.put("/v1/end-users/acme", json={})).status_code == 201
     body = {"end_user": "acme", "service": "stripe", "credentials": {"api_key": "sk"}}

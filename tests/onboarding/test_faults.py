@@ -115,7 +115,7 @@ async def test_fivetran_down_then_retry_with_same_key_resumes_the_same_connectio
 async def test_resume_creating_finishes_left_behind_connections(
     app: FastAPI, acme: httpx.AsyncClient, sim: Simulator
 ) -> None:
-    from app.onboarding.connections import resume_creating
+    from app.connections.service import resume_creating
 
     # The create happens but its response is lost, and every look-up fails too.
     await sim.fault(method="POST", path_regex=CREATE, status=500, count=1, after=True)
@@ -165,7 +165,7 @@ async def test_startup_resume_finishes_creating_connections(
     app: FastAPI, acme: httpx.AsyncClient, sim: Simulator
 ) -> None:
     """The lifespan's resume (``resume_pending_work``) finishes a create left behind."""
-    from app.onboarding.startup import resume_pending_work
+    from app.connections.startup import resume_pending_work
 
     await sim.fault(method="POST", path_regex=CREATE, status=503, count=50)
     body = problem(await acme.post("/v1/connections", json=STRIPE), 503)

@@ -283,8 +283,8 @@ async def test_expired_connect_session_creates_nothing(
 
     from sqlalchemy import update
 
+    from app.connect.models import ConnectSession
     from app.db import utcnow
-    from app.onboarding.connect.models import ConnectSession
 
     r = await acme.post(
         "/v1/connect-sessions",

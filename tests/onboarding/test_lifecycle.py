@@ -239,8 +239,8 @@ async def test_token_retention_discard_shreds_tokens_after_hand_off(
 async def test_offboarding_with_fivetran_down_is_202_then_resumed(
     make_api: Callable[..., Any],
 ) -> None:
-    from app.onboarding.end_users import resume_offboarding
-    from app.onboarding.models import EndUser
+    from app.connections.offboarding import resume_offboarding
+    from app.end_users.models import EndUser
 
     app, api = await make_api()
     sim = Simulator(api)

@@ -60,8 +60,8 @@ async def test_oauth_sources_connect(
     assert conn["state"] == "connected" and conn["auth_method"] == "oauth2"
     assert conn["setup_tests"] and all(t["status"] != "FAILED" for t in conn["setup_tests"])
     # The grant was handed to Fivetran: we must never refresh it ourselves.
-    from app.onboarding.connections import GrantHandedOff, ensure_refresh_allowed
-    from app.onboarding.models import Connection
+    from app.connections.models import Connection
+    from app.connections.service import GrantHandedOff, ensure_refresh_allowed
 
     async with app.state.sessionmaker() as s:
         row = await s.get(Connection, conn["id"])
@@ -111,7 +111,7 @@ async def test_reauthorization_of_a_broken_connection(
     remote = await sim.connections_in(conn["group_id"])
     assert [c["id"] for c in remote if c["service"] == "salesforce"] == [fivetran_id]
     # The history shows connected → broken → connected.
-    from app.onboarding.models import ConnectionTransition
+    from app.connections.models import ConnectionTransition
 
     async with app.state.sessionmaker() as s:
         states = list(
@@ -132,7 +132,7 @@ async def test_offboarding_revokes_and_shreds_oauth_secrets(
     assert (await api.put("/v1/end-users/gone-1", json={})).status_code == 201
     result = await oauth_connect(api, "gone-1", "salesforce")
     assert result["status"] == "connected"
-    from app.onboarding.models import EndUser
+    from app.end_users.models import EndUser
 
     async with app.state.sessionmaker() as s:
         eu_id = await s.scalar(select(EndUser.id).where(EndUser.external_id == "gone-1"))
@@ -164,7 +164,7 @@ async def test_consent_finished_after_offboarding_leaves_no_tokens(
     from tests.onboarding.conftest import RETURN_TO, EndUserBrowser
 
     assert (await api.put("/v1/end-users/late-1", json={})).status_code == 201
-    from app.onboarding.models import EndUser
+    from app.end_users.models import EndUser
 
     async with app.state.sessionmaker() as s:
         eu_id = await s.scalar(select(EndUser.id).where(EndUser.external_id == "late-1"))
@@ -198,9 +198,9 @@ async def test_handed_off_grant_is_never_refreshed_by_us(
 ) -> None:
     """Single refresher: once Fivetran holds the refresh token, a refresh attempt raises
     before any token request leaves the service."""
-    from app.onboarding.connect.service import refresh_owned_grant
-    from app.onboarding.connections import GrantHandedOff
-    from app.onboarding.models import Connection
+    from app.connect.service import refresh_owned_grant
+    from app.connections.models import Connection
+    from app.connections.service import GrantHandedOff
 
     assert (await api.put("/v1/end-users/org-r", json={})).status_code == 201
     result = await oauth_connect(api, "org-r", "hubspot")
@@ -257,7 +257,7 @@ async def test_denied_consent_fails_the_reserved_connection(
     assert conns[0]["state"] == "setup_failed", conns[0]
     assert conns[0]["state_reason"].startswith("oauth_failed:")
     assert conns[0]["fivetran_connection_id"] is None
-    from app.onboarding.models import EndUser
+    from app.end_users.models import EndUser
 
     async with app.state.sessionmaker() as s:
         eu_id = await s.scalar(select(EndUser.id).where(EndUser.external_id == "no-1"))
@@ -281,7 +281,7 @@ async def test_denied_consent_fails_the_reserved_connection(
 async def test_fivetran_down_at_callback_keeps_tokens_and_resumes(
     app: FastAPI, api: httpx.AsyncClient, sim: Simulator
 ) -> None:
-    from app.onboarding.connections import resume_creating
+    from app.connections.service import resume_creating
 
     assert (await api.put("/v1/end-users/down-1", json={})).status_code == 201
     await sim.fault(method="POST", path_regex=r"^/v1/connections/?$", status=503, count=50)
@@ -317,8 +317,8 @@ async def test_fivetran_down_while_creating_the_group_keeps_the_connection_resum
     is down right then, the consented connection must stay resumable (``creating``, tokens
     kept) and be finished by ``resume_creating`` — not left ``authorizing`` for good."""
     from app.callers.service import create_api_key
+    from app.connections.service import resume_creating
     from app.main import create_app
-    from app.onboarding.connections import resume_creating
 
     application = create_app(settings_factory(onboarding={"group_strategy": "per_service"}))
     async with application.router.lifespan_context(application):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.config import SchemaPolicy
-from app.onboarding import schema_policy
+from app.connections import schema_policy
 
 CURRENT = {
     "schema_change_handling": "ALLOW_ALL",

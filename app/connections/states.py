@@ -12,9 +12,11 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.connections.models import Connection, ConnectionTransition
 from app.db import utcnow
+from app.end_users.models import EndUser
 from app.errors import Conflict
-from app.onboarding.models import Connection, ConnectionTransition, EndUser
+from app.events.outbox import emit
 
 PENDING = "pending"
 AUTHORIZING = "authorizing"
@@ -142,8 +144,6 @@ async def resume_target(session: AsyncSession, connection: Connection) -> str:
 async def _emit(
     session: AsyncSession, connection: Connection, kind: str, *, from_state: str | None
 ) -> None:
-    from app.events.outbox import emit
-
     external_id = await session.scalar(
         select(EndUser.external_id).where(EndUser.id == connection.end_user_id)
     )

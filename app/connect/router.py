@@ -8,14 +8,19 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 
 from app.config import Settings
-from app.dependencies import ReadCaller, SessionDep, StateDep, WriteCaller
-from app.onboarding.connect import pages, service
-from app.onboarding.connect.origins import check_request_origin
-from app.onboarding.connect.schemas import (
+from app.connect import pages, service
+from app.connect.origins import check_request_origin
+from app.connect.schemas import (
     ConnectSessionCreate,
     ConnectSessionCreated,
+    ConnectSessionOut,
     ConnectSessionView,
+    ReauthorizeIn,
 )
+from app.connections.dependencies import WriteConnection
+from app.dependencies import ReadCaller, SessionDep, StateDep, WriteCaller
+from app.errors import InvalidInput
+from app.kit.problems import API_PROBLEMS
 
 router = APIRouter(tags=["connect sessions"])
 
@@ -163,3 +168,41 @@ def _browser_response(settings: Settings, result: service.BrowserResult) -> Resp
             service.BINDING_COOKIE, path="/", secure=True, httponly=True, samesite="lax"
         )
     return response
+
+
+#: ``POST /v1/connections/{id}/reauthorize``: documented with the connection routes.
+reauthorize_router = APIRouter(prefix="/v1", responses=API_PROBLEMS)
+
+
+@reauthorize_router.post(
+    "/connections/{connection_id}/reauthorize",
+    response_model=ConnectSessionOut,
+    status_code=201,
+    tags=["connections"],
+)
+async def reauthorize_connection(target: WriteConnection, body: ReauthorizeIn) -> ConnectSessionOut:
+    """A connect session that re-authorizes this (OAuth) connection; send the end-user to
+    its ``connect_url``."""
+    conn, end_user = await target.load()
+    if conn.auth_method != "oauth2":
+        raise InvalidInput(
+            "Only OAuth connections are re-authorized; PATCH the credentials instead",
+            code="not_an_oauth_connection",
+            field="connection_id",
+        )
+    created = await service.create_connect_session(
+        target.session,
+        target.state,
+        caller=target.caller,
+        end_user=end_user.external_id,
+        service=conn.service,
+        return_to=body.return_to,
+        connection_id=conn.id,
+    )
+    return ConnectSessionOut(
+        id=created.row.id,
+        connect_url=created.connect_url,
+        expires_at=created.row.expires_at,
+        status=created.row.status,
+        connection_id=conn.id,
+    )

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.kit.schemas import StrictIn
+
 SessionStatus = Literal["pending", "completed", "failed", "expired"]
 
 
@@ -55,3 +57,18 @@ class ConnectSessionView(BaseModel):
     created_at: datetime
     expires_at: datetime
     completed_at: datetime | None = None
+
+
+# --- re-authorization of an existing connection (POST /v1/connections/{id}/reauthorize) ---
+
+
+class ReauthorizeIn(StrictIn):
+    return_to: str = Field(max_length=2048)
+
+
+class ConnectSessionOut(BaseModel):
+    id: str
+    connect_url: str
+    expires_at: datetime
+    status: str
+    connection_id: str

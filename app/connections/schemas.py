@@ -1,4 +1,4 @@
-"""API models of the onboarding endpoints (separate from the ORM models)."""
+"""API models of the connection endpoints (separate from the ORM models)."""
 
 from __future__ import annotations
 
@@ -7,98 +7,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.onboarding.models import Connection, EndUser
-
-
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-# --- end-users ---------------------------------------------------------------------------
-
-
-class DestinationIn(_In):
-    """The end-user's own destination (instead of the configured template)."""
-
-    service: str = Field(min_length=1, max_length=100, examples=["snowflake"])
-    region: str | None = Field(None, max_length=100)
-    time_zone_offset: str = Field("0", pattern=r"^(?:[+-]?(?:[0-9]|1[0-2]))$")
-    config: dict[str, Any] = Field(default_factory=dict)
-
-
-class EndUserPut(_In):
-    name: str | None = Field(None, max_length=200)
-    destination: DestinationIn | None = None
-
-
-class OffboardingOut(BaseModel):
-    state: str
-    error: str | None = None
-
-
-class EndUserOut(BaseModel):
-    external_id: str
-    name: str | None
-    status: Literal["active", "offboarding", "deleted"]
-    group_strategy: str
-    fivetran_group_id: str | None
-    destination: dict[str, Any] | None
-    offboarding: OffboardingOut | None = None
-    created_at: datetime
-    updated_at: datetime
-
-    @classmethod
-    def of(cls, row: EndUser) -> EndUserOut:
-        status: Literal["active", "offboarding", "deleted"] = "active"
-        if row.deleted_at is not None:
-            status = "deleted"
-        elif row.offboarding_state is not None:
-            status = "offboarding"
-        return cls(
-            external_id=row.external_id,
-            name=row.name,
-            status=status,
-            group_strategy=row.group_strategy,
-            fivetran_group_id=row.fivetran_group_id,
-            destination=row.destination,
-            offboarding=OffboardingOut(state=row.offboarding_state, error=row.offboarding_error)
-            if row.offboarding_state
-            else None,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-        )
-
-
-class EndUserPage(BaseModel):
-    items: list[EndUserOut]
-    next_cursor: str | None
-
-
-class SshPublicKeyOut(BaseModel):
-    public_key: str
-    group_id: str
-
-
-# --- sources -----------------------------------------------------------------------------
-
-
-class SourceOut(BaseModel):
-    service: str
-    name: str
-    auth_method: Literal["oauth2", "credentials"]
-    config_schema: dict[str, Any]
-    scopes: list[str] | None = None
-
-
-class SourceList(BaseModel):
-    items: list[SourceOut]
-    next_cursor: str | None = None
-
+from app.connections.models import Connection
+from app.kit.schemas import StrictIn
 
 # --- connections -------------------------------------------------------------------------
 
 
-class ConnectionCreate(_In):
+class ConnectionCreate(StrictIn):
     end_user: str = Field(min_length=1, max_length=200)
     service: str = Field(min_length=1, max_length=100)
     config: dict[str, Any] = Field(default_factory=dict)
@@ -107,64 +22,52 @@ class ConnectionCreate(_In):
     )
 
 
-class ConnectionPatch(_In):
+class ConnectionPatch(StrictIn):
     paused: bool | None = None
     sync_frequency: int | None = None
     daily_sync_time: str | None = None
     config: dict[str, Any] | None = None
 
 
-class SyncIn(_In):
+class SyncIn(StrictIn):
     force: bool = False
 
 
-class ResyncIn(_In):
+class ResyncIn(StrictIn):
     scope: dict[str, list[str]] | None = None
 
 
-class TestIn(_In):
+class TestIn(StrictIn):
     trust_certificates: bool = False
     trust_fingerprints: bool = False
 
 
-class FingerprintIn(_In):
+class FingerprintIn(StrictIn):
     hash: str | None = Field(None, max_length=500)
     public_key: str | None = Field(None, max_length=5000)
 
 
-class CertificateIn(_In):
+class CertificateIn(StrictIn):
     hash: str | None = Field(None, max_length=500)
     encoded_cert: str | None = Field(None, max_length=20000)
 
 
-class ReauthorizeIn(_In):
-    return_to: str = Field(max_length=2048)
-
-
-class ConnectSessionOut(BaseModel):
-    id: str
-    connect_url: str
-    expires_at: datetime
-    status: str
-    connection_id: str
-
-
-class ColumnIn(_In):
+class ColumnIn(StrictIn):
     enabled: bool | None = None
     hashed: bool | None = None
 
 
-class TableIn(_In):
+class TableIn(StrictIn):
     enabled: bool | None = None
     columns: dict[str, ColumnIn] | None = None
 
 
-class SchemaIn(_In):
+class SchemaIn(StrictIn):
     enabled: bool | None = None
     tables: dict[str, TableIn] | None = None
 
 
-class SchemaPatch(_In):
+class SchemaPatch(StrictIn):
     schema_change_handling: Literal["ALLOW_ALL", "ALLOW_COLUMNS", "BLOCK_ALL"] | None = None
     schemas: dict[str, SchemaIn] | None = None
 
@@ -181,7 +84,7 @@ class SchemaOut(BaseModel):
     refused: list[RefusedItem] | None = None
 
 
-class PreviewIn(_In):
+class PreviewIn(StrictIn):
     end_user: str = Field(min_length=1, max_length=200)
     service: str = Field(min_length=1, max_length=100)
     config: dict[str, Any] = Field(default_factory=dict)

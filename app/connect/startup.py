@@ -10,8 +10,8 @@ from contextlib import AsyncExitStack
 from fastapi import FastAPI
 
 from app.config import Settings
+from app.connect.service import expire_stale_sessions
 from app.db import session_scope
-from app.onboarding.connect.service import expire_stale_sessions
 from app.state import app_state
 
 log = logging.getLogger("pbf.connect")

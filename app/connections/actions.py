@@ -5,21 +5,25 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.callers.service import Caller
+from app.connections import schema_policy, states
+from app.connections import service as conn_service
+from app.connections.models import Connection
+from app.end_users import names
+from app.end_users import service as end_user_service
+from app.end_users.models import ServiceGroup
 from app.errors import Conflict, InvalidInput, NotFound
-from app.onboarding import connections as conn_service
-from app.onboarding import end_users as end_user_service
-from app.onboarding import names, schema_policy, states
-from app.onboarding.models import Connection
+from app.fivetran.client import FivetranClient
+from app.fivetran.errors import FivetranError, FivetranNotFound
+from app.fivetran.payloads import mask_secrets
+from app.providers.tokens import TokenResult
 from app.sources.catalog import validate_config
 from app.state import AppState
-
-if TYPE_CHECKING:
-    from app.fivetran.client import FivetranClient
+from app.vault import Secret
 
 SYNC_FREQUENCIES = (1, 5, 15, 30, 60, 120, 180, 360, 480, 720, 1440)
 _DAILY_TIME_RE = re.compile(r"^(?:[01]\d|2[0-3]):00$")
@@ -44,8 +48,6 @@ async def update_connection(
 ) -> Connection:
     """``PATCH``: ``paused``, ``sync_frequency``, ``daily_sync_time`` and allowed config
     fields (never schema naming, never auth)."""
-    from app.fivetran.errors import FivetranError
-
     body: dict[str, Any] = {}
     if "sync_frequency" in changes and changes["sync_frequency"] is not None:
         if changes["sync_frequency"] not in SYNC_FREQUENCIES:
@@ -121,8 +123,6 @@ async def update_connection(
 
 async def delete_connection(session: AsyncSession, app_state: AppState, conn: Connection) -> None:
     """Delete at Fivetran (gone already is fine), revoke tokens, shred secrets, ``deleted``."""
-    from app.fivetran.errors import FivetranError
-
     try:
         await conn_service.delete_remote(app_state, conn)
     except FivetranError as exc:
@@ -133,8 +133,6 @@ async def delete_connection(session: AsyncSession, app_state: AppState, conn: Co
 
 
 async def sync(app_state: AppState, conn: Connection, *, force: bool) -> None:
-    from app.fivetran.errors import FivetranError
-
     try:
         await app_state.fivetran.sync_connection(_require_remote(conn), force=force)
     except FivetranError as exc:
@@ -144,8 +142,6 @@ async def sync(app_state: AppState, conn: Connection, *, force: bool) -> None:
 async def resync(
     app_state: AppState, conn: Connection, *, scope: dict[str, list[str]] | None
 ) -> None:
-    from app.fivetran.errors import FivetranError
-
     if scope is not None and (not scope or any(not tables for tables in scope.values())):
         raise InvalidInput(
             "scope must map schema names to non-empty lists of tables",
@@ -167,8 +163,6 @@ async def run_tests(
     trust_fingerprints: bool = False,
 ) -> Connection:
     """Run Fivetran's setup tests now and map the result onto our state."""
-    from app.fivetran.errors import FivetranError
-
     fivetran_id = _require_remote(conn)
     try:
         data = await app_state.fivetran.run_setup_tests(
@@ -219,8 +213,6 @@ async def approve_fingerprint(
 ) -> Connection:
     """Approve the SSH host fingerprint (from the request, or the failed test's details),
     then re-run the setup tests."""
-    from app.fivetran.client import FivetranClient
-
     return await _approve_and_retest(
         session,
         app_state,
@@ -243,8 +235,6 @@ async def approve_certificate(
 ) -> Connection:
     """Approve the TLS certificate (from the request, or the failed test's details), then
     re-run the setup tests."""
-    from app.fivetran.client import FivetranClient
-
     return await _approve_and_retest(
         session,
         app_state,
@@ -271,8 +261,6 @@ async def _approve_and_retest(
     """Approve ``what`` with ``hash_`` and ``value`` (named ``key``) or, when one is missing,
     with those the failed setup test reported (409 ``no_<what>_pending`` without them); then
     re-run the setup tests."""
-    from app.fivetran.errors import FivetranError
-
     fivetran_id = _require_remote(conn)
     if not hash_ or not value:
         detail = _detail_from_tests(conn, ("hash", key))
@@ -292,8 +280,6 @@ async def _approve_and_retest(
 
 
 async def get_schema(app_state: AppState, conn: Connection) -> dict[str, Any]:
-    from app.fivetran.errors import FivetranError, FivetranNotFound
-
     fivetran_id = _require_remote(conn)
     try:
         try:
@@ -309,8 +295,6 @@ async def patch_schema(
     app_state: AppState, conn: Connection, *, requested: dict[str, Any]
 ) -> dict[str, Any]:
     """Apply what the policy permits; report the rest as ``refused``."""
-    from app.fivetran.errors import FivetranError, FivetranNotFound
-
     fivetran_id = _require_remote(conn)
     policy = app_state.settings.onboarding.schema_policy
     client = app_state.fivetran
@@ -368,8 +352,6 @@ async def preview_payload(
     Writes nothing: no group is created (an unknown group id shows as a placeholder) and
     OAuth tokens are placeholders (masked like every secret).
     """
-    from app.fivetran.payloads import mask_secrets
-
     end_user = await end_user_service.get_end_user(session, caller, end_user_external_id)
     source = app_state.sources.get(service)
     validate_config(source, config)
@@ -421,8 +403,6 @@ async def _connections_of(
 async def _known_group(
     session: AsyncSession, app_state: AppState, end_user: Any, service: str
 ) -> str:
-    from app.onboarding.models import ServiceGroup
-
     if end_user.group_strategy == "per_service":
         row = await session.get(ServiceGroup, f"service:{service}")
         return row.fivetran_group_id if row else names.service_group_name(service)
@@ -436,9 +416,6 @@ async def _known_group(
 async def _preview_oauth_parts(
     session: AsyncSession, app_state: AppState, probe: Connection
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    from app.providers.tokens import TokenResult
-    from app.vault import Secret
-
     provider = conn_service._provider_for(app_state, probe)
     placeholder = TokenResult(
         provider_key=provider.key,
@@ -465,8 +442,6 @@ async def ssh_public_key(
 ) -> dict[str, str]:
     """The public key Fivetran uses for SSH tunnels into this end-user's databases (the
     end-user adds it to the tunnel host's ``authorized_keys``)."""
-    from app.fivetran.errors import FivetranError
-
     end_user = await end_user_service.get_end_user(session, caller, external_id)
     if end_user.group_strategy == "per_service":
         if not service:

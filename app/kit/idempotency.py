@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import try_insert, utcnow
 from app.errors import BadRequest, Conflict
-from app.onboarding.models import IdempotencyKey
+from app.kit.models import IdempotencyKey
 
 MAX_KEY_LENGTH = 255
 

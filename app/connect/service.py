@@ -38,15 +38,28 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.callers.service import Caller
-from app.db import new_id, utcnow
-from app.errors import AppError, Conflict, InvalidInput, NotFound, UpstreamError
-from app.onboarding.connect.models import ConnectSession, OAuthFlow, OAuthGrant
-from app.onboarding.connect.origins import validate_return_to, with_query
-from app.onboarding.connect.schemas import (
+from app.connect.models import ConnectSession, OAuthFlow, OAuthGrant
+from app.connect.origins import validate_return_to, with_query
+from app.connect.schemas import (
     ConnectSessionCreate,
     ConnectSessionCreated,
     ConnectSessionView,
 )
+from app.connections.models import Connection
+from app.connections.service import (
+    complete_oauth,
+    ensure_refresh_allowed,
+    fail_oauth,
+    mark_authorizing,
+    reserve_oauth_connection,
+)
+from app.db import new_id, utcnow
+from app.end_users.service import get_end_user
+from app.errors import AppError, Conflict, InvalidInput, NotFound, UpstreamError
+from app.events.outbox import emit
+from app.fivetran.index import get_service
+from app.kit import idempotency
+from app.providers.client import build_authorization_url, exchange_code, refresh, scope_string
 from app.providers.errors import (
     ALLOWED_ERROR_CODES,
     CallbackVerificationError,
@@ -135,7 +148,6 @@ def _provider_for_service(app_state: AppState, service: str) -> Any:
     provider = app_state.providers.for_service(service)
     if provider is not None:
         return provider
-    from app.fivetran.index import get_service
 
     known = get_service(service) is not None or any(
         p.fivetran_service == service for p in app_state.providers.all()
@@ -181,9 +193,6 @@ async def create_connect_session(
     With ``connection_id`` the session re-authorizes that connection (same end-user and
     service). Nothing is written when any check fails (the caller's transaction rolls back).
     """
-    from app.onboarding.connections import reserve_oauth_connection
-    from app.onboarding.end_users import get_end_user
-
     settings = app_state.settings
     safe_return_to = validate_return_to(settings, return_to)
     eu = await get_end_user(session, caller, end_user)
@@ -296,10 +305,6 @@ async def start_flow(session: AsyncSession, app_state: AppState, *, token: str) 
 
     The caller (router) has already checked the request's ``Origin``.
     """
-    from app.onboarding.connections import mark_authorizing
-    from app.onboarding.models import Connection
-    from app.providers.client import build_authorization_url, scope_string
-
     settings = app_state.settings
     now = utcnow()
     token_hash = _sha256(token)
@@ -408,9 +413,6 @@ async def _fail_session(
     """Mark the session (and flow) failed and emit ``connect_session.failed``. With
     ``oauth_failed`` the reserved connection is told too (not when the OAuth leg succeeded
     and only the Fivetran side failed: onboarding keeps its own state and reason then)."""
-    from app.onboarding.connections import fail_oauth
-    from app.onboarding.models import Connection
-
     code = _session_code(error_code)
     now = utcnow()
     if flow is not None:
@@ -432,8 +434,6 @@ async def _emit_outcome(
 ) -> None:
     """Emit ``connect_session.failed`` (with ``error``) or, without one,
     ``connect_session.completed`` for ``row``."""
-    from app.events.outbox import emit
-
     data: dict[str, Any] = {
         "session_id": row.id,
         "service": row.service,
@@ -542,7 +542,6 @@ async def handle_callback(
         return _back_to_app(row, status="error", error="invalid_callback")
 
     # R11: exchange once, with what the flow pinned at start.
-    from app.providers.client import exchange_code
 
     try:
         verifier = await app_state.vault.get(
@@ -615,9 +614,6 @@ async def _complete(
     flow: OAuthFlow,
     token_result: Any,
 ) -> BrowserResult:
-    from app.onboarding.connections import complete_oauth
-    from app.onboarding.models import Connection
-
     connection = await session.get(Connection, row.connection_id)
     if connection is None:
         await _fail_session(session, row=row, flow=flow, error_code="connection_failed")
@@ -787,8 +783,6 @@ async def create_connect_session_idempotent(
     idempotency_key: str | None,
 ) -> Response | ConnectSessionCreated:
     """``POST /v1/connect-sessions`` with ``Idempotency-Key`` support."""
-    from app.onboarding import idempotency
-
     handle = await idempotency.begin(
         session,
         caller_id=caller.key_id,
@@ -877,10 +871,6 @@ async def refresh_owned_grant(
       ``needs_reauth``) and is not retried. A transport failure after the request may have
       been sent is ambiguous: one retry with the same refresh token, then the same rule.
     """
-    from app.onboarding.connections import ensure_refresh_allowed
-    from app.onboarding.models import Connection
-    from app.providers.client import refresh
-
     ensure_refresh_allowed(connection)
     connection_id: str = connection.id
     end_user_id: str = connection.end_user_id
@@ -1030,9 +1020,6 @@ async def expire_stale_sessions(
     unused PKCE verifiers shredded, the reserved (new) connection failed with ``expired``
     and ``connect_session.failed`` emitted. Sessions whose callback is in flight (a consumed
     flow) are left to the callback. Returns how many sessions were expired."""
-    from app.onboarding.connections import fail_oauth
-    from app.onboarding.models import Connection
-
     now = now or utcnow()
     in_flight = select(OAuthFlow.id).where(
         OAuthFlow.session_id == ConnectSession.id, OAuthFlow.consumed_at.is_not(None)

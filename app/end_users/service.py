@@ -15,7 +15,7 @@ Offboarding (``DELETE``) first revokes what the provider lets us revoke and cryp
 secret of the end-user (no Fivetran involved, so it always completes), then deletes the
 Fivetran connections and the dedicated group. Each step is committed as it completes; when
 Fivetran is unavailable the end-user stays ``offboarding`` and a retry of the ``DELETE`` or
-:func:`resume_offboarding` (startup, workers) finishes it.
+:func:`app.connections.offboarding.resume_offboarding` (startup, workers) finishes it.
 """
 
 from __future__ import annotations
@@ -31,10 +31,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.callers.service import Caller, end_user_prefix_clause
 from app.config import Settings
 from app.db import new_id, try_insert, utcnow
+from app.end_users import names
+from app.end_users.models import EndUser, ServiceGroup
 from app.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
-from app.onboarding import names
-from app.onboarding.models import Connection, EndUser, ServiceGroup
-from app.pagination import decode_cursor, encode_cursor
+from app.fivetran.errors import (
+    FivetranAmbiguous,
+    FivetranConflict,
+    FivetranError,
+    FivetranInvalidInput,
+    FivetranNotFound,
+    FivetranServerError,
+    FivetranUnavailable,
+)
+from app.kit.pagination import decode_cursor, encode_cursor
 from app.state import AppState
 
 log = logging.getLogger("pbf.onboarding")
@@ -192,15 +201,6 @@ async def _find_group_by_name(client: Any, name: str) -> str | None:
 
 
 async def _create_or_find_group(client: Any, name: str) -> str:
-    from app.fivetran.errors import (
-        FivetranAmbiguous,
-        FivetranConflict,
-        FivetranError,
-        FivetranInvalidInput,
-        FivetranServerError,
-        FivetranUnavailable,
-    )
-
     try:
         group = await client.create_group(name)
         return str(group["id"])
@@ -234,8 +234,6 @@ async def _ensure_dedicated_group(
     row: EndUser,
     destination: DestinationRequest | None,
 ) -> None:
-    from app.fivetran.errors import FivetranConflict, FivetranError, FivetranNotFound
-
     client = app_state.fivetran
     if row.fivetran_group_id is None:
         row.fivetran_group_id = await _create_or_find_group(
@@ -353,75 +351,3 @@ async def start_offboarding(session: AsyncSession, caller: Caller, external_id: 
         row.updated_at = utcnow()
         await session.flush()
     return row
-
-
-async def run_offboarding(session: AsyncSession, app_state: AppState, end_user: EndUser) -> bool:
-    """Do (or continue) the offboarding of ``end_user``; True when it is complete.
-
-    Commits after each completed step (named durable points), so a failure part-way leaves
-    consistent, resumable state and never an undone secret shredding.
-    """
-    from app.fivetran.errors import FivetranError, FivetranNotFound
-    from app.onboarding import connections as conn_service
-    from app.onboarding import states
-
-    # Durable point "offboarding started": no new connections from now on.
-    await session.commit()
-    conns = list(
-        (
-            await session.scalars(select(Connection).where(Connection.end_user_id == end_user.id))
-        ).all()
-    )
-    # 1. Revoke what the provider allows, then crypto-shred every secret of the end-user.
-    for conn in conns:
-        await conn_service.revoke_tokens(session, app_state, conn)
-    await app_state.vault.shred_end_user(session, end_user.id)
-    await session.commit()  # durable point "secrets shredded"
-
-    # 2. Fivetran connections, then the dedicated group.
-    client = app_state.fivetran
-    try:
-        for conn in conns:
-            if conn.state == states.DELETED:
-                continue  # deleted at Fivetran already (by the caller or an earlier run)
-            await conn_service.delete_remote(app_state, conn)
-            await states.transition(session, conn, states.DELETED, reason="end_user_offboarded")
-            await session.commit()  # durable point "connection deleted"
-        if end_user.owns_group and end_user.fivetran_group_id is not None:
-            try:
-                await client.delete_group(end_user.fivetran_group_id)
-            except FivetranNotFound:
-                pass
-            end_user.fivetran_group_id = None
-            end_user.owns_group = False
-    except FivetranError as exc:
-        end_user.offboarding_error = f"fivetran_{exc.status or 'unavailable'}"[:200]
-        end_user.updated_at = utcnow()
-        await session.commit()
-        log.warning(
-            "offboarding paused: Fivetran failed",
-            extra={"end_user_id": end_user.id, "fivetran_status": exc.status},
-        )
-        return False
-    now = utcnow()
-    end_user.offboarding_state = OFFBOARDED
-    end_user.offboarding_error = None
-    end_user.deleted_at = now
-    end_user.updated_at = now
-    await session.flush()
-    return True
-
-
-async def resume_offboarding(session: AsyncSession, app_state: AppState) -> int:
-    """Finish every offboarding left in progress (startup / workers). Returns how many."""
-    rows = list(
-        (
-            await session.scalars(select(EndUser).where(EndUser.offboarding_state == OFFBOARDING))
-        ).all()
-    )
-    done = 0
-    for row in rows:
-        if await run_offboarding(session, app_state, row):
-            done += 1
-            await session.commit()
-    return done

@@ -1,4 +1,5 @@
-"""HTTP endpoints of onboarding: end-users, sources, connections, payload preview."""
+"""HTTP endpoints of connections (and the end-user offboarding and SSH key, which act on
+them), payload preview."""
 
 from __future__ import annotations
 
@@ -7,121 +8,39 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 
-from app.dependencies import ReadCaller, SessionDep, StateDep, WriteCaller
-from app.onboarding import connection_actions as actions
-from app.onboarding import connections as conn_service
-from app.onboarding import end_users as end_user_service
-from app.onboarding import idempotency
-from app.onboarding.dependencies import ReadConnection, WriteConnection
-from app.onboarding.end_users import DestinationRequest
-from app.onboarding.schemas import (
+from app.connections import actions as actions
+from app.connections import offboarding
+from app.connections import service as conn_service
+from app.connections.dependencies import ReadConnection, WriteConnection
+from app.connections.schemas import (
     ActionOut,
     CertificateIn,
     ConnectionCreate,
     ConnectionOut,
     ConnectionPage,
     ConnectionPatch,
-    ConnectSessionOut,
-    EndUserOut,
-    EndUserPage,
-    EndUserPut,
     FingerprintIn,
     PreviewIn,
     PreviewOut,
-    ReauthorizeIn,
     ResyncIn,
     SchemaOut,
     SchemaPatch,
-    SourceList,
-    SourceOut,
-    SshPublicKeyOut,
     SyncIn,
     TestIn,
 )
-from app.pagination import decode_cursor, encode_cursor
+from app.dependencies import ReadCaller, SessionDep, StateDep, WriteCaller
+from app.end_users import service as end_user_service
+from app.end_users.schemas import EndUserOut, SshPublicKeyOut
+from app.kit import idempotency
+from app.kit.problems import API_PROBLEMS
 
-
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/problem+json": {}}}
-
-
-#: Problem-details responses every onboarding route may give (RFC 9457, stable ``code``).
-PROBLEMS: dict[int | str, dict[str, Any]] = {
-    401: _problem("Missing or invalid API key."),
-    403: _problem("The API key lacks the scope."),
-    404: _problem("Unknown, deleted or foreign (outside the key's end-users) resource."),
-    409: _problem("Conflicting state (idempotency key reused, offboarding in progress, …)."),
-    413: _problem("Request body too large."),
-    422: _problem("Invalid input; ``field`` names the offending field."),
-    429: _problem("Fivetran rate limit; honour ``Retry-After``."),
-    503: _problem("Fivetran unavailable; retry (with the same Idempotency-Key)."),
-}
-
-router = APIRouter(prefix="/v1", responses=PROBLEMS)
+router = APIRouter(prefix="/v1", responses=API_PROBLEMS)
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
-# --- end-users ---------------------------------------------------------------------------
-
-
-@router.put(
-    "/end-users/{external_id}",
-    response_model=EndUserOut,
-    tags=["end-users"],
-    responses={200: {"description": "Updated"}, 201: {"description": "Created"}},
-)
-async def put_end_user(
-    external_id: str,
-    body: EndUserPut,
-    state: StateDep,
-    response: Response,
-    session: SessionDep,
-    caller: WriteCaller,
-) -> EndUserOut:
-    """Create or update an end-user (idempotent) and ensure the Fivetran group (and
-    destination) its group strategy requires."""
-    destination = (
-        DestinationRequest(
-            service=body.destination.service,
-            time_zone_offset=body.destination.time_zone_offset,
-            region=body.destination.region,
-            config=body.destination.config,
-        )
-        if body.destination
-        else None
-    )
-    row, created = await end_user_service.upsert_end_user(
-        session,
-        state,
-        caller=caller,
-        external_id=external_id,
-        name=body.name,
-        destination=destination,
-    )
-    response.status_code = 201 if created else 200
-    return EndUserOut.of(row)
-
-
-@router.get("/end-users/{external_id}", response_model=EndUserOut, tags=["end-users"])
-async def get_end_user(external_id: str, session: SessionDep, caller: ReadCaller) -> EndUserOut:
-    """One end-user (404 for unknown, deleted and foreign ones)."""
-    return EndUserOut.of(await end_user_service.get_end_user(session, caller, external_id))
-
-
-@router.get("/end-users", response_model=EndUserPage, tags=["end-users"])
-async def list_end_users(
-    session: SessionDep,
-    caller: ReadCaller,
-    cursor: str | None = None,
-    limit: Limit = 100,
-) -> EndUserPage:
-    """End-users visible to this key, by external id (cursor-paginated)."""
-    rows, next_cursor = await end_user_service.list_end_users(
-        session, caller=caller, cursor=cursor, limit=limit
-    )
-    return EndUserPage(items=[EndUserOut.of(r) for r in rows], next_cursor=next_cursor)
+# --- end-user routes that act on its connections ----------------------------------------
 
 
 @router.delete(
@@ -137,7 +56,7 @@ async def delete_end_user(
     Fivetran connections and the dedicated group. ``202`` with the state when Fivetran is
     unavailable (a retry of this DELETE, or the background resume, finishes it)."""
     row = await end_user_service.start_offboarding(session, caller, external_id)
-    done = await end_user_service.run_offboarding(session, state, row)
+    done = await offboarding.run_offboarding(session, state, row)
     if done:
         return Response(status_code=204)
     return JSONResponse(EndUserOut.of(row).model_dump(mode="json"), status_code=202)
@@ -162,31 +81,6 @@ async def get_ssh_public_key(
         session, state, caller=caller, external_id=external_id, service=service
     )
     return SshPublicKeyOut(**out)
-
-
-# --- sources -----------------------------------------------------------------------------
-
-
-@router.get("/sources", response_model=SourceList, tags=["sources"])
-async def get_sources(
-    state: StateDep,
-    caller: ReadCaller,
-    cursor: str | None = None,
-    limit: Limit = 1000,
-) -> SourceList:
-    """Every Fivetran service this deployment can onboard headlessly, with form schemas
-    (by service name; the default page holds the whole catalog)."""
-    after = decode_cursor(cursor, "after", str)
-    sources = [s for s in state.sources.list() if after is None or s.service > after]
-    page = sources[:limit]
-    next_cursor = encode_cursor("after", page[-1].service) if len(sources) > limit else None
-    return SourceList(items=[SourceOut(**s.public()) for s in page], next_cursor=next_cursor)
-
-
-@router.get("/sources/{service}", response_model=SourceOut, tags=["sources"])
-async def get_one_source(service: str, state: StateDep, caller: ReadCaller) -> SourceOut:
-    """One source; 404 for unknown or not enabled."""
-    return SourceOut(**state.sources.get(service).public())
 
 
 # --- connections -------------------------------------------------------------------------
@@ -379,43 +273,6 @@ async def patch_connection_schema(target: WriteConnection, body: SchemaPatch) ->
         target.state, conn, requested=body.model_dump(exclude_none=True)
     )
     return SchemaOut(**out)
-
-
-@router.post(
-    "/connections/{connection_id}/reauthorize",
-    response_model=ConnectSessionOut,
-    status_code=201,
-    tags=["connections"],
-)
-async def reauthorize_connection(target: WriteConnection, body: ReauthorizeIn) -> ConnectSessionOut:
-    """A connect session that re-authorizes this (OAuth) connection; send the end-user to
-    its ``connect_url``."""
-    from app.errors import InvalidInput
-    from app.onboarding.connect.service import create_connect_session
-
-    conn, end_user = await target.load()
-    if conn.auth_method != "oauth2":
-        raise InvalidInput(
-            "Only OAuth connections are re-authorized; PATCH the credentials instead",
-            code="not_an_oauth_connection",
-            field="connection_id",
-        )
-    created = await create_connect_session(
-        target.session,
-        target.state,
-        caller=target.caller,
-        end_user=end_user.external_id,
-        service=conn.service,
-        return_to=body.return_to,
-        connection_id=conn.id,
-    )
-    return ConnectSessionOut(
-        id=created.row.id,
-        connect_url=created.connect_url,
-        expires_at=created.row.expires_at,
-        status=created.row.status,
-        connection_id=conn.id,
-    )
 
 
 @router.post("/payloads/preview", response_model=PreviewOut, tags=["connections"])

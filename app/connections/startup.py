@@ -10,6 +10,8 @@ from contextlib import AsyncExitStack
 from fastapi import FastAPI
 
 from app.config import Settings
+from app.connections.offboarding import resume_offboarding
+from app.connections.service import resume_creating
 from app.errors import AppError
 from app.state import app_state
 
@@ -42,9 +44,6 @@ async def start_onboarding(app: FastAPI, settings: Settings, stack: AsyncExitSta
 
 async def resume_pending_work(app: FastAPI) -> tuple[int, int]:
     """Finish ``creating`` connections and offboardings left in progress."""
-    from app.onboarding.connections import resume_creating
-    from app.onboarding.end_users import resume_offboarding
-
     await asyncio.sleep(0)  # let the rest of the lifespan finish first
     state = app_state(app)
     if getattr(state, "fivetran", None) is None or getattr(state, "vault", None) is None:

@@ -27,13 +27,28 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.callers.service import Caller, end_user_prefix_clause
+from app.connections import schema_policy, states
+from app.connections.models import Connection
 from app.db import new_id, try_insert, utcnow
+from app.end_users import names
+from app.end_users import service as end_user_service
+from app.end_users.models import EndUser
 from app.errors import AppError, Conflict, InvalidInput, NotFound, ServiceUnavailable
+from app.fivetran.errors import (
+    FivetranAmbiguous,
+    FivetranConflict,
+    FivetranError,
+    FivetranInvalidInput,
+    FivetranNotFound,
+    FivetranServerError,
+    FivetranTooManyRequests,
+    FivetranUnavailable,
+)
+from app.fivetran.payloads import build_auth_patch, build_create_payload
 from app.fivetran.timestamps import parse_fivetran_time
-from app.onboarding import end_users as end_user_service
-from app.onboarding import names, schema_policy, states
-from app.onboarding.models import Connection, EndUser
-from app.pagination import decode_cursor, encode_cursor
+from app.kit.pagination import decode_cursor, encode_cursor
+from app.providers.client import revoke
+from app.providers.tokens import TokenResult
 from app.sources.catalog import Source, validate_config
 from app.state import AppState
 
@@ -363,8 +378,6 @@ def _payload(
     trust_fingerprints: bool = False,
     trust_certificates: bool = False,
 ) -> dict[str, Any]:
-    from app.fivetran.payloads import build_create_payload
-
     config = {
         k: v
         for k, v in fivetran_config.items()
@@ -424,8 +437,6 @@ async def _oauth_parts(
 
 async def _stored_token_result(session: AsyncSession, app_state: AppState, conn: Connection) -> Any:
     """Rebuild the token result from the vault + stored metadata (resume after a failure)."""
-    from app.providers.tokens import TokenResult
-
     vault = app_state.vault
     tokens = {}
     for name in TOKEN_FIELDS:
@@ -538,8 +549,6 @@ def apply_fivetran_status(conn: Connection, data: dict[str, Any]) -> None:
 def _fivetran_app_error(exc: Exception) -> AppError:
     """Our problem for a Fivetran failure: 409 stays a conflict, 400 names Fivetran's reason,
     5xx/transport → 503, 429 → 429 with ``Retry-After``."""
-    from app.fivetran.errors import FivetranConflict, FivetranInvalidInput
-
     if isinstance(exc, FivetranConflict):
         return Conflict(f"Fivetran refused: {exc.message}", code="fivetran_conflict")
     if isinstance(exc, FivetranInvalidInput):
@@ -575,16 +584,6 @@ async def _create_remote(
     resumed: bool,
 ) -> None:
     """Create the connection at Fivetran exactly once, then finish its setup."""
-    from app.fivetran.errors import (
-        FivetranAmbiguous,
-        FivetranConflict,
-        FivetranError,
-        FivetranInvalidInput,
-        FivetranServerError,
-        FivetranTooManyRequests,
-        FivetranUnavailable,
-    )
-
     client = app_state.fivetran
     attempts = app_state.settings.onboarding.create_attempts
     data: dict[str, Any] | None = None
@@ -674,8 +673,6 @@ async def _finish_setup(
     session: AsyncSession, app_state: AppState, conn: Connection, data: dict[str, Any]
 ) -> None:
     """Setup tests read: ``setup_failed``, or schema policy → un-pause → ``connected``."""
-    from app.fivetran.errors import FivetranError
-
     if _tests_failed(data):
         await states.transition(session, conn, states.SETUP_FAILED, reason="setup_tests_failed")
         await session.commit()
@@ -699,8 +696,6 @@ async def _finish_setup(
 
 async def apply_policy_at_creation(app_state: AppState, conn: Connection) -> None:
     """Write the platform schema policy onto a fresh connection."""
-    from app.fivetran.errors import FivetranNotFound
-
     client = app_state.fivetran
     policy = app_state.settings.onboarding.schema_policy
     try:
@@ -716,9 +711,6 @@ async def _reauthorize_remote(
     session: AsyncSession, app_state: AppState, conn: Connection, *, auth: dict[str, Any]
 ) -> None:
     """PATCH the new ``auth`` onto the existing Fivetran connection and re-run setup tests."""
-    from app.fivetran.errors import FivetranError, FivetranNotFound
-    from app.fivetran.payloads import build_auth_patch
-
     client = app_state.fivetran
     body = build_auth_patch(conn.service, auth=auth)
     try:
@@ -814,8 +806,6 @@ async def claim_for_resume(session: AsyncSession, conn: Connection) -> None:
 
 async def resume_connection(session: AsyncSession, app_state: AppState, conn: Connection) -> None:
     """Finish a ``creating`` connection (caller retry, startup, reconciliation)."""
-    from app.fivetran.errors import FivetranError
-
     if conn.state != states.CREATING:
         return
     if conn.fivetran_connection_id is not None:
@@ -885,8 +875,6 @@ async def delete_remote(app_state: AppState, conn: Connection) -> None:
 
     Raises ``FivetranError`` for anything else (the caller decides: 503 or resume later).
     """
-    from app.fivetran.errors import FivetranNotFound
-
     client = app_state.fivetran
     fivetran_id = conn.fivetran_connection_id
     if fivetran_id is None and conn.state == states.CREATING and conn.group_id:
@@ -908,8 +896,6 @@ async def refresh_from_fivetran(
     session: AsyncSession, app_state: AppState, connection: Connection
 ) -> Connection:
     """One GET at Fivetran; maps its status onto ours (``?refresh=true``, reconciliation)."""
-    from app.fivetran.errors import FivetranError, FivetranNotFound
-
     conn = connection
     if conn.fivetran_connection_id is None or conn.state == states.DELETED:
         return conn
@@ -954,7 +940,6 @@ async def revoke_tokens(session: AsyncSession, app_state: AppState, connection: 
     """
     if connection.auth_method != "oauth2" or connection.provider_key is None:
         return False
-    from app.providers.client import revoke
 
     try:
         provider = _provider_for(app_state, connection)

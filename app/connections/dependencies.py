@@ -9,9 +9,10 @@ from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.callers.service import Caller
+from app.connections import service as conn_service
+from app.connections.models import Connection
 from app.dependencies import ReadCaller, SessionDep, StateDep, WriteCaller
-from app.onboarding import connections as conn_service
-from app.onboarding.models import Connection, EndUser
+from app.end_users.models import EndUser
 from app.state import AppState
 
 

@@ -47,35 +47,26 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
+from app.connections import states
+from app.connections.service import find_by_fivetran_id
+from app.connections.states import resume_target
 from app.db import new_id, utcnow
+from app.end_users.models import EndUser
 from app.errors import BadRequest, Conflict, Unauthorized
 from app.events.freshness import mark_fresh
 from app.events.kinds import FIVETRAN_WEBHOOK_EVENTS
 from app.events.models import FivetranWebhookReceipt
 from app.events.outbox import emit
-from app.events.signing import verify_fivetran_signature
+from app.events.signing import verify_fivetran_signature, webhook_secret
 from app.fivetran.timestamps import parse_fivetran_time
 from app.state import AppState
 
 log = logging.getLogger("pbf.events.webhooks")
 
 SIGNATURE_HEADER = "X-Fivetran-Signature-256"
-#: Secret the sandbox uses when ``PBF_FIVETRAN__WEBHOOK_SECRET`` is unset (sandbox mode only).
-SANDBOX_WEBHOOK_SECRET = "sandbox_webhook_secret"
-
 _SUCCESS = {"SUCCESSFUL"}
 _IN_FLIGHT = ("pending", "authorizing", "creating")
 _FAILURE = {"FAILED", "FAILURE_WITH_TASK"}
-
-
-def webhook_secret(settings: Settings) -> str | None:
-    """The secret Fivetran signs with: configured, or in sandbox mode a fixed sandbox value
-    (``pbf-headless fivetran webhooks ensure`` registers it at the simulator)."""
-    if settings.fivetran.webhook_secret is not None:
-        return settings.fivetran.webhook_secret.get_secret_value()
-    if settings.is_sandbox:
-        return SANDBOX_WEBHOOK_SECRET
-    return None
 
 
 def _dedupe_key(payload: dict[str, Any], body: bytes) -> str:
@@ -184,22 +175,16 @@ def _count(app_state: AppState, event: str, outcome: str) -> None:
 
 
 async def _find_connection(session: AsyncSession, fivetran_id: str) -> Any:
-    from app.onboarding.connections import find_by_fivetran_id
-
     return await find_by_fivetran_id(session, fivetran_id)
 
 
 async def _end_user_external_id(session: AsyncSession, connection: Any) -> str | None:
-    from app.onboarding.models import EndUser
-
     return await session.scalar(
         select(EndUser.external_id).where(EndUser.id == connection.end_user_id)
     )
 
 
 async def _transition(session: AsyncSession, connection: Any, new_state: str, reason: str) -> str:
-    from app.onboarding import states
-
     if connection.state == new_state:
         return "unchanged"
     if not states.can_transition(connection.state, new_state):
@@ -258,8 +243,6 @@ async def _apply(
         connection.paused = True
     elif event == "resume_connector":
         if connection.state == "paused":
-            from app.onboarding.states import resume_target
-
             target = await resume_target(session, connection)
             outcome = await _transition(session, connection, target, "resumed at fivetran")
         else:

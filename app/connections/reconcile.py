@@ -22,15 +22,19 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
+from app.connections import service as onboarding
+from app.connections.models import Connection
 from app.events.freshness import mark_fresh
 from app.events.models import ConnectionFreshness, ReconcileSpend
+from app.fivetran.client import counting_requests
+from app.fivetran.errors import FivetranTooManyRequests
 from app.state import AppState
 
 log = logging.getLogger("pbf.events.reconcile")
@@ -52,7 +56,6 @@ async def candidates(
     session: AsyncSession, *, settings: Settings, now: datetime, limit: int
 ) -> list[str]:
     """Connection ids to reconcile now, most overdue first."""
-    from app.onboarding.models import Connection
 
     stale_before = now - timedelta(seconds=settings.events.reconcile_stale_after_seconds)
     retry_before = now - timedelta(seconds=settings.events.reconcile_interval_seconds)
@@ -106,19 +109,12 @@ async def reconcile_connection(
     Onboarding may commit inside (its named durable points), so the caller owns a plain
     session and commits at the end.
     """
-    from app.onboarding import connections as onboarding
-    from app.onboarding.models import Connection
-
     connection = await session.get(Connection, connection_id)
     if connection is None or connection.deleted_at is not None:
         return "gone"
     if connection.state == "creating":
-        resume = getattr(onboarding, "resume_connection", None)
-        if resume is not None:
-            await resume(session, app_state, connection)
-            return "resumed"
-        if connection.fivetran_connection_id is None:
-            return "skipped"
+        await onboarding.resume_connection(session, app_state, connection)
+        return "resumed"
     await onboarding.refresh_from_fivetran(session, app_state, connection)
     return "refreshed"
 
@@ -131,8 +127,6 @@ async def reconcile(
     now: Callable[[], datetime],
 ) -> int:
     """One pass; returns the number of connections reconciled."""
-    from app.fivetran.client import counting_requests
-    from app.fivetran.errors import FivetranTooManyRequests
 
     async with sessionmaker() as lock_session, lock_session.begin():
         if lock_session.get_bind().dialect.name == "postgresql":
@@ -206,3 +200,24 @@ async def _record_error(
             session, connection_id, now=at, source="reconcile", reconciled=True, error=error
         )
         _record_spend(session, at, requests)
+
+
+def reconciler(
+    app_state: AppState,
+    *,
+    settings: Settings | None = None,
+    sessionmaker: async_sessionmaker[AsyncSession] | None = None,
+) -> Callable[[Callable[[], datetime]], Awaitable[int]]:
+    """The reconciliation pass the events worker runs on its schedule (it knows nothing of
+    connections: it is handed this function). ``settings``/``sessionmaker`` default to the
+    app's."""
+
+    async def run(now: Callable[[], datetime]) -> int:
+        return await reconcile(
+            sessionmaker or app_state.sessionmaker,
+            app_state,
+            settings=settings or app_state.settings,
+            now=now,
+        )
+
+    return run

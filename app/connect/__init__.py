@@ -1,0 +1,1 @@
+"""Connect: the browser OAuth flow (connect sessions, consent, callback) and its grants."""

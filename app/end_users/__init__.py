@@ -1,0 +1,1 @@
+"""End-users: who onboards (external id, restricted-key scoping), their Fivetran groups."""

@@ -1,0 +1,1 @@
+"""The small shared kit every domain may use: idempotency, pagination, the HTTP transport."""

@@ -1,1 +1,0 @@
-"""Onboarding: end-users and groups, sources, connections and their lifecycle, schema policy."""
