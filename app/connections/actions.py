@@ -7,6 +7,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.callers.service import Caller
@@ -18,8 +19,8 @@ from app.end_users import service as end_user_service
 from app.end_users.models import ServiceGroup
 from app.errors import Conflict, InvalidInput, NotFound
 from app.fivetran.client import FivetranClient
-from app.fivetran.errors import FivetranError, FivetranNotFound
-from app.fivetran.payloads import mask_secrets
+from app.fivetran.errors import FivetranError, FivetranNotFound, fivetran_problem
+from app.fivetran.payloads import AuthValues, mask_secrets
 from app.providers.tokens import TokenResult
 from app.sources.catalog import validate_config
 from app.state import AppState
@@ -94,7 +95,7 @@ async def update_connection(
     try:
         data = await app_state.fivetran.update_connection(fivetran_id, body)
     except FivetranError as exc:
-        raise conn_service._fivetran_app_error(exc) from exc
+        raise fivetran_problem(exc) from exc
     if isinstance(data, dict):
         conn_service.apply_fivetran_status(conn, data)
     if config:
@@ -126,7 +127,7 @@ async def delete_connection(session: AsyncSession, app_state: AppState, conn: Co
     try:
         await conn_service.delete_remote(app_state, conn)
     except FivetranError as exc:
-        raise conn_service._fivetran_app_error(exc) from exc
+        raise fivetran_problem(exc) from exc
     await conn_service.revoke_tokens(session, app_state, conn)
     await app_state.vault.delete(session, owner_type=conn_service.OWNER, owner_id=conn.id)
     await states.transition(session, conn, states.DELETED, reason="deleted_by_caller")
@@ -136,7 +137,7 @@ async def sync(app_state: AppState, conn: Connection, *, force: bool) -> None:
     try:
         await app_state.fivetran.sync_connection(_require_remote(conn), force=force)
     except FivetranError as exc:
-        raise conn_service._fivetran_app_error(exc) from exc
+        raise fivetran_problem(exc) from exc
 
 
 async def resync(
@@ -151,7 +152,7 @@ async def resync(
     try:
         await app_state.fivetran.resync_connection(_require_remote(conn), scope=scope)
     except FivetranError as exc:
-        raise conn_service._fivetran_app_error(exc) from exc
+        raise fivetran_problem(exc) from exc
 
 
 async def run_tests(
@@ -171,7 +172,7 @@ async def run_tests(
             trust_fingerprints=trust_fingerprints,
         )
     except FivetranError as exc:
-        raise conn_service._fivetran_app_error(exc) from exc
+        raise fivetran_problem(exc) from exc
     conn_service.apply_fivetran_status(conn, data)
     await conn_service._after_tests(session, app_state, conn, data, reason="setup_tests_passed")
     return conn
@@ -272,7 +273,7 @@ async def _approve_and_retest(
     try:
         await approve(app_state.fivetran, fivetran_id, hash_, value)
     except FivetranError as exc:
-        raise conn_service._fivetran_app_error(exc) from exc
+        raise fivetran_problem(exc) from exc
     return await run_tests(session, app_state, conn)
 
 
@@ -287,7 +288,7 @@ async def get_schema(app_state: AppState, conn: Connection) -> dict[str, Any]:
         except FivetranNotFound:
             current = await app_state.fivetran.reload_schema_config(fivetran_id)
     except FivetranError as exc:
-        raise conn_service._fivetran_app_error(exc) from exc
+        raise fivetran_problem(exc) from exc
     return _schema_out(app_state, current or {}, refused=None)
 
 
@@ -318,7 +319,7 @@ async def patch_schema(
         else:
             result = current
     except FivetranError as exc:
-        raise conn_service._fivetran_app_error(exc) from exc
+        raise fivetran_problem(exc) from exc
     return _schema_out(app_state, result or {}, refused=filtered.refused)
 
 
@@ -376,7 +377,7 @@ async def preview_payload(
         oauth_metadata={},
     )
     fivetran_config = dict(config)
-    auth = None
+    auth: AuthValues | None = None
     if source.auth_method == "oauth2":
         auth, extra = await _preview_oauth_parts(session, app_state, probe)
         fivetran_config.update(extra)
@@ -387,8 +388,6 @@ async def preview_payload(
 async def _connections_of(
     session: AsyncSession, end_user_id: str, service: str
 ) -> list[Connection]:
-    from sqlalchemy import select
-
     return list(
         (
             await session.scalars(
@@ -415,7 +414,7 @@ async def _known_group(
 
 async def _preview_oauth_parts(
     session: AsyncSession, app_state: AppState, probe: Connection
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[AuthValues, dict[str, Any]]:
     provider = conn_service._provider_for(app_state, probe)
     placeholder = TokenResult(
         provider_key=provider.key,
@@ -457,7 +456,7 @@ async def ssh_public_key(
     try:
         key = await app_state.fivetran.group_public_key(group_id)
     except FivetranError as exc:
-        raise conn_service._fivetran_app_error(exc) from exc
+        raise fivetran_problem(exc) from exc
     if not key:
         raise NotFound("Fivetran has no public key for this group", code="public_key_not_found")
     return {"public_key": key, "group_id": group_id}

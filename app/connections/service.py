@@ -43,8 +43,9 @@ from app.fivetran.errors import (
     FivetranServerError,
     FivetranTooManyRequests,
     FivetranUnavailable,
+    fivetran_problem,
 )
-from app.fivetran.payloads import build_auth_patch, build_create_payload
+from app.fivetran.payloads import AuthValues, build_auth_patch, build_create_payload
 from app.fivetran.timestamps import parse_fivetran_time
 from app.kit.pagination import decode_cursor, encode_cursor
 from app.providers.client import revoke
@@ -374,7 +375,7 @@ def _payload(
     conn: Connection,
     fivetran_config: dict[str, Any],
     *,
-    auth: dict[str, Any] | None,
+    auth: AuthValues | None,
     trust_fingerprints: bool = False,
     trust_certificates: bool = False,
 ) -> dict[str, Any]:
@@ -424,15 +425,15 @@ def _provider_for(app_state: AppState, conn: Connection) -> Any:
 
 async def _oauth_parts(
     session: AsyncSession, app_state: AppState, conn: Connection, token_result: Any
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(auth block, config additions) from the provider mapping."""
+) -> tuple[AuthValues, dict[str, Any]]:
+    """(auth values, config additions) from the provider mapping."""
     provider = _provider_for(app_state, conn)
     app_credentials = await _registry(app_state).credentials(session, provider.key)
     source = app_state.sources.get(conn.service)
     inputs = {k: v for k, v in conn.config.items() if k in source.input_fields}
     auth = provider.fivetran_auth(token_result, app_credentials)
     extra = provider.fivetran_config(token_result, inputs) or {}
-    return dict(auth), dict(extra)
+    return auth, dict(extra)
 
 
 async def _stored_token_result(session: AsyncSession, app_state: AppState, conn: Connection) -> Any:
@@ -546,23 +547,6 @@ def apply_fivetran_status(conn: Connection, data: dict[str, Any]) -> None:
     conn.updated_at = utcnow()
 
 
-def _fivetran_app_error(exc: Exception) -> AppError:
-    """Our problem for a Fivetran failure: 409 stays a conflict, 400 names Fivetran's reason,
-    5xx/transport → 503, 429 → 429 with ``Retry-After``."""
-    if isinstance(exc, FivetranConflict):
-        return Conflict(f"Fivetran refused: {exc.message}", code="fivetran_conflict")
-    if isinstance(exc, FivetranInvalidInput):
-        return InvalidInput(
-            f"Fivetran rejected the request: {exc.message}", code="fivetran_rejected"
-        )
-    as_app = getattr(exc, "as_app_error", None)
-    if callable(as_app):
-        result = as_app()
-        if isinstance(result, AppError):
-            return result
-    return ServiceUnavailable("Fivetran is unavailable; retry later", code="fivetran_unavailable")
-
-
 async def _leave_creating(
     session: AsyncSession, conn: Connection, exc: Exception, reason: str
 ) -> AppError:
@@ -570,7 +554,7 @@ async def _leave_creating(
     conn.state_reason = reason[:200]
     conn.updated_at = utcnow()
     await session.commit()
-    error = _fivetran_app_error(exc)
+    error = fivetran_problem(exc)
     error.extra.setdefault("connection_id", conn.id)
     return error
 
@@ -689,7 +673,7 @@ async def _finish_setup(
     except FivetranError as exc:
         if conn.state == states.CREATING:
             raise await _leave_creating(session, conn, exc, "finishing_setup") from exc
-        raise _fivetran_app_error(exc) from exc
+        raise fivetran_problem(exc) from exc
     await states.transition(session, conn, states.CONNECTED, reason="setup_tests_passed")
     await session.commit()
 
@@ -708,7 +692,7 @@ async def apply_policy_at_creation(app_state: AppState, conn: Connection) -> Non
 
 
 async def _reauthorize_remote(
-    session: AsyncSession, app_state: AppState, conn: Connection, *, auth: dict[str, Any]
+    session: AsyncSession, app_state: AppState, conn: Connection, *, auth: AuthValues
 ) -> None:
     """PATCH the new ``auth`` onto the existing Fivetran connection and re-run setup tests."""
     client = app_state.fivetran
@@ -724,7 +708,7 @@ async def _reauthorize_remote(
             "The connection no longer exists at Fivetran", code="connection_gone"
         ) from exc
     except FivetranError as exc:
-        raise _fivetran_app_error(exc) from exc
+        raise fivetran_problem(exc) from exc
     apply_fivetran_status(conn, data)
     await _discard_tokens_if_configured(session, app_state, conn)
     await _after_tests(session, app_state, conn, data, reason="reauthorized")
@@ -905,7 +889,7 @@ async def refresh_from_fivetran(
         await states.transition(session, conn, states.DELETED, reason="deleted_at_fivetran")
         return conn
     except FivetranError as exc:
-        raise _fivetran_app_error(exc) from exc
+        raise fivetran_problem(exc) from exc
     apply_fivetran_status(conn, data)
     setup_state = (data.get("status") or {}).get("setup_state")
     if conn.state in (states.CONNECTED, states.BROKEN, states.PAUSED):

@@ -42,6 +42,7 @@ from app.fivetran.errors import (
     FivetranNotFound,
     FivetranServerError,
     FivetranUnavailable,
+    fivetran_problem,
 )
 from app.kit.pagination import decode_cursor, encode_cursor
 from app.state import AppState
@@ -215,17 +216,12 @@ async def _create_or_find_group(client: Any, name: str) -> str:
         try:
             found = await _find_group_by_name(client, name)
         except FivetranError as lookup_exc:
-            raise _as_app_error(lookup_exc) from lookup_exc
+            raise fivetran_problem(lookup_exc) from lookup_exc
         if found is not None:
             return found
-        raise _as_app_error(exc) from exc
+        raise fivetran_problem(exc) from exc
     except FivetranError as exc:
-        raise _as_app_error(exc) from exc
-
-
-def _as_app_error(exc: Exception) -> Exception:
-    as_app = getattr(exc, "as_app_error", None)
-    return as_app() if callable(as_app) else ServiceUnavailable(code="fivetran_unavailable")
+        raise fivetran_problem(exc) from exc
 
 
 async def _ensure_dedicated_group(
@@ -270,9 +266,9 @@ async def _ensure_dedicated_group(
                     code="invalid_destination",
                     field="destination",
                 ) from exc
-            raise _as_app_error(exc) from exc
+            raise fivetran_problem(exc) from exc
         except FivetranError as lookup_exc:
-            raise _as_app_error(lookup_exc) from lookup_exc
+            raise fivetran_problem(lookup_exc) from lookup_exc
     summary = dict(row.destination or {"service": body["service"], "region": region})
     summary["ready"] = True
     row.destination = summary

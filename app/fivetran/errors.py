@@ -17,11 +17,16 @@ body, a header or any secret)::
 ``FivetranAmbiguous`` means: the create was sent, and we cannot tell whether Fivetran processed
 it (timeout, 5xx or a broken connection after sending). It is never re-sent blindly; the caller
 resolves it with ``FivetranClient.find_connection(group_id, schema)``.
+
+The one mapping of Fivetran failures to our problems is :meth:`FivetranError.as_app_error`
+(through :func:`fivetran_problem`): 400/422 → 422 ``fivetran_rejected``, 409 → 409
+``fivetran_conflict``, 429 → 429 with ``Retry-After``, 5xx/transport/ambiguous → 503, any
+other status (401, 403, 404 where not handled) → 502 ``fivetran_error``.
 """
 
 from __future__ import annotations
 
-from app.errors import AppError, ServiceUnavailable, UpstreamError
+from app.errors import AppError, Conflict, InvalidInput, ServiceUnavailable, UpstreamError
 from app.errors import TooManyRequests as AppTooManyRequests
 
 
@@ -61,6 +66,11 @@ class FivetranError(Exception):
 class FivetranInvalidInput(FivetranError):
     """400 — the request was rejected as invalid (``InvalidInput`` / ``BadRequest``)."""
 
+    def as_app_error(self) -> AppError:
+        return InvalidInput(
+            f"Fivetran rejected the request: {self.message}", code="fivetran_rejected"
+        )
+
 
 class FivetranAuthFailed(FivetranError):
     """401 — the API key/secret were refused."""
@@ -76,6 +86,9 @@ class FivetranNotFound(FivetranError):
 
 class FivetranConflict(FivetranError):
     """409 — ``Conflict`` (e.g. a duplicate schema in a group, a resync during a sync)."""
+
+    def as_app_error(self) -> AppError:
+        return Conflict(f"Fivetran refused: {self.message}", code="fivetran_conflict")
 
 
 class FivetranTooManyRequests(FivetranError):
@@ -156,3 +169,10 @@ def error_for(
         return FivetranNotFound(status, code, message, request_id, **kw)
     cls = _BY_STATUS.get(status, FivetranError)
     return cls(status, code, message, request_id, **kw)
+
+
+def fivetran_problem(exc: BaseException) -> AppError:
+    """Our problem for a failed Fivetran call (a non-Fivetran error counts as unreachable)."""
+    if isinstance(exc, FivetranError):
+        return exc.as_app_error()
+    return ServiceUnavailable("Fivetran is unreachable; retry later.", code="fivetran_unavailable")

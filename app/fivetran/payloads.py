@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from app.errors import InvalidInput
@@ -53,6 +55,34 @@ class _Revealable(Protocol):
 
 
 SecretLike = str | _Revealable
+
+
+@dataclass(frozen=True)
+class AuthValues:
+    """What a provider hands over for a connection's ``auth`` block, before placement.
+
+    Providers describe their token fields as this data (``Provider.fivetran_auth``); only
+    :func:`build_create_payload` / :func:`build_auth_patch` place them in the service's auth
+    tree (:func:`auth_block_for`).
+    """
+
+    client_id: str | None = None
+    client_secret: SecretLike | None = None
+    access_token: SecretLike | None = None
+    refresh_token: SecretLike | None = None
+    #: Dotted auth-tree paths → values (``realm_id``, ``client_access.developer_token``…).
+    extra: Mapping[str, Any] | None = None
+
+    def place(self, service: str) -> dict[str, Any]:
+        """The ``auth`` block of ``service`` holding these values."""
+        return auth_block_for(
+            service,
+            client_id=self.client_id,
+            client_secret=self.client_secret,
+            access_token=self.access_token,
+            refresh_token=self.refresh_token,
+            extra=dict(self.extra) if self.extra else None,
+        )
 
 
 def _plain(value: SecretLike | None) -> str | None:
@@ -242,7 +272,7 @@ def build_create_payload(
     group_id: str,
     schema: str,
     config: dict[str, Any],
-    auth: dict[str, Any] | None = None,
+    auth: AuthValues | dict[str, Any] | None = None,
     table: str | None = None,
     paused: bool = True,
     run_setup_tests: bool = True,
@@ -257,6 +287,7 @@ def build_create_payload(
     ``schema`` is the destination schema name (or prefix, per the service's schema format);
     ``table`` is the table (``schema_table``) or table group name (``schema_table_group``).
     ``paused`` defaults to True: we unpause only after setup tests and schema policy.
+    ``auth`` is a provider's :class:`AuthValues` (placed here) or an already placed block.
     """
     spec = _service(service)
     body: dict[str, Any] = {
@@ -269,7 +300,7 @@ def build_create_payload(
         "config": _place_schema(spec, config or {}, schema, table),
     }
     if auth is not None:
-        body["auth"] = auth
+        body["auth"] = auth.place(service) if isinstance(auth, AuthValues) else auth
     if sync_frequency is not None:
         body["sync_frequency"] = sync_frequency
     if daily_sync_time is not None:
@@ -280,9 +311,10 @@ def build_create_payload(
     return body
 
 
-def build_auth_patch(service: str, *, auth: dict[str, Any]) -> dict[str, Any]:
+def build_auth_patch(service: str, *, auth: AuthValues | dict[str, Any]) -> dict[str, Any]:
     """The validated re-authorization ``PATCH /v1/connections/{id}`` body (runs setup tests)."""
-    body = {"auth": auth, "run_setup_tests": True}
+    block = auth.place(service) if isinstance(auth, AuthValues) else auth
+    body = {"auth": block, "run_setup_tests": True}
     validate_update_payload(service, body)
     return body
 

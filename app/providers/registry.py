@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import InvalidInput
-from app.fivetran.payloads import auth_block_for
+from app.fivetran.payloads import AuthValues
 from app.providers.errors import ProviderNotConfigured, UnknownProvider
 from app.providers.hooks import get_hook
 from app.providers.spec import InputSpec, ProviderSpec, ValueSource
@@ -300,8 +300,10 @@ class Provider:
 
     def fivetran_auth(
         self, token_result: TokenResult, app_credentials: AppCredentials
-    ) -> dict[str, Any]:
-        """The ``auth`` block of the Fivetran create/re-auth payload."""
+    ) -> AuthValues:
+        """What goes into the Fivetran ``auth`` block, as data (the payload builder places
+        it): the token fields and app credentials the spec's ``fivetran.auth`` lists, plus
+        its ``auth_extra`` paths."""
         wanted = set(self.spec.fivetran.auth)
         extra: dict[str, Any] = {}
         for path, source in self.spec.fivetran.auth_extra.items():
@@ -309,8 +311,7 @@ class Provider:
             if value is not None:
                 extra[path] = value
         with_client = "client_access" in wanted
-        return auth_block_for(
-            self.fivetran_service,
+        return AuthValues(
             client_id=app_credentials.client_id if with_client else None,
             client_secret=app_credentials.client_secret if with_client else None,
             access_token=token_result.access_token if "access_token" in wanted else None,

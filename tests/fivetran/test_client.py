@@ -474,9 +474,24 @@ async def test_429_without_retry_after_backs_off(env: Env) -> None:
 
 
 def test_errors_map_to_problem_details() -> None:
-    from app.errors import ServiceUnavailable, TooManyRequests, UpstreamError
+    from app.errors import (
+        Conflict,
+        InvalidInput,
+        ServiceUnavailable,
+        TooManyRequests,
+        UpstreamError,
+    )
+    from app.fivetran.errors import FivetranForbidden, FivetranInvalidInput, fivetran_problem
 
-    assert isinstance(FivetranConflict(409, "Conflict", "dup").as_app_error(), UpstreamError)
+    # One mapping: 409 stays a conflict, 400/422 are the caller's input (422), never a 502.
+    conflict = fivetran_problem(FivetranConflict(409, "Conflict", "dup"))
+    assert isinstance(conflict, Conflict) and conflict.code == "fivetran_conflict"
+    rejected = fivetran_problem(FivetranInvalidInput(400, "InvalidInput", "bad"))
+    assert isinstance(rejected, InvalidInput) and rejected.status == 422
+    assert rejected.code == "fivetran_rejected"
+    forbidden = fivetran_problem(FivetranForbidden(403, "Forbidden", "no"))
+    assert isinstance(forbidden, UpstreamError) and forbidden.status == 502
+    assert isinstance(fivetran_problem(OSError("down")), ServiceUnavailable)
     limited = FivetranTooManyRequests(429, "TooManyRequests", "slow", None, retry_after=60)
     problem = limited.as_app_error()
     assert isinstance(problem, TooManyRequests) and problem.headers["Retry-After"] == "60"

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from app.connect.models import OAuthGrant
-from app.connect.service import refresh_owned_grant
+from app.connect.refresh import refresh_owned_grant
 from app.connections.models import Connection
 from app.providers.errors import OAuthProviderError
 from app.vault.secret import Secret

@@ -198,7 +198,7 @@ async def test_handed_off_grant_is_never_refreshed_by_us(
 ) -> None:
     """Single refresher: once Fivetran holds the refresh token, a refresh attempt raises
     before any token request leaves the service."""
-    from app.connect.service import refresh_owned_grant
+    from app.connect.refresh import refresh_owned_grant
     from app.connections.models import Connection
     from app.connections.service import GrantHandedOff
 

@@ -362,26 +362,28 @@ def test_fivetran_auth_and_config_mapping() -> None:
     registry = build_registry(production())
     app = AppCredentials("cid", Secret("csecret"), {"developer_token": Secret("dev")})
     qb = registry.get("quickbooks").fivetran_auth(_result("quickbooks", realm_id="9130"), app)
+    qb = qb.place("quickbooks")  # providers hand data; the payload builder places it
     assert qb == {
         "client_access": {"client_id": "cid", "client_secret": "csecret"},
         "refresh_token": "rt-1",
         "realm_id": "9130",
     }
-    ga = registry.get("google_ads").fivetran_auth(_result("google_ads"), app)
+    ga = registry.get("google_ads").fivetran_auth(_result("google_ads"), app).place("google_ads")
     assert ga["client_access"]["developer_token"] == "dev"
     assert "user_agent" not in ga["client_access"]
     shop = registry.get("shopify")
-    assert shop.fivetran_auth(_result("shopify"), app) == {"access_token": "at-1"}
+    assert shop.fivetran_auth(_result("shopify"), app).place("shopify") == {"access_token": "at-1"}
     assert shop.fivetran_config(_result("shopify"), {"shop": "acme-store"}) == {
         "shop": "acme-store"
     }
     fb = registry.get("facebook_ads").fivetran_auth(_result("facebook_ads"), app)
+    fb = fb.place("facebook_ads")
     assert fb == {
         "client_access": {"client_id": "cid", "client_secret": "csecret"},
         "access_token": "at-1",
     }
     zendesk = registry.get("zendesk")
-    assert "refresh_token" not in zendesk.fivetran_auth(_result("zendesk"), app)
+    assert "refresh_token" not in zendesk.fivetran_auth(_result("zendesk"), app).place("zendesk")
     assert zendesk.fivetran_config(None, {"subdomain": "acme"}) == {"domain": "acme"}
     assert registry.get("intercom").fivetran_config(None, {}) == {"data_region": ""}
     assert registry.get("google_sheets").fivetran_config(None, {}) == {"auth_type": "OAuth"}
