@@ -781,37 +781,44 @@ async def create_connect_session_idempotent(
     body: ConnectSessionCreate,
     idempotency_key: str | None,
 ) -> Response | ConnectSessionCreated:
-    """``POST /v1/connect-sessions`` with ``Idempotency-Key`` support."""
-    handle = await idempotency.begin(
+    """``POST /v1/connect-sessions`` with ``Idempotency-Key`` support (a replay re-issues the
+    single-use start token: it is never stored in clear)."""
+
+    async def create(
+        _handle: idempotency.IdempotencyHandle,
+    ) -> tuple[Response | ConnectSessionCreated, Any]:
+        created = await create_connect_session(
+            session,
+            app_state,
+            caller=caller,
+            end_user=body.end_user,
+            service=body.service,
+            return_to=body.return_to,
+            config=body.config,
+            connection_id=body.connection_id,
+        )
+        out = _created_out(created)
+        stored_body = out.model_dump(mode="json")
+        stored_body["connect_url"] = None  # the start token is never stored in clear
+        return out, stored_body
+
+    async def replay(stored: Any) -> Response | ConnectSessionCreated:
+        created = await _reissue_start_token(session, app_state, str(stored.get("id")))
+        out = _created_out(created)
+        return JSONResponse(
+            out.model_dump(mode="json"), status_code=201, headers={"Idempotent-Replayed": "true"}
+        )
+
+    return await idempotency.run_create(
         session,
         caller_id=caller.key_id,
         scope="POST /v1/connect-sessions",
         key=idempotency_key,
         body=body.model_dump(mode="json"),
         ttl_hours=app_state.settings.api.idempotency_ttl_hours,
+        create=create,
+        replay=replay,
     )
-    if handle.replay is not None:
-        _status, stored = handle.replay
-        created = await _reissue_start_token(session, app_state, str(stored.get("id")))
-        out = _created_out(created)
-        return JSONResponse(
-            out.model_dump(mode="json"), status_code=201, headers={"Idempotent-Replayed": "true"}
-        )
-    created = await create_connect_session(
-        session,
-        app_state,
-        caller=caller,
-        end_user=body.end_user,
-        service=body.service,
-        return_to=body.return_to,
-        config=body.config,
-        connection_id=body.connection_id,
-    )
-    out = _created_out(created)
-    stored_body = out.model_dump(mode="json")
-    stored_body["connect_url"] = None  # the start token is never stored in clear
-    await handle.complete(session, status_code=201, body=stored_body)
-    return out
 
 
 # --------------------------------------------------------------------------------------------

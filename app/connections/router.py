@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from app.connections import actions as actions
 from app.connections import offboarding
 from app.connections import service as conn_service
+from app.connections.create import create_connection_idempotent
 from app.connections.dependencies import ReadConnection, WriteConnection
 from app.connections.schemas import (
     ActionOut,
@@ -31,7 +32,6 @@ from app.connections.schemas import (
 from app.dependencies import ReadCaller, SessionDep, StateDep, WriteCaller
 from app.end_users import service as end_user_service
 from app.end_users.schemas import EndUserOut, SshPublicKeyOut
-from app.kit import idempotency
 from app.kit.problems import API_PROBLEMS
 
 router = APIRouter(prefix="/v1", responses=API_PROBLEMS)
@@ -97,35 +97,9 @@ async def create_connection(
     """Create a connection of a credentials source (API key, username/password, database,
     SSH tunnel). Secrets go to the vault and never echo back. Supports
     ``Idempotency-Key``; a retry after a Fivetran failure finishes the same connection."""
-    app_state = state
-    handle = await idempotency.begin(
-        session,
-        caller_id=caller.key_id,
-        scope="POST /v1/connections",
-        key=idempotency_key,
-        body=body.model_dump(mode="json"),
-        ttl_hours=app_state.settings.api.idempotency_ttl_hours,
+    return await create_connection_idempotent(
+        session, state, caller=caller, body=body, idempotency_key=idempotency_key
     )
-    if handle.replay is not None:
-        return handle.replay_response()
-    if handle.resume_id is not None:
-        conn, _ = await conn_service.get_connection(session, caller, handle.resume_id)
-        await conn_service.claim_for_resume(session, conn)
-        await conn_service.resume_connection(session, app_state, conn)
-    else:
-        conn = await conn_service.create_credentials_connection(
-            session,
-            app_state,
-            caller=caller,
-            end_user_external_id=body.end_user,
-            service=body.service,
-            config=body.config,
-            credentials=body.credentials,
-            idempotency=handle,
-        )
-    out = ConnectionOut.of(conn, body.end_user).dump()
-    await handle.complete(session, status_code=201, body=out)
-    return JSONResponse(out, status_code=201)
 
 
 @router.get("/connections", response_model=ConnectionPage, tags=["connections"])

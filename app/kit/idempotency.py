@@ -11,16 +11,17 @@ record the id of what they started with :meth:`IdempotencyHandle.remember_resour
 that commit: a retry with the same key after a failure then gets ``handle.resume_id`` and
 finishes that resource instead of starting a second one.
 
-Usage in a router::
+Every creating endpoint runs the protocol through :func:`run_create` (one mechanism)::
 
-    handle = await idempotency.begin(session, caller_id=caller.key_id,
-                                     scope="POST /v1/connections", key=idempotency_key,
-                                     body=payload.model_dump(mode="json"),
-                                     ttl_hours=settings.api.idempotency_ttl_hours)
-    if handle.replay is not None:
-        return handle.replay_response()
-    ... create (handle.resume_id may name what a failed first attempt started) ...
-    await handle.complete(session, status_code=201, body=out)
+    async def create(handle: IdempotencyHandle) -> tuple[Response, dict]:
+        ... create (handle.resume_id may name what a failed first attempt started) ...
+        return response, body_to_store
+
+    return await idempotency.run_create(session, caller_id=caller.key_id,
+                                        scope="POST /v1/connections", key=idempotency_key,
+                                        body=payload.model_dump(mode="json"),
+                                        ttl_hours=settings.api.idempotency_ttl_hours,
+                                        create=create)
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi.responses import JSONResponse
 from sqlalchemy import delete, select
@@ -41,6 +43,8 @@ from app.errors import BadRequest, Conflict
 from app.kit.models import IdempotencyKey
 
 MAX_KEY_LENGTH = 255
+
+R = TypeVar("R")
 
 
 def _digest(value: str) -> str:
@@ -144,6 +148,36 @@ async def begin(
             code="idempotency_key_in_progress",
         )
     return IdempotencyHandle(row=row)
+
+
+async def run_create(
+    session: AsyncSession,
+    *,
+    caller_id: str,
+    scope: str,
+    key: str | None,
+    body: Any,
+    ttl_hours: int,
+    create: Callable[[IdempotencyHandle], Awaitable[tuple[R, Any]]],
+    replay: Callable[[Any], Awaitable[R | JSONResponse]] | None = None,
+    status_code: int = 201,
+) -> R | JSONResponse:
+    """The whole ``Idempotency-Key`` protocol of a creating endpoint.
+
+    A replay returns the stored response (or ``replay(stored_body)`` when the stored body is
+    not the whole answer, e.g. a single-use URL that is re-issued); otherwise ``create(handle)``
+    returns ``(response, body to store)`` and the body is recorded with ``status_code``.
+    """
+    handle = await begin(
+        session, caller_id=caller_id, scope=scope, key=key, body=body, ttl_hours=ttl_hours
+    )
+    if handle.replay is not None:
+        if replay is None:
+            return handle.replay_response()
+        return await replay(handle.replay[1])
+    response, stored = await create(handle)
+    await handle.complete(session, status_code=status_code, body=stored)
+    return response
 
 
 async def purge_expired(session: AsyncSession) -> int:
