@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.browser.conftest import LiveServer, shot
+from tests.fixtures.live_server import LiveServer, shot
 
 
 def _query(url: str) -> dict[str, str]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import LiveServer
+from tests.fixtures.live_server import LiveServer
 
 EVIL = "http://evil.example"
 

@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 from app.events import delivery
 from app.events.models import Event, EventDelivery, EventDeliveryAttempt
 from app.events.outbox import emit
-from tests.events.conftest import RECEIVER_SECRET, RECEIVER_URL, emit_events
+from tests.fixtures.events import RECEIVER_SECRET, RECEIVER_URL, emit_events
 
 
 async def test_event_is_delivered_signed_with_ids_only(events_app, receiver, worker_for) -> None:
@@ -253,7 +253,7 @@ async def test_redelivery_to_one_endpoint_before_fan_out_keeps_the_others(
     """``POST /v1/events/{id}/redeliver {endpoint_id}`` on an event the worker has not fanned
     out yet must not take the event away from the other endpoints."""
     from app.main import create_app
-    from tests.events.conftest import endpoint_config
+    from tests.fixtures.events import endpoint_config
 
     settings = events_settings(
         endpoints=[endpoint_config(id="a"), endpoint_config(id="b", url=RECEIVER_URL + "?b")]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.events.conftest import RECEIVER_SECRET, RECEIVER_URL, emit_events, endpoint_config
+from tests.fixtures.events import RECEIVER_SECRET, RECEIVER_URL, emit_events, endpoint_config
 
 
 def _bearer(key: str) -> dict[str, str]:

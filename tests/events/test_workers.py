@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 from app.db import create_engine, create_sessionmaker
 from app.events import delivery
 from app.events.models import EventDelivery, EventDeliveryAttempt
-from tests.conftest import TEST_DB
-from tests.events.conftest import emit_events
+from tests.fixtures.app import TEST_DB
+from tests.fixtures.events import emit_events
 
 postgres_only = pytest.mark.skipif(
     TEST_DB != "postgresql",

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from app.config import Settings
 from app.fivetran.client import FivetranClient
 from app.fivetran.payloads import auth_block_for, build_create_payload
-from tests.conftest import BASE_URL
+from tests.fixtures.app import BASE_URL
 
 
 async def test_client_is_wired_to_the_mounted_simulator(

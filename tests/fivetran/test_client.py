@@ -23,7 +23,7 @@ from app.fivetran.errors import (
     FivetranUnavailable,
 )
 from app.fivetran.payloads import PayloadError, auth_block_for, build_create_payload
-from tests.fivetran.conftest import HOOK_BASE, SIM_BASE, Env, Sleeps
+from tests.fixtures.fivetran import HOOK_BASE, SIM_BASE, Env, Sleeps
 
 _names = itertools.count()
 

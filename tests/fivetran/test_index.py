@@ -9,7 +9,7 @@ import pytest
 
 from app.fivetran import build_index
 from app.fivetran.index import all_services, destination_services, get_service, request_fields
-from tests.fivetran.conftest import SPEC_PATH
+from tests.fixtures.fivetran import SPEC_PATH
 
 COMMITTED = Path(build_index.__file__).resolve().parent / "data" / "service_index.json"
 

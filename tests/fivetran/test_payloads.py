@@ -48,7 +48,7 @@ def _normalise(node: Any, name: str | None = None) -> Any:
 def official() -> Any:
     import json
 
-    from tests.fivetran.conftest import SPEC_PATH
+    from tests.fixtures.fivetran import SPEC_PATH
 
     if not SPEC_PATH.exists():
         pytest.skip(f"Fivetran's definition is not available at {SPEC_PATH}")

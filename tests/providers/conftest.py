@@ -1,14 +1,12 @@
-"""Fixtures for provider tests: the real app (sandbox mode) plus a flow harness."""
+"""Here ``harness`` is the provider-level flow harness (:mod:`tests.fixtures.providers`)."""
 
 from __future__ import annotations
 
-import httpx
 import pytest
-from fastapi import FastAPI
 
-from tests.providers.flow import Harness
+from tests.fixtures.providers import Harness
 
 
 @pytest.fixture
-def harness(app: FastAPI, client: httpx.AsyncClient) -> Harness:
-    return Harness(app, client)
+def harness(provider_harness: Harness) -> Harness:
+    return provider_harness

@@ -20,7 +20,7 @@ from app.providers import (
 )
 from app.providers.errors import CallbackVerificationError
 from app.providers.startup import build_registry, load_catalog_data
-from tests.providers.flow import Harness
+from tests.fixtures.providers import Harness
 
 ALL_PROVIDERS = sorted(load_catalog_data())
 

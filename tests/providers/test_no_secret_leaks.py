@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from app.providers import OAuthProviderError, refresh
-from tests.providers.flow import Harness
+from tests.fixtures.providers import Harness
 
 
 @pytest.mark.parametrize("key", ["zoom", "hubspot", "tiktok_ads"])

@@ -14,7 +14,8 @@ import pytest
 from sqlalchemy import text
 
 from app.vault import DecryptionFailed, UnknownKeyId
-from tests.vault.conftest import PLAINTEXTS, TEST_DB, get, owner, put, row_of, set_columns
+from tests.fixtures.app import TEST_DB
+from tests.fixtures.vault import PLAINTEXTS, get, owner, put, row_of, set_columns
 
 OWNERS = {
     "refresh_token": owner("eu_1", "connection", "con_1", "refresh_token"),

@@ -18,7 +18,7 @@ from app.cli import cli  # noqa: E402
 from app.config import Settings  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.vault import DecryptionFailed, UnknownKeyId  # noqa: E402
-from tests.vault.conftest import (  # noqa: E402
+from tests.fixtures.vault import (  # noqa: E402
     get,
     keyring_json,
     owner,

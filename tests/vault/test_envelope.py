@@ -10,7 +10,7 @@ import pytest
 from app.vault import DecryptionFailed, LocalKeyring, Vault
 from app.vault.envelope import OwnerContext, SealedSecret, decrypt_data, encrypt_data, new_dek
 from app.vault.errors import VaultError
-from tests.vault.conftest import get, owner, put, row_of, set_columns
+from tests.fixtures.vault import get, owner, put, row_of, set_columns
 
 CTX = OwnerContext("eu_1", "connection", "con_1", "refresh_token")
 OTHERS = [

@@ -17,7 +17,7 @@ from app.main import ConfigurationError, create_app
 from app.vault import KeyringError, LocalKeyring
 from app.vault.key_providers import parse_keyring
 from app.vault.startup import build_vault, sandbox_keyring_path
-from tests.vault.conftest import PLAINTEXTS, get, keyring_json, owner, put
+from tests.fixtures.vault import PLAINTEXTS, get, keyring_json, owner, put
 
 A = owner("eu_1", "connection", "con_1", "refresh_token")
 
@@ -178,7 +178,7 @@ def test_key_file_lifecycle_add_activate_rewrap_remove(tmp_path, settings_factor
     import asyncio
 
     from app.main import create_app
-    from tests.vault.conftest import get, put
+    from tests.fixtures.vault import get, put
 
     key_file = tmp_path / "keys.json"
     key_file.write_text(keyring_json("k1", "k1"))

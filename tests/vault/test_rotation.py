@@ -19,7 +19,7 @@ from app.main import create_app
 from app.vault import UnknownKeyId, Vault
 from app.vault.key_providers import LocalKeyring
 from app.vault.rotation import key_counts, rewrap
-from tests.vault.conftest import get, keyring_json, owner, put, rows
+from tests.fixtures.vault import get, keyring_json, owner, put, rows
 
 runner = CliRunner()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from app.vault import DecryptionFailed, Secret, UnknownKeyId
-from tests.vault.conftest import PLAINTEXTS, get, owner, put, row_of, rows, set_columns
+from tests.fixtures.vault import PLAINTEXTS, get, owner, put, row_of, rows, set_columns
 
 RT = PLAINTEXTS["refresh_token"]
 A = owner("eu_alice", "connection", "con_alice", "refresh_token")

@@ -25,16 +25,8 @@ from sqlalchemy import select, update
 from app.connect.models import ConnectSession, OAuthFlow
 from app.connections.models import Connection
 from app.db import utcnow
-from tests.oauth_flow.conftest import (
-    APP_ORIGIN,
-    BASE_URL,
-    COOKIE,
-    RETURN_TO,
-    FlowHarness,
-    query_of,
-    relative,
-    with_params,
-)
+from tests.fixtures.browser import query_of, relative, with_params
+from tests.fixtures.connect import APP_ORIGIN, BASE_URL, COOKIE, RETURN_TO, FlowHarness
 
 PROVIDER = "hubspot"
 NOTHING = {"connection_secrets": 0, "grants": 0, "fivetran_connections": 0}
@@ -429,7 +421,7 @@ async def test_r12_bad_token_responses_store_nothing(
     assert rows["fivetran_connections"] == 0
     status = await harness.session_status(created["id"])
     assert status["status"] == "failed" and status["error"] == error
-    from tests.oauth_flow.conftest import log_text
+    from tests.fixtures.connect import log_text
 
     text = log_text(all_logs)
     assert query_of(callback)["code"] not in text
@@ -542,7 +534,7 @@ async def test_r16_no_code_state_verifier_or_tokens_in_logs(
 
 
 def log_text_all(caplog: pytest.LogCaptureFixture) -> str:
-    from tests.oauth_flow.conftest import log_text
+    from tests.fixtures.connect import log_text
 
     return log_text(caplog)
 

@@ -9,7 +9,7 @@ from sqlalchemy import update
 
 from app.connect.models import ConnectSession
 from app.db import utcnow
-from tests.oauth_flow.conftest import RETURN_TO, FlowHarness
+from tests.fixtures.connect import RETURN_TO, FlowHarness
 
 PROVIDER = "hubspot"
 

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.onboarding.conftest import RETURN_TO, problem
+from tests.fixtures.onboarding import RETURN_TO, problem
 
 TABLES = ("end_users", "connections", "connection_transitions", "vault_secrets", "events")
 

@@ -14,7 +14,7 @@ import pytest
 from app.config import Settings
 from app.providers import OAuthProviderError, code_challenge
 from app.sandbox.oauth import create_sandbox_oauth_app, introspect_token
-from tests.providers.flow import BASE_URL, Harness
+from tests.fixtures.providers import BASE_URL, Harness
 
 AUTHORIZE = "/sandbox/oauth/hubspot/authorize"
 REDIRECT = f"{BASE_URL}/oauth/callback/hubspot"

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from app.fivetran.payloads import auth_block_for, build_create_payload
-from tests.fivetran.conftest import HOOK_BASE, SIM_BASE, Env
+from tests.fixtures.fivetran import HOOK_BASE, SIM_BASE, Env
 
 AUTH = "Basic " + base64.b64encode(b"sandbox_key:sandbox_secret").decode()
 

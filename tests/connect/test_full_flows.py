@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from app.config import Settings
-from tests.oauth_flow.conftest import FlowHarness, query_of, relative
+from tests.fixtures.browser import query_of, relative
+from tests.fixtures.connect import FlowHarness
 
 
 def _configured_keys() -> list[str]:

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from app.config import Settings
-from tests.onboarding.conftest import Simulator, oauth_connect, problem, vault_rows
+from tests.fixtures.onboarding import Simulator, oauth_connect, problem, vault_rows
 
 STRIPE = {"end_user": "acme", "service": "stripe", "credentials": {"api_key": "sk_l"}}
 POLICY = {

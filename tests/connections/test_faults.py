@@ -10,7 +10,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.config import Settings
-from tests.onboarding.conftest import Simulator, problem
+from tests.fixtures.onboarding import Simulator, problem
 
 STRIPE = {"end_user": "acme", "service": "stripe", "credentials": {"api_key": "sk_fault"}}
 CREATE = r"^/v1/connections/?$"

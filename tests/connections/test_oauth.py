@@ -11,7 +11,14 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from app.config import Settings
-from tests.onboarding.conftest import Simulator, oauth_connect, problem, vault_rows
+from tests.fixtures.onboarding import (
+    RETURN_TO,
+    Simulator,
+    browse_connect,
+    oauth_connect,
+    problem,
+    vault_rows,
+)
 
 
 @pytest.fixture(params=["per_end_user", "shared", "per_service"])
@@ -100,9 +107,7 @@ async def test_reauthorization_of_a_broken_connection(
         json={"return_to": "http://127.0.0.1:3000/onboarding/done"},
     )
     assert r.status_code == 201, r.text
-    from tests.onboarding.conftest import EndUserBrowser
-
-    final = await EndUserBrowser(api).connect(r.json()["connect_url"])
+    final = await browse_connect(api, r.json()["connect_url"])
     assert final["status"] == "connected", final
     assert final["connection_id"] == cid
     r = await api.get(f"/v1/connections/{cid}")
@@ -161,8 +166,6 @@ async def test_offboarding_revokes_and_shreds_oauth_secrets(
 async def test_consent_finished_after_offboarding_leaves_no_tokens(
     app: FastAPI, api: httpx.AsyncClient, sim: Simulator
 ) -> None:
-    from tests.onboarding.conftest import RETURN_TO, EndUserBrowser
-
     assert (await api.put("/v1/end-users/late-1", json={})).status_code == 201
     from app.end_users.models import EndUser
 
@@ -175,11 +178,10 @@ async def test_consent_finished_after_offboarding_leaves_no_tokens(
     assert r.status_code == 201, r.text
     connect_url = r.json()["connect_url"]
     # The end-user is offboarded while (say) their browser is at the consent screen.
-    browser = EndUserBrowser(api)
     r = await api.delete("/v1/end-users/late-1")
     assert r.status_code == 204, r.text
     try:
-        final = await browser.connect(connect_url)
+        final = await browse_connect(api, connect_url)
     except AssertionError:
         final = {"status": "error"}  # the flow refused to start at all: also fine
     assert final["status"] == "error", final
@@ -242,15 +244,13 @@ async def test_payload_preview_of_an_oauth_source(api: httpx.AsyncClient) -> Non
 async def test_denied_consent_fails_the_reserved_connection(
     app: FastAPI, api: httpx.AsyncClient, sim: Simulator
 ) -> None:
-    from tests.onboarding.conftest import RETURN_TO, EndUserBrowser
-
     assert (await api.put("/v1/end-users/no-1", json={})).status_code == 201
     r = await api.post(
         "/v1/connect-sessions",
         json={"end_user": "no-1", "service": "hubspot", "return_to": RETURN_TO},
     )
     assert r.status_code == 201, r.text
-    final = await EndUserBrowser(api).connect(r.json()["connect_url"], login_hint="deny")
+    final = await browse_connect(api, r.json()["connect_url"], login_hint="deny")
     assert final["status"] == "error", final
     conns = (await api.get("/v1/connections", params={"end_user": "no-1"})).json()["items"]
     assert len(conns) == 1
@@ -273,7 +273,7 @@ async def test_denied_consent_fails_the_reserved_connection(
         },
     )
     assert r.status_code == 201, r.text
-    final = await EndUserBrowser(api).connect(r.json()["connect_url"])
+    final = await browse_connect(api, r.json()["connect_url"])
     assert final["status"] == "connected", final
     assert final["connection_id"] == conns[0]["id"]
 

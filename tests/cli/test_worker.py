@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from app.cli import cli
 from app.events.models import EventDelivery
 from app.events.registration import WEBHOOK_PATH
-from tests.events.conftest import RECEIVER_SECRET, Receiver
+from tests.fixtures.events import RECEIVER_SECRET, Receiver
 
 
 def _free_port() -> int:
@@ -131,7 +131,7 @@ async def test_slow_receiver_times_out_and_is_retried(events_settings) -> None:
         )
         app = create_app(settings)
         async with app.router.lifespan_context(app):
-            from tests.events.conftest import emit_events
+            from tests.fixtures.events import emit_events
 
             await emit_events(app, [("connection.broken", "con_A")])
             worker = EventsWorker(

@@ -13,7 +13,7 @@ from sqlalchemy import update
 
 from app.config import Settings
 from app.end_users import names
-from tests.onboarding.conftest import Simulator, problem
+from tests.fixtures.onboarding import Simulator, problem
 
 _FIVETRAN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 

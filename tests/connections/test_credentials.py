@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.config import Settings
-from tests.onboarding.conftest import Simulator, problem, vault_rows
+from tests.fixtures.onboarding import Simulator, problem, vault_rows
 
 PG_CONFIG = {
     "host": "db.internal",

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 
 from app.providers.registry import ProviderRegistry
 from app.sources.catalog import SourceCatalog
-from tests.onboarding.conftest import problem
+from tests.fixtures.onboarding import problem
 
 
 async def test_catalog_lists_onboardable_services(api: httpx.AsyncClient) -> None:

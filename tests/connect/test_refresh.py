@@ -14,7 +14,8 @@ from app.connect.refresh import refresh_owned_grant
 from app.connections.models import Connection
 from app.providers.errors import OAuthProviderError
 from app.vault.secret import Secret
-from tests.oauth_flow.conftest import FlowHarness, query_of, relative
+from tests.fixtures.browser import query_of, relative
+from tests.fixtures.connect import FlowHarness
 
 ROTATING = "quickbooks"
 
