@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Response
 from fastapi.responses import JSONResponse
 
 from app.connections import actions as actions
@@ -32,12 +32,12 @@ from app.connections.schemas import (
 from app.dependencies import ReadCaller, SessionDep, StateDep, WriteCaller
 from app.end_users import service as end_user_service
 from app.end_users.schemas import EndUserOut, SshPublicKeyOut
+from app.kit.pagination import PageLimit
 from app.kit.problems import API_PROBLEMS
 
 router = APIRouter(prefix="/v1", responses=API_PROBLEMS)
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
-Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
 # --- end-user routes that act on its connections ----------------------------------------
@@ -108,7 +108,7 @@ async def list_connections(
     caller: ReadCaller,
     end_user: str | None = None,
     cursor: str | None = None,
-    limit: Limit = 100,
+    limit: PageLimit = 100,
 ) -> ConnectionPage:
     """Connections (of one end-user with ``?end_user=``), from our own state."""
     rows, next_cursor = await conn_service.list_connections(

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 
 from app.dependencies import ReadCaller, SessionDep, StateDep, WriteCaller
 from app.end_users import service as end_user_service
 from app.end_users.schemas import EndUserOut, EndUserPage, EndUserPut
 from app.end_users.service import DestinationRequest
+from app.kit.pagination import PageLimit
 from app.kit.problems import API_PROBLEMS
 
 router = APIRouter(prefix="/v1", responses=API_PROBLEMS)
-
-Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
 @router.put(
@@ -66,7 +63,7 @@ async def list_end_users(
     session: SessionDep,
     caller: ReadCaller,
     cursor: str | None = None,
-    limit: Limit = 100,
+    limit: PageLimit = 100,
 ) -> EndUserPage:
     """End-users visible to this key, by external id (cursor-paginated)."""
     rows, next_cursor = await end_user_service.list_end_users(

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import TypeVar
+from typing import Annotated, TypeVar
+
+from fastapi import Query
 
 from app.errors import BadRequest
+
+#: ``?limit=`` of a paginated list (the route sets its default).
+PageLimit = Annotated[int, Query(ge=1, le=1000)]
 
 T = TypeVar("T", int, str)
 

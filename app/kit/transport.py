@@ -8,6 +8,8 @@ the sandbox authorization server, our own webhook endpoint — are served in-pro
 
 from __future__ import annotations
 
+import functools
+import ssl
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -41,6 +43,13 @@ class LoopbackRoutingTransport(httpx.AsyncBaseTransport):
         await self._remote.aclose()
 
 
+@functools.cache
+def default_ssl_context() -> ssl.SSLContext:
+    """The verifying TLS context of outbound calls, built once per process (loading the CA
+    bundle costs ~70 ms; a context is safe to share, nothing changes it after creation)."""
+    return httpx.create_ssl_context()
+
+
 def build_transport(
     metrics: Metrics,
     *,
@@ -49,7 +58,9 @@ def build_transport(
     loopback_app: object | None = None,
 ) -> httpx.AsyncBaseTransport:
     """Instrumented transport; with ``loopback_app`` our own base URL is served in-process."""
-    inner: httpx.AsyncBaseTransport = base_transport or httpx.AsyncHTTPTransport(retries=0)
+    inner: httpx.AsyncBaseTransport = base_transport or httpx.AsyncHTTPTransport(
+        retries=0, verify=default_ssl_context()
+    )
     if loopback_prefix and loopback_app is not None:
         local = httpx.ASGITransport(app=loopback_app)  # type: ignore[arg-type]
         inner = LoopbackRoutingTransport(loopback_prefix, local, inner)

@@ -12,6 +12,8 @@ credentials (client id ``sandbox-<key>``; a secret containing ``+``, ``%`` and `
 
 from __future__ import annotations
 
+import copy
+import functools
 import logging
 from importlib import resources
 from pathlib import Path
@@ -39,13 +41,20 @@ from app.vault.secret import Secret
 log = logging.getLogger("pbf.providers")
 
 
-def load_catalog_data() -> dict[str, Any]:
-    """The raw shipped catalog (``app/providers/catalog.yaml``, packaged with the wheel)."""
+@functools.cache
+def _shipped_catalog() -> Any:
+    # Parsed once per process: the file ships with the code and never changes under it.
     text = resources.files("app.providers").joinpath("catalog.yaml").read_text("utf-8")
-    data = yaml.safe_load(text) or {}
+    return yaml.safe_load(text) or {}
+
+
+def load_catalog_data() -> dict[str, Any]:
+    """The raw shipped catalog (``app/providers/catalog.yaml``, packaged with the wheel); a
+    fresh copy each call, so callers may change it."""
+    data = _shipped_catalog()
     if not isinstance(data, dict):
         raise ProviderConfigError(["catalog.yaml must be a mapping of provider key → entry"])
-    return data
+    return copy.deepcopy(data)
 
 
 def _parse(origin: str, raw: dict[str, Any], problems: list[str]) -> dict[str, ProviderSpec]:

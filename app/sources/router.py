@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from app.dependencies import ReadCaller, StateDep
-from app.kit.pagination import decode_cursor, encode_cursor
+from app.kit.pagination import PageLimit, decode_cursor, encode_cursor
 from app.kit.problems import API_PROBLEMS
 from app.sources.schemas import SourceList, SourceOut
 
 router = APIRouter(prefix="/v1", responses=API_PROBLEMS)
-
-Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
 @router.get("/sources", response_model=SourceList, tags=["sources"])
@@ -21,7 +17,7 @@ async def get_sources(
     state: StateDep,
     caller: ReadCaller,
     cursor: str | None = None,
-    limit: Limit = 1000,
+    limit: PageLimit = 1000,
 ) -> SourceList:
     """Every Fivetran service this deployment can onboard headlessly, with form schemas
     (by service name; the default page holds the whole catalog)."""

@@ -1,16 +1,5 @@
-"""Tests here run against the events app (:func:`tests.fixtures.events.events_app`).
+"""Tests here run against the events app (:mod:`tests.fixtures.events_app`)."""
 
-It overrides the root ``app`` (used by ``make_api_key``/``auth_headers``): a second app on
-the same database with its own background worker and no endpoints would fan events out to
-nobody before our worker sees them.
-"""
+from tests.fixtures.events_app import app
 
-from __future__ import annotations
-
-import pytest
-from fastapi import FastAPI
-
-
-@pytest.fixture
-async def app(events_app: FastAPI) -> FastAPI:
-    return events_app
+__all__ = ["app"]
