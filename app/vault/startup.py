@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from prometheus_client import Counter
 
 from app.config import Settings
+from app.vault.awskms import AwsKmsProvider
 from app.vault.errors import KeyringError, VaultError
 from app.vault.key_providers import (
     KeyProvider,
@@ -68,8 +69,6 @@ async def build_vault(settings: Settings, *, operations: Counter | None = None) 
         assert keyring is not None
         return Vault(keyring, operations=operations)
     if settings.vault.provider == "awskms":
-        from app.vault.awskms import AwsKmsProvider
-
         if not settings.vault.aws_kms_key_id:
             raise KeyringError("PBF_VAULT__AWS_KMS_KEY_ID must be set for the awskms provider")
         kms = await AwsKmsProvider.connect(

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from app.sandbox.fivetran.app import Simulator, create_simulator
 from app.sandbox.fivetran.setup_tests import TokenChecker
+from app.sandbox.oauth import introspect_token
 
 MOUNT_PATH = "/sandbox/fivetran"
 
@@ -31,8 +32,6 @@ def sandbox_oauth_checker(app: Any) -> TokenChecker:
     else the Fivetran service name."""
 
     async def check(service: str, token: str) -> bool:
-        from app.sandbox.oauth import introspect_token
-
         provider_key = service
         registry = getattr(app.state, "providers", None)
         if registry is not None:

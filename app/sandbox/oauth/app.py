@@ -37,8 +37,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
-from app.config import Settings
+from app.config import Settings, load_settings
 from app.providers.registry import SANDBOX_PATH, Provider, ProviderRegistry
+from app.providers.startup import build_registry
 from app.sandbox.oauth import quirks
 from app.sandbox.oauth.server import SandboxAuthorizationServer, SandboxRequest, SandboxResponse
 from app.sandbox.oauth.store import (
@@ -280,12 +281,8 @@ def create_sandbox_oauth_app(
     ``settings`` (sandbox mode). Run it with
     ``uvicorn --factory app.sandbox.oauth:create_sandbox_oauth_app``.
     """
-    from app.config import load_settings
-
     settings = settings or load_settings()
     if registry is None:
-        from app.providers.startup import build_registry
-
         registry = build_registry(settings)
     fixed = registry
     sub = _build_app(settings, lambda: fixed)
