@@ -38,6 +38,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.callers.service import Caller
+from app.config import Settings
 from app.connect.models import ConnectSession, OAuthFlow, OAuthGrant
 from app.connect.origins import validate_return_to, with_query
 from app.connect.schemas import (
@@ -64,6 +65,8 @@ from app.providers.errors import (
     CallbackVerificationError,
     OAuthProviderError,
 )
+from app.providers.registry import Provider
+from app.providers.tokens import TokenResult
 from app.state import AppState
 from app.vault.errors import VaultError
 
@@ -143,7 +146,7 @@ def effective_status(row: ConnectSession, now: datetime | None = None) -> str:
     return row.status  # pending | completed | failed | expired (closed by the sweep)
 
 
-def _provider_for_service(app_state: AppState, service: str) -> Any:
+def _provider_for_service(app_state: AppState, service: str) -> Provider:
     provider = app_state.providers.for_service(service)
     if provider is not None:
         return provider
@@ -161,7 +164,7 @@ def _provider_for_service(app_state: AppState, service: str) -> Any:
     )
 
 
-def _validated_inputs(provider: Any, config: Mapping[str, Any]) -> dict[str, str]:
+def _validated_inputs(provider: Provider, config: Mapping[str, Any]) -> dict[str, str]:
     """The provider's end-user inputs (``shop``, ``subdomain`` …) taken from ``config`` and
     checked against their patterns; 422 naming ``config.<name>``."""
     names = {s.name for s in provider.input_specs}
@@ -294,7 +297,7 @@ async def confirmation_for(
     )
 
 
-def redirect_uri_for(settings: Any, provider_key: str) -> str:
+def redirect_uri_for(settings: Settings, provider_key: str) -> str:
     """R7: the one exact redirect URI of a provider, from configuration only."""
     return f"{settings.public_base_url}/oauth/callback/{provider_key}"
 
@@ -611,7 +614,7 @@ async def _complete(
     *,
     row: ConnectSession,
     flow: OAuthFlow,
-    token_result: Any,
+    token_result: TokenResult,
 ) -> BrowserResult:
     connection = await session.get(Connection, row.connection_id)
     if connection is None:
@@ -681,7 +684,7 @@ async def store_grant(
     *,
     end_user_id: str,
     connection_id: str,
-    token_result: Any,
+    token_result: TokenResult,
     token_endpoint: str | None,
 ) -> OAuthGrant:
     """Seal the tokens in the vault (owner ``connection``) and record the grant's metadata."""

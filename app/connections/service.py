@@ -49,6 +49,7 @@ from app.fivetran.payloads import AuthValues, build_auth_patch, build_create_pay
 from app.fivetran.timestamps import parse_fivetran_time
 from app.kit.pagination import decode_cursor, encode_cursor
 from app.providers.client import revoke
+from app.providers.registry import Provider, ProviderRegistry
 from app.providers.tokens import TokenResult
 from app.sources.catalog import Source, validate_config
 from app.state import AppState
@@ -404,14 +405,14 @@ def _payload(
 # --- OAuth -------------------------------------------------------------------------------
 
 
-def _registry(app_state: AppState) -> Any:
+def _registry(app_state: AppState) -> ProviderRegistry:
     registry = getattr(app_state, "providers", None)
     if registry is None:
         raise ServiceUnavailable("The provider catalog is not loaded", code="providers_unavailable")
     return registry
 
 
-def _provider_for(app_state: AppState, conn: Connection) -> Any:
+def _provider_for(app_state: AppState, conn: Connection) -> Provider:
     registry = _registry(app_state)
     provider = registry.get(conn.provider_key) if conn.provider_key else None
     if provider is None:
@@ -424,7 +425,7 @@ def _provider_for(app_state: AppState, conn: Connection) -> Any:
 
 
 async def _oauth_parts(
-    session: AsyncSession, app_state: AppState, conn: Connection, token_result: Any
+    session: AsyncSession, app_state: AppState, conn: Connection, token_result: TokenResult
 ) -> tuple[AuthValues, dict[str, Any]]:
     """(auth values, config additions) from the provider mapping."""
     provider = _provider_for(app_state, conn)
@@ -436,7 +437,9 @@ async def _oauth_parts(
     return auth, dict(extra)
 
 
-async def _stored_token_result(session: AsyncSession, app_state: AppState, conn: Connection) -> Any:
+async def _stored_token_result(
+    session: AsyncSession, app_state: AppState, conn: Connection
+) -> TokenResult:
     """Rebuild the token result from the vault + stored metadata (resume after a failure)."""
     vault = app_state.vault
     tokens = {}
@@ -463,7 +466,7 @@ async def _stored_token_result(session: AsyncSession, app_state: AppState, conn:
 
 
 async def complete_oauth(
-    session: AsyncSession, app_state: AppState, *, connection: Connection, token_result: Any
+    session: AsyncSession, app_state: AppState, *, connection: Connection, token_result: TokenResult
 ) -> Connection:
     """Create (or re-authorize) the Fivetran connection once the tokens are in the vault.
 

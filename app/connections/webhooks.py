@@ -48,6 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.connections import states
+from app.connections.models import Connection
 from app.connections.service import find_by_fivetran_id
 from app.connections.states import resume_target
 from app.db import new_id, utcnow
@@ -174,7 +175,7 @@ def _count(app_state: AppState, event: str, outcome: str) -> None:
     metrics.webhooks.labels(label, outcome.split("_from_")[0]).inc()
 
 
-async def _find_connection(session: AsyncSession, fivetran_id: str) -> Any:
+async def _find_connection(session: AsyncSession, fivetran_id: str) -> Connection | None:
     return await find_by_fivetran_id(session, fivetran_id)
 
 

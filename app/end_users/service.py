@@ -34,6 +34,7 @@ from app.db import new_id, try_insert, utcnow
 from app.end_users import names
 from app.end_users.models import EndUser, ServiceGroup
 from app.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
+from app.fivetran.client import FivetranClient
 from app.fivetran.errors import (
     FivetranAmbiguous,
     FivetranConflict,
@@ -194,14 +195,14 @@ def _destination_summary(destination: DestinationRequest | None) -> dict[str, An
     return {"service": destination.service, "region": destination.region, "own": True}
 
 
-async def _find_group_by_name(client: Any, name: str) -> str | None:
+async def _find_group_by_name(client: FivetranClient, name: str) -> str | None:
     for group in await client.list_groups():
         if group.get("name") == name:
             return str(group["id"])
     return None
 
 
-async def _create_or_find_group(client: Any, name: str) -> str:
+async def _create_or_find_group(client: FivetranClient, name: str) -> str:
     try:
         group = await client.create_group(name)
         return str(group["id"])

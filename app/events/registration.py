@@ -8,6 +8,7 @@ from typing import Any
 from app.config import Settings
 from app.events.kinds import FIVETRAN_WEBHOOK_EVENTS
 from app.events.signing import webhook_secret
+from app.fivetran.client import FivetranClient
 from app.fivetran.errors import FivetranAmbiguous
 
 WEBHOOK_PATH = "/v1/webhooks/fivetran"
@@ -36,7 +37,7 @@ def _matches(hook: dict[str, Any], url: str, group_id: str | None) -> bool:
 
 
 async def ensure_webhook(
-    client: Any, settings: Settings, *, group_id: str | None = None
+    client: FivetranClient, settings: Settings, *, group_id: str | None = None
 ) -> EnsureResult:
     """Create, or update in place, the account (or group) webhook pointing at us.
 
