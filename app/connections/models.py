@@ -34,7 +34,8 @@ class Connection(Base):
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     #: Names of the secret fields stored in the vault as ``credentials.<name>``.
     secret_fields: Mapped[list[str]] = mapped_column(JSON, default=list)
-    #: Non-secret token metadata (instance_url, realm_id, …) kept for re-creation.
+    #: Non-secret provider metadata (instance_url, realm_id, …) kept for re-creation; the
+    #: grant (scope, issuer, client id) is :class:`app.connect.models.OAuthGrant`.
     oauth_metadata: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     setup_state: Mapped[str | None] = mapped_column(String(20), default=None)
     sync_state: Mapped[str | None] = mapped_column(String(20), default=None)

@@ -452,16 +452,18 @@ async def _stored_token_result(
             "The tokens of this connection are gone; re-authorize it",
             code="tokens_unavailable",
         )
-    meta = dict(conn.oauth_metadata or {})
+    # Provider metadata only; the grant's scope, issuer and client id are the connect flow's
+    # OAuthGrant (rows written before kept copies here under "_" keys: skipped).
+    meta = {k: str(v) for k, v in (conn.oauth_metadata or {}).items() if not k.startswith("_")}
     return TokenResult(
         provider_key=conn.provider_key or "",
         access_token=tokens["access_token"],
         refresh_token=tokens["refresh_token"],
         expires_at=None,
-        granted_scope=meta.pop("_granted_scope", None),
-        issuer=meta.pop("_issuer", "") or "",
-        client_id=meta.pop("_client_id", "") or "",
-        metadata={k: str(v) for k, v in meta.items()},
+        granted_scope=None,
+        issuer="",
+        client_id="",
+        metadata=meta,
     )
 
 
@@ -485,11 +487,9 @@ async def complete_oauth(
         await session.commit()
         raise NotFound("Connection not found", code="connection_not_found")
     conn.provider_key = token_result.provider_key or conn.provider_key
-    meta: dict[str, Any] = dict(token_result.metadata or {})
-    meta["_granted_scope"] = token_result.granted_scope
-    meta["_issuer"] = token_result.issuer
-    meta["_client_id"] = token_result.client_id
-    conn.oauth_metadata = meta
+    # The provider's metadata (realm_id, instance_url…) the auth mapping reads on a resume;
+    # the grant itself (scope, issuer, client id) is recorded once, in the connect flow's grant.
+    conn.oauth_metadata = dict(token_result.metadata or {})
     conn.updated_at = utcnow()
     auth, extra = await _oauth_parts(session, app_state, conn, token_result)
     if conn.fivetran_connection_id is not None:

@@ -86,12 +86,17 @@ async def test_full_flow_connects(harness: FlowHarness, provider_key: str) -> No
     assert remote.json()["data"]["service"] == provider.fivetran_service
 
     # Quirks went through the provider hooks.
+    from app.connect.models import OAuthGrant
     from app.connections.models import Connection
 
     async with harness.app.state.sessionmaker() as s:
         row = await s.get(Connection, connection_id)
         assert row is not None
         metadata = dict(row.oauth_metadata or {})
+        grant = await s.get(OAuthGrant, connection_id)
+    # Grant metadata in one place: the grant row, not copied into the connection.
+    assert grant is not None and grant.provider_key == provider_key
+    assert not any(key.startswith("_") for key in metadata), metadata
     if provider_key == "quickbooks":
         assert metadata.get("realm_id") == params["realmId"]
     if provider_key == "shopify":
