@@ -483,12 +483,53 @@ async def handle_callback(
         log.warning("oauth callback signature rejected", extra={"provider": provider.key})
         return BrowserResult.error_page("invalid_callback")
 
-    state = params.get("state")
+    consumed = await _consume_state(session, params.get("state"))
+    if isinstance(consumed, BrowserResult):
+        return consumed
+    row, flow = consumed
+    checked = await _check_callback(
+        session,
+        app_state,
+        row=row,
+        flow=flow,
+        provider=provider,
+        params=params,
+        binding_cookie=binding_cookie,
+    )
+    if isinstance(checked, BrowserResult):
+        return checked
+    exchanged = await _exchange(
+        session, app_state, row=row, flow=flow, provider=provider, params=params, code=checked
+    )
+    if isinstance(exchanged, BrowserResult):
+        return exchanged
+    row, flow, token_result = exchanged
+    return await _complete(session, app_state, row=row, flow=flow, token_result=token_result)
+
+
+async def _fail_flow(
+    session: AsyncSession,
+    app_state: AppState,
+    *,
+    row: ConnectSession,
+    flow: OAuthFlow,
+    error_code: str,
+) -> None:
+    """A callback refused after its state was consumed: fail the session, shred the verifier."""
+    await _fail_session(session, row=row, flow=flow, error_code=error_code)
+    await _shred_verifier(session, app_state, flow)
+
+
+async def _consume_state(
+    session: AsyncSession, state: str | None
+) -> tuple[ConnectSession, OAuthFlow] | BrowserResult:
+    """R2: consume the flow's single-use ``state`` atomically and commit (a replay must fail
+    even if we crash from here on); the session and flow it belongs to."""
     if not state:
         return BrowserResult.error_page("invalid_state")
     state_hash = _sha256(state)
     now = utcnow()
-    # R2: consume atomically; the row count decides who owns this callback.
+    # The row count decides who owns this callback.
     result = await session.execute(
         update(OAuthFlow)
         .where(
@@ -503,48 +544,72 @@ async def handle_callback(
         await session.rollback()
         log.info("oauth callback with unknown, used or expired state")
         return BrowserResult.error_page("invalid_state")
-    # Durable point "state consumed": a replay must fail even if we crash from here on.
+    # Durable point "state consumed".
     await session.commit()
 
     flow = await session.scalar(select(OAuthFlow).where(OAuthFlow.state_hash == state_hash))
     assert flow is not None
     row = await session.get(ConnectSession, flow.session_id)
     assert row is not None
+    return row, flow
+
+
+async def _check_callback(
+    session: AsyncSession,
+    app_state: AppState,
+    *,
+    row: ConnectSession,
+    flow: OAuthFlow,
+    provider: Provider,
+    params: dict[str, str],
+    binding_cookie: str | None,
+) -> str | BrowserResult:
+    """R8, R3, R9, R24 in that order, then the code itself; the code when all pass."""
+
+    async def fail(error_code: str) -> None:
+        await _fail_flow(session, app_state, row=row, flow=flow, error_code=error_code)
 
     # R8: the callback path must be the flow's provider.
     if flow.provider_key != provider.key:
-        await _fail_session(session, row=row, flow=flow, error_code="invalid_callback")
-        await _shred_verifier(session, app_state, flow)
+        await fail("invalid_callback")
         return BrowserResult.error_page("provider_mismatch")
     # R3: the browser that started the flow.
     if not binding_cookie or not hmac.compare_digest(
         _sha256(binding_cookie).encode(), flow.ua_binding_hash.encode()
     ):
-        await _fail_session(session, row=row, flow=flow, error_code="invalid_callback")
-        await _shred_verifier(session, app_state, flow)
+        await fail("invalid_callback")
         log.warning("oauth callback without the browser binding", extra={"flow_id": flow.id})
         return BrowserResult.error_page("browser_mismatch")
     # R9 (RFC 9207): iss must be the flow's issuer; missing iss rejected when advertised.
     iss = params.get("iss")
     if (iss is not None and iss != flow.issuer) or (iss is None and flow.iss_parameter_supported):
-        await _fail_session(session, row=row, flow=flow, error_code="issuer_mismatch")
-        await _shred_verifier(session, app_state, flow)
+        await fail("issuer_mismatch")
         log.warning("oauth callback issuer mismatch", extra={"flow_id": flow.id})
         return _back_to_app(row, status="error", error="issuer_mismatch")
     # R24: an error answer from the (verified) authorization server.
     if "error" in params:
         code = _session_code(params["error"])
-        await _fail_session(session, row=row, flow=flow, error_code=code)
-        await _shred_verifier(session, app_state, flow)
+        await fail(code)
         return _back_to_app(row, status="error", error=code)
     code_value = provider.callback_code(params)
     if not code_value:
-        await _fail_session(session, row=row, flow=flow, error_code="invalid_callback")
-        await _shred_verifier(session, app_state, flow)
+        await fail("invalid_callback")
         return _back_to_app(row, status="error", error="invalid_callback")
+    return code_value
 
-    # R11: exchange once, with what the flow pinned at start.
 
+async def _exchange(
+    session: AsyncSession,
+    app_state: AppState,
+    *,
+    row: ConnectSession,
+    flow: OAuthFlow,
+    provider: Provider,
+    params: dict[str, str],
+    code: str,
+) -> tuple[ConnectSession, OAuthFlow, TokenResult] | BrowserResult:
+    """R11: exchange the code once, with what the flow pinned at start; then seal and commit
+    the tokens (durable point "tokens stored", before any Fivetran call)."""
     try:
         verifier = await app_state.vault.get(
             session,
@@ -555,10 +620,10 @@ async def handle_callback(
         )
         if verifier is None:
             raise OAuthProviderError("invalid_callback", provider_key=provider.key)
-        credentials = await registry.credentials(session, provider.key)
+        credentials = await app_state.providers.credentials(session, provider.key)
         token_result = await exchange_code(
             provider,
-            code=code_value,
+            code=code,
             code_verifier=verifier.reveal(),
             redirect_uri=flow.redirect_uri,
             token_endpoint=flow.token_endpoint,
@@ -569,20 +634,17 @@ async def handle_callback(
             callback_params=params,
         )
     except VaultError:
-        await _fail_session(session, row=row, flow=flow, error_code="vault_error")
-        await _shred_verifier(session, app_state, flow)
+        await _fail_flow(session, app_state, row=row, flow=flow, error_code="vault_error")
         log.error("oauth flow verifier unreadable", extra={"flow_id": flow.id})
         return _back_to_app(row, status="error", error="vault_error")
     except OAuthProviderError as exc:
-        await _fail_session(session, row=row, flow=flow, error_code=exc.error_code)
-        await _shred_verifier(session, app_state, flow)
+        await _fail_flow(session, app_state, row=row, flow=flow, error_code=exc.error_code)
         log.info(
             "oauth code exchange failed",
             extra={"flow_id": flow.id, "provider": provider.key, "error": exc.error_code},
         )
         return _back_to_app(row, status="error", error=_session_code(exc.error_code))
 
-    # Durable point "tokens stored": sealed and committed before any Fivetran call.
     try:
         await store_grant(
             session,
@@ -594,8 +656,7 @@ async def handle_callback(
         )
     except VaultError as exc:
         row, flow = await _after_rollback(session, row.id, flow.id)
-        await _fail_session(session, row=row, flow=flow, error_code="vault_error")
-        await _shred_verifier(session, app_state, flow)
+        await _fail_flow(session, app_state, row=row, flow=flow, error_code="vault_error")
         log.error(
             "oauth tokens could not be sealed",
             extra={"flow_id": flow.id, "error": exc.code},
@@ -604,8 +665,7 @@ async def handle_callback(
     flow.status = "exchanged"
     await _shred_verifier(session, app_state, flow, flush=False)
     await session.commit()
-
-    return await _complete(session, app_state, row=row, flow=flow, token_result=token_result)
+    return row, flow, token_result
 
 
 async def _complete(
