@@ -136,6 +136,8 @@ def settings_factory(database_url: str, tmp_path: Path) -> Callable[..., Setting
             "database_url": database_url,
             "public_base_url": BASE_URL,
             "log_json": True,
+            # Syncs end through the control API unless a test asks for the sync clock.
+            "sandbox": {"sync_seconds": 0},
         }
         values.update(overrides)
         return Settings(**values)

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from app.sandbox.fivetran.app import Simulator, create_simulator
 from app.sandbox.fivetran.setup_tests import TokenChecker
+from app.sandbox.saving import SaveBeforeAnswer, persistence_of
 
 MOUNT_PATH = "/sandbox/fivetran"
 
@@ -58,8 +59,9 @@ def mount_fivetran_simulator(app: FastAPI) -> Simulator:
         api_key=settings.fivetran.sandbox_key,
         api_secret=settings.fivetran.sandbox_secret.get_secret_value(),
         token_checker=sandbox_oauth_checker(app),
+        sync_seconds=settings.sandbox.sync_seconds,
     )
-    app.mount(MOUNT_PATH, sim_app)
+    app.mount(MOUNT_PATH, SaveBeforeAnswer(sim_app, persistence_of(app)))
     simulator: Simulator = sim_app.state.simulator
     app.state.fivetran_simulator = simulator
     return simulator

@@ -40,6 +40,7 @@ from pydantic import BaseModel, Field
 from app.config import Settings
 from app.providers.registry import SANDBOX_PATH, Provider, ProviderRegistry
 from app.sandbox.oauth import quirks
+from app.sandbox.saving import SaveBeforeAnswer, persistence_of
 from app.sandbox.oauth.server import SandboxAuthorizationServer, SandboxRequest, SandboxResponse
 from app.sandbox.oauth.store import (
     AUTHORIZE_MISBEHAVIOURS,
@@ -434,5 +435,5 @@ def mount_sandbox_oauth(app: FastAPI) -> None:
     Reads the main app's provider registry (``app.state.providers``) at request time.
     """
     sub = _build_app(app.state.settings, lambda: app.state.providers)
-    app.mount(SANDBOX_PATH, sub)
+    app.mount(SANDBOX_PATH, SaveBeforeAnswer(sub, persistence_of(app)))
     app.state.sandbox_oauth = sub.state.sandbox_oauth
