@@ -113,7 +113,9 @@ async def forget_missing_groups(
         cached = await session.get(ServiceGroup, key)
         if cached is None or not await _is_gone(client, cached.fivetran_group_id):
             continue
-        missing.append(MissingGroup(cached.fivetran_group_id, "shared" if key == "_shared" else key))
+        missing.append(
+            MissingGroup(cached.fivetran_group_id, "shared" if key == "_shared" else key)
+        )
         await session.delete(cached)
     if missing:
         if row.group_strategy == "shared":
@@ -122,9 +124,7 @@ async def forget_missing_groups(
     return missing
 
 
-async def record_repairs(
-    session: AsyncSession, row: EndUser, missing: list[MissingGroup]
-) -> None:
+async def record_repairs(session: AsyncSession, row: EndUser, missing: list[MissingGroup]) -> None:
     """Emit ``end_user.group_repaired`` per repaired group (same transaction) and log it."""
     for item in missing:
         new_group = row.fivetran_group_id if item.scope in ("end_user", "shared") else None

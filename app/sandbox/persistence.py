@@ -37,7 +37,6 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -94,7 +93,7 @@ class SandboxPersistence:
     def open(self) -> bool:
         """Take the lock and load the file; True when a saved state was loaded."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.lock_path, "a+")  # noqa: SIM115 - held until close()
+        handle = open(self.lock_path, "a+")
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

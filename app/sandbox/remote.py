@@ -16,11 +16,11 @@ from app.config import Settings
 CONTROL_STATE = "/sandbox/fivetran/_control/state"
 
 
-async def sandbox_server_reachable(settings: Settings, timeout: float = 5.0) -> bool:
+async def sandbox_server_reachable(settings: Settings, wait_seconds: float = 5.0) -> bool:
     """True when a sandbox server answers at ``public_base_url``."""
     url = settings.public_base_url + CONTROL_STATE
     try:
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
+        async with httpx.AsyncClient(timeout=wait_seconds, follow_redirects=False) as http:
             response = await http.get(url)
     except httpx.HTTPError:
         return False

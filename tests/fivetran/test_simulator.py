@@ -253,13 +253,21 @@ async def test_credential_sources_fail_on_invalid_values(env: Env) -> None:
     [
         # What a user would expect to fail (the sandbox rules documented in the README).
         ({"host": "db.example.com", "user": "u"}, "Validate Credentials", "Missing credentials"),
-        ({"host": "db.example.com", "user": "u", "password": ""}, "Validate Credentials", "Missing"),
+        (
+            {"host": "db.example.com", "user": "u", "password": ""},
+            "Validate Credentials",
+            "Missing",
+        ),
         ({"host": "fail.invalid", "user": "u", "password": "pw"}, "Host Connection", "resolve"),
         ({"host": "invalid", "user": "u", "password": "pw"}, "Host Connection", "resolve"),
         ({"host": "db..example", "user": "u", "password": "pw"}, "Host Connection", "resolve"),
         ({"host": "h", "port": 0, "user": "u", "password": "pw"}, "Host Connection", "port"),
         ({"host": "h", "port": 65536, "user": "u", "password": "pw"}, "Host Connection", "port"),
-        ({"host": "h", "port": 5432, "user": "u", "password": "wrong"}, "Validate Credentials", "password"),
+        (
+            {"host": "h", "port": 5432, "user": "u", "password": "wrong"},
+            "Validate Credentials",
+            "password",
+        ),
     ],
 )
 async def test_credential_setup_tests_fail_like_a_user_expects(

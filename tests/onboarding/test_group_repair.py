@@ -73,9 +73,7 @@ async def _repairs(app: FastAPI) -> list[dict[str, Any]]:
     from app.events.models import Event
 
     async with app.state.sessionmaker() as s:
-        rows = (
-            await s.scalars(select(Event).where(Event.kind == "end_user.group_repaired"))
-        ).all()
+        rows = (await s.scalars(select(Event).where(Event.kind == "end_user.group_repaired"))).all()
         return [dict(r.data) for r in rows]
 
 
@@ -201,9 +199,7 @@ async def test_per_service_group_deleted_is_forgotten_and_recreated(
     await _delete_group(api, old_group)
     assert (await api.put("/v1/end-users/other", json={})).status_code == 201
 
-    pending = await _create_fails_with_group_missing(
-        app, api, sim, {**STRIPE, "end_user": "other"}
-    )
+    pending = await _create_fails_with_group_missing(app, api, sim, {**STRIPE, "end_user": "other"})
     assert (await api.put("/v1/end-users/other", json={})).status_code == 200
     assert [(e["scope"], e["missing_group_id"]) for e in await _repairs(app)] == [
         ("service:stripe", old_group)

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.onboarding.conftest import EndUserBrowser, RETURN_TO
+from tests.onboarding.conftest import RETURN_TO, EndUserBrowser
 
 PBF = Path(sys.executable).parent / "pbf-headless"
 
@@ -47,7 +47,15 @@ class Sandbox:
     def start(self, port: int | None = None) -> subprocess.Popen[bytes]:
         log = self.log_path.open("ab")
         return subprocess.Popen(
-            [str(PBF), "serve", "--sandbox", "--host", "127.0.0.1", "--port", str(port or self.port)],
+            [
+                str(PBF),
+                "serve",
+                "--sandbox",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port or self.port),
+            ],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

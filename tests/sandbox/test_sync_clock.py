@@ -27,7 +27,7 @@ async def _connection(api: Any) -> dict[str, Any]:
 async def test_a_sync_finishes_by_itself_and_reports_through_the_webhook(
     make_api: Callable[..., Any],
 ) -> None:
-    app, api = await make_api(
+    _, api = await make_api(
         sandbox={"sync_seconds": 0.2}, events={"register_webhook_on_startup": True}
     )
     await eventually(lambda: _webhooks(api), what="our webhook registered at the simulator")

@@ -67,7 +67,6 @@ from app.fivetran.payloads import (
     validate_update_payload,
 )
 from app.sandbox.fivetran.setup_tests import TokenChecker, passed, run_setup_tests
-from app.sandbox.fivetran.syncs import SyncClock
 from app.sandbox.fivetran.state import (
     Fault,
     SimState,
@@ -78,6 +77,7 @@ from app.sandbox.fivetran.state import (
     now_iso,
     ssh_rsa_public_key,
 )
+from app.sandbox.fivetran.syncs import SyncClock
 from app.sandbox.fivetran.webhooks import WEBHOOK_EVENTS, WebhookDispatcher, event_payload
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -31,8 +31,10 @@ from app.sandbox.fivetran.state import SimState, now_iso, ssh_fingerprint, ssh_r
 # (service, token) -> active?
 TokenChecker = Callable[[str, str], Awaitable[bool]]
 INVALID = "invalid"
-WRONG_PASSWORD = "wrong"  # noqa: S105 - the documented sandbox marker of a wrong password
-_HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$")
+WRONG_PASSWORD = "wrong"
+_HOST_RE = re.compile(
+    r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$"
+)
 
 
 def _find_invalid(value: Any, path: str) -> str | None:
@@ -211,7 +213,8 @@ def credentials_problem(cfg: dict[str, Any], spec: Any) -> str | None:
     )
     if secret_fields and not any(cfg.get(k) for k in secret_fields):
         names = ", ".join(f"'config.{k}'" for k in secret_fields)
-        return f"Missing credentials: provide {names if len(secret_fields) == 1 else 'one of ' + names}."
+        which = names if len(secret_fields) == 1 else f"one of {names}"
+        return f"Missing credentials: provide {which}."
     return None
 
 

@@ -40,7 +40,6 @@ from pydantic import BaseModel, Field
 from app.config import Settings
 from app.providers.registry import SANDBOX_PATH, Provider, ProviderRegistry
 from app.sandbox.oauth import quirks
-from app.sandbox.saving import SaveBeforeAnswer, persistence_of
 from app.sandbox.oauth.server import SandboxAuthorizationServer, SandboxRequest, SandboxResponse
 from app.sandbox.oauth.store import (
     AUTHORIZE_MISBEHAVIOURS,
@@ -51,6 +50,7 @@ from app.sandbox.oauth.store import (
     SandboxStore,
     SandboxUser,
 )
+from app.sandbox.saving import SaveBeforeAnswer, persistence_of
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 DEFAULT_USER = "sandbox-user"
