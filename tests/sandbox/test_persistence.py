@@ -138,7 +138,12 @@ async def test_an_unreadable_state_file_is_set_aside(
 ) -> None:
     (tmp_path / "state.json").write_text('{"version": 1, "fivetran": {"groups": [1, 2]}}')
     group_id = await _run(persisted(), lambda c: _new_group(c, "fresh"))
-    aside = list(tmp_path.glob("state.json.unreadable-*"))
-    assert len(aside) == 1 and "[1, 2]" in aside[0].read_text()
-    saved = json.loads((tmp_path / "state.json").read_text())
+    aside, saved = _files(tmp_path)
+    assert len(aside) == 1 and "[1, 2]" in aside[0]
     assert list(saved["fivetran"]["groups"]) == [group_id]
+
+
+def _files(folder: Path) -> tuple[list[str], dict[str, Any]]:
+    """The set-aside files' texts and the current state file."""
+    aside = [p.read_text() for p in folder.glob("state.json.unreadable-*")]
+    return aside, json.loads((folder / "state.json").read_text())
