@@ -175,6 +175,36 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
+async def make_app_client(
+    settings_factory: Callable[..., Settings],
+) -> AsyncIterator[Callable[..., Awaitable[tuple[FastAPI, httpx.AsyncClient]]]]:
+    """``await make_app_client(**settings)``: a running app (settings of the test) and a
+    client on it with an admin key; both closed at the end of the test."""
+    from contextlib import AsyncExitStack
+
+    from app.callers.service import create_api_key
+    from app.main import create_app
+
+    async with AsyncExitStack() as stack:
+
+        async def make(**overrides: Any) -> tuple[FastAPI, httpx.AsyncClient]:
+            application = create_app(settings_factory(**overrides))
+            await stack.enter_async_context(application.router.lifespan_context(application))
+            async with application.state.sessionmaker() as s, s.begin():
+                _, key = await create_api_key(s, name="t", scopes=["admin"])
+            client = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=application),
+                    base_url=BASE_URL,
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+            )
+            return application, client
+
+        yield make
+
+
+@pytest.fixture
 def make_api_key(app: FastAPI) -> Callable[..., Awaitable[str]]:
     """Create an API key in the app's database; returns the full key."""
     from app.callers.service import create_api_key

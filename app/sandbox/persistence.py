@@ -30,7 +30,6 @@ Reset: stop the server and delete the file, or ``POST /sandbox/fivetran/_control
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import fcntl
 import json
@@ -49,6 +48,7 @@ from app.sandbox.oauth.store import (
     SandboxStore,
     SandboxUser,
 )
+from app.vault.providers import write_private_file
 
 log = logging.getLogger("pbf.sandbox.persistence")
 
@@ -160,19 +160,7 @@ class SandboxPersistence:
             "fivetran": self._dump_simulator(),
             "oauth": self._dump_oauth() if self.oauth_store is not None else {},
         }
-        text = json.dumps(payload, separators=(",", ":"), sort_keys=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            with os.fdopen(fd, "w") as out:
-                out.write(text)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            raise
+        write_private_file(self.path, json.dumps(payload, separators=(",", ":"), sort_keys=True))
         self.saves += 1
 
     # --- the simulator --------------------------------------------------------------------

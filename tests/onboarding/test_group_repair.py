@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -12,7 +12,6 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from app.config import Settings
 from tests.onboarding.conftest import SIM, Simulator, problem
 
 STRIPE = {"end_user": "acme", "service": "stripe", "credentials": {"api_key": "sk_l"}}
@@ -31,32 +30,8 @@ OWN_DESTINATION = {
 
 
 @pytest.fixture
-async def make_api(
-    settings_factory: Callable[..., Settings],
-) -> AsyncIterator[Callable[..., Any]]:
-    from contextlib import AsyncExitStack
-
-    from app.callers.service import create_api_key
-    from app.main import create_app
-
-    async with AsyncExitStack() as stack:
-
-        async def make(strategy: str) -> tuple[FastAPI, httpx.AsyncClient]:
-            settings = settings_factory(onboarding={"group_strategy": strategy})
-            application = create_app(settings)
-            await stack.enter_async_context(application.router.lifespan_context(application))
-            async with application.state.sessionmaker() as s, s.begin():
-                _, key = await create_api_key(s, name="t", scopes=["admin"])
-            client = await stack.enter_async_context(
-                httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=application),
-                    base_url="http://127.0.0.1:8000",
-                    headers={"Authorization": f"Bearer {key}"},
-                )
-            )
-            return application, client
-
-        yield make
+def make_api(make_app_client: Callable[..., Any]) -> Callable[..., Any]:
+    return lambda strategy: make_app_client(onboarding={"group_strategy": strategy})
 
 
 async def _delete_group(api: httpx.AsyncClient, group_id: str) -> None:

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
 import pytest
-from fastapi import FastAPI
-
-from app.config import Settings
 
 CONTROL = "/sandbox/fivetran/_control"
 SIM_AUTH = ("sandbox_key", "sandbox_secret")
@@ -30,27 +25,6 @@ async def eventually(
 
 
 @pytest.fixture
-async def make_api(
-    settings_factory: Callable[..., Settings],
-) -> AsyncIterator[Callable[..., Awaitable[tuple[FastAPI, httpx.AsyncClient]]]]:
+def make_api(make_app_client: Any) -> Any:
     """``await make_api(**settings)`` → the running app and an admin client on it."""
-    from app.callers.service import create_api_key
-    from app.main import create_app
-
-    async with AsyncExitStack() as stack:
-
-        async def make(**overrides: Any) -> tuple[FastAPI, httpx.AsyncClient]:
-            application = create_app(settings_factory(**overrides))
-            await stack.enter_async_context(application.router.lifespan_context(application))
-            async with application.state.sessionmaker() as s, s.begin():
-                _, key = await create_api_key(s, name="t", scopes=["admin"])
-            client = await stack.enter_async_context(
-                httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=application),
-                    base_url="http://127.0.0.1:8000",
-                    headers={"Authorization": f"Bearer {key}"},
-                )
-            )
-            return application, client
-
-        yield make
+    return make_app_client

@@ -127,10 +127,12 @@ def _admin_key(sandbox: Sandbox) -> str:
     return made.stdout.strip().splitlines()[-1]
 
 
+def _api(base: str, key: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+
 async def _first_run(base: str, key: str) -> dict[str, Any]:
-    async with httpx.AsyncClient(
-        base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30
-    ) as api:
+    async with _api(base, key) as api:
         r = await api.put("/v1/end-users/acme", json={"name": "Acme"})
         assert r.status_code == 201, r.text
         group_id = r.json()["fivetran_group_id"]
@@ -149,9 +151,7 @@ async def _first_run(base: str, key: str) -> dict[str, Any]:
 
 
 async def _second_run(base: str, key: str) -> dict[str, Any]:
-    async with httpx.AsyncClient(
-        base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30
-    ) as api:
+    async with _api(base, key) as api:
         r = await api.put("/v1/end-users/acme", json={"name": "Acme"})
         assert r.status_code == 200, r.text
         body = {
@@ -165,18 +165,14 @@ async def _second_run(base: str, key: str) -> dict[str, Any]:
 
 
 async def _states(base: str, key: str) -> list[str]:
-    async with httpx.AsyncClient(
-        base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30
-    ) as api:
+    async with _api(base, key) as api:
         r = await api.get("/v1/connections", params={"end_user": "acme"})
         assert r.status_code == 200, r.text
         return [c["state"] for c in r.json()["items"]]
 
 
 async def _connection_test(base: str, key: str, connection_id: str) -> httpx.Response:
-    async with httpx.AsyncClient(
-        base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30
-    ) as api:
+    async with _api(base, key) as api:
         return await api.post(f"/v1/connections/{connection_id}/test", json={})
 
 

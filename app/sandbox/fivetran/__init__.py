@@ -2,6 +2,14 @@
 
 :func:`mount_fivetran_simulator` mounts it at ``/sandbox/fivetran`` on the main app; see
 :mod:`app.sandbox.fivetran.app` for what it simulates and its control API.
+
+One simulator per sandbox: it lives in the ``pbf-headless serve --sandbox`` process, which
+alone loads and saves its state (``<data_dir>/sandbox-state.json`` under an exclusive lock,
+:mod:`app.sandbox.persistence`), so a restart keeps every group, connection and token. The
+worker and ``onboarding resume`` never build a simulator of their own: they reach this one
+over HTTP at ``public_base_url`` (:mod:`app.sandbox.remote`), so two processes can never
+silently disagree about what "Fivetran" holds. Syncs finish by themselves after
+``sandbox.sync_seconds`` (:mod:`app.sandbox.fivetran.syncs`).
 """
 
 from __future__ import annotations
