@@ -13,7 +13,7 @@ SIM_AUTH = ("sandbox_key", "sandbox_secret")
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[Any]], *, what: str, attempts: int = 400, pause: float = 0.05
+    probe: Callable[[], Awaitable[Any]], *, what: str, attempts: int = 1200, pause: float = 0.05
 ) -> Any:
     """Poll ``probe`` until it returns something truthy (bounded; not a timing assertion)."""
     for _ in range(attempts):
