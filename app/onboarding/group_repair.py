@@ -58,12 +58,17 @@ def group_missing_error(end_user_external_id: str | None = None) -> Conflict:
 
 
 async def _is_gone(client: Any, group_id: str) -> bool:
+    """True only on a 404: when Fivetran cannot answer, the group is taken as present (the
+    check is a repair opportunity, it must not make a PUT fail that would otherwise work)."""
     try:
         await client.get_group(group_id)
     except FivetranNotFound:
         return True
     except FivetranError as exc:
-        raise exc.as_app_error() from exc
+        log.warning(
+            "could not check the end-user's group at Fivetran",
+            extra={"group_id": group_id, "fivetran_status": exc.status},
+        )
     return False
 
 

@@ -181,3 +181,19 @@ async def test_per_service_group_deleted_is_forgotten_and_recreated(
     ]
     resumed = await _resume(app, pending)
     assert resumed["state"] == "connected" and resumed["group_id"] not in (None, old_group)
+
+
+async def test_a_fivetran_outage_during_the_check_does_not_fail_the_put(
+    make_api: Callable[..., Any],
+) -> None:
+    app, api = await make_api("per_end_user")
+    sim = Simulator(api)
+    group = (await api.put("/v1/end-users/acme", json={})).json()["fivetran_group_id"]
+    await sim.fault(method="GET", path_regex=f"^/v1/groups/{group}$", status=503, count=20)
+    r = await api.put("/v1/end-users/acme", json={"name": "Still Acme"})
+    assert r.status_code == 200, r.text
+    assert r.json()["fivetran_group_id"] == group and r.json()["name"] == "Still Acme"
+    assert await _repairs(app) == []
+    hits = [q for q in await sim.requests() if q["path"] == f"/v1/groups/{group}"]
+    assert hits and all(q["status"] == 503 for q in hits)  # it did ask, and was refused
+    await sim.clear_faults()
