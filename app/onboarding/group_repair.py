@@ -3,7 +3,8 @@ sandbox simulator that lost its state).
 
 ``PUT /v1/end-users/{id}`` calls :func:`forget_missing_groups` before it ensures the group the
 strategy requires: each group we rely on is looked up at Fivetran (one ``GET /v1/groups/{id}``
-each), and one that answers 404 is forgotten, so the normal "ensure" path re-resolves it —
+each; only a 404 counts — an outage skips the repair, never fails the PUT), and one that is
+gone is forgotten, so the normal "ensure" path re-resolves it —
 creates (or finds by its deterministic name) the group and, for ``per_end_user``, its
 destination. :func:`record_repairs` then emits ``end_user.group_repaired`` (old and new group
 id) and logs it.
