@@ -21,9 +21,7 @@ ALLOWED = [APP_URI, "com.example.app:/oauth/", "io.acme.mobile:/done"]
 
 @pytest.fixture
 def flow_settings(settings_factory: Callable[..., Settings]) -> Settings:
-    return settings_factory(
-        api={"allowed_origins": [APP_ORIGIN], "allowed_app_redirects": ALLOWED}
-    )
+    return settings_factory(api={"allowed_origins": [APP_ORIGIN], "allowed_app_redirects": ALLOWED})
 
 
 # --- startup validation of the allow-list -----------------------------------------------------

@@ -201,9 +201,7 @@ def test_every_message_is_translated_with_the_same_placeholders(language: str) -
 def test_relative_time_is_localised() -> None:
     now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
     later = now + timedelta(minutes=4)
-    got = {
-        lang: i18n.relative_time(later, Locale.parse(lang), now) for lang in ("en", "de", "ja")
-    }
+    got = {lang: i18n.relative_time(later, Locale.parse(lang), now) for lang in ("en", "de", "ja")}
     assert got == {"en": "in 4 minutes", "de": "in 4 Minuten", "ja": "4 分後"}
     # Naive timestamps (as SQLite returns them) are UTC.
     assert i18n.relative_time(later.replace(tzinfo=None), Locale.parse("en"), now) == (

@@ -235,7 +235,7 @@ def _consent_page(
 body{{font-family:system-ui,sans-serif;max-width:32rem;margin:2rem auto;padding:0 1rem;
 line-height:1.5;overflow-wrap:anywhere}}
 .actions{{display:flex;flex-wrap:wrap;gap:.75rem}}
-.actions button{{min-height:44px;min-width:44px;flex:1 1 8rem;font-size:1rem;
+.actions button{{min-height:44px;min-width:44px;flex:1 1 8rem;font:inherit;
 padding:.6rem 1.2rem;border-radius:6px;border:1px solid #1d2433;cursor:pointer}}
 .actions button[value=approve]{{background:#1d2433;color:#fff}}
 .actions button[value=deny]{{background:#fff;color:#1d2433}}
