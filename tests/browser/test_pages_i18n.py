@@ -125,21 +125,30 @@ def _assert_branded(pg: Any) -> None:
     assert support.get_attribute("href") == "https://help.northwind.example/connect"
 
 
-def test_german_confirmation_consent_and_error_pages(live: LiveServer, context_for: Any) -> None:
-    live.end_user("i18n-de", name="Erika Mustermann")
-    created = live.connect_session("i18n-de", "salesforce")
-    pg = context_for("de-DE")
+def _open_confirmation(
+    live: LiveServer, context_for: Any, locale: str, end_user: str, heading: str
+) -> tuple[Any, dict[str, Any], str]:
+    """A new end-user's connect_url opened in a ``locale`` browser: (page, session, text)."""
+    external_id = f"i18n-{locale}"
+    live.end_user(external_id, name=end_user)
+    created = live.connect_session(external_id, "salesforce")
+    pg = context_for(locale)
     pg.goto(created["connect_url"])
-    shot(pg, "de-confirmation")
-    assert pg.evaluate("document.documentElement.lang") == "de"
-    assert pg.get_by_role("heading", name="Salesforce verbinden").is_visible()
-    text = pg.locator("main").inner_text()
+    shot(pg, f"{locale}-confirmation")
+    assert pg.evaluate("document.documentElement.lang") == locale.split("-")[0]
+    assert pg.get_by_role("heading", name=heading).is_visible()
+    return pg, created, pg.locator("main").inner_text()
+
+
+def test_german_confirmation_consent_and_error_pages(live: LiveServer, context_for: Any) -> None:
+    pg, created, text = _open_confirmation(
+        live, context_for, "de-DE", "Erika Mustermann", "Salesforce verbinden"
+    )
     assert f"für Erika Mustermann mit {COMPANY} zu verbinden" in text
     assert re.search(r"läuft in [45] Minuten ab", text), text
     assert pg.locator("time").get_attribute("datetime")
     _assert_branded(pg)
-    hits = len(LOGO_HITS)
-    assert hits >= 1
+    assert "/brand/logo.png" in LOGO_HITS
     pg.get_by_role("button", name="Weiter zu Salesforce").click()
     pg.get_by_role("button", name="Approve").click()
     pg.wait_for_url(_back(live))
@@ -157,14 +166,9 @@ def test_german_confirmation_consent_and_error_pages(live: LiveServer, context_f
 
 
 def test_japanese_confirmation_and_error_pages(live: LiveServer, context_for: Any) -> None:
-    live.end_user("i18n-ja", name="山田太郎")
-    created = live.connect_session("i18n-ja", "salesforce")
-    pg = context_for("ja-JP")
-    pg.goto(created["connect_url"])
-    shot(pg, "ja-confirmation")
-    assert pg.evaluate("document.documentElement.lang") == "ja"
-    assert pg.get_by_role("heading", name="Salesforce に接続").is_visible()
-    text = pg.locator("main").inner_text()
+    pg, _created, text = _open_confirmation(
+        live, context_for, "ja-JP", "山田太郎", "Salesforce に接続"
+    )
     assert f"山田太郎 の Salesforce を {COMPANY} に接続しようとしています。" in text
     assert re.search(r"[45] 分後に期限切れになります", text), text
     _assert_branded(pg)
