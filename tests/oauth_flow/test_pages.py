@@ -360,3 +360,18 @@ async def test_unknown_session_error_pages_have_no_link_back(
     assert [a["href"] for a in page.links] == [BRANDING["support_url"]]
     assert "evil" not in r.text and "location" not in r.headers
     assert page.lang == "fr"
+
+
+async def test_button_text_contrasts_with_the_accent(
+    settings_factory: Callable[..., Settings], make_flow_harness: Any
+) -> None:
+    light = settings_factory(
+        api={"allowed_origins": [APP_ORIGIN]}, branding={"accent_color": "#FFDD00"}
+    )
+    harness = await make_flow_harness(light)
+    await harness.end_user()
+    r, _page = await _confirmation(harness)
+    assert "background:#ffdd00;color:#111111" in r.text
+    dark = await make_flow_harness(settings_factory(api={"allowed_origins": [APP_ORIGIN]}))
+    r, _page = await _confirmation(dark)
+    assert "background:#0b5cff;color:#ffffff" in r.text
