@@ -40,6 +40,7 @@ from app.observability import (
 from app.providers.startup import start_providers
 from app.sandbox.fivetran import mount_fivetran_simulator
 from app.sandbox.oauth import mount_sandbox_oauth
+from app.sandbox.startup import start_sandbox
 from app.sources.catalog import SourceCatalog
 from app.sources.router import router as sources_router
 from app.state import AppState, app_state
@@ -117,6 +118,7 @@ def _include_routers(app: FastAPI, sandbox: bool) -> None:
     app.include_router(sources_router)
     app.include_router(connections_router)
     app.include_router(reauthorize_router)
+    app_state(app).sandbox_mounted = sandbox
     if sandbox:
         _mount_sandbox(app)
 
@@ -147,11 +149,14 @@ async def _startup(
     app.state.sessionmaker = create_sessionmaker(engine)
     metrics.add_collector(PoolCollector(lambda: engine.pool))
 
+    # Our own base URL is served in-process only where the sandbox lives; a sandbox-mode
+    # app without it (worker, resume) reaches the sandbox server over HTTP.
+    in_process = settings.is_sandbox and app.state.sandbox_mounted
     transport = build_transport(
         metrics,
         base_transport=outbound_transport,
-        loopback_prefix=settings.public_base_url if settings.is_sandbox else None,
-        loopback_app=app if settings.is_sandbox else None,
+        loopback_prefix=settings.public_base_url if in_process else None,
+        loopback_app=app if in_process else None,
     )
     http = build_client(transport)
     stack.push_async_callback(http.aclose)
@@ -159,6 +164,7 @@ async def _startup(
     app.state.outbound_transport = transport
 
     # Domain components start here (vault keys, Fivetran client, workers), one call each.
+    await start_sandbox(app, settings, stack)  # before anything talks to the simulator
     await start_providers(app, settings)
     app_state(app).sources = SourceCatalog(app_state(app).providers)
     stack.push_async_callback(start_fivetran(app, settings).aclose)

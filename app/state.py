@@ -38,6 +38,8 @@ class AppState(State):
     settings: Settings
     metrics: Metrics
     readiness_checks: dict[str, ReadinessProbe]
+    #: The sandbox apps are mounted in this app (the sandbox server, not a worker/CLI app).
+    sandbox_mounted: bool
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     http: httpx.AsyncClient

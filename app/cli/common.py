@@ -10,6 +10,7 @@ from typing import Any, NoReturn, TypeVar
 
 import typer
 from fastapi import FastAPI
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings, load_settings, production_problems
@@ -26,9 +27,20 @@ NOT_MIGRATED = "the database is not migrated; run 'pbf-headless migrate' first"
 
 
 def cli_settings(sandbox: bool = False) -> Settings:
-    """The service's settings (``--sandbox`` forces sandbox mode)."""
+    """The service's settings (``--sandbox`` forces sandbox mode); invalid ones exit 2 with
+    one line per setting."""
     overrides: dict[str, Any] = {"mode": "sandbox"} if sandbox else {}
-    return load_settings(**overrides)
+    try:
+        return load_settings(**overrides)
+    except ValidationError as exc:
+        # One line per invalid setting instead of a traceback (e.g. a bad branding colour).
+        typer.echo("error: invalid settings:", err=True)
+        for error in exc.errors():
+            where = "__".join(str(part) for part in error["loc"]).upper()
+            typer.echo(
+                f"  - PBF_{where}: {error['msg']}" if where else f"  - {error['msg']}", err=True
+            )
+        raise typer.Exit(2) from None
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -106,7 +118,9 @@ def run_with_vault(
 
 
 async def with_app(settings: Settings, fn: Callable[[FastAPI], Awaitable[T]]) -> T:
-    """Run ``fn(app)`` inside the real app's lifespan (same wiring as the API, no HTTP)."""
-    app = create_app(settings)
+    """Run ``fn(app)`` inside the real app's lifespan (same wiring as the API, no HTTP).
+
+    Never a second simulator: in sandbox mode this process reaches the sandbox server's."""
+    app = create_app(settings, include_sandbox=False)
     async with app.router.lifespan_context(app):
         return await fn(app)

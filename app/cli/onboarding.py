@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from app.cli.common import cli_settings, with_app
 from app.connections.startup import resume_pending_work
+from app.sandbox.remote import sandbox_server_reachable, unreachable_message
 
 onboarding_cli = typer.Typer(help="End-users and connections.", no_args_is_help=True)
 
@@ -20,7 +21,11 @@ def resume(
 ) -> None:
     """Finish work left behind: connections stuck in 'creating' (Fivetran was down or the
     process died mid-create) and offboardings in progress. Safe to run any time."""
-    created, offboarded = asyncio.run(with_app(cli_settings(sandbox), _resume))
+    settings = cli_settings(sandbox)
+    if settings.is_sandbox and not asyncio.run(sandbox_server_reachable(settings)):
+        typer.echo("warning: " + unreachable_message(settings), err=True)
+    # Sandbox mode: reach the running sandbox server's simulator over HTTP, never a new one.
+    created, offboarded = asyncio.run(with_app(settings, _resume))
     typer.echo(f"connections finished: {created}; offboardings finished: {offboarded}")
 
 

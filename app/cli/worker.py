@@ -23,6 +23,7 @@ from app.cli.common import (
     with_app,
 )
 from app.observability import configure_logging
+from app.sandbox.remote import sandbox_server_reachable, unreachable_message
 
 
 def worker_command(
@@ -47,11 +48,11 @@ def worker_command(
 
     async def run(app: FastAPI) -> None:
         worker = app.state.events_worker
-        if settings.is_sandbox:
-            # The simulator's state lives in the API process; this process would see an
-            # empty one and take every connection for deleted.
+        if settings.is_sandbox and not await sandbox_server_reachable(settings):
+            # The simulator lives in the sandbox server; without it there is nothing to
+            # reconcile against (and no connection may be taken for deleted).
             worker.reconcile_enabled = False
-            typer.echo("sandbox mode: this worker delivers events; the API process reconciles")
+            typer.echo(unreachable_message(settings) + "; delivering events only")
         if once:
             rounds = await worker.run_until_idle()
             reconciled = await worker.reconcile_once() if worker.reconcile_enabled else 0

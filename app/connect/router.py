@@ -84,17 +84,25 @@ async def get_connect_session(
     response_class=Response,
     responses={200: {"content": {"text/html": {}}}, 400: _BROWSER},
 )
-async def connect_confirmation(token: str, state: StateDep, session: SessionDep) -> Response:
+async def connect_confirmation(
+    token: str, request: Request, state: StateDep, session: SessionDep
+) -> Response:
     """Shows which end-user and source are being connected; the button POSTs back here.
     Nothing is consumed by this GET."""
+    ctx = pages.page_context(request)
     info = await service.confirmation_for(session, state, token=token)
     if info is None:
-        return pages.error_page("link_invalid")
+        row = await service.session_by_token(session, token)
+        return pages.error_page(
+            "link_invalid", ctx=ctx, back=service.back_link(row, "link_invalid")
+        )
     return pages.confirmation_page(
+        ctx=ctx,
         action=f"/connect/{token}",
         source=info.source,
         end_user=info.end_user,
         expires_at=info.expires_at,
+        reauthorization=info.reauthorization,
     )
 
 
@@ -120,9 +128,13 @@ async def connect_start(
         request.headers.get("origin"),
         request.headers.get("sec-fetch-site"),
     ):
-        return pages.error_page("origin_not_allowed", 403)
+        row = await service.session_by_token(session, token)
+        back = service.back_link(row, "origin_not_allowed")
+        return pages.error_page(
+            "origin_not_allowed", 403, ctx=pages.page_context(request), back=back
+        )
     result = await service.start_flow(session, state, token=token)
-    return _browser_response(state.settings, result)
+    return _browser_response(request, state.settings, result)
 
 
 @router.get(
@@ -144,12 +156,16 @@ async def oauth_callback(
         query=request.query_params.multi_items(),
         binding_cookie=request.cookies.get(service.BINDING_COOKIE),
     )
-    return _browser_response(state.settings, result)
+    return _browser_response(request, state.settings, result)
 
 
-def _browser_response(settings: Settings, result: service.BrowserResult) -> Response:
+def _browser_response(
+    request: Request, settings: Settings, result: service.BrowserResult
+) -> Response:
     if result.page is not None:
-        response: Response = pages.error_page(result.page, result.status_code)
+        response: Response = pages.error_page(
+            result.page, result.status_code, ctx=pages.page_context(request), back=result.back
+        )
     else:
         assert result.location is not None
         response = pages.see_other(result.location)

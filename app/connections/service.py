@@ -32,6 +32,7 @@ from app.connections.models import Connection
 from app.db import new_id, try_insert, utcnow
 from app.end_users import names
 from app.end_users import service as end_user_service
+from app.end_users.group_repair import group_missing_error
 from app.end_users.models import EndUser
 from app.errors import AppError, Conflict, InvalidInput, NotFound, ServiceUnavailable
 from app.fivetran.errors import (
@@ -604,6 +605,12 @@ async def _create_remote(
             raise await _leave_creating(session, conn, exc, "fivetran_conflict") from exc
         except FivetranTooManyRequests as exc:
             raise await _leave_creating(session, conn, exc, "fivetran_rate_limited") from exc
+        except FivetranNotFound as exc:
+            # Only the group can be missing here: it was deleted at Fivetran. Resolve it again
+            # on resume, once the end-user is repaired (PUT).
+            conn.group_id = None
+            missing = group_missing_error()
+            raise await _leave_creating(session, conn, missing, "end_user_group_missing") from exc
         except FivetranInvalidInput as exc:
             conn.setup_tests = [
                 {"title": "Fivetran request", "status": "FAILED", "message": exc.message}

@@ -172,7 +172,10 @@ def error_for(
 
 
 def fivetran_problem(exc: BaseException) -> AppError:
-    """Our problem for a failed Fivetran call (a non-Fivetran error counts as unreachable)."""
+    """Our problem for a failed Fivetran call (a non-Fivetran error counts as unreachable; a
+    problem we already decided on, e.g. a missing group, is kept)."""
+    if isinstance(exc, AppError):
+        return exc
     if isinstance(exc, FivetranError):
         return exc.as_app_error()
     return ServiceUnavailable("Fivetran is unreachable; retry later.", code="fivetran_unavailable")

@@ -5,7 +5,7 @@ grant, nothing connected at Fivetran.
 
 Requirements owned elsewhere: R10, R13's config side, R14's config side and R23 are
 provider-configuration checks (``tests/providers``); R21 (revoke on disconnect) belongs to the
-connection lifecycle (``tests/onboarding``). They are exercised here only where the browser
+connection lifecycle (``tests/connections``). They are exercised here only where the browser
 flow touches them.
 """
 
