@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from app.errors import InvalidInput
 from app.fivetran.index import FieldSpec, ServiceSpec, get_service, request_fields
+from app.fivetran.secret_paths import mask_config
 
 MASK = "******"
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -390,5 +391,6 @@ def mask_secrets(body: dict[str, Any]) -> dict[str, Any]:
     if "auth" in out:
         out["auth"] = _mask_tree(out["auth"])
     if isinstance(out.get("config"), dict):
-        out["config"] = _mask_fields(out["config"], spec.config_fields if spec else None)
+        config = mask_config(spec.service, out["config"]) if spec else out["config"]
+        out["config"] = _mask_fields(config, spec.config_fields if spec else None)
     return out

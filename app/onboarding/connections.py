@@ -28,7 +28,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.callers.service import Caller, end_user_prefix_clause
 from app.db import new_id, try_insert, utcnow
-from app.errors import AppError, Conflict, InvalidInput, NotFound, ServiceUnavailable
+from app.errors import (
+    AppError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    ServiceUnavailable,
+    invalid_fields,
+)
+from app.fivetran import secret_paths
 from app.fivetran.timestamps import parse_fivetran_time
 from app.onboarding import end_users as end_user_service
 from app.onboarding import names, schema_policy, states
@@ -266,35 +274,13 @@ async def fail_oauth(session: AsyncSession, connection: Connection, *, error_cod
 def _split_credentials(
     source: Source, config: dict[str, Any], credentials: dict[str, Any] | None
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """(non-secret config, secrets). Secrets may come in ``config`` or ``credentials``."""
-    plain: dict[str, Any] = {}
-    secrets: dict[str, str] = {}
-    for key, value in config.items():
-        if key in source.secret_fields:
-            if not isinstance(value, str):
-                raise InvalidInput(
-                    f"'config.{key}' must be of type string",
-                    code="invalid_config",
-                    field=f"config.{key}",
-                )
-            secrets[key] = value
-        else:
-            plain[key] = value
-    for key, value in (credentials or {}).items():
-        if key not in source.secret_fields:
-            raise InvalidInput(
-                f"Unknown credential '{key}' for source '{source.service}'",
-                code="unknown_config_field",
-                field=f"credentials.{key}",
-            )
-        if not isinstance(value, str) or not value:
-            raise InvalidInput(
-                f"'credentials.{key}' must be a non-empty string",
-                code="invalid_config",
-                field=f"credentials.{key}",
-            )
-        secrets[key] = value
-    return plain, secrets
+    """(config to store, secrets by path). Secrets may come in ``config`` or ``credentials``
+    (the same shape holding only secrets), at any depth (see :mod:`app.fivetran.secret_paths`).
+    """
+    split = secret_paths.split_secrets(source.service, config, credentials)
+    if split.errors:
+        raise invalid_fields(split.errors)
+    return split.stored, split.secrets
 
 
 async def create_credentials_connection(
@@ -321,7 +307,7 @@ async def create_credentials_connection(
             field="service",
         )
     plain, secrets = _split_credentials(source, config, credentials)
-    validate_config(source, {**plain, **secrets})
+    validate_config(source, secret_paths.merge_secrets(plain, secrets))
     group_id = await end_user_service.group_for_connection(session, app_state, end_user, service)
     conn = await _new_connection(
         session,
@@ -334,7 +320,7 @@ async def create_credentials_connection(
         secret_fields=sorted(secrets),
     )
     # Validate the exact body before anything becomes durable (422 rolls everything back).
-    body = _payload(source, conn, {**plain, **secrets}, auth=None)
+    body = _payload(source, conn, secret_paths.merge_secrets(plain, secrets), auth=None)
     vault = app_state.vault
     for key, value in secrets.items():
         await vault.put(
@@ -833,18 +819,27 @@ async def resume_connection(session: AsyncSession, app_state: Any, conn: Connect
         auth, extra = await _oauth_parts(session, app_state, conn, token_result)
         fivetran_config.update(extra)
     else:
-        for name in conn.secret_fields:
-            secret = await app_state.vault.get(
-                session,
-                end_user_id=conn.end_user_id,
-                owner_type=OWNER,
-                owner_id=conn.id,
-                field=_credential_field(name),
-            )
-            if secret is not None:
-                fivetran_config[name] = secret.reveal()
+        fivetran_config = secret_paths.merge_secrets(
+            fivetran_config, await stored_secrets(session, app_state, conn)
+        )
     body = _payload(source, conn, fivetran_config, auth=auth)
     await _create_remote(session, app_state, conn, body=body, resumed=True)
+
+
+async def stored_secrets(session: AsyncSession, app_state: Any, conn: Connection) -> dict[str, str]:
+    """The connection's credential secrets from the vault, by path (``pats[0]``, ``password``)."""
+    out: dict[str, str] = {}
+    for path in conn.secret_fields or []:
+        secret = await app_state.vault.get(
+            session,
+            end_user_id=conn.end_user_id,
+            owner_type=OWNER,
+            owner_id=conn.id,
+            field=_credential_field(path),
+        )
+        if secret is not None:
+            out[path] = secret.reveal()
+    return out
 
 
 async def resume_creating(session: AsyncSession, app_state: Any) -> int:

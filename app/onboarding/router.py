@@ -432,5 +432,6 @@ async def preview_payload(
         end_user_external_id=body.end_user,
         service=body.service,
         config=body.config,
+        credentials=body.credentials,
     )
     return PreviewOut(**out)

@@ -22,7 +22,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.errors import InvalidInput, NotFound
+from app.errors import NotFound, invalid_fields
+from app.onboarding import forms
 
 #: Fields the platform sets itself, never the end-user.
 PLATFORM_FIELDS = frozenset(
@@ -222,12 +223,16 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-def _check_value(path: str, value: Any, schema: dict[str, Any]) -> None:
+def _err(errors: list[dict[str, str]], path: str, code: str, message: str) -> None:
+    errors.append({"field": path, "code": code, "message": message})
+
+
+def _check_value(path: str, value: Any, schema: dict[str, Any], errors: list[dict[str, str]]) -> None:
     types = schema.get("type")
     if value is None:
-        if isinstance(types, list) and "null" in types:
-            return
-        raise InvalidInput(f"'{path}' must not be null", code="invalid_config", field=path)
+        if not (isinstance(types, list) and "null" in types):
+            _err(errors, path, "invalid_config", f"'{path}' must not be null")
+        return
     names = [t for t in (types if isinstance(types, list) else [types]) if t and t != "null"]
     if names:
         ok = False
@@ -240,54 +245,60 @@ def _check_value(path: str, value: Any, schema: dict[str, Any]) -> None:
             ):
                 ok = True
         if not ok:
-            raise InvalidInput(
-                f"'{path}' must be of type {' or '.join(names)}",
-                code="invalid_config",
-                field=path,
-            )
+            _err(errors, path, "invalid_config", f"'{path}' must be of type {' or '.join(names)}")
+            return
     if "enum" in schema and value not in schema["enum"]:
-        raise InvalidInput(
-            f"'{path}' must be one of: {', '.join(map(str, schema['enum']))}",
-            code="invalid_config",
-            field=path,
-        )
+        allowed = ", ".join(map(str, schema["enum"]))
+        _err(errors, path, "invalid_config", f"'{path}' must be one of: {allowed}")
+        return
     if isinstance(value, str):
         if "maxLength" in schema and len(value) > schema["maxLength"]:
-            raise InvalidInput(f"'{path}' is too long", code="invalid_config", field=path)
+            _err(errors, path, "invalid_config", f"'{path}' is too long")
         if "pattern" in schema and not re.fullmatch(schema["pattern"], value):
-            raise InvalidInput(
-                f"'{path}' does not match the expected format", code="invalid_config", field=path
-            )
+            _err(errors, path, "invalid_config", f"'{path}' does not match the expected format")
     if isinstance(value, list) and "items" in schema:
         for i, item in enumerate(value):
-            _check_value(f"{path}[{i}]", item, schema["items"])
+            _check_value(f"{path}[{i}]", item, schema["items"], errors)
     if isinstance(value, dict) and "properties" in schema:
         for key, item in value.items():
             sub = schema["properties"].get(key)
             if sub is None:
-                raise InvalidInput(
-                    f"Unknown field '{path}.{key}'",
-                    code="unknown_config_field",
-                    field=f"{path}.{key}",
-                )
-            _check_value(f"{path}.{key}", item, sub)
+                _err(errors, f"{path}.{key}", "unknown_config_field", f"Unknown field '{path}.{key}'")
+                continue
+            _check_value(f"{path}.{key}", item, sub, errors)
 
 
-def validate_config(source: Source, config: dict[str, Any], *, prefix: str = "config") -> None:
-    """Check ``config`` against the source's form schema; 422 naming the offending field."""
+def config_errors(
+    source: Source, config: dict[str, Any], *, prefix: str = "config"
+) -> list[dict[str, str]]:
+    """Every problem of ``config`` against the source's form schema (``{field, code,
+    message}``), including conditional requirements (see :mod:`app.onboarding.forms`)."""
+    errors: list[dict[str, str]] = []
     props: dict[str, Any] = source.config_schema["properties"]
     for key, value in config.items():
         if key not in props:
-            raise InvalidInput(
+            _err(
+                errors,
+                f"{prefix}.{key}",
+                "unknown_config_field",
                 f"Unknown field '{prefix}.{key}' for source '{source.service}'",
-                code="unknown_config_field",
-                field=f"{prefix}.{key}",
             )
-        _check_value(f"{prefix}.{key}", value, props[key])
-    for key in source.config_schema.get("required", []):
-        if key not in config and "default" not in props[key]:
-            raise InvalidInput(
+            continue
+        _check_value(f"{prefix}.{key}", value, props[key], errors)
+    for key in forms.required_for(source.config_schema, config):
+        if key not in config and key in props and "default" not in props[key]:
+            _err(
+                errors,
+                f"{prefix}.{key}",
+                "missing_config_field",
                 f"Missing required field '{prefix}.{key}'",
-                code="missing_config_field",
-                field=f"{prefix}.{key}",
             )
+    return errors
+
+
+def validate_config(source: Source, config: dict[str, Any], *, prefix: str = "config") -> None:
+    """Check ``config`` against the source's form schema; ONE 422 naming every offending
+    field (``errors: [{field, code, message}]``)."""
+    errors = config_errors(source, config, prefix=prefix)
+    if errors:
+        raise invalid_fields(errors)
