@@ -176,6 +176,7 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
         out.append(
             {
                 "field": ".".join(loc),
+                "code": err.get("type", "invalid"),
                 "message": err.get("msg", "invalid"),
                 "type": err.get("type", ""),
             }

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from app.config import Settings, load_settings, production_problems
 from app.db import create_engine, create_sessionmaker
 from app.errors import install_error_handlers
+from app.openapi_contract import install_openapi
 from app.observability import (
     Metrics,
     PoolCollector,
@@ -78,6 +79,7 @@ def create_app(
     app.state.readiness_checks = {}
     install_error_handlers(app)
     _include_routers(app, settings.is_sandbox if include_sandbox is None else include_sandbox)
+    install_openapi(app)
     app.add_middleware(
         RequestContextMiddleware,  # type: ignore[arg-type]
         metrics=metrics,

@@ -126,6 +126,8 @@ async def list_connections(
     end_user_external_id: str | None,
     cursor: str | None,
     limit: int,
+    state: str | None = None,
+    service: str | None = None,
 ) -> tuple[list[tuple[Connection, EndUser]], str | None]:
     after = decode_cursor(cursor, "after", str)
     stmt = (
@@ -139,6 +141,10 @@ async def list_connections(
         stmt = stmt.where(Connection.end_user_id == end_user.id)
     if caller.end_user_prefix:
         stmt = stmt.where(end_user_prefix_clause(EndUser.external_id, caller.end_user_prefix))
+    if state is not None:
+        stmt = stmt.where(Connection.state == state)
+    if service is not None:
+        stmt = stmt.where(Connection.service == service)
     if after is not None:
         stmt = stmt.where(Connection.id > after)
     rows = [(c, e) for c, e in (await session.execute(stmt.limit(limit + 1))).all()]

@@ -11,6 +11,12 @@ from app.fivetran.secret_paths import mask_config
 from app.onboarding.models import Connection, EndUser
 
 
+#: Connection states (``app.onboarding.states.STATES``), for filters and the API document.
+ConnectionState = Literal[
+    "pending", "authorizing", "creating", "connected", "setup_failed", "broken", "paused", "deleted"
+]
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
