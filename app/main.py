@@ -17,13 +17,13 @@ from fastapi import FastAPI
 from app.config import Settings, load_settings, production_problems
 from app.db import create_engine, create_sessionmaker
 from app.errors import install_error_handlers
-from app.openapi_contract import install_openapi
 from app.observability import (
     Metrics,
     PoolCollector,
     RequestContextMiddleware,
     install_record_factory,
 )
+from app.openapi_contract import install_openapi
 from app.transport import build_client, build_transport
 
 log = logging.getLogger("pbf.main")

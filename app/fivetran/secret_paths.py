@@ -32,7 +32,15 @@ MASK = "******"
 ITEM = "[]"
 _SECRETISH = re.compile(r"(password|secret|token|private_key|api_key|passphrase)", re.I)
 _NOT_SECRET = (
-    "_at", "_date", "_url", "_type", "_method", "_id", "_name", "_expiration", "_container",
+    "_at",
+    "_date",
+    "_url",
+    "_type",
+    "_method",
+    "_id",
+    "_name",
+    "_expiration",
+    "_container",
     "_database",
 )
 _TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
@@ -50,9 +58,7 @@ def is_secret(name: str, spec: FieldSpec) -> bool:
     )
 
 
-def _walk(
-    name: str, spec: FieldSpec, prefix: tuple[str, ...], out: list[tuple[str, ...]]
-) -> None:
+def _walk(name: str, spec: FieldSpec, prefix: tuple[str, ...], out: list[tuple[str, ...]]) -> None:
     here = (*prefix, name)
     if spec.type not in ("object", "array") and is_secret(name, spec):
         out.append(here)
@@ -121,9 +127,9 @@ def is_secret_path(service: str, path: str) -> bool:
     return any(_matches(parts, p) for p in secret_patterns(service))
 
 
-def _locations(value: Any, pattern: tuple[str, ...], at: tuple[str | int, ...] = ()) -> list[
-    tuple[tuple[str | int, ...], Any]
-]:
+def _locations(
+    value: Any, pattern: tuple[str, ...], at: tuple[str | int, ...] = ()
+) -> list[tuple[tuple[str | int, ...], Any]]:
     """(path, value) of every present value at ``pattern`` inside ``value``."""
     if not pattern:
         return [(at, value)]

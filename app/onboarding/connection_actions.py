@@ -14,7 +14,7 @@ from app.errors import Conflict, InvalidInput, NotFound, invalid_fields
 from app.fivetran import secret_paths
 from app.onboarding import connections as conn_service
 from app.onboarding import end_users as end_user_service
-from app.onboarding import names, schema_policy, states
+from app.onboarding import forms, names, schema_policy, states
 from app.onboarding.models import Connection
 from app.onboarding.sources import get_source, validate_config
 
@@ -66,7 +66,7 @@ async def update_connection(
     secrets: dict[str, str] = {}
     config = changes.get("config")
     if config:
-        source = get_source(app_state, conn.service)
+        source = get_source(app_state, conn.service, conn.auth_method)
         for key in config:
             if key in source.input_fields and key not in source.fivetran_fields:
                 raise InvalidInput(
@@ -401,6 +401,7 @@ async def preview_payload(
     service: str,
     config: dict[str, Any],
     credentials: dict[str, Any] | None = None,
+    auth_method: str | None = None,
 ) -> dict[str, Any]:
     """The exact create body this service would send for this end-user, secrets masked
     (wherever they sit; ``credentials`` is accepted as on ``POST /v1/connections``).
@@ -411,11 +412,12 @@ async def preview_payload(
     from app.fivetran.payloads import mask_secrets
 
     end_user = await end_user_service.get_end_user(session, caller, end_user_external_id)
-    source = get_source(app_state, service)
+    source = get_source(app_state, service, auth_method)
     split = secret_paths.split_secrets(service, config, credentials)
     if split.errors:
         raise invalid_fields(split.errors)
-    config = secret_paths.merge_secrets(split.stored, split.secrets)
+    stored = forms.with_defaults(source.config_schema, split.stored)
+    config = secret_paths.merge_secrets(stored, split.secrets)
     validate_config(source, config)
     group_id = await _known_group(session, app_state, end_user, service)
     next_slot = 1 + max(

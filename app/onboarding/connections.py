@@ -39,7 +39,7 @@ from app.errors import (
 from app.fivetran import secret_paths
 from app.fivetran.timestamps import parse_fivetran_time
 from app.onboarding import end_users as end_user_service
-from app.onboarding import names, schema_policy, states
+from app.onboarding import forms, names, schema_policy, states
 from app.onboarding.models import Connection, EndUser
 from app.onboarding.sources import Source, get_source, validate_config
 from app.pagination import decode_cursor, encode_cursor
@@ -307,12 +307,16 @@ async def create_credentials_connection(
     end_user = await end_user_service.get_end_user(session, caller, end_user_external_id)
     source = get_source(app_state, service)
     if source.auth_method != "credentials":
-        raise InvalidInput(
-            f"Source '{service}' is authorized with OAuth: start a connect session",
-            code="oauth_source",
-            field="service",
-        )
+        try:  # a service that also takes credentials (the caller chose this way)
+            source = get_source(app_state, service, "credentials")
+        except NotFound:
+            raise InvalidInput(
+                f"Source '{service}' is authorized with OAuth: start a connect session",
+                code="oauth_source",
+                field="service",
+            ) from None
     plain, secrets = _split_credentials(source, config, credentials)
+    plain = forms.with_defaults(source.config_schema, plain)
     validate_config(source, secret_paths.merge_secrets(plain, secrets))
     group_id = await end_user_service.group_for_connection(session, app_state, end_user, service)
     conn = await _new_connection(
@@ -817,7 +821,7 @@ async def resume_connection(session: AsyncSession, app_state: Any, conn: Connect
         conn.group_id = await end_user_service.group_for_connection(
             session, app_state, end_user, conn.service
         )
-    source = get_source(app_state, conn.service)
+    source = get_source(app_state, conn.service, conn.auth_method)
     fivetran_config: dict[str, Any] = dict(conn.config)
     auth = None
     if conn.auth_method == "oauth2":

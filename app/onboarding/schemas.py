@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.fivetran.secret_paths import mask_config
 from app.onboarding.models import Connection, EndUser
 
-
 #: Connection states (``app.onboarding.states.STATES``), for filters and the API document.
 ConnectionState = Literal[
     "pending", "authorizing", "creating", "connected", "setup_failed", "broken", "paused", "deleted"
@@ -89,11 +88,27 @@ class SshPublicKeyOut(BaseModel):
 # --- sources -----------------------------------------------------------------------------
 
 
+AuthMethod = Literal["oauth2", "credentials"]
+
+
 class SourceOut(BaseModel):
     service: str
-    name: str
-    auth_method: Literal["oauth2", "credentials"]
-    config_schema: dict[str, Any]
+    name: str = Field(description="Display name.")
+    auth_method: AuthMethod = Field(
+        description="How this form authorizes: ``oauth2`` (connect session) or "
+        "``credentials`` (POST /v1/connections). A service may be offered both ways."
+    )
+    category: str = Field(description="Catalog category (database, warehouse, file, …).")
+    icon_url: str | None = None
+    required_source: Literal["curated", "derived"] = Field(
+        description="Where the form's required fields come from: curated from Fivetran's "
+        "setup guides, or derived by rules."
+    )
+    config_schema: dict[str, Any] = Field(
+        description="JSON Schema of the form: titles, descriptions, defaults, labelled enums "
+        "(oneOf const/title), x-order, x-groups, conditional requirements (allOf if/then) and "
+        "x-show-if on conditional fields."
+    )
     scopes: list[str] | None = None
 
 
@@ -111,8 +126,8 @@ class ConnectionCreate(_In):
     config: dict[str, Any] = Field(default_factory=dict)
     credentials: dict[str, Any] | None = Field(
         None,
-        description="Secrets, in the same shape as config (e.g. {\"pats\": [\"…\"]}, "
-        "{\"secrets_list\": [{\"value\": \"…\"}]}); write-only; also accepted inside config.",
+        description='Secrets, in the same shape as config (e.g. {"pats": ["…"]}, '
+        '{"secrets_list": [{"value": "…"}]}); write-only; also accepted inside config.',
     )
 
 
@@ -196,6 +211,9 @@ class PreviewIn(_In):
     config: dict[str, Any] = Field(default_factory=dict)
     credentials: dict[str, Any] | None = Field(
         None, description="Secrets in the config's shape (masked in the preview)."
+    )
+    auth_method: AuthMethod | None = Field(
+        None, description="The way to preview for a service offered both ways."
     )
 
 

@@ -184,6 +184,7 @@ NESTED_CASES: dict[str, dict[str, Any]] = {
     "pendo": {
         "config": {
             "export_storage_type": "AWS_S3",
+            "region": "US",
             "aws_credentials": {"bucket_name": "b", "home_folder": "h"},
         },
         "credentials": {
