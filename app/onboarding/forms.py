@@ -15,6 +15,7 @@ from importlib import resources
 from typing import Any
 
 from app.fivetran.index import FieldSpec, ServiceSpec
+from app.fivetran.secret_paths import is_secret
 from app.onboarding import form_catalog as catalog
 
 
@@ -82,6 +83,8 @@ def _humanise(name: str) -> str:
 
 def _property(service: str, name: str, spec: FieldSpec, *, credentials: bool) -> dict[str, Any]:
     prop = spec.to_json_schema()
+    if spec.type == "string" and is_secret(name, spec):
+        prop.update({"format": "password", "writeOnly": True})
     prop["title"] = catalog.LABELS.get(name) or spec.title or _humanise(name)
     doc = _field_docs().get(service, {}).get(name)
     if doc:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.errors import NotFound, invalid_fields
+from app.fivetran.secret_paths import secret_patterns
 from app.onboarding import forms
 from app.onboarding.categories import category_of, icon_url
 
@@ -128,7 +129,8 @@ def _source(
 
     spec = get_service(service)
     assert spec is not None
-    secret_names = {n for n, f in spec.config_fields.items() if f.secret}
+    # Top-level fields holding a secret anywhere (``pats``, ``secrets_list``, ``password``).
+    secret_names = {pattern[0] for pattern in secret_patterns(service)}
     excluded = set(PLATFORM_FIELDS - {"auth"}) | set(spec.readonly_config)
     if auth_method == "oauth2":
         excluded |= (
@@ -195,7 +197,7 @@ def ways_of(service: str, provider: Any | None) -> list[str]:
     ways = []
     if provider is not None and spec.has_auth:
         ways.append("oauth2")
-    if any(f.secret for f in spec.config_fields.values()):
+    if secret_patterns(service):  # top-level, nested or in arrays
         ways.append("credentials")
     return ways
 
