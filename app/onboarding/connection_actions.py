@@ -477,6 +477,14 @@ async def _known_group(session: AsyncSession, app_state: Any, end_user: Any, ser
     return names.end_user_group_name(end_user.slug)
 
 
+def _preview_metadata(provider: Any) -> dict[str, Any]:
+    """Placeholders for what the token response and callback would carry (QuickBooks
+    ``realm_id``, Pinterest ``refresh_token_expires_at`` …), so the preview has every field."""
+    spec = provider.spec
+    names = list(spec.token_metadata.values()) + list(spec.callback_metadata.values())
+    return {n: (0 if n.endswith("_at") else f"preview-{n}") for n in names}
+
+
 async def _preview_oauth_parts(
     session: AsyncSession, app_state: Any, probe: Connection
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -494,7 +502,7 @@ async def _preview_oauth_parts(
         granted_scope=" ".join(getattr(provider, "scopes", []) or []),
         issuer="",
         client_id="",
-        metadata={},
+        metadata=_preview_metadata(provider),
     )
     return await conn_service._oauth_parts(session, app_state, probe, placeholder)
 

@@ -237,3 +237,43 @@ async def test_listing_filters_and_both_ways(api: httpx.AsyncClient) -> None:
     props = r.json()["config_schema"]["properties"]
     assert props["tunnel_host"]["x-show-if"] == {"connection_type": ["SshTunnel"]}
     assert props["port"]["default"] == 5432
+
+
+async def test_oauth_previews_carry_every_mapped_field(
+    api: httpx.AsyncClient, official: Any
+) -> None:
+    """Salesforce My Domain → config.base_url; QuickBooks auth.realm_id; Pinterest
+    config.refresh_token_expires_at (Unix seconds, a string); bodies valid for Fivetran."""
+    r = await api.put("/v1/end-users/acme", json={"name": "Acme"})
+    assert r.status_code == 201, r.text
+    cases = {
+        "salesforce": ({"hostname": "acme.my.salesforce.com"}, "config", "base_url"),
+        "quickbooks": ({}, "auth", "realm_id"),
+        "pinterest_ads": ({}, "config", "refresh_token_expires_at"),
+    }
+    for service, (config, where, name) in cases.items():
+        r = await api.post(
+            "/v1/payloads/preview", json={"end_user": "acme", "service": service, "config": config}
+        )
+        assert r.status_code == 200, r.text
+        body = r.json()["body"]
+        assert name in body[where], (service, body)
+        assert not [e.message for e in official(service).iter_errors(body)], service
+    r = await api.post(
+        "/v1/payloads/preview",
+        json={
+            "end_user": "acme",
+            "service": "salesforce",
+            "config": {"hostname": "acme.my.salesforce.com"},
+        },
+    )
+    assert r.json()["body"]["config"]["base_url"] == "https://acme.my.salesforce.com"
+    for bad in ("evil.example.com", "acme.my.salesforce.com.evil.io"):
+        r = await api.post(
+            "/v1/payloads/preview",
+            json={"end_user": "acme", "service": "salesforce", "config": {"hostname": bad}},
+        )
+        assert r.status_code == 422, r.text
+    # The form does not let the end-user set base_url directly (the mapping does).
+    r = await api.get("/v1/sources/salesforce", params={"auth_method": "oauth2"})
+    assert "base_url" not in r.json()["config_schema"]["properties"]
