@@ -24,6 +24,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.callers.service import Caller, end_user_prefix_clause
@@ -168,12 +169,7 @@ async def _new_connection(
 ) -> Connection:
     """Insert a connection in its first state at the next free slot (race-safe)."""
     for _ in range(5):
-        top = await session.scalar(
-            select(func.max(Connection.slot)).where(
-                Connection.end_user_id == end_user.id, Connection.service == source.service
-            )
-        )
-        slot = int(top or 0) + 1
+        slot = await _free_slot(session, end_user.id, source.service)
         now = utcnow()
         conn = Connection(
             id=new_id("con"),
@@ -201,6 +197,52 @@ async def _new_connection(
         conn.state = None  # type: ignore[assignment]
         await states.transition(session, conn, initial_state, reason=reason)
         return conn
+    raise Conflict("Could not allocate a connection slot; retry", code="concurrent_update")
+
+
+async def _free_slot(session: AsyncSession, end_user_id: str, service: str) -> int:
+    """The lowest slot no connection holds. Released slots (connections that failed before
+    reaching Fivetran) are negative and free their slot and schema name for the next one."""
+    held = set(
+        (
+            await session.scalars(
+                select(Connection.slot).where(
+                    Connection.end_user_id == end_user_id,
+                    Connection.service == service,
+                    Connection.slot > 0,
+                )
+            )
+        ).all()
+    )
+    return next(n for n in range(1, len(held) + 2) if n not in held)
+
+
+async def _release_slot(session: AsyncSession, conn: Connection) -> None:
+    """Give up the slot (and so the schema name) of a connection that never existed at
+    Fivetran: it moves to a unique negative slot; a re-authorization claims a new one."""
+    low = await session.scalar(
+        select(func.min(Connection.slot)).where(
+            Connection.end_user_id == conn.end_user_id, Connection.service == conn.service
+        )
+    )
+    conn.slot = min(int(low or 0), 0) - 1
+    await session.flush()
+
+
+async def _claim_slot(session: AsyncSession, conn: Connection, end_user: EndUser) -> None:
+    """A released connection authorizing again gets the lowest free slot and its schema."""
+    for _ in range(5):
+        slot = await _free_slot(session, conn.end_user_id, conn.service)
+        try:
+            async with session.begin_nested():
+                conn.slot = slot
+                conn.schema_name = names.schema_name(
+                    end_user.group_strategy, slug=end_user.slug, service=conn.service, slot=slot
+                )
+                await session.flush()
+            return
+        except IntegrityError:
+            continue  # another request took this slot: take the next one
     raise Conflict("Could not allocate a connection slot; retry", code="concurrent_update")
 
 
@@ -236,6 +278,8 @@ async def reserve_oauth_connection(
                 code="service_mismatch",
                 field="service",
             )
+        if conn.slot < 0:
+            await _claim_slot(session, conn, end_user)
         return conn
     validate_config(source, config)
     return await _new_connection(
@@ -268,6 +312,8 @@ async def fail_oauth(session: AsyncSession, connection: Connection, *, error_cod
         states.AUTHORIZING,
     ):
         await states.transition(session, connection, states.SETUP_FAILED, reason=reason)
+        # Nothing exists at Fivetran: the next attempt gets this slot and schema name.
+        await _release_slot(session, connection)
     else:
         connection.state_reason = reason
         connection.updated_at = utcnow()
