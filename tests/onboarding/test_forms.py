@@ -15,34 +15,19 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from jsonschema import Draft202012Validator
 
 from app.fivetran.index import get_service
 from app.fivetran.secret_paths import ITEM, _set, secret_patterns
 from app.onboarding import form_catalog
 from app.onboarding.forms import required_for
 from app.onboarding.sources import list_sources
-from tests.fivetran.conftest import SPEC_PATH
-from tests.fivetran.test_payloads import _normalise
+from tests.definition import definition_or_skip
 from tests.onboarding.conftest import problem, vault_rows
 
 
 @pytest.fixture(scope="module")
 def official() -> Any:
-    if not SPEC_PATH.exists():
-        pytest.skip(f"Fivetran's definition is not available at {SPEC_PATH}")
-    doc = json.loads(SPEC_PATH.read_text())
-    components = {"schemas": _normalise(doc["components"]["schemas"])}
-
-    def validator(service: str) -> Draft202012Validator:
-        return Draft202012Validator(
-            {
-                "$ref": f"#/components/schemas/{service}_NewConnectorRequestV1",
-                "components": components,
-            }
-        )
-
-    return validator
+    return definition_or_skip()
 
 
 NAMED: dict[str, tuple[set[str], dict[str, Any], dict[str, Any]]] = {
