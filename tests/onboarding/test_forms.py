@@ -262,3 +262,18 @@ async def test_oauth_previews_carry_every_mapped_field(
     # The form does not let the end-user set base_url directly (the mapping does).
     r = await api.get("/v1/sources/salesforce", params={"auth_method": "oauth2"})
     assert "base_url" not in r.json()["config_schema"]["properties"]
+
+
+async def test_oauth_forms_show_only_the_oauth_path(api: httpx.AsyncClient) -> None:
+    for service, absent in (
+        ("quickbooks", {"client_id", "client_secret"}),
+        ("shopify", {"client_id", "app_url", "client_secret", "api_access_token"}),
+        ("salesforce", {"private_key", "certificate", "authentication_method"}),
+    ):
+        r = await api.get(f"/v1/sources/{service}", params={"auth_method": "oauth2"})
+        assert r.status_code == 200, r.text
+        props = set(r.json()["config_schema"]["properties"])
+        assert not props & absent, (service, props & absent)
+    # Shopify is also offered with an Admin API token (the caller chooses the way).
+    r = await api.get("/v1/sources/shopify", params={"auth_method": "credentials"})
+    assert {"shop", "api_access_token"} <= set(r.json()["config_schema"]["required"])
