@@ -41,6 +41,7 @@ from app.fivetran import secret_paths
 from app.fivetran.timestamps import parse_fivetran_time
 from app.onboarding import end_users as end_user_service
 from app.onboarding import forms, names, schema_policy, states
+from app.onboarding.group_repair import group_missing_error
 from app.onboarding.models import Connection, EndUser
 from app.onboarding.sources import Source, get_source, validate_config
 from app.pagination import decode_cursor, encode_cursor
@@ -581,6 +582,8 @@ def _fivetran_app_error(exc: Exception) -> AppError:
     5xx/transport → 503, 429 → 429 with ``Retry-After``."""
     from app.fivetran.errors import FivetranConflict, FivetranInvalidInput
 
+    if isinstance(exc, AppError):
+        return exc
     if isinstance(exc, FivetranConflict):
         return Conflict(f"Fivetran refused: {exc.message}", code="fivetran_conflict")
     if isinstance(exc, FivetranInvalidInput):
@@ -621,6 +624,7 @@ async def _create_remote(
         FivetranConflict,
         FivetranError,
         FivetranInvalidInput,
+        FivetranNotFound,
         FivetranServerError,
         FivetranTooManyRequests,
         FivetranUnavailable,
@@ -659,6 +663,12 @@ async def _create_remote(
             raise await _leave_creating(session, conn, exc, "fivetran_conflict") from exc
         except FivetranTooManyRequests as exc:
             raise await _leave_creating(session, conn, exc, "fivetran_rate_limited") from exc
+        except FivetranNotFound as exc:
+            # Only the group can be missing here: it was deleted at Fivetran. Resolve it again
+            # on resume, once the end-user is repaired (PUT).
+            conn.group_id = None
+            missing = group_missing_error()
+            raise await _leave_creating(session, conn, missing, "end_user_group_missing") from exc
         except FivetranInvalidInput as exc:
             conn.setup_tests = [
                 {"title": "Fivetran request", "status": "FAILED", "message": exc.message}
