@@ -37,6 +37,7 @@ from app.observability import (
     RequestContextMiddleware,
     install_record_factory,
 )
+from app.openapi_contract import install_openapi
 from app.providers.startup import start_providers
 from app.sandbox.fivetran import mount_fivetran_simulator
 from app.sandbox.oauth import mount_sandbox_oauth
@@ -99,6 +100,7 @@ def create_app(
     app.state = state
     install_error_handlers(app)
     _include_routers(app, settings.is_sandbox if include_sandbox is None else include_sandbox)
+    install_openapi(app)
     app.add_middleware(
         RequestContextMiddleware,  # type: ignore[arg-type]
         metrics=metrics,
@@ -166,7 +168,7 @@ async def _startup(
     # Domain components start here (vault keys, Fivetran client, workers), one call each.
     await start_sandbox(app, settings, stack)  # before anything talks to the simulator
     await start_providers(app, settings)
-    app_state(app).sources = SourceCatalog(app_state(app).providers)
+    app_state(app).sources = SourceCatalog(app_state(app).providers, settings)
     stack.push_async_callback(start_fivetran(app, settings).aclose)
     await start_vault(app, settings)
     await start_events(app, settings, stack, reconciler=reconciler(app_state(app)))

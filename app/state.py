@@ -49,6 +49,8 @@ class AppState(State):
     sources: SourceCatalog
     fivetran: FivetranClient
     vault: Vault
+    #: Connections whose clear secrets (older rows) the startup moved to the vault.
+    secrets_vaulted: int
 
 
 def app_state(app: FastAPI) -> AppState:

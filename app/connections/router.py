@@ -20,6 +20,7 @@ from app.connections.schemas import (
     ConnectionOut,
     ConnectionPage,
     ConnectionPatch,
+    ConnectionState,
     FingerprintIn,
     PreviewIn,
     PreviewOut,
@@ -107,12 +108,21 @@ async def list_connections(
     session: SessionDep,
     caller: ReadCaller,
     end_user: str | None = None,
+    state: ConnectionState | None = None,
+    service: str | None = None,
     cursor: str | None = None,
     limit: PageLimit = 100,
 ) -> ConnectionPage:
-    """Connections (of one end-user with ``?end_user=``), from our own state."""
+    """Connections (of one end-user with ``?end_user=``, in one ``state``, of one
+    ``service``), from our own state."""
     rows, next_cursor = await conn_service.list_connections(
-        session, caller=caller, end_user_external_id=end_user, cursor=cursor, limit=limit
+        session,
+        caller=caller,
+        end_user_external_id=end_user,
+        cursor=cursor,
+        limit=limit,
+        state=state,
+        service=service,
     )
     return ConnectionPage(
         items=[ConnectionOut.of(c, e.external_id) for c, e in rows], next_cursor=next_cursor
@@ -262,5 +272,7 @@ async def preview_payload(
         end_user_external_id=body.end_user,
         service=body.service,
         config=body.config,
+        credentials=body.credentials,
+        auth_method=body.auth_method,
     )
     return PreviewOut(**out)

@@ -8,7 +8,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.connections.models import Connection
+from app.fivetran.secret_paths import mask_config
 from app.kit.schemas import StrictIn
+from app.sources.schemas import AuthMethod
+
+#: Connection states (``app.connections.states.STATES``), for filters and the API document.
+ConnectionState = Literal[
+    "pending", "authorizing", "creating", "connected", "setup_failed", "broken", "paused", "deleted"
+]
+
 
 # --- connections -------------------------------------------------------------------------
 
@@ -18,7 +26,9 @@ class ConnectionCreate(StrictIn):
     service: str = Field(min_length=1, max_length=100)
     config: dict[str, Any] = Field(default_factory=dict)
     credentials: dict[str, Any] | None = Field(
-        None, description="Secret fields (write-only; also accepted inside config)."
+        None,
+        description='Secrets, in the same shape as config (e.g. {"pats": ["…"]}, '
+        '{"secrets_list": [{"value": "…"}]}); write-only; also accepted inside config.',
     )
 
 
@@ -88,6 +98,12 @@ class PreviewIn(StrictIn):
     end_user: str = Field(min_length=1, max_length=200)
     service: str = Field(min_length=1, max_length=100)
     config: dict[str, Any] = Field(default_factory=dict)
+    credentials: dict[str, Any] | None = Field(
+        None, description="Secrets in the config's shape (masked in the preview)."
+    )
+    auth_method: AuthMethod | None = Field(
+        None, description="The way to preview for a service offered both ways."
+    )
 
 
 class PreviewOut(BaseModel):
@@ -118,7 +134,8 @@ class ConnectionOut(BaseModel):
     daily_sync_time: str | None
     config: dict[str, Any]
     credentials_set: list[str] = Field(
-        description="Names of the stored secret fields (values never leave the vault)."
+        description="Paths of the stored secrets (``password``, ``pats[0]``, "
+        "``secrets_list[1].value``); values never leave the vault."
     )
     last_sync_succeeded_at: datetime | None
     last_sync_failed_at: datetime | None
@@ -145,7 +162,7 @@ class ConnectionOut(BaseModel):
             paused=conn.paused,
             sync_frequency=conn.sync_frequency,
             daily_sync_time=conn.daily_sync_time,
-            config=dict(conn.config or {}),
+            config=mask_config(conn.service, dict(conn.config or {})),
             credentials_set=list(conn.secret_fields or []),
             last_sync_succeeded_at=conn.last_sync_succeeded_at,
             last_sync_failed_at=conn.last_sync_failed_at,

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from app.config import Settings
 from app.connections.offboarding import resume_offboarding
+from app.connections.secret_migration import vault_plaintext_secrets
 from app.connections.service import resume_creating
 from app.errors import AppError
 from app.state import app_state
@@ -43,13 +44,17 @@ async def start_onboarding(app: FastAPI, settings: Settings, stack: AsyncExitSta
 
 
 async def resume_pending_work(app: FastAPI) -> tuple[int, int]:
-    """Finish ``creating`` connections and offboardings left in progress."""
+    """Vault clear secrets of older rows, then finish ``creating`` connections and
+    offboardings left in progress."""
     await asyncio.sleep(0)  # let the rest of the lifespan finish first
     state = app_state(app)
     if getattr(state, "fivetran", None) is None or getattr(state, "vault", None) is None:
         return (0, 0)
     created = offboarded = 0
     try:
+        async with state.sessionmaker() as session:
+            state.secrets_vaulted = await vault_plaintext_secrets(session, state)
+            await session.commit()
         async with state.sessionmaker() as session:
             created = await resume_creating(session, state)
             await session.commit()

@@ -4,16 +4,32 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 # --- sources -----------------------------------------------------------------------------
 
 
+AuthMethod = Literal["oauth2", "credentials"]
+
+
 class SourceOut(BaseModel):
     service: str
-    name: str
-    auth_method: Literal["oauth2", "credentials"]
-    config_schema: dict[str, Any]
+    name: str = Field(description="Display name.")
+    auth_method: AuthMethod = Field(
+        description="How this form authorizes: ``oauth2`` (connect session) or "
+        "``credentials`` (POST /v1/connections). A service may be offered both ways."
+    )
+    category: str = Field(description="Catalog category (database, warehouse, file, …).")
+    icon_url: str | None = None
+    required_source: Literal["curated", "derived"] = Field(
+        description="Where the form's required fields come from: curated from Fivetran's "
+        "setup guides, or derived by rules."
+    )
+    config_schema: dict[str, Any] = Field(
+        description="JSON Schema of the form: titles, descriptions, defaults, labelled enums "
+        "(oneOf const/title), x-order, x-groups, conditional requirements (allOf if/then) and "
+        "x-show-if on conditional fields."
+    )
     scopes: list[str] | None = None
 
 
