@@ -149,6 +149,7 @@ def serve(
         port=port,
         log_config=uvicorn_log_config(settings.log_level, settings.log_json),
         proxy_headers=False,
+        access_log=False,  # RequestContextMiddleware writes the one access line (pbf.access)
     )
 
 

@@ -36,10 +36,12 @@ HttpDep = Annotated[httpx.AsyncClient, Depends(get_http)]
 
 def require_scope(scope: str) -> Callable[..., Coroutine[Any, Any, Caller]]:
     async def dependency(
+        request: Request,
         session: SessionDep,
         authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
     ) -> Caller:
-        caller = await authenticate(session, authorization)
+        cache_seconds = request.app.state.settings.api.key_cache_seconds
+        caller = await authenticate(session, authorization, cache_seconds=cache_seconds)
         check_scope(caller, scope)
         return caller
 

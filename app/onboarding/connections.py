@@ -127,13 +127,19 @@ async def list_connections(
         .order_by(Connection.id)
     )
     if end_user_external_id is not None:
-        end_user = await end_user_service.get_end_user(session, caller, end_user_external_id)
-        stmt = stmt.where(Connection.end_user_id == end_user.id)
+        # One statement: the end-user is joined anyway; its 404 is only needed when empty.
+        caller.require_end_user(end_user_external_id)
+        stmt = stmt.where(
+            EndUser.external_id == end_user_external_id, EndUser.offboarding_state.is_(None)
+        )
     if caller.end_user_prefix:
         stmt = stmt.where(end_user_prefix_clause(EndUser.external_id, caller.end_user_prefix))
     if after is not None:
         stmt = stmt.where(Connection.id > after)
     rows = [(c, e) for c, e in (await session.execute(stmt.limit(limit + 1))).all()]
+    if not rows and end_user_external_id is not None:
+        # Unknown, deleted or offboarding end-user: the same 404 as every end-user lookup.
+        await end_user_service.get_end_user(session, caller, end_user_external_id)
     next_cursor = encode_cursor("after", rows[limit - 1][0].id) if len(rows) > limit else None
     return rows[:limit], next_cursor
 
