@@ -19,11 +19,12 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_settings(request: Request) -> Settings:
+# async: FastAPI runs a plain ``def`` dependency in the thread pool (a thread hop per request).
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def get_http(request: Request) -> httpx.AsyncClient:
+async def get_http(request: Request) -> httpx.AsyncClient:
     return request.app.state.http  # type: ignore[no-any-return]
 
 

@@ -274,6 +274,11 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        self.db_statements = Counter(
+            "pbf_db_statements_total",
+            "SQL statements sent to the database (round-trips; BEGIN/COMMIT not included).",
+            registry=self.registry,
+        )
         self.info = Gauge("pbf_up", "1 while the service runs.", registry=self.registry)
         self.info.set(1)
 

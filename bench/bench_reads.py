@@ -20,7 +20,8 @@ import threading
 from pathlib import Path
 
 from bench.harness import (
-    WrkResult,
+    Paired,
+    Server,
     api_server,
     database,
     fivetran_request_count,
@@ -34,92 +35,71 @@ from bench.results import Row, render
 
 READ_TARGET = 0.8
 LEVELS = (1, 16, 64)
-Paired = tuple[WrkResult, WrkResult, float]
 RSS_TARGET_MB = 150.0
 
 
 def reads(kind: str, seconds: float, runs: int) -> list[Row]:
-    rows: list[Row] = []
     with database(kind) as db:
         s = seed(db, end_users=1, per_user=10)
         cid = s.connection_ids[0]
         auth = {"Authorization": f"Bearer {s.api_key}"}
         with floor_server(db) as floor, api_server(db) as api:
-            none_url = f"{floor.base}/floor/none"
-            row_url = f"{floor.base}/floor/connections/{cid}"
+            none = (floor, f"{floor.base}/floor/none")
+            row = (floor, f"{floor.base}/floor/connections/{cid}")
 
-            def pair(floor_url: str, url: str, c: int, headers: dict[str, str]) -> Paired:
+            def pair(
+                base: tuple[Server, str], path: str, c: int, headers: dict[str, str]
+            ) -> Paired:
                 return paired_wrk(
-                    floor_url, url, connections=c, seconds=seconds, runs=runs, headers=headers
+                    base,
+                    (api, api.base + path),
+                    connections=c,
+                    seconds=seconds,
+                    runs=runs,
+                    headers=headers,
                 )
 
             before = fivetran_request_count(api.base)
-            health = pair(none_url, f"{api.base}/healthz", 16, {})
-            me = pair(row_url, f"{api.base}/v1/me", 16, auth)
-            one = {c: pair(row_url, f"{api.base}/v1/connections/{cid}", c, auth) for c in LEVELS}
+            health = pair(none, "/healthz", 16, {})
+            me = pair(row, "/v1/me", 16, auth)
+            one = {c: pair(row, f"/v1/connections/{cid}", c, auth) for c in LEVELS}
             listing = {
-                c: pair(row_url, f"{api.base}/v1/connections?end_user={s.end_user}", c, auth)
-                for c in LEVELS
+                c: pair(row, f"/v1/connections?end_user={s.end_user}", c, auth) for c in LEVELS
             }
             calls = fivetran_request_count(api.base) - before
-    reads_made = sum(p[1].requests for p in (*one.values(), *listing.values()))
-    bad = sum(p[1].non_2xx for p in (me, *one.values(), *listing.values()))
-    rows.append(Row("B1", f"floor, no database, c16 [{kind}]", health[0].rps, "req/s"))
-    rows.append(Row("B1", f"floor, row read, c16 [{kind}]", one[16][0].rps, "req/s"))
-    rows.append(
-        Row(
-            "B1",
-            f"/healthz c16 [{kind}]",
-            health[1].rps,
-            "req/s",
-            "floor no DB c16",
-            health[0].rps,
-            ratio=health[2],
-        )
-    )
-    rows.append(
-        Row(
-            "B1",
-            f"/v1/me (API-key auth) c16 [{kind}]",
-            me[1].rps,
-            "req/s",
-            "floor row c16",
-            me[0].rps,
-            ratio=me[2],
-        )
-    )
+    reads_made = sum(p.figure.requests for p in (*one.values(), *listing.values()))
+    bad = sum(p.figure.non_2xx for p in (me, *one.values(), *listing.values()))
+    rows = [
+        Row("B1", f"floor, no database, c16 [{kind}]", health.floor.rps, "req/s"),
+        Row("B1", f"floor, row read, c16 [{kind}]", one[16].floor.rps, "req/s"),
+        _row(f"/healthz c16 [{kind}]", "floor no DB c16", health),
+        _row(f"/v1/me (API-key auth) c16 [{kind}]", "floor row read c16", me),
+    ]
     for label, results in (
         ("GET /v1/connections/{id}", one),
         ("GET /v1/connections?end_user=", listing),
     ):
-        for c, (base, r, ratio) in results.items():
+        for c, p in results.items():
+            rows.append(_row(f"{label} c{c} [{kind}]", f"floor row read c{c}", p, READ_TARGET))
             rows.append(
                 Row(
                     "B1",
-                    f"{label} c{c} [{kind}]",
-                    r.rps,
-                    "req/s",
-                    f"floor row read c{c}",
-                    base.rps,
-                    f">= {READ_TARGET}x",
-                    ratio >= READ_TARGET,
-                    ratio,
-                    extra={
-                        "p50_ms": r.p50_ms,
-                        "p99_ms": r.p99_ms,
-                        "floor_p50_ms": base.p50_ms,
-                        "floor_p99_ms": base.p99_ms,
-                    },
+                    "  same, requests per CPU-second",
+                    p.figure.per_cpu_second,
+                    "req/cpu-s",
+                    "floor, same",
+                    p.floor.per_cpu_second,
+                    ratio=p.cpu_ratio,
                 )
             )
             rows.append(
                 Row(
                     "B1",
-                    f"  latency p50 (p99 {r.p99_ms:.1f} ms) c{c}",
-                    r.p50_ms,
+                    f"  same, latency p50 (p99 {p.figure.p99_ms:.1f} ms)",
+                    p.figure.p50_ms,
                     "ms",
-                    f"floor p50 (p99 {base.p99_ms:.1f} ms)",
-                    base.p50_ms,
+                    f"floor p50 (p99 {p.floor.p99_ms:.1f} ms)",
+                    p.floor.p50_ms,
                 )
             )
     rows.append(
@@ -136,6 +116,29 @@ def reads(kind: str, seconds: float, runs: int) -> list[Row]:
         )
     )
     return rows
+
+
+def _row(figure: str, baseline: str, p: Paired, target: float | None = None) -> Row:
+    return Row(
+        "B1",
+        figure,
+        p.figure.rps,
+        "req/s",
+        baseline,
+        p.floor.rps,
+        f">= {target}x" if target else "",
+        None if target is None else p.ratio >= target,
+        p.ratio,
+        extra={
+            "p50_ms": p.figure.p50_ms,
+            "p99_ms": p.figure.p99_ms,
+            "floor_p50_ms": p.floor.p50_ms,
+            "floor_p99_ms": p.floor.p99_ms,
+            "per_cpu_second": p.figure.per_cpu_second,
+            "floor_per_cpu_second": p.floor.per_cpu_second,
+            "cpu_ratio": p.cpu_ratio,
+        },
+    )
 
 
 def memory(seconds: float) -> list[Row]:

@@ -307,6 +307,8 @@ class WrkResult:
     p99_ms: float
     non_2xx: int
     requests: int
+    #: requests per CPU-second of the server process(es) during the run (user + system)
+    per_cpu_second: float = float("nan")
 
 
 _UNIT = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
@@ -330,6 +332,7 @@ def wrk(
     seconds: float,
     headers: dict[str, str],
     script: str | None = None,
+    srv: Server | None = None,
 ) -> WrkResult:
     argv = [
         "wrk",
@@ -344,13 +347,16 @@ def wrk(
         argv += ["-s", script]
     for k, v in headers.items():
         argv += ["-H", f"{k}: {v}"]
+    cpu0 = srv.cpu_seconds() if srv else 0.0
     out = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
+    cpu = (srv.cpu_seconds() - cpu0) if srv else 0.0
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    return WrkResult(rps, p50, p99, int(bad.group(1)) if bad else 0, total)
+    per_cpu = total / cpu if cpu > 0 else float("nan")
+    return WrkResult(rps, p50, p99, int(bad.group(1)) if bad else 0, total, per_cpu)
 
 
 def median_wrk(
@@ -363,27 +369,42 @@ def median_wrk(
     )
 
 
+@dataclass
+class Paired:
+    floor: WrkResult
+    figure: WrkResult
+    #: median of the per-pair throughput ratios figure/floor
+    ratio: float
+    #: median of the per-pair ratios of requests per CPU-second (robust to machine load)
+    cpu_ratio: float
+
+
 def paired_wrk(
-    floor_url: str,
-    url: str,
+    floor: tuple[Server, str],
+    figure: tuple[Server, str],
     *,
     connections: int,
     seconds: float,
     runs: int,
     headers: dict[str, str],
-) -> tuple[WrkResult, WrkResult, float]:
-    """Floor and figure measured alternately (so both see the same machine load); returns
-    the median floor run, the median figure run and the median of the per-pair ratios."""
+) -> Paired:
+    """Floor and figure measured alternately (so both see the same machine load): the median
+    runs and the medians of the per-pair ratios."""
+    floor_srv, floor_url = floor
+    srv, url = figure
     wrk(floor_url, connections=connections, seconds=1, headers={})
     wrk(url, connections=connections, seconds=1, headers=headers)
-    floors, figures, ratios = [], [], []
+    floors, figures, ratios, cpu_ratios = [], [], [], []
     for _ in range(runs):
-        f = wrk(floor_url, connections=connections, seconds=seconds, headers={})
-        r = wrk(url, connections=connections, seconds=seconds, headers=headers)
+        f = wrk(floor_url, connections=connections, seconds=seconds, headers={}, srv=floor_srv)
+        r = wrk(url, connections=connections, seconds=seconds, headers=headers, srv=srv)
         floors.append(f)
         figures.append(r)
         ratios.append(r.rps / f.rps if f.rps else float("nan"))
-    return _median_result(floors), _median_result(figures), median(ratios)
+        cpu_ratios.append(r.per_cpu_second / f.per_cpu_second)
+    return Paired(
+        _median_result(floors), _median_result(figures), median(ratios), median(cpu_ratios)
+    )
 
 
 def _median_result(results: list[WrkResult]) -> WrkResult:
@@ -395,6 +416,7 @@ def _median_result(results: list[WrkResult]) -> WrkResult:
         mid.p99_ms,
         sum(r.non_2xx for r in results),
         sum(r.requests for r in results),
+        median([r.per_cpu_second for r in results]),
     )
 
 
