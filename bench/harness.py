@@ -215,7 +215,7 @@ class Server:
 
     def pids(self) -> list[int]:
         """The serving process ids (the uvicorn workers when there are several)."""
-        kids = _children(self.proc.pid)
+        kids = [pid for pid in _children(self.proc.pid) if not _is_resource_tracker(pid)]
         return kids or [self.proc.pid]
 
     def cpu_seconds(self) -> float:
@@ -231,6 +231,13 @@ def _children(pid: int) -> list[int]:
     except OSError:
         return []
     return [int(x) for x in text.split()]
+
+
+def _is_resource_tracker(pid: int) -> bool:
+    try:
+        return b"resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
 
 
 def cpu_seconds(pid: int) -> float:
