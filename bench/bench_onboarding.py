@@ -35,9 +35,9 @@ LATENCY = 0.05
 CPU_TARGET_MS = 15.0
 
 #: The least a completed OAuth onboarding needs (see bench/README.md for the reasoning).
-MIN_FIVETRAN_CALLS = 1
+MIN_FIVETRAN_CALLS = 4
 MIN_OAUTH_CALLS = 1
-MIN_STATEMENTS = 9
+MIN_STATEMENTS = 20
 
 
 def flow_env() -> dict[str, str]:
