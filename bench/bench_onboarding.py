@@ -147,19 +147,20 @@ _METRIC = re.compile(r"^(\w+)(?:\{([^}]*)\})? ([0-9.e+\-]+)$")
 
 
 def counters(base: str) -> dict[str, float]:
-    """Fivetran calls, OAuth token-endpoint calls and SQL statements so far (``/metrics``)."""
+    """Fivetran calls and SQL statements so far (``/metrics``), and token-endpoint hits (the
+    sandbox authorization server's own log: ``/metrics`` labels the simulator's token
+    introspection ``oauth:<provider>`` too, and that is the simulator's call, not ours)."""
     out = {"fivetran": 0.0, "oauth": 0.0, "statements": 0.0}
+    hits = httpx.get(f"{base}/sandbox/oauth/_control/token-requests", timeout=30)
+    out["oauth"] = float(len(hits.json()["items"]))
     text = httpx.get(f"{base}/metrics", timeout=30).text
     for line in text.splitlines():
         m = _METRIC.match(line)
         if not m:
             continue
         name, labels, value = m.group(1), m.group(2) or "", float(m.group(3))
-        if name == "pbf_outbound_requests_total":
-            if 'target="fivetran"' in labels:
-                out["fivetran"] += value
-            elif 'target="oauth:' in labels:
-                out["oauth"] += value
+        if name == "pbf_outbound_requests_total" and 'target="fivetran"' in labels:
+            out["fivetran"] += value
         elif name == "pbf_db_statements_total":
             out["statements"] += value
     return out

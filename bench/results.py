@@ -50,7 +50,7 @@ def render(rows: list[Row]) -> str:
             r.unit,
             r.baseline,
             _num(r.baseline_value),
-            "-" if r.ratio is None else f"{r.ratio:.2f}x",
+            "-" if r.ratio is None or math.isnan(r.ratio) else f"{r.ratio:.2f}x",
             r.target,
             {True: "yes", False: "NO", None: ""}[r.met],
         )

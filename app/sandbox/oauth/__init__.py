@@ -46,7 +46,7 @@ async def introspect_token(
             url,
             data={"token": value},
             headers=headers,
-            extensions={"pbf_target": "sandbox:oauth-introspect"},  # the simulator's call
+            extensions={"pbf_target": f"oauth:{provider_key}"},
         )
         body = response.json()
     except (httpx.HTTPError, ValueError):
