@@ -27,6 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
+from sqlalchemy import func, select
 
 from bench.bench_onboarding import APP_ORIGIN, LATENCY, FlowStats, one_flow, set_latency
 from bench.harness import (
@@ -196,43 +197,38 @@ class Sink:
         return httpd
 
 
-async def _expected_deliveries(db: Database) -> int:
-    from sqlalchemy import func, select
-
+async def _count(db: Database, stmt: Any) -> int:
     from app.db import create_engine
+
+    engine = create_engine(db.url)
+    try:
+        async with engine.connect() as conn:
+            return int(await conn.scalar(stmt) or 0)
+    finally:
+        await engine.dispose()
+
+
+def _expected_deliveries(db: Database) -> int:
+    """Deliveries to the sink the database holds (one per event fanned out to it)."""
     from app.events.models import EventDelivery
 
-    engine = create_engine(db.url)
-    try:
-        async with engine.connect() as conn:
-            n = await conn.scalar(
-                select(func.count())
-                .select_from(EventDelivery)
-                .where(EventDelivery.endpoint_id == "sink")
-            )
-            return int(n or 0)
-    finally:
-        await engine.dispose()
+    stmt = (
+        select(func.count()).select_from(EventDelivery).where(EventDelivery.endpoint_id == "sink")
+    )
+    return asyncio.run(_count(db, stmt))
 
 
-async def _connected(db: Database) -> int:
-    from sqlalchemy import func, select
-
-    from app.db import create_engine
+def _connected(db: Database) -> int:
+    """Connections of the flows' end-users that reached ``connected``."""
     from app.onboarding.models import Connection, EndUser
 
-    engine = create_engine(db.url)
-    try:
-        async with engine.connect() as conn:
-            n = await conn.scalar(
-                select(func.count())
-                .select_from(Connection)
-                .join(EndUser, EndUser.id == Connection.end_user_id)
-                .where(Connection.state == "connected", EndUser.external_id.like("so-%"))
-            )
-            return int(n or 0)
-    finally:
-        await engine.dispose()
+    stmt = (
+        select(func.count())
+        .select_from(Connection)
+        .join(EndUser, EndUser.id == Connection.end_user_id)
+        .where(Connection.state == "connected", EndUser.external_id.like("so-%"))
+    )
+    return asyncio.run(_count(db, stmt))
 
 
 def api_plus_worker(db: Database, key: str, flows: int, concurrency: int) -> list[Row]:
@@ -254,7 +250,7 @@ def api_plus_worker(db: Database, key: str, flows: int, concurrency: int) -> lis
                 [PYTHON, "-m", "app.cli", "worker"], worker_env, a.port, "/healthz"
             ) as worker:
                 stats, elapsed, cpu = _flows([a, b], key, flows, concurrency)
-                expected = asyncio.run(_expected_deliveries(db))
+                expected = _expected_deliveries(db)
                 deadline = time.monotonic() + 90
                 while time.monotonic() < deadline:
                     with sink.lock:
@@ -264,7 +260,7 @@ def api_plus_worker(db: Database, key: str, flows: int, concurrency: int) -> lis
                     time.sleep(0.5)
                 time.sleep(1)  # a late duplicate would arrive now
                 worker_cpu = worker.cpu_seconds()
-            connected = asyncio.run(_connected(db))
+            connected = _connected(db)
     finally:
         httpd.shutdown()
     with sink.lock:
