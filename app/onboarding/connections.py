@@ -32,6 +32,7 @@ from app.errors import AppError, Conflict, InvalidInput, NotFound, ServiceUnavai
 from app.fivetran.timestamps import parse_fivetran_time
 from app.onboarding import end_users as end_user_service
 from app.onboarding import names, schema_policy, states
+from app.onboarding.group_repair import group_missing_error
 from app.onboarding.models import Connection, EndUser
 from app.onboarding.sources import Source, get_source, validate_config
 from app.pagination import decode_cursor, encode_cursor
@@ -549,6 +550,8 @@ def _fivetran_app_error(exc: Exception) -> AppError:
     5xx/transport → 503, 429 → 429 with ``Retry-After``."""
     from app.fivetran.errors import FivetranConflict, FivetranInvalidInput
 
+    if isinstance(exc, AppError):
+        return exc
     if isinstance(exc, FivetranConflict):
         return Conflict(f"Fivetran refused: {exc.message}", code="fivetran_conflict")
     if isinstance(exc, FivetranInvalidInput):
@@ -589,6 +592,7 @@ async def _create_remote(
         FivetranConflict,
         FivetranError,
         FivetranInvalidInput,
+        FivetranNotFound,
         FivetranServerError,
         FivetranTooManyRequests,
         FivetranUnavailable,
@@ -627,6 +631,12 @@ async def _create_remote(
             raise await _leave_creating(session, conn, exc, "fivetran_conflict") from exc
         except FivetranTooManyRequests as exc:
             raise await _leave_creating(session, conn, exc, "fivetran_rate_limited") from exc
+        except FivetranNotFound as exc:
+            # Only the group can be missing here: it was deleted at Fivetran. Resolve it again
+            # on resume, once the end-user is repaired (PUT).
+            conn.group_id = None
+            missing = group_missing_error()
+            raise await _leave_creating(session, conn, missing, "end_user_group_missing") from exc
         except FivetranInvalidInput as exc:
             conn.setup_tests = [
                 {"title": "Fivetran request", "status": "FAILED", "message": exc.message}
