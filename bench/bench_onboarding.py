@@ -234,16 +234,18 @@ def measure(
     )
 
 
-def _flow_rows(kind: str, label: str, r: OnboardingResult, latency: float) -> list[Row]:
+def _flow_rows(
+    kind: str, label: str, r: OnboardingResult, latency: float, concurrency: int
+) -> list[Row]:
     # Latency-bound rate: every flow waits at least its upstream round-trips (one consent
     # redirect, one token exchange, the Fivetran calls), so c flows in parallel cannot finish
     # faster than c / (calls * latency) per second.
     upstream = (1 + r.oauth_per_flow + r.fivetran_per_flow) * latency
-    bound = 100 / upstream if upstream else float("nan")
+    bound = concurrency / upstream if upstream else float("nan")
     return [
         Row(
             "B2",
-            f"onboardings/s, c100, {latency * 1000:.0f} ms upstream{label} [{kind}]",
+            f"onboardings/s, c{concurrency}, {latency * 1000:.0f} ms upstream{label} [{kind}]",
             r.flows_per_second,
             "flows/s",
             "latency-bound rate c/(upstream calls x latency)",
@@ -317,7 +319,7 @@ def onboarding(kind: str, flows: int, concurrency: int, latency: float) -> list[
             r = measure(
                 [api], s.api_key, flows=flows, concurrency=concurrency, latency=latency, prefix="ob"
             )
-    return _flow_rows(kind, "", r, latency) + cost_rows(kind, r)
+    return _flow_rows(kind, "", r, latency, concurrency) + cost_rows(kind, r)
 
 
 def run(flows: int = 200, concurrency: int = 100, latency: float = LATENCY) -> list[Row]:
