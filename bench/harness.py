@@ -294,7 +294,13 @@ def api_server(db: Database, *, workers: int = 1, **env: str) -> Any:
     argv = [PYTHON, "-m", "app.cli", "serve", "--sandbox", "--port", str(port)]
     if workers > 1:
         argv += ["--workers", str(workers)]
-    environ = service_env(db, PBF_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}", **env)
+    environ = service_env(
+        db,
+        PBF_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
+        # every API process has its own simulator, so its own sandbox state file
+        PBF_SANDBOX__STATE_FILE=str(db.data_dir / f"sandbox-state-{port}.json"),
+        **env,
+    )
     return server(argv, environ, port, "/healthz")
 
 
