@@ -23,6 +23,7 @@ from app.observability import (
     RequestContextMiddleware,
     install_record_factory,
 )
+from app.openapi_contract import install_openapi
 from app.transport import build_client, build_transport
 
 log = logging.getLogger("pbf.main")
@@ -78,6 +79,7 @@ def create_app(
     app.state.readiness_checks = {}
     install_error_handlers(app)
     _include_routers(app, settings.is_sandbox if include_sandbox is None else include_sandbox)
+    install_openapi(app)
     app.add_middleware(
         RequestContextMiddleware,  # type: ignore[arg-type]
         metrics=metrics,

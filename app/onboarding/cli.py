@@ -40,3 +40,31 @@ async def _resume(settings: object) -> tuple[int, int]:
             result: tuple[int, int] = await task
             return result
         return await resume_pending_work(app)
+
+
+@onboarding_cli.command("vault-secrets")
+def vault_secrets(
+    sandbox: Annotated[bool, typer.Option("--sandbox", help="Use sandbox mode.")] = False,
+) -> None:
+    """Move secrets older versions stored in clear in connection configs (array items,
+    nested objects) into the vault. Idempotent; also runs at every startup."""
+    from app.config import load_settings
+
+    settings = load_settings(**({"mode": "sandbox"} if sandbox else {}))
+    changed = asyncio.run(_vault_secrets(settings))
+    typer.echo(f"connections with secrets moved to the vault: {changed}")
+
+
+async def _vault_secrets(settings: object) -> int:
+    from app.main import create_app
+    from app.onboarding.secret_migration import vault_plaintext_secrets
+
+    app = create_app(settings)  # type: ignore[arg-type]
+    async with app.router.lifespan_context(app):
+        task = getattr(app.state, "onboarding_resume_task", None)
+        if task is not None:  # the lifespan runs the same step first: let it finish
+            await task
+        async with app.state.sessionmaker() as session:
+            changed = await vault_plaintext_secrets(session, app.state)
+            await session.commit()
+    return changed + int(getattr(app.state, "secrets_vaulted", 0) or 0)
