@@ -16,7 +16,7 @@ from app.db import session_scope
 from app.state import AppState, app_state
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     return app_state(request.app)
 
 
@@ -28,11 +28,12 @@ async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_settings(state: StateDep) -> Settings:
+# async: FastAPI runs a plain ``def`` dependency in the thread pool (a thread hop per request).
+async def get_settings(state: StateDep) -> Settings:
     return state.settings
 
 
-def get_http(state: StateDep) -> httpx.AsyncClient:
+async def get_http(state: StateDep) -> httpx.AsyncClient:
     return state.http
 
 
@@ -50,11 +51,13 @@ _BEARER = HTTPBearer(auto_error=False, scheme_name="bearerAuth")
 
 def require_scope(scope: str) -> Callable[..., Coroutine[Any, Any, Caller]]:
     async def dependency(
+        request: Request,
         session: SessionDep,
         _bearer: Annotated[Any, Security(_BEARER)] = None,
         authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
     ) -> Caller:
-        caller = await authenticate(session, authorization)
+        cache_seconds = request.app.state.settings.api.key_cache_seconds
+        caller = await authenticate(session, authorization, cache_seconds=cache_seconds)
         check_scope(caller, scope)
         return caller
 

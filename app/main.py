@@ -24,7 +24,7 @@ from app.connections.reconcile import reconciler
 from app.connections.router import router as connections_router
 from app.connections.startup import start_onboarding
 from app.connections.webhook_router import router as webhook_router
-from app.db import create_engine, create_sessionmaker
+from app.db import count_statements, create_engine, create_sessionmaker
 from app.end_users.router import router as end_users_router
 from app.errors import install_error_handlers
 from app.events.router import router as events_router
@@ -150,6 +150,7 @@ async def _startup(
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
     metrics.add_collector(PoolCollector(lambda: engine.pool))
+    count_statements(engine, metrics.db_statements.inc)
 
     # Our own base URL is served in-process only where the sandbox lives; a sandbox-mode
     # app without it (worker, resume) reaches the sandbox server over HTTP.

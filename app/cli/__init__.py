@@ -15,6 +15,7 @@ from app.cli.fivetran import fivetran_cli
 from app.cli.keys import keys_cli
 from app.cli.onboarding import onboarding_cli
 from app.cli.providers import providers_cli
+from app.cli.server import worker_app
 from app.cli.worker import worker_command
 
 cli = typer.Typer(
@@ -32,6 +33,9 @@ cli.add_typer(providers_cli, name="providers")
 cli.add_typer(onboarding_cli, name="onboarding")
 cli.command()(server.openapi)
 cli.command("settings")(server.settings_table)
+
+
+__all__ = ["cli", "main", "worker_app"]
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ import httpx
 from app.config import Settings
 from app.fivetran.budget import LocalTokenBucket, RedisWindowBudget, RequestBudget
 from app.fivetran.client import FivetranClient
+from app.fivetran.index import all_services
 
 log = logging.getLogger("pbf.fivetran")
 
@@ -62,6 +63,9 @@ def start_fivetran(app: Any, settings: Settings) -> FivetranClient:
 
     Returns it so the lifespan can register ``client.aclose`` (closes the Redis budget).
     """
+    # Parse the bundled service index now (about a second of CPU, once per process), not
+    # inside the first request that needs a source or validates a payload.
+    all_services()
     client = build_fivetran_client(app.state.http, settings)
     simulator = getattr(app.state, "fivetran_simulator", None)
     if simulator is not None:
