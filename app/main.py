@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from app.config import Settings, load_settings, production_problems
 from app.db import create_engine, create_sessionmaker
 from app.errors import install_error_handlers
+from app.input_guard import InputGuardMiddleware
 from app.observability import (
     Metrics,
     PoolCollector,
@@ -72,12 +73,15 @@ def create_app(
         version="0.1.0",
         description=API_DESCRIPTION,
         lifespan=lifespan,
+        # A redirect built from the Host header is an open redirect; clients use exact paths.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.readiness_checks = {}
     install_error_handlers(app)
     _include_routers(app, settings.is_sandbox if include_sandbox is None else include_sandbox)
+    app.add_middleware(InputGuardMiddleware)  # type: ignore[arg-type]
     app.add_middleware(
         RequestContextMiddleware,  # type: ignore[arg-type]
         metrics=metrics,

@@ -332,7 +332,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._\-]{1,128}\Z")
 access_log = logging.getLogger("pbf.access")
 
 
@@ -370,8 +370,16 @@ class RequestContextMiddleware:
         scope.setdefault("state", {})["request_id"] = rid
         started = time.perf_counter()
         status_holder = {"status": 500}
+        over_cap = False  # set when a streamed (chunked) body passed the cap
 
         async def send_wrapper(message: Message) -> None:
+            if over_cap:
+                # The app caught our exception while reading the body (FastAPI answers 400):
+                # whatever it answers is replaced by the 413 once.
+                if message["type"] == "http.response.start" and status_holder["status"] != 413:
+                    status_holder["status"] = 413
+                    await _send_too_large(send, self.max_body_bytes)
+                return
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
                 headers = list(message.get("headers", []))
@@ -384,9 +392,11 @@ class RequestContextMiddleware:
         async def receive_wrapper() -> Message:
             nonlocal received
             message = await receive()
+            nonlocal over_cap
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
+                    over_cap = True
                     raise _BodyTooLarge()
             return message
 
@@ -398,7 +408,9 @@ class RequestContextMiddleware:
             try:
                 await self.app(scope, receive_wrapper, send_wrapper)
             except _BodyTooLarge:
-                await _send_too_large(send_wrapper, self.max_body_bytes)
+                if status_holder["status"] != 413:
+                    status_holder["status"] = 413
+                    await _send_too_large(send, self.max_body_bytes)
         finally:
             elapsed = time.perf_counter() - started
             route = _route_template(scope)

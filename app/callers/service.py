@@ -23,7 +23,7 @@ from app.db import utcnow
 from app.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 
 SCOPES = ("read", "write", "admin")
-_KEY_RE = re.compile(r"^pbf_([A-Za-z0-9]{12})_([A-Za-z0-9_\-]{43})$")
+_KEY_RE = re.compile(r"^pbf_([A-Za-z0-9]{12})_([A-Za-z0-9_\-]{43})\Z")
 _LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 

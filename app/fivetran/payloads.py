@@ -22,8 +22,8 @@ from app.errors import InvalidInput
 from app.fivetran.index import FieldSpec, ServiceSpec, get_service, request_fields
 
 MASK = "******"
-_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_DAILY_SYNC_TIME = re.compile(r"^([01][0-9]|2[0-3]):00$")
+_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+_DAILY_SYNC_TIME = re.compile(r"^([01][0-9]|2[0-3]):00\Z")
 _SCHEMA_KEYS = {
     "schema": ("schema",),
     "schema_table": ("schema", "table"),

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from app.fivetran.client import FivetranClient
 
 SYNC_FREQUENCIES = (1, 5, 15, 30, 60, 120, 180, 360, 480, 720, 1440)
-_DAILY_TIME_RE = re.compile(r"^(?:[01]\d|2[0-3]):00$")
+_DAILY_TIME_RE = re.compile(r"^(?:[01]\d|2[0-3]):00\Z")
 _MASK = "******"
 
 

@@ -47,7 +47,7 @@ OFFBOARDED = "completed"
 
 
 def validate_external_id(external_id: str) -> None:
-    if not _EXTERNAL_ID_RE.match(external_id):
+    if not _EXTERNAL_ID_RE.fullmatch(external_id):  # fullmatch: "$" admits a trailing "\n"
         raise InvalidInput(
             "external_id must be 1-200 characters of letters, digits and . _ : @ + -, "
             "starting with a letter or digit",
@@ -121,7 +121,10 @@ async def upsert_end_user(
         )
     if row is not None and row.deleted_at is not None:
         # Re-onboarding after offboarding: a new internal id, nothing carried over.
-        row.external_id = f"{row.external_id}#deleted#{row.id}"[:200]
+        # The tombstone name must stay unique within 200 characters: cut the old id, never
+        # the suffix ("#" is not allowed in live external ids, so no live id collides).
+        suffix = f"#deleted#{row.id}"
+        row.external_id = row.external_id[: 200 - len(suffix)] + suffix
         await session.flush()
         row = None
     if row is None:

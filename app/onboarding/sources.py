@@ -222,6 +222,11 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+#: Longest config string a form field without its own ``maxLength`` accepts (keys and
+#: certificates fit; a megabyte "host" is not forwarded to Fivetran).
+MAX_CONFIG_TEXT = 16_384
+
+
 def _check_value(path: str, value: Any, schema: dict[str, Any]) -> None:
     types = schema.get("type")
     if value is None:
@@ -252,8 +257,13 @@ def _check_value(path: str, value: Any, schema: dict[str, Any]) -> None:
             field=path,
         )
     if isinstance(value, str):
-        if "maxLength" in schema and len(value) > schema["maxLength"]:
-            raise InvalidInput(f"'{path}' is too long", code="invalid_config", field=path)
+        max_length = schema.get("maxLength", MAX_CONFIG_TEXT)
+        if len(value) > max_length:
+            raise InvalidInput(
+                f"'{path}' is longer than {max_length} characters",
+                code="invalid_config",
+                field=path,
+            )
         if "pattern" in schema and not re.fullmatch(schema["pattern"], value):
             raise InvalidInput(
                 f"'{path}' does not match the expected format", code="invalid_config", field=path
