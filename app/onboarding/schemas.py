@@ -8,7 +8,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.input_guard import scrub
-
 from app.onboarding.models import Connection, EndUser
 
 
