@@ -236,6 +236,14 @@ def _place_schema(
     return out
 
 
+def reported_schema(service: str, schema: str, table: str | None) -> str:
+    """The ``schema`` Fivetran reports for a connection created with these arguments:
+    ``schema_table`` (and ``schema_table_group``) services report ``"schema.table"``."""
+    spec = get_service(service)
+    keys = _SCHEMA_KEYS[spec.schema_format if spec else "schema"]
+    return f"{schema}.{table}" if len(keys) > 1 and table else schema
+
+
 def build_create_payload(
     service: str,
     *,
