@@ -103,6 +103,15 @@ async def list_api_keys(session: AsyncSession) -> list[ApiKey]:
     return list((await session.scalars(select(ApiKey).order_by(ApiKey.created_at))).all())
 
 
+async def key_is_revoked(session: AsyncSession, key_id: str | None) -> bool:
+    """True when ``key_id`` names a revoked (or no longer existing) key; None (no key: the
+    CLI) is never revoked. What a key started dies with it (connect sessions)."""
+    if key_id is None:
+        return False
+    row = await session.get(ApiKey, key_id, populate_existing=True)
+    return row is None or row.revoked_at is not None
+
+
 async def revoke_api_key(session: AsyncSession, key_id: str) -> ApiKey:
     row = await session.get(ApiKey, key_id)
     if row is None:

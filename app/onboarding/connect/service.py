@@ -37,7 +37,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.callers.service import Caller
+from app.callers.service import Caller, key_is_revoked
 from app.db import new_id, utcnow
 from app.errors import AppError, Conflict, InvalidInput, NotFound, UpstreamError
 from app.onboarding.connect.models import ConnectSession, OAuthFlow, OAuthGrant
@@ -71,6 +71,8 @@ SESSION_ERROR_CODES = frozenset(
         "internal_error",
         "vault_error",
         "connection_failed",
+        "key_revoked",
+        "interrupted",
     }
 )
 
@@ -320,6 +322,9 @@ async def start_flow(session: AsyncSession, app_state: Any, *, token: str) -> Br
         select(ConnectSession).where(ConnectSession.token_hash == token_hash)
     )
     assert row is not None
+    if await key_is_revoked(session, row.caller_key_id):  # sessions die with their key
+        await _fail_session(session, row=row, flow=None, error_code="key_revoked")
+        return BrowserResult.error_page("link_invalid")
     provider = app_state.providers.get(row.provider_key)
     credentials = await app_state.providers.credentials(session, provider.key)
     inputs = dict((row.config or {}).get("inputs") or {})
@@ -534,6 +539,10 @@ async def handle_callback(
         await _fail_session(session, row=row, flow=flow, error_code=code)
         await _shred_verifier(session, app_state, flow)
         return _back_to_app(row, status="error", error=code)
+    if await key_is_revoked(session, row.caller_key_id):  # sessions die with their key
+        await _fail_session(session, row=row, flow=flow, error_code="key_revoked")
+        await _shred_verifier(session, app_state, flow)
+        return _back_to_app(row, status="error", error="key_revoked")
     code_value = provider.callback_code(params)
     if not code_value:
         await _fail_session(session, row=row, flow=flow, error_code="invalid_callback")
