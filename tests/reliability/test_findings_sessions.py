@@ -97,7 +97,7 @@ async def test_crash_after_tokens_stored_finishes_the_connection(
         raise asyncio.CancelledError  # the process dies after the tokens were committed
 
     monkeypatch.setattr(connections, "complete_oauth", crash)
-    with pytest.raises(BaseException):  # noqa: B017, PT011
+    with pytest.raises(BaseException):  # noqa: B017
         await api.get(callback, headers=browser._headers())
     monkeypatch.undo()
     assert await vault_rows(app) >= 1  # the tokens are stored

@@ -99,9 +99,7 @@ async def _settle(
         return True
     if connection.state == states.AUTHORIZING and not row.reauthorization:
         # Tokens stored, create never started: hand it to the resume (R: no lost token).
-        await states.transition(
-            session, connection, states.CREATING, reason="callback_interrupted"
-        )
+        await states.transition(session, connection, states.CREATING, reason="callback_interrupted")
         return False
     if connection.state == states.CREATING:
         return False  # resume_creating finishes it; the next sweep settles the session
