@@ -148,6 +148,8 @@ def serve(
         host=host,
         port=port,
         log_config=uvicorn_log_config(settings.log_level, settings.log_json),
+        # One access line per request: ours (pbf.access: redacted, bounded, request id).
+        access_log=False,
         proxy_headers=False,
     )
 

@@ -24,6 +24,7 @@ from app.observability import (
     RequestContextMiddleware,
     install_record_factory,
 )
+from app.onboarding.connect.ratelimit import BrowserRateLimitMiddleware
 from app.transport import build_client, build_transport
 
 log = logging.getLogger("pbf.main")
@@ -82,6 +83,7 @@ def create_app(
     install_error_handlers(app)
     _include_routers(app, settings.is_sandbox if include_sandbox is None else include_sandbox)
     app.add_middleware(InputGuardMiddleware)  # type: ignore[arg-type]
+    app.add_middleware(BrowserRateLimitMiddleware, settings=settings)  # type: ignore[arg-type]
     app.add_middleware(
         RequestContextMiddleware,  # type: ignore[arg-type]
         metrics=metrics,

@@ -59,7 +59,17 @@ def redact(text: str) -> str:
     return _KEY_RE.sub(REDACTED, text)
 
 
+# ``code``/``state``/``iss`` as *extra* keys usually hold our own vocabulary (a Fivetran
+# error code "NotFound_Integration", a connection state "creating"): such identifier-like
+# values stay readable; anything else under these keys (an OAuth code, a state value) is
+# redacted. Identifiers here have no digits, random credentials practically always do.
+_AMBIGUOUS_KEY_RE = re.compile(r"(?i)^(?:code|state|iss)$")
+_IDENTIFIER_RE = re.compile(r"^[A-Za-z][A-Za-z_.\-]{0,63}\Z")
+
+
 def redact_value(key: str, value: Any) -> Any:
+    if _AMBIGUOUS_KEY_RE.match(key) and isinstance(value, str) and _IDENTIFIER_RE.match(value):
+        return value
     if _SENSITIVE_KEY_RE.match(key):
         return REDACTED
     if isinstance(value, str):
@@ -418,11 +428,11 @@ class RequestContextMiddleware:
             status = status_holder["status"]
             self.metrics.http_requests.labels(route, method, str(status)).inc()
             self.metrics.http_latency.labels(route, method).observe(elapsed)
-            query = scope.get("query_string", b"").decode("latin-1")
+            query = _bounded(scope.get("query_string", b"").decode("latin-1"), MAX_LOGGED_QUERY)
             access_log.info(
                 "%s %s%s %s",
                 method,
-                scope.get("path", ""),
+                _bounded(str(scope.get("path", "")), MAX_LOGGED_PATH),
                 f"?{query}" if query else "",
                 status,
                 extra={
@@ -433,6 +443,17 @@ class RequestContextMiddleware:
                 },
             )
             request_id_var.reset(token)
+
+
+#: The access line keeps this much of a path / query string (a 14 KB URL is not logged).
+MAX_LOGGED_PATH = 512
+MAX_LOGGED_QUERY = 512
+
+
+def _bounded(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}...[{len(text) - limit} more chars]"
 
 
 class _BodyTooLarge(Exception):
