@@ -1,6 +1,7 @@
 """R16 at process level: a real ``pbf-headless serve`` (uvicorn, DEBUG; our pbf.access line is
 the one access log, uvicorn's is off) on a free loopback port; a genuine flow's callback
-carries ``code=``/``state=`` in its query, and neither value — nor the binding cookie — appears anywhere in the server's output."""
+carries ``code=``/``state=`` in its query, and neither value — nor the binding cookie —
+appears anywhere in the server's output."""
 
 from __future__ import annotations
 
