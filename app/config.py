@@ -149,6 +149,16 @@ class RateLimitSettings(BaseModel):
         return value
 
 
+class AuditSettings(BaseModel):
+    """The audit trail (append-only; see ``GET /v1/audit``)."""
+
+    retention_days: int = Field(
+        365,
+        ge=0,
+        description="The worker purges audit records older than this (0 keeps them forever).",
+    )
+
+
 class DestinationTemplate(BaseModel):
     """Destination created for each dedicated (``per_end_user``) group."""
 
@@ -370,6 +380,7 @@ class Settings(BaseSettings):
     onboarding: OnboardingSettings = Field(default_factory=OnboardingSettings)
     connect: ConnectSettings = Field(default_factory=ConnectSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     oauth: OAuthSettings = Field(default_factory=OAuthSettings)
 
     @field_validator("public_base_url")

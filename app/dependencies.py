@@ -9,6 +9,7 @@ import httpx
 from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import audit
 from app.callers.service import Caller, authenticate, check_scope
 from app.config import Settings
 from app.db import session_scope
@@ -36,11 +37,21 @@ HttpDep = Annotated[httpx.AsyncClient, Depends(get_http)]
 
 def require_scope(scope: str) -> Callable[..., Coroutine[Any, Any, Caller]]:
     async def dependency(
+        request: Request,
         session: SessionDep,
         authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
     ) -> Caller:
         caller = await authenticate(session, authorization)
         check_scope(caller, scope)
+        client = request.client
+        audit.set_actor(
+            audit.Actor(
+                type="api_key",
+                id=caller.key_id,
+                name=caller.name,
+                client_ip=client.host if client else None,
+            )
+        )
         return caller
 
     return dependency

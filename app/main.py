@@ -97,6 +97,9 @@ def _include_routers(app: FastAPI, sandbox: bool) -> None:
     from app.callers.router import router as callers_router
 
     app.include_router(ops.router)
+    from app.audit.router import router as audit_router
+
+    app.include_router(audit_router)
     app.include_router(callers_router)
     # Domain routers are added here, one line each.
     from app.onboarding.connect.router import router as connect_router

@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute
 
+from app import audit
 from app.callers.models import ApiKey
 from app.db import utcnow
 from app.errors import Forbidden, InvalidInput, NotFound, Unauthorized
@@ -95,6 +96,13 @@ async def create_api_key(
         created_at=utcnow(),
     )
     session.add(row)
+    await audit.record(
+        session,
+        action="api_key.create",
+        target_type="api_key",
+        target_id=key_id,
+        details={"name": row.name, "scopes": list(scopes), "end_user_prefix": end_user_prefix},
+    )
     await session.flush()
     return row, f"pbf_{key_id}_{secret}"
 
@@ -118,6 +126,9 @@ async def revoke_api_key(session: AsyncSession, key_id: str) -> ApiKey:
         raise NotFound(f"API key '{key_id}' not found", code="api_key_not_found")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
+        await audit.record(
+            session, action="api_key.revoke", target_type="api_key", target_id=key_id
+        )
         await session.flush()
     return row
 

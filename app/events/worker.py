@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import audit
 from app.config import Settings
 from app.db import utcnow
 from app.events import delivery
@@ -168,9 +169,14 @@ class EventsWorker:
         from app.events.retention import prune
 
         async with self.sessionmaker() as session, session.begin():
-            return await prune(
+            pruned = await prune(
                 session, now=self.now(), retention_days=self.settings.events.retention_days
             )
+            if self.settings.audit.retention_days > 0:  # the audit trail's only delete path
+                await audit.purge_expired(
+                    session, retention_days=self.settings.audit.retention_days, now=self.now()
+                )
+            return pruned
 
     async def reconcile_once(self) -> int:
         """One reconciliation pass (bounded by the request budget); returns connections done."""

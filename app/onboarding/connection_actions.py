@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import audit
 from app.callers.service import Caller
 from app.errors import Conflict, InvalidInput, NotFound
 from app.onboarding import connections as conn_service
@@ -114,6 +115,13 @@ async def update_connection(
         if conn.state == states.PAUSED:
             target = await states.resume_target(session, conn)
             await states.transition(session, conn, target, reason="resumed_by_caller")
+    await audit.record(
+        session,
+        action="connection.update",
+        target_type="connection",
+        target_id=conn.id,
+        details={"fields": sorted(changes)},
+    )
     await session.flush()
     return conn
 
@@ -129,6 +137,9 @@ async def delete_connection(session: AsyncSession, app_state: Any, conn: Connect
     await conn_service.revoke_tokens(session, app_state, conn)
     await app_state.vault.delete(session, owner_type=conn_service.OWNER, owner_id=conn.id)
     await states.transition(session, conn, states.DELETED, reason="deleted_by_caller")
+    await audit.record(
+        session, action="connection.delete", target_type="connection", target_id=conn.id
+    )
 
 
 async def sync(app_state: Any, conn: Connection, *, force: bool) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import audit
 from app.callers.service import Caller, end_user_prefix_clause
 from app.db import new_id, try_insert, utcnow
 from app.errors import AppError, Conflict, InvalidInput, NotFound, ServiceUnavailable
@@ -347,6 +348,14 @@ async def create_credentials_connection(
         )
     if idempotency is not None:
         await idempotency.remember_resource(session, conn.id)
+    await audit.record(
+        session,
+        action="connection.create",
+        target_type="connection",
+        target_id=conn.id,
+        end_user=end_user.external_id,
+        details={"service": service, "credentials_set": sorted(secrets)},
+    )
     await session.commit()  # durable point: connection row + secrets before the Fivetran call
     await _create_remote(session, app_state, conn, body=body, resumed=False)
     return conn

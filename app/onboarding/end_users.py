@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import audit
 from app.callers.service import Caller, end_user_prefix_clause
 from app.config import Settings
 from app.db import new_id, try_insert, utcnow
@@ -160,6 +161,14 @@ async def upsert_end_user(
         await _ensure_dedicated_group(session, app_state, row, destination)
     elif row.group_strategy == "shared":
         row.fivetran_group_id = await shared_group_id(session, app_state)
+    await audit.record(
+        session,
+        action="end_user.create" if created else "end_user.update",
+        target_type="end_user",
+        target_id=row.id,
+        end_user=external_id,
+        details={"name_set": name is not None, "destination_set": destination is not None},
+    )
     await session.flush()
     return row, created
 
@@ -353,6 +362,13 @@ async def start_offboarding(session: AsyncSession, caller: Caller, external_id: 
     if row.offboarding_state is None:
         row.offboarding_state = OFFBOARDING
         row.updated_at = utcnow()
+        await audit.record(
+            session,
+            action="end_user.delete",
+            target_type="end_user",
+            target_id=row.id,
+            end_user=external_id,
+        )
         await session.flush()
     return row
 

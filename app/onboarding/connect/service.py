@@ -37,6 +37,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import audit
 from app.callers.service import Caller, key_is_revoked
 from app.db import new_id, utcnow
 from app.errors import AppError, Conflict, InvalidInput, NotFound, UpstreamError
@@ -233,6 +234,14 @@ async def create_connect_session(
         expires_at=now + ttl,
     )
     session.add(row)
+    await audit.record(
+        session,
+        action="connection.reauthorize" if row.reauthorization else "connect_session.create",
+        target_type="connection",
+        target_id=connection.id,
+        end_user=eu.external_id,
+        details={"session_id": row.id, "service": service},
+    )
     await session.flush()
     log.info(
         "connect session created",
