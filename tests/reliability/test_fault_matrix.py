@@ -191,7 +191,7 @@ async def invariants(app: FastAPI, api: httpx.AsyncClient, receiver: Receiver) -
     }
 
 
-ONBOARDINGS = int(os.environ.get("PBF_RELIABILITY_ONBOARDINGS", "12"))
+ONBOARDINGS = int(os.environ.get("PBF_RELIABILITY_ONBOARDINGS", "6"))
 
 
 async def test_fault_matrix(
