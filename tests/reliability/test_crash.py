@@ -115,7 +115,7 @@ def test_sigkill_after_fivetran_create_before_our_commit(
 
             thread = threading.Thread(target=create, daemon=True)
             thread.start()
-            _wait(lambda: len(_remote(counterparty)) > before)
+            _wait(lambda before=before: len(_remote(counterparty)) > before)
             service.kill()
             thread.join(timeout=30)
             httpx.delete(f"{counterparty.base}/sandbox/fivetran/_control/faults")
@@ -170,7 +170,7 @@ def test_sigkill_mid_delivery(database_url: str, tmp_path: Path, counterparty: S
         "url": f"http://127.0.0.1:{receiver.server_address[1]}/hook",
         "secrets": ["whsec_crash_test_secret_0123456789"],
     }
-    service, env, key = _service(
+    service, _env, key = _service(
         database_url,
         tmp_path,
         counterparty,
