@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
@@ -26,8 +26,9 @@ from app.config import Settings
 from app.db import utcnow
 from tests.conftest import TEST_DB
 from tests.events.conftest import Receiver, endpoint_config
-from tests.onboarding.conftest import APP_ORIGIN, RETURN_TO, EndUserBrowser
+from tests.onboarding.conftest import RETURN_TO, EndUserBrowser
 from tests.reliability import figures
+from tests.reliability.browser import to_callback
 
 SIM = "/sandbox/fivetran"
 FIVETRAN_CALLS = [
@@ -84,17 +85,10 @@ async def matrix_app(
 async def _browser_flow(api: httpx.AsyncClient, connect_url: str) -> str:
     """The end-user's browser, tolerant of failures; returns the outcome status."""
     browser = EndUserBrowser(api)
-    r = await api.post(connect_url, headers={"Origin": APP_ORIGIN}, content=b"")
-    if r.status_code != 303:
-        return f"start_{r.status_code}"
-    browser._remember(r)
-    authorize = urlsplit(r.headers["location"])
-    query = [(k, v) for k, v in parse_qsl(authorize.query) if k != "login_hint"]
-    query.append(("login_hint", "auto"))
-    r = await api.get(urlunsplit(authorize._replace(query=urlencode(query))))
-    if r.status_code not in (302, 303):
-        return f"consent_{r.status_code}"
-    r = await api.get(r.headers["location"], headers=browser._headers())
+    callback, failure = await to_callback(browser, connect_url)
+    if callback is None:
+        return failure
+    r = await api.get(callback, headers=browser._headers())
     if r.status_code != 303:
         return f"callback_{r.status_code}"
     return dict(parse_qsl(urlsplit(r.headers["location"]).query)).get("status", "?")

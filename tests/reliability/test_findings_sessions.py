@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
@@ -16,6 +16,7 @@ from sqlalchemy import update
 
 from app.db import utcnow
 from tests.onboarding.conftest import APP_ORIGIN, RETURN_TO, EndUserBrowser, vault_rows
+from tests.reliability.browser import to_callback
 
 
 async def _session(api: httpx.AsyncClient, end_user: str = "org-1") -> dict[str, str]:
@@ -30,18 +31,9 @@ async def _session(api: httpx.AsyncClient, end_user: str = "org-1") -> dict[str,
 
 
 async def _to_callback(browser: EndUserBrowser, connect_url: str) -> str:
-    """Start + consent; returns the callback URL the provider redirects to."""
-    r = await browser.client.post(
-        connect_url, headers={**browser._headers(), "Origin": APP_ORIGIN}, content=b""
-    )
-    assert r.status_code == 303, r.text[:300]
-    browser._remember(r)
-    authorize = urlsplit(r.headers["location"])
-    query = [(k, v) for k, v in parse_qsl(authorize.query) if k != "login_hint"]
-    query.append(("login_hint", "auto"))
-    r = await browser.client.get(urlunsplit(authorize._replace(query=urlencode(query))))
-    assert r.status_code in (302, 303), r.text[:300]
-    return str(r.headers["location"])
+    callback, failure = await to_callback(browser, connect_url)
+    assert callback is not None, failure
+    return callback
 
 
 async def _settle(app: FastAPI) -> int:
