@@ -20,7 +20,7 @@ from tests.reliability.processes import Server, base_env, cli, free_port
 
 pytestmark = pytest.mark.reliability
 
-MAX_EXAMPLES = os.environ.get("PBF_RELIABILITY_FUZZ_EXAMPLES", "80")
+MAX_EXAMPLES = os.environ.get("PBF_RELIABILITY_FUZZ_EXAMPLES", "110")
 
 
 def test_schemathesis_all_phases_no_server_error(database_url: str, tmp_path: Path) -> None:
