@@ -24,7 +24,8 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from app.config import Settings
-from app.onboarding.connect.pages import error_page
+from app.onboarding.connect.i18n import negotiate
+from app.onboarding.connect.pages import PageContext, error_page
 
 log = logging.getLogger("pbf.connect")
 
@@ -52,6 +53,7 @@ class BrowserRateLimitMiddleware:
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
+        self.branding = settings.branding
         self.cfg = settings.rate_limit
         self.redis_url = settings.redis_url
         self.per_ip: RateLimitItem = parse(self.cfg.per_ip)
@@ -83,7 +85,12 @@ class BrowserRateLimitMiddleware:
         if retry_after is None:
             await self.app(scope, receive, send)
             return
-        response = error_page("too_many_requests", 429)
+        accept_language = None
+        for k, v in scope.get("headers", []):
+            if k == b"accept-language":
+                accept_language = v.decode("latin-1")
+        ctx = PageContext(locale=negotiate(accept_language), branding=self.branding)
+        response = error_page("too_many_requests", 429, ctx=ctx)
         response.headers["Retry-After"] = str(retry_after)
         await response(scope, receive, send)
 
