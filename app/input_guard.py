@@ -34,6 +34,8 @@ MAX_JSON_STRING = 65_536
 MAX_QUERY_BYTES = 8_192
 
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
+#: The top-level body field a JSON-path detail names (the problem's ``field``).
+_TOP_FIELD_RE = re.compile(r"\$\.([A-Za-z0-9_]+)")
 _CONTROL_RE = re.compile("[\x00-\x1f\x7f]")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: Mounted counterparts (sandbox simulators) check their own input.
@@ -116,17 +118,19 @@ def check_url(scope: Scope) -> tuple[int, str] | None:
     return None
 
 
-async def send_problem(send: Send, status: int, code: str, title: str, detail: str) -> None:
-    body = json.dumps(
-        {
-            "type": PROBLEM_TYPE_BASE + code,
-            "title": title,
-            "status": status,
-            "detail": detail,
-            "code": code,
-        },
-        ensure_ascii=True,
-    ).encode()
+async def send_problem(
+    send: Send, status: int, code: str, title: str, detail: str, field: str | None = None
+) -> None:
+    problem: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if field is not None:
+        problem["field"] = field
+    body = json.dumps(problem, ensure_ascii=True).encode()
     await send(
         {
             "type": "http.response.start",
@@ -181,7 +185,10 @@ class InputGuardMiddleware:
         body = b"".join(chunks)
         reason = _body_problem(body)
         if reason is not None:
-            await send_problem(send, 422, "invalid_input", "Invalid input", reason)
+            top = _TOP_FIELD_RE.search(reason)
+            await send_problem(
+                send, 422, "invalid_input", "Invalid input", reason, top.group(1) if top else None
+            )
             return
         await self.app(
             scope,
