@@ -33,7 +33,7 @@ from app.callers.service import Caller, end_user_prefix_clause
 from app.config import Settings
 from app.db import new_id, try_insert, utcnow
 from app.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
-from app.onboarding import names
+from app.onboarding import group_repair, names
 from app.onboarding.models import Connection, EndUser, ServiceGroup
 from app.pagination import decode_cursor, encode_cursor
 
@@ -128,6 +128,14 @@ async def upsert_end_user(
         row.external_id = row.external_id[: 200 - len(suffix)] + suffix
         await session.flush()
         row = None
+    # A group deleted at Fivetran is forgotten here and re-created by the ensure step below.
+    repaired = (
+        await group_repair.forget_missing_groups(
+            session, app_state, row, destination_given=destination is not None
+        )
+        if row is not None
+        else []
+    )
     if row is None:
         row = EndUser(
             id=new_id("eu"),
@@ -169,6 +177,7 @@ async def upsert_end_user(
         end_user=external_id,
         details={"name_set": name is not None, "destination_set": destination is not None},
     )
+    await group_repair.record_repairs(session, row, repaired)
     await session.flush()
     return row, created
 
