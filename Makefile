@@ -9,7 +9,7 @@ PG_DSN ?= postgresql://postgres@127.0.0.1:5432/test
 JOBS   ?= 2
 PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider -n $(JOBS)
 
-.PHONY: run test test-sqlite test-postgres lint format openapi docs bench clean
+.PHONY: run test test-sqlite test-postgres lint format openapi docs bench clean reliability
 
 $(BIN)/pbf-headless: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,19 @@ openapi: $(BIN)/pbf-headless
 ## docs: regenerate openapi/openapi.json and the README settings table
 docs: openapi
 	$(BIN)/python -m app.docs_writer README.md
+
+## reliability: fault matrix (200 OAuth onboardings), SIGKILL crash tests, schemathesis and
+## the hostile corpus on PostgreSQL; prints one table (every loss column must be 0)
+RELIABILITY_FIGURES := var/reliability-figures.jsonl
+reliability: $(BIN)/pbf-headless
+	mkdir -p var && rm -f $(RELIABILITY_FIGURES)
+	PBF_TEST_DB=postgresql PBF_TEST_PG_DSN=$(PG_DSN) PBF_RELIABILITY_ONBOARDINGS=200 \
+	PBF_RELIABILITY_FULL=1 PBF_RELIABILITY_FIGURES=$(abspath $(RELIABILITY_FIGURES)) \
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile \
+		-m "reliability or not reliability" \
+		tests/reliability/test_fault_matrix.py tests/reliability/test_crash.py \
+		tests/reliability/test_fuzz.py tests/reliability/test_hostile_corpus.py
+	$(BIN)/python -m tests.reliability.figures $(RELIABILITY_FIGURES)
 
 ## bench: every benchmark (real uvicorn processes, wrk), one table + bench/results.json
 bench: $(BIN)/pbf-headless

@@ -18,6 +18,7 @@ import typer
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit import Actor, set_actor
 from app.config import Settings, load_settings, production_problems
 from app.db import create_engine, create_sessionmaker
 from app.events.cli import fivetran_cli, worker_command
@@ -33,6 +34,8 @@ cli = typer.Typer(
     add_completion=False,
 )
 api_keys_cli = typer.Typer(help="Manage caller API keys.", no_args_is_help=True)
+audit_cli = typer.Typer(help="The audit trail.", no_args_is_help=True)
+cli.add_typer(audit_cli, name="audit")
 cli.add_typer(api_keys_cli, name="api-keys")
 cli.add_typer(keys_cli, name="keys")
 cli.add_typer(fivetran_cli, name="fivetran")
@@ -84,6 +87,7 @@ def run_with_session(settings: Settings, fn: Callable[[AsyncSession], Awaitable[
         finally:
             await engine.dispose()
 
+    set_actor(Actor.cli())  # what the CLI changes is attributed to the CLI
     return asyncio.run(_go())
 
 
@@ -189,6 +193,8 @@ def serve(
         host=host,
         port=port,
         log_config=uvicorn_log_config(settings.log_level, settings.log_json),
+        # One access line per request: ours (pbf.access: redacted, bounded, request id).
+        access_log=False,
         proxy_headers=False,
         access_log=False,  # RequestContextMiddleware writes the one access line (pbf.access)
     )
@@ -312,6 +318,27 @@ def settings_table() -> None:
     from app.settings_doc import settings_markdown
 
     sys.stdout.write(settings_markdown())
+
+
+@audit_cli.command("export")
+def audit_export(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
+    ] = None,
+) -> None:
+    """Export the whole audit trail as JSON lines, oldest first."""
+    from app.audit.service import iter_all, record_as_dict
+
+    async def _export(session: AsyncSession) -> list[str]:
+        return [json.dumps(record_as_dict(r), sort_keys=True) async for r in iter_all(session)]
+
+    lines = run_with_session(_settings(), _export)
+    text = "".join(line + "\n" for line in lines)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"exported {len(lines)} audit record(s) to {output}", err=True)
 
 
 def main() -> None:

@@ -150,6 +150,42 @@ class ConnectSettings(BaseModel):
     )
 
 
+class RateLimitSettings(BaseModel):
+    """Rate limits of the public browser endpoints (``/connect/*``, ``/oauth/callback/*``):
+    per client IP and per session token (start token or OAuth ``state``), moving windows,
+    shared through Redis when ``redis_url`` is set (in memory otherwise)."""
+
+    enabled: bool = Field(True, description="Apply the browser endpoint rate limits.")
+    per_ip: str = Field(
+        "300/minute", description='Requests per client IP, e.g. "300/minute" or "20/second".'
+    )
+    per_session: str = Field(
+        "20/minute", description="Requests per connect token or OAuth state value."
+    )
+    redis_prefix: str = Field("pbf:ratelimit", description="Redis key prefix of the counters.")
+
+    @field_validator("per_ip", "per_session")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ValueError(f"not a rate limit: {value!r}") from exc
+        return value
+
+
+class AuditSettings(BaseModel):
+    """The audit trail (append-only; see ``GET /v1/audit``)."""
+
+    retention_days: int = Field(
+        365,
+        ge=0,
+        description="The worker purges audit records older than this (0 keeps them forever).",
+    )
+
+
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -471,6 +507,8 @@ class Settings(BaseSettings):
     events: EventsSettings = Field(default_factory=EventsSettings)
     onboarding: OnboardingSettings = Field(default_factory=OnboardingSettings)
     connect: ConnectSettings = Field(default_factory=ConnectSettings)
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     oauth: OAuthSettings = Field(default_factory=OAuthSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     branding: BrandingSettings = Field(default_factory=BrandingSettings)

@@ -17,12 +17,14 @@ from fastapi import FastAPI
 from app.config import Settings, load_settings, production_problems
 from app.db import count_statements, create_engine, create_sessionmaker
 from app.errors import install_error_handlers
+from app.input_guard import InputGuardMiddleware
 from app.observability import (
     Metrics,
     PoolCollector,
     RequestContextMiddleware,
     install_record_factory,
 )
+from app.onboarding.connect.ratelimit import BrowserRateLimitMiddleware
 from app.openapi_contract import install_openapi
 from app.transport import build_client, build_transport
 
@@ -73,12 +75,16 @@ def create_app(
         version="0.1.0",
         description=API_DESCRIPTION,
         lifespan=lifespan,
+        # A redirect built from the Host header is an open redirect; clients use exact paths.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.readiness_checks = {}
     install_error_handlers(app)
     _include_routers(app, settings.is_sandbox if include_sandbox is None else include_sandbox)
+    app.add_middleware(InputGuardMiddleware)  # type: ignore[arg-type]
+    app.add_middleware(BrowserRateLimitMiddleware, settings=settings)  # type: ignore[arg-type]
     install_openapi(app)
     app.add_middleware(
         RequestContextMiddleware,  # type: ignore[arg-type]
@@ -93,6 +99,9 @@ def _include_routers(app: FastAPI, sandbox: bool) -> None:
     from app.callers.router import router as callers_router
 
     app.include_router(ops.router)
+    from app.audit.router import router as audit_router
+
+    app.include_router(audit_router)
     app.include_router(callers_router)
     # Domain routers are added here, one line each.
     from app.onboarding.connect.router import router as connect_router

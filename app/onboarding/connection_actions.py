@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import audit
 from app.callers.service import Caller
 from app.errors import Conflict, InvalidInput, NotFound, invalid_fields
 from app.fivetran import secret_paths
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from app.fivetran.client import FivetranClient
 
 SYNC_FREQUENCIES = (1, 5, 15, 30, 60, 120, 180, 360, 480, 720, 1440)
-_DAILY_TIME_RE = re.compile(r"^(?:[01]\d|2[0-3]):00$")
+_DAILY_TIME_RE = re.compile(r"^(?:[01]\d|2[0-3]):00\Z")
 _MASK = "******"
 
 
@@ -123,6 +124,13 @@ async def update_connection(
         if conn.state == states.PAUSED:
             target = await states.resume_target(session, conn)
             await states.transition(session, conn, target, reason="resumed_by_caller")
+    await audit.record(
+        session,
+        action="connection.update",
+        target_type="connection",
+        target_id=conn.id,
+        details={"fields": sorted(changes)},
+    )
     await session.flush()
     return conn
 
@@ -170,6 +178,9 @@ async def delete_connection(session: AsyncSession, app_state: Any, conn: Connect
     await conn_service.revoke_tokens(session, app_state, conn)
     await app_state.vault.delete(session, owner_type=conn_service.OWNER, owner_id=conn.id)
     await states.transition(session, conn, states.DELETED, reason="deleted_by_caller")
+    await audit.record(
+        session, action="connection.delete", target_type="connection", target_id=conn.id
+    )
 
 
 async def sync(app_state: Any, conn: Connection, *, force: bool) -> None:

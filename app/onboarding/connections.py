@@ -27,6 +27,7 @@ from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import audit
 from app.callers.service import Caller, end_user_prefix_clause
 from app.db import new_id, try_insert, utcnow
 from app.errors import (
@@ -400,6 +401,14 @@ async def create_credentials_connection(
         )
     if idempotency is not None:
         await idempotency.remember_resource(session, conn.id)
+    await audit.record(
+        session,
+        action="connection.create",
+        target_type="connection",
+        target_id=conn.id,
+        end_user=end_user.external_id,
+        details={"service": service, "credentials_set": sorted(secrets)},
+    )
     await session.commit()  # durable point: connection row + secrets before the Fivetran call
     await _create_remote(session, app_state, conn, body=body, resumed=False)
     return conn
@@ -620,6 +629,29 @@ async def _leave_creating(
     return error
 
 
+def _reported_schema(app_state: Any, conn: Connection) -> str:
+    """The schema name Fivetran reports for ``conn`` (``schema.table`` for schema_table)."""
+    from app.fivetran.payloads import reported_schema
+
+    try:
+        table = get_source(app_state, conn.service).table_name
+    except NotFound:  # the service was disabled since: its table name is the service
+        table = conn.service
+    return reported_schema(conn.service, conn.schema_name, table)
+
+
+async def _fail_terminally(
+    session: AsyncSession, conn: Connection, exc: Exception, reason: str
+) -> None:
+    """A 404 from Fivetran while creating or resuming (the group or the connection was
+    deleted there): no retry can finish it, so ``setup_failed`` (terminal, re-authorizable),
+    never ``creating`` forever."""
+    message = getattr(exc, "message", str(exc))
+    conn.setup_tests = [{"title": "Fivetran", "status": "FAILED", "message": message[:500]}]
+    await states.transition(session, conn, states.SETUP_FAILED, reason=reason)
+    await session.commit()
+
+
 async def _create_remote(
     session: AsyncSession,
     app_state: Any,
@@ -642,6 +674,7 @@ async def _create_remote(
 
     client = app_state.fivetran
     attempts = app_state.settings.onboarding.create_attempts
+    schema = _reported_schema(app_state, conn)
     data: dict[str, Any] | None = None
     adopted = False
     last_exc: Exception | None = None
@@ -649,7 +682,7 @@ async def _create_remote(
     for _ in range(attempts):
         try:
             if lookup_first:
-                found = await client.find_connection(conn.group_id, conn.schema_name)
+                found = await client.find_connection(conn.group_id, schema)
                 if found is not None:
                     data, adopted = found, True
                     break
@@ -662,7 +695,7 @@ async def _create_remote(
         except FivetranConflict as exc:
             # The schema exists in the group: ours from an earlier attempt, or a stranger's.
             try:
-                found = await client.find_connection(conn.group_id, conn.schema_name)
+                found = await client.find_connection(conn.group_id, schema)
             except FivetranError as lookup_exc:
                 last_exc = lookup_exc
                 lookup_first = True
@@ -690,6 +723,16 @@ async def _create_remote(
             return
         except FivetranError as exc:
             raise await _leave_creating(session, conn, exc, f"fivetran_error:{exc.status}") from exc
+    if data is None and lookup_first:
+        # The last attempt was ambiguous (its answer may be lost after Fivetran processed
+        # it): look once more, so a created connection is adopted now, not orphaned.
+        try:
+            found = await client.find_connection(conn.group_id, schema)
+        except FivetranError as exc:
+            last_exc = exc
+        else:
+            if found is not None:
+                data, adopted = found, True
     if data is None:
         assert last_exc is not None
         raise await _leave_creating(session, conn, last_exc, "fivetran_unavailable") from last_exc
@@ -735,7 +778,7 @@ async def _finish_setup(
     session: AsyncSession, app_state: Any, conn: Connection, data: dict[str, Any]
 ) -> None:
     """Setup tests read: ``setup_failed``, or schema policy → un-pause → ``connected``."""
-    from app.fivetran.errors import FivetranError
+    from app.fivetran.errors import FivetranError, FivetranNotFound
 
     if _tests_failed(data):
         await states.transition(session, conn, states.SETUP_FAILED, reason="setup_tests_failed")
@@ -750,6 +793,11 @@ async def _finish_setup(
             conn.paused = False
             if isinstance(updated, dict):
                 apply_fivetran_status(conn, updated)
+    except FivetranNotFound as exc:
+        if conn.state != states.CREATING:
+            raise _fivetran_app_error(exc) from exc
+        await _fail_terminally(session, conn, exc, "fivetran_connection_not_found")
+        return
     except FivetranError as exc:
         if conn.state == states.CREATING:
             raise await _leave_creating(session, conn, exc, "finishing_setup") from exc
@@ -870,13 +918,16 @@ async def claim_for_resume(session: AsyncSession, conn: Connection) -> None:
 
 async def resume_connection(session: AsyncSession, app_state: Any, conn: Connection) -> None:
     """Finish a ``creating`` connection (caller retry, startup, reconciliation)."""
-    from app.fivetran.errors import FivetranError
+    from app.fivetran.errors import FivetranError, FivetranNotFound
 
     if conn.state != states.CREATING:
         return
     if conn.fivetran_connection_id is not None:
         try:
             data = await app_state.fivetran.run_setup_tests(conn.fivetran_connection_id)
+        except FivetranNotFound as exc:
+            await _fail_terminally(session, conn, exc, "fivetran_connection_not_found")
+            return
         except FivetranError as exc:
             raise await _leave_creating(session, conn, exc, "setup_tests_pending") from exc
         apply_fivetran_status(conn, data)
@@ -955,7 +1006,7 @@ async def delete_remote(app_state: Any, conn: Connection) -> None:
     client = app_state.fivetran
     fivetran_id = conn.fivetran_connection_id
     if fivetran_id is None and conn.state == states.CREATING and conn.group_id:
-        found = await client.find_connection(conn.group_id, conn.schema_name)
+        found = await client.find_connection(conn.group_id, _reported_schema(app_state, conn))
         if found is not None and found.get("service") == conn.service:
             fivetran_id = str(found["id"])
     if fivetran_id is None:

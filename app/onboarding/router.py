@@ -184,7 +184,8 @@ async def get_sources(
     item per way (``auth_method``); filter by ``category``, ``auth_method`` and search ``q``
     (service or display name). The default page holds the whole catalog."""
     after = decode_cursor(cursor, "after", str)
-    key = lambda s: f"{s.service}\x00{s.auth_method}"  # noqa: E731
+    # " " sorts before every service-name character (as NUL did) and is valid cursor text.
+    key = lambda s: f"{s.service} {s.auth_method}"  # noqa: E731
     listed = list_sources(request.app.state, category=category, auth_method=auth_method, query=q)
     sources = [s for s in listed if after is None or key(s) > after]
     page = sources[:limit]

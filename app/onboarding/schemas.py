@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.fivetran.secret_paths import mask_config
+from app.input_guard import scrub
 from app.onboarding.models import Connection, EndUser
 
 #: Connection states (``app.onboarding.states.STATES``), for filters and the API document.
@@ -18,6 +19,16 @@ ConnectionState = Literal[
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class _Out(BaseModel):
+    """An answer built from stored rows: text that cannot be encoded is replaced, so one bad
+    row never fails a response or a list."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scrub(cls, data: Any) -> Any:
+        return scrub(data)
 
 
 # --- end-users ---------------------------------------------------------------------------
@@ -42,7 +53,7 @@ class OffboardingOut(BaseModel):
     error: str | None = None
 
 
-class EndUserOut(BaseModel):
+class EndUserOut(_Out):
     external_id: str
     name: str | None
     status: Literal["active", "offboarding", "deleted"]
@@ -227,7 +238,7 @@ class ActionOut(BaseModel):
     status: str
 
 
-class ConnectionOut(BaseModel):
+class ConnectionOut(_Out):
     id: str
     end_user: str
     service: str

@@ -272,6 +272,11 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+#: Longest config string a form field without its own ``maxLength`` accepts (keys and
+#: certificates fit; a megabyte "host" is not forwarded to Fivetran).
+MAX_CONFIG_TEXT = 16_384
+
+
 def _err(errors: list[dict[str, str]], path: str, code: str, message: str) -> None:
     errors.append({"field": path, "code": code, "message": message})
 
@@ -303,8 +308,9 @@ def _check_value(
         _err(errors, path, "invalid_config", f"'{path}' must be one of: {allowed}")
         return
     if isinstance(value, str):
-        if "maxLength" in schema and len(value) > schema["maxLength"]:
-            _err(errors, path, "invalid_config", f"'{path}' is too long")
+        max_length = schema.get("maxLength", MAX_CONFIG_TEXT)
+        if len(value) > max_length:
+            _err(errors, path, "invalid_config", f"'{path}' is longer than {max_length} characters")
         if "pattern" in schema and not re.fullmatch(schema["pattern"], value):
             _err(errors, path, "invalid_config", f"'{path}' does not match the expected format")
     if isinstance(value, list) and "items" in schema:

@@ -37,7 +37,8 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.callers.service import Caller
+from app import audit
+from app.callers.service import Caller, key_is_revoked
 from app.db import new_id, utcnow
 from app.errors import AppError, Conflict, InvalidInput, NotFound, UpstreamError
 from app.onboarding.connect.models import ConnectSession, OAuthFlow, OAuthGrant
@@ -71,6 +72,8 @@ SESSION_ERROR_CODES = frozenset(
         "internal_error",
         "vault_error",
         "connection_failed",
+        "key_revoked",
+        "interrupted",
     }
 )
 
@@ -236,6 +239,14 @@ async def create_connect_session(
         expires_at=now + ttl,
     )
     session.add(row)
+    await audit.record(
+        session,
+        action="connection.reauthorize" if row.reauthorization else "connect_session.create",
+        target_type="connection",
+        target_id=connection.id,
+        end_user=eu.external_id,
+        details={"session_id": row.id, "service": service},
+    )
     await session.flush()
     log.info(
         "connect session created",
@@ -342,6 +353,9 @@ async def start_flow(session: AsyncSession, app_state: Any, *, token: str) -> Br
         select(ConnectSession).where(ConnectSession.token_hash == token_hash)
     )
     assert row is not None
+    if await key_is_revoked(session, row.caller_key_id):  # sessions die with their key
+        await _fail_session(session, row=row, flow=None, error_code="key_revoked")
+        return BrowserResult.error_page("link_invalid")
     provider = app_state.providers.get(row.provider_key)
     credentials = await app_state.providers.credentials(session, provider.key)
     inputs = dict((row.config or {}).get("inputs") or {})
@@ -556,6 +570,10 @@ async def handle_callback(
         await _fail_session(session, row=row, flow=flow, error_code=code)
         await _shred_verifier(session, app_state, flow)
         return _back_to_app(row, status="error", error=code)
+    if await key_is_revoked(session, row.caller_key_id):  # sessions die with their key
+        await _fail_session(session, row=row, flow=flow, error_code="key_revoked")
+        await _shred_verifier(session, app_state, flow)
+        return _back_to_app(row, status="error", error="key_revoked")
     code_value = provider.callback_code(params)
     if not code_value:
         await _fail_session(session, row=row, flow=flow, error_code="invalid_callback")

@@ -1,4 +1,5 @@
-"""Lifespan hook of the connect flow: the periodic sweep that closes expired sessions."""
+"""Lifespan hook of the connect flow: the periodic sweep that closes expired and interrupted
+sessions."""
 
 from __future__ import annotations
 
@@ -11,16 +12,19 @@ from fastapi import FastAPI
 
 from app.config import Settings
 from app.db import session_scope
+from app.onboarding.connect.recovery import settle_interrupted_sessions
 from app.onboarding.connect.service import expire_stale_sessions
 
 log = logging.getLogger("pbf.connect")
 
 
 async def sweep_once(app: FastAPI) -> int:
-    """One sweep in its own transaction; returns the number of sessions expired."""
+    """One sweep in its own transaction; returns the number of sessions closed (expired, or
+    settled after an interrupted callback or a revoked key)."""
     count = 0
     async for session in session_scope(app.state.sessionmaker):
         count = await expire_stale_sessions(session, app.state)
+        count += await settle_interrupted_sessions(session, app.state)
     return count
 
 
