@@ -196,7 +196,6 @@ def serve(
         # One access line per request: ours (pbf.access: redacted, bounded, request id).
         access_log=False,
         proxy_headers=False,
-        access_log=False,  # RequestContextMiddleware writes the one access line (pbf.access)
     )
 
 
