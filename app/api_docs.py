@@ -3,7 +3,9 @@
 FastAPI's built-in pages load Swagger UI, ReDoc, a favicon and fonts from CDNs, so they stay
 blank on a laptop without network. Here the pages reference only ``/docs-assets/…``, served
 from the files the ``fastapi-offline`` package ships (Swagger UI 5, ReDoc 2); Swagger UI's
-validator badge (an image from a public validator service) is turned off.
+validator badge (an image from a public validator service) is turned off, and a
+Content-Security-Policy keeps both pages on this origin (ReDoc's bundle would otherwise fetch
+its footer logo from a CDN).
 """
 
 from __future__ import annotations
@@ -18,6 +20,12 @@ from fastapi.staticfiles import StaticFiles
 
 ASSETS_PATH = "/docs-assets"
 _ASSETS_DIR = Path(str(files("fastapi_offline") / "static"))
+# Both pages start their UI from an inline script; everything else comes from this origin.
+_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; "
+    "connect-src 'self'; frame-ancestors 'none'"
+)
 
 
 def install_api_docs(app: FastAPI) -> None:
@@ -29,7 +37,7 @@ def install_api_docs(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:
-        return get_swagger_ui_html(
+        page = get_swagger_ui_html(
             openapi_url=openapi_url,
             title=f"{app.title} — API docs",
             swagger_js_url=f"{ASSETS_PATH}/swagger-ui-bundle.js",
@@ -41,13 +49,17 @@ def install_api_docs(app: FastAPI) -> None:
                 "persistAuthorization": True,
             },
         )
+        page.headers["Content-Security-Policy"] = _CSP
+        return page
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc() -> HTMLResponse:
-        return get_redoc_html(
+        page = get_redoc_html(
             openapi_url=openapi_url,
             title=f"{app.title} — API reference",
             redoc_js_url=f"{ASSETS_PATH}/redoc.standalone.js",
             redoc_favicon_url=favicon,
             with_google_fonts=False,
         )
+        page.headers["Content-Security-Policy"] = _CSP
+        return page
