@@ -67,7 +67,12 @@ class _BannerServer(uvicorn.Server):
 
 
 def run_server(
-    app: FastAPI, *, host: str, port: int, log_config: dict[str, Any], access_log: bool,
+    app: FastAPI,
+    *,
+    host: str,
+    port: int,
+    log_config: dict[str, Any],
+    access_log: bool,
     banner: str | None = None,
 ) -> None:
     config = uvicorn.Config(

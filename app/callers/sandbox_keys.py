@@ -103,8 +103,6 @@ async def ensure_sandbox_key(session: AsyncSession, *, data_dir: Path) -> Sandbo
         and caller.end_user_prefix is None
     ):
         return SandboxKey(key=stored, key_id=caller.key_id, reused=True)
-    row, key, revoked = await replace_named_key(
-        session, name=SANDBOX_KEY_NAME, scopes=["admin"]
-    )
+    row, key, revoked = await replace_named_key(session, name=SANDBOX_KEY_NAME, scopes=["admin"])
     write_key_file(path, key)
     return SandboxKey(key=key, key_id=row.id, reused=False, revoked=revoked)

@@ -68,9 +68,7 @@ def _consent(live: LiveServer, page: Any, button: str, label: str) -> None:
     _back_at_demo(live, page)
 
 
-def test_demo_onboards_a_credential_source_and_an_oauth_source(
-    live: LiveServer, page: Any
-) -> None:
+def test_demo_onboards_a_credential_source_and_an_oauth_source(live: LiveServer, page: Any) -> None:
     _open_demo(live, page)
     shot(page, "demo-1-start")
     end_user = _create_end_user(page, "acme", "Acme Corp")
@@ -124,7 +122,8 @@ def test_demo_onboards_a_credential_source_and_an_oauth_source(
     )
     _wait_state(page, "connected")
     sessions = [
-        e for e in live.api.get("/v1/events", params={"connection_id": sf["id"]}).json()["items"]
+        e
+        for e in live.api.get("/v1/events", params={"connection_id": sf["id"]}).json()["items"]
         if e["type"] == "connect_session.completed"
     ]
     assert len(sessions) == 2
@@ -132,9 +131,7 @@ def test_demo_onboards_a_credential_source_and_an_oauth_source(
     # Delete it.
     page.get_by_role("button", name="Delete…").click()
     page.get_by_role("button", name="Yes, delete this connection").click()
-    page.locator("#notice", has_text=f"Connection {sf['id']} deleted").wait_for(
-        timeout=TIMEOUT_MS
-    )
+    page.locator("#notice", has_text=f"Connection {sf['id']} deleted").wait_for(timeout=TIMEOUT_MS)
     shot(page, "demo-5-deleted")
     gone = live.api.get(f"/v1/connections/{sf['id']}")
     assert gone.status_code == 404 or gone.json()["state"] == "deleted"
@@ -148,9 +145,7 @@ def test_demo_deny_at_consent_comes_back_with_the_error(live: LiveServer, page: 
     _pick_source(page, "salesforce", "Salesforce")
     page.get_by_role("button", name="Connect Salesforce").click()
     _consent(live, page, "Deny", "deny")
-    page.locator("#notice", has_text="Not connected: access_denied").wait_for(
-        timeout=TIMEOUT_MS
-    )
+    page.locator("#notice", has_text="Not connected: access_denied").wait_for(timeout=TIMEOUT_MS)
     assert "session_id" not in page.url  # the page cleaned its address
     items = live.api.get("/v1/connections", params={"end_user": end_user}).json()["items"]
     assert all(c["state"] != "connected" for c in items)

@@ -82,7 +82,11 @@ async def test_the_demo_page_gets_its_page_and_a_demo_scoped_key(app: FastAPI, p
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", "/sandbox/demo"), ("GET", "/sandbox/demo/static/demo.js"), ("POST", "/sandbox/demo/key")],
+    [
+        ("GET", "/sandbox/demo"),
+        ("GET", "/sandbox/demo/static/demo.js"),
+        ("POST", "/sandbox/demo/key"),
+    ],
 )
 @pytest.mark.parametrize("peer", ["203.0.113.7", "10.0.0.5", "::ffff:192.0.2.1", "2001:db8::1"])
 async def test_a_non_loopback_peer_gets_no_page_and_no_key(
