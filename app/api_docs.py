@@ -37,29 +37,34 @@ def install_api_docs(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:
-        page = get_swagger_ui_html(
-            openapi_url=openapi_url,
-            title=f"{app.title} — API docs",
-            swagger_js_url=f"{ASSETS_PATH}/swagger-ui-bundle.js",
-            swagger_css_url=f"{ASSETS_PATH}/swagger-ui.css",
-            swagger_favicon_url=favicon,
-            swagger_ui_parameters={
-                **swagger_ui_default_parameters,
-                "validatorUrl": None,
-                "persistAuthorization": True,
-            },
+        return _own_origin_only(
+            get_swagger_ui_html(
+                openapi_url=openapi_url,
+                title=f"{app.title} — API docs",
+                swagger_js_url=f"{ASSETS_PATH}/swagger-ui-bundle.js",
+                swagger_css_url=f"{ASSETS_PATH}/swagger-ui.css",
+                swagger_favicon_url=favicon,
+                swagger_ui_parameters={
+                    **swagger_ui_default_parameters,
+                    "validatorUrl": None,
+                    "persistAuthorization": True,
+                },
+            )
         )
-        page.headers["Content-Security-Policy"] = _CSP
-        return page
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc() -> HTMLResponse:
-        page = get_redoc_html(
-            openapi_url=openapi_url,
-            title=f"{app.title} — API reference",
-            redoc_js_url=f"{ASSETS_PATH}/redoc.standalone.js",
-            redoc_favicon_url=favicon,
-            with_google_fonts=False,
+        return _own_origin_only(
+            get_redoc_html(
+                openapi_url=openapi_url,
+                title=f"{app.title} — API reference",
+                redoc_js_url=f"{ASSETS_PATH}/redoc.standalone.js",
+                redoc_favicon_url=favicon,
+                with_google_fonts=False,
+            )
         )
-        page.headers["Content-Security-Policy"] = _CSP
-        return page
+
+
+def _own_origin_only(page: HTMLResponse) -> HTMLResponse:
+    page.headers["Content-Security-Policy"] = _CSP
+    return page
