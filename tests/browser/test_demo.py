@@ -30,7 +30,9 @@ def _create_end_user(page: Any, suffix: str, name: str) -> str:
     page.locator("#notice").filter(has_text=f"End-user {external_id} is ready").wait_for(
         timeout=TIMEOUT_MS
     )
-    assert page.locator("#end-user-select").input_value() == external_id
+    page.wait_for_function(
+        "id => document.getElementById('end-user-select').value === id", arg=external_id
+    )
     return external_id
 
 
@@ -112,7 +114,13 @@ def test_demo_onboards_a_credential_source_and_an_oauth_source(live: LiveServer,
     items = live.api.get("/v1/connections", params={"end_user": end_user}).json()["items"]
     sf = next(c for c in items if c["service"] == "salesforce")
     assert sf["state"] == "connected"
-    assert page.locator("#connection-facts").inner_text().count(sf["id"]) == 1
+    page.locator("#connection-facts", has_text=sf["id"]).wait_for(timeout=TIMEOUT_MS)
+
+    # The source revokes access (the simulator plays it); the webhook makes it broken.
+    page.get_by_role("button", name="Sandbox: break it").click()
+    _wait_state(page, "broken")
+    _wait_event(page, "connection.broken")
+    shot(page, "demo-4b-salesforce-broken")
 
     # Re-authorize the same connection.
     page.get_by_role("button", name="Re-authorize").click()

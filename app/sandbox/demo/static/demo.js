@@ -20,7 +20,7 @@ const RETURN_TO = `${location.origin}/sandbox/demo`;
 
 const state = {
   key: null, me: null, sources: [], endUser: "", connections: [], connection: null,
-  events: [], pollTimer: null, source: null,
+  events: [], pollTimer: null, source: null, rendered: null, confirmDelete: null,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -144,11 +144,11 @@ async function createEndUser(ev) {
   const name = $("end-user-name").value.trim();
   try {
     const user = await api("PUT", `/v1/end-users/${encodeURIComponent(id)}`, name ? { name } : {});
-    notice(`End-user ${user.external_id} is ready (Fivetran group ${user.fivetran_group_id}).`);
     state.endUser = user.external_id;
     await loadEndUsers();
     await chooseEndUser(user.external_id);
     $("end-user-form").reset();
+    notice(`End-user ${user.external_id} is ready (Fivetran group ${user.fivetran_group_id}).`);
   } catch (err) { showError(err); }
 }
 
@@ -321,6 +321,8 @@ function renderConnections() {
 function selectConnection(id) {
   state.connection = id;
   state.events = [];
+  state.rendered = null;
+  state.confirmDelete = null;
   if (id) sessionStorage.setItem(STORE.connection, id); else sessionStorage.removeItem(STORE.connection);
   clearTimeout(state.pollTimer);
   renderConnections();
@@ -343,8 +345,14 @@ async function poll() {
     state.events = events.items;
     const listed = state.connections.find((c) => c.id === id);
     if (listed) Object.assign(listed, conn); else state.connections.push(conn);
-    renderConnections();
-    renderConnection(conn);
+    // Re-render only on change: a redraw every poll would steal focus and eat clicks.
+    const signature = JSON.stringify([conn, state.events.map((e) => e.id), state.confirmDelete]);
+    if (signature !== state.rendered) {
+      state.rendered = signature;
+      renderConnections();
+      renderConnection(conn);
+    }
+    $("connection-updated").textContent = `Updated ${new Date().toLocaleTimeString()}; refreshes every ${POLL_MS / 1000} s.`;
   } catch (err) {
     if (err.status === 404) { renderGone(id); return; }
     showError(err);
@@ -397,9 +405,10 @@ function renderConnection(c) {
       });
       buttons.push(reauth);
     }
-    const del = el("button", { type: "button", class: "secondary", text: "Delete…" });
-    const confirmDel = el("button", { type: "button", class: "danger", text: "Yes, delete this connection", hidden: true });
-    del.addEventListener("click", () => { confirmDel.hidden = false; del.hidden = true; });
+    const asking = state.confirmDelete === c.id;
+    const del = el("button", { type: "button", class: "secondary", text: "Delete…", hidden: asking });
+    const confirmDel = el("button", { type: "button", class: "danger", text: "Yes, delete this connection", hidden: !asking });
+    del.addEventListener("click", () => { state.confirmDelete = c.id; confirmDel.hidden = false; del.hidden = true; });
     confirmDel.addEventListener("click", async () => {
       confirmDel.disabled = true;
       try {
@@ -428,7 +437,7 @@ function renderConnection(c) {
     el("h4", { text: "Events" }),
     events.length ? el("ol", { class: "events", reversed: true, id: "events" }, events)
       : el("p", { class: "muted", text: "No events yet." }),
-    el("p", { class: "muted", text: `Updated ${new Date().toLocaleTimeString()}; refreshes every ${POLL_MS / 1000} s.` }));
+    el("p", { class: "muted", id: "connection-updated" }));
 }
 
 async function simulator(path, body) {
