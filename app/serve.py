@@ -75,6 +75,8 @@ def run_server(
     access_log: bool,
     banner: str | None = None,
 ) -> None:
+    """Serve ``app`` with uvicorn. Proxy headers stay off: ``request.client`` is the socket's
+    peer, which the sandbox demo's loopback check (and the audit trail) rely on."""
     config = uvicorn.Config(
         app,
         host=host,
