@@ -172,3 +172,11 @@ def test_demo_key_sees_only_demo_end_users(live: LiveServer, page: Any) -> None:
     page.locator("#key-status", has_text="all end-users").wait_for(timeout=TIMEOUT_MS)
     page.locator("#end-user-select option", has_text="acme-not-demo").wait_for(state="attached")
     shot(page, "demo-pasted-key")
+
+
+def test_demo_fits_a_phone(live: LiveServer, phone: Any) -> None:
+    _open_demo(live, phone)
+    _create_end_user(phone, "phone", "Phone Co")
+    _pick_source(phone, "postgres", "Postgres")
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(phone, "demo-phone")

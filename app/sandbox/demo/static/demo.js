@@ -193,7 +193,10 @@ function schemaFields(schema, container) {
   const props = Object.entries(schema.properties || {});
   const fields = [];
   const optional = el("div");
-  for (const [name, prop] of [...props.filter(([n]) => required.has(n)), ...props.filter(([n]) => !required.has(n))]) {
+  // Required fields first, in the order the schema lists them as required (host, port, …).
+  const order = [...required];
+  const first = props.filter(([n]) => required.has(n)).sort(([a], [b]) => order.indexOf(a) - order.indexOf(b));
+  for (const [name, prop] of [...first, ...props.filter(([n]) => !required.has(n))]) {
     const id = `field-${name}`;
     const isReq = required.has(name);
     const type = Array.isArray(prop.type) ? prop.type.find((t) => t !== "null") : prop.type;
