@@ -36,11 +36,10 @@ def _create_end_user(page: Any, suffix: str, name: str) -> str:
     return external_id
 
 
-def _pick_source(page: Any, query: str, name: str) -> None:
+def _pick_source(page: Any, query: str, name: str, way: str) -> None:
+    """Search, then pick ``name`` offered ``way`` ("credentials" or "sign in")."""
     page.get_by_label("Search sources").fill(query)
-    page.locator("#source-list").get_by_role(
-        "button", name=re.compile(f"^{name} (credentials|sign in)$")
-    ).click()
+    page.locator("#source-list").get_by_role("button", name=f"{name} {way}", exact=True).click()
     page.locator("#source-detail h3", has_text=name).wait_for(timeout=TIMEOUT_MS)
 
 
@@ -76,7 +75,7 @@ def test_demo_onboards_a_credential_source_and_an_oauth_source(live: LiveServer,
     end_user = _create_end_user(page, "acme", "Acme Corp")
 
     # A credential source: the form is rendered from GET /v1/sources/postgres.
-    _pick_source(page, "postg", "Postgres")
+    _pick_source(page, "postg", "Postgres", "credentials")
     page.get_by_label("Host *").fill("db.acme.example")
     page.get_by_label("Port *").fill("5432")
     page.get_by_label("Database *").fill("app")
@@ -104,7 +103,7 @@ def test_demo_onboards_a_credential_source_and_an_oauth_source(live: LiveServer,
     assert fresh["last_sync_succeeded_at"] is not None
 
     # An OAuth source: a real navigation to connect_url and back to the demo page.
-    _pick_source(page, "sales", "Salesforce")
+    _pick_source(page, "sales", "Salesforce", "sign in")
     page.get_by_role("button", name="Connect Salesforce").click()
     _consent(live, page, "Approve", "approve")
     page.locator("#notice", has_text="Connected: connection").wait_for(timeout=TIMEOUT_MS)
@@ -150,7 +149,7 @@ def test_demo_onboards_a_credential_source_and_an_oauth_source(live: LiveServer,
 def test_demo_deny_at_consent_comes_back_with_the_error(live: LiveServer, page: Any) -> None:
     _open_demo(live, page)
     end_user = _create_end_user(page, "deny", "Deny Inc")
-    _pick_source(page, "salesforce", "Salesforce")
+    _pick_source(page, "salesforce", "Salesforce", "sign in")
     page.get_by_role("button", name="Connect Salesforce").click()
     _consent(live, page, "Deny", "deny")
     page.locator("#notice", has_text="Not connected: access_denied").wait_for(timeout=TIMEOUT_MS)
@@ -177,6 +176,6 @@ def test_demo_key_sees_only_demo_end_users(live: LiveServer, page: Any) -> None:
 def test_demo_fits_a_phone(live: LiveServer, phone: Any) -> None:
     _open_demo(live, phone)
     _create_end_user(phone, "phone", "Phone Co")
-    _pick_source(phone, "postgres", "Postgres")
+    _pick_source(phone, "postgres", "Postgres", "credentials")
     assert phone.evaluate("document.documentElement.scrollWidth") <= 390
     shot(phone, "demo-phone")

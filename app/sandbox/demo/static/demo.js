@@ -173,8 +173,9 @@ function renderSources() {
 async function chooseSource(service, authMethod) {
   try {
     // The one-source read gives the JSON schema to render (the contract of GET /v1/sources/{service}).
-    const source = await api("GET", `/v1/sources/${encodeURIComponent(service)}`);
-    state.source = { ...source, auth_method: authMethod || source.auth_method };
+    // A service may be offered both ways (sign in, or credentials): ask for the one picked.
+    const source = await api("GET", `/v1/sources/${encodeURIComponent(service)}?auth_method=${encodeURIComponent(authMethod)}`);
+    state.source = source;
     renderSources();
     renderSourceDetail();
   } catch (err) { showError(err); }
