@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+import uvicorn
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import Actor, set_actor
+from app.callers.sandbox_keys import SandboxKey, ensure_sandbox_key
 from app.config import Settings, load_settings, production_problems
 from app.db import create_engine, create_sessionmaker
 from app.events.cli import fivetran_cli, worker_command
@@ -137,11 +139,14 @@ def serve(
         ),
     ] = 1,
 ) -> None:
-    """Serve the HTTP API (refuses an unmigrated database; sandbox mode migrates it)."""
-    import uvicorn
+    """Serve the HTTP API (refuses an unmigrated database; sandbox mode migrates it).
 
+    Sandbox mode also: links PBF_PUBLIC_BASE_URL to --host/--port unless it is set, logs one
+    plain line per request unless PBF_LOG_JSON is set, and prints one banner with the URLs
+    and a reusable sandbox API key (see 'api-keys ensure-sandbox')."""
     from app.main import create_app
     from app.observability import configure_logging, uvicorn_log_config
+    from app.serve import local_base_url, run_server, sandbox_banner
 
     settings = _settings(sandbox)
     problems = production_problems(settings)
@@ -158,6 +163,13 @@ def serve(
             upgrade(settings.effective_database_url)
         else:
             _fail("the database is not migrated; run 'pbf-headless migrate' first")
+    banner = None
+    if settings.is_sandbox:
+        if "public_base_url" not in settings.model_fields_set:
+            settings.public_base_url = local_base_url(host, port)
+        if "log_json" not in settings.model_fields_set:
+            settings.log_json = False
+        banner = sandbox_banner(settings, _ensure_sandbox_key(settings))
     if (
         settings.is_sandbox
         and "register_webhook_on_startup" not in settings.events.model_fields_set
@@ -188,14 +200,14 @@ def serve(
         )
         return
     app = create_app(settings)
-    uvicorn.run(
+    run_server(
         app,
         host=host,
         port=port,
         log_config=uvicorn_log_config(settings.log_level, settings.log_json),
         # One access line per request: ours (pbf.access: redacted, bounded, request id).
         access_log=False,
-        proxy_headers=False,
+        banner=banner,
     )
 
 
@@ -207,6 +219,34 @@ def worker_app() -> Any:
     settings = load_settings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
     return create_app(settings)
+
+
+def _ensure_sandbox_key(settings: Settings) -> SandboxKey:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+    async def _ensure(session: AsyncSession) -> SandboxKey:
+        return await ensure_sandbox_key(session, data_dir=settings.data_dir)
+
+    return run_with_session(settings, _ensure)
+
+
+@api_keys_cli.command("ensure-sandbox")
+def api_keys_ensure_sandbox() -> None:
+    """Sandbox mode only: print the sandbox admin key, alone on the last line. Reuses the key
+    stored in <data_dir>/sandbox-api-key (0600) while it works; otherwise creates one,
+    revokes older 'sandbox' keys and stores it."""
+    settings = _settings()
+    if not settings.is_sandbox:
+        _fail("ensure-sandbox works in sandbox mode only (PBF_MODE=sandbox)")
+    made = _ensure_sandbox_key(settings)
+    if made.reused:
+        typer.echo(f"reusing sandbox API key {made.key_id}")
+    else:
+        typer.echo(
+            f"created sandbox API key {made.key_id} (admin)"
+            + (f"; revoked {made.revoked} older sandbox key(s)" if made.revoked else "")
+        )
+    typer.echo(made.key)
 
 
 @api_keys_cli.command("create")

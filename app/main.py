@@ -14,6 +14,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
+from app.api_docs import install_api_docs
 from app.config import Settings, load_settings, production_problems
 from app.db import count_statements, create_engine, create_sessionmaker
 from app.errors import install_error_handlers
@@ -77,7 +78,10 @@ def create_app(
         lifespan=lifespan,
         # A redirect built from the Host header is an open redirect; clients use exact paths.
         redirect_slashes=False,
+        docs_url=None,
+        redoc_url=None,
     )
+    install_api_docs(app)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.readiness_checks = {}
@@ -127,6 +131,9 @@ def _mount_sandbox(app: FastAPI) -> None:
     from app.sandbox.oauth import mount_sandbox_oauth
 
     mount_sandbox_oauth(app)
+    from app.sandbox.demo import mount_sandbox_demo
+
+    mount_sandbox_demo(app)
 
 
 async def _startup(
