@@ -44,6 +44,7 @@ def test_r16_uvicorn_access_log_never_shows_code_or_state(
         PBF_DATABASE_URL=database_url,
         PBF_DATA_DIR=str(tmp_path / "var"),
         PBF_LOG_LEVEL="DEBUG",
+        PBF_LOG_JSON="true",  # the production default; sandbox mode would log plain lines
         PBF_PUBLIC_BASE_URL=base,
         PBF_API__ALLOWED_ORIGINS=json.dumps([APP_ORIGIN]),
     )
