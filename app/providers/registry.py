@@ -291,6 +291,10 @@ class Provider:
         elif source.app is not None and app is not None:
             extra = app.extras.get(source.app)
             value = extra.reveal() if extra is not None else None
+        elif source.credential is not None and app is not None:
+            value = app.client_id if source.credential == "client_id" else app.client_secret
+        elif source.token is not None and token_result is not None:
+            value = getattr(token_result, source.token, None)
         if value is None:
             return None
         if source.format:

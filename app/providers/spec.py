@@ -44,14 +44,19 @@ class ValueSource(BaseModel):
     metadata: str | None = None
     app: str | None = None
     const: str | None = None
+    #: The OAuth app's own ``client_id`` / ``client_secret`` (top-level auth fields).
+    credential: Literal["client_id", "client_secret"] | None = None
+    #: A token of the result under another name (e.g. ``ocapi_refresh_token``).
+    token: Literal["access_token", "refresh_token"] | None = None
     #: Python format string applied to the value (``{value}``), e.g. ``https://{value}``.
     format: str | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ValueSource:
-        chosen = [k for k in ("input", "metadata", "app", "const") if getattr(self, k) is not None]
+        keys = ("input", "metadata", "app", "const", "credential", "token")
+        chosen = [k for k in keys if getattr(self, k) is not None]
         if len(chosen) != 1:
-            raise ValueError("set exactly one of input, metadata, app, const")
+            raise ValueError("set exactly one of " + ", ".join(keys))
         return self
 
 
@@ -64,6 +69,32 @@ class FivetranMapping(BaseModel):
     #: Additional ``auth`` targets (dotted, e.g. ``realm_id``, ``client_access.developer_token``).
     auth_extra: dict[str, ValueSource] = Field(default_factory=dict)
     config: dict[str, ValueSource] = Field(default_factory=dict)
+
+
+FactStatus = Literal["verified", "unverified", "unknown"]
+
+
+class Verification(BaseModel):
+    """How far a provider's facts are established (from ``oauth-catalog-facts.yaml``).
+
+    ``verified`` means every fact rests on the cited sources (open-source integration code or
+    vendor documentation); it never means "exercised against the live provider". Facts named
+    in ``unverified`` rest on general knowledge; ``unknown`` facts are placeholders that an
+    operator must override before a real app can be configured (startup says so).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Where the endpoints come from: nango | airbyte | docs | inferred | curated.
+    confidence: str = "curated"
+    sources: list[str] = Field(default_factory=list)
+    unverified: list[str] = Field(default_factory=list)
+    #: Provider fields whose catalog value is a guess (operator override required).
+    unknown: list[str] = Field(default_factory=list)
+
+    @property
+    def verified(self) -> bool:
+        return not self.unverified and not self.unknown and self.confidence != "inferred"
 
 
 class ProviderSpec(BaseModel):
@@ -120,6 +151,13 @@ class ProviderSpec(BaseModel):
 
     #: Sandbox emulation switches (the sandbox authorization server reads them).
     sandbox: dict[str, str | bool | int] = Field(default_factory=dict)
+    #: Verification status of the facts above (see :class:`Verification`).
+    verification: Verification = Field(default_factory=Verification)
+    #: An operator-defined provider for a service that has a catalog provider names the
+    #: catalog provider it replaces (``replaces: salesforce``); without it startup refuses.
+    replaces: str | None = None
+    #: Discover the issuer's RFC 8414 metadata at startup (always on for operator issuers).
+    discover_metadata: bool = False
 
 
 class ProviderOverride(BaseModel):

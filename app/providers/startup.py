@@ -13,7 +13,6 @@ credentials (client id ``sandbox-<key>``; a secret containing ``+``, ``%`` and `
 from __future__ import annotations
 
 import logging
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 
 from app.config import OAuthAppSettings, Settings
+from app.providers.catalog_data import load_catalog_data
 from app.providers.errors import ProviderConfigError
 from app.providers.registry import (
     SANDBOX_PATH,
@@ -36,15 +36,6 @@ from app.providers.validation import check_issuers, check_spec
 from app.vault.secret import Secret
 
 log = logging.getLogger("pbf.providers")
-
-
-def load_catalog_data() -> dict[str, Any]:
-    """The raw shipped catalog (``app/providers/catalog.yaml``, packaged with the wheel)."""
-    text = resources.files("app.providers").joinpath("catalog.yaml").read_text("utf-8")
-    data = yaml.safe_load(text) or {}
-    if not isinstance(data, dict):
-        raise ProviderConfigError(["catalog.yaml must be a mapping of provider key → entry"])
-    return data
 
 
 def _parse(origin: str, raw: dict[str, Any], problems: list[str]) -> dict[str, ProviderSpec]:
