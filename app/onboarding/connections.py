@@ -33,6 +33,7 @@ from app.fivetran.timestamps import parse_fivetran_time
 from app.onboarding import end_users as end_user_service
 from app.onboarding import names, schema_policy, states
 from app.onboarding.models import Connection, EndUser
+from app.onboarding.auth_forms import split_auth_fields
 from app.onboarding.sources import Source, get_source, validate_config
 from app.pagination import decode_cursor, encode_cursor
 
@@ -363,11 +364,15 @@ def _payload(
 ) -> dict[str, Any]:
     from app.fivetran.payloads import build_create_payload
 
-    config = {
-        k: v
-        for k, v in fivetran_config.items()
-        if k not in source.input_fields or k in source.fivetran_fields
-    }
+    config, form_auth = split_auth_fields(
+        {
+            k: v
+            for k, v in fivetran_config.items()
+            if k not in source.input_fields or k in source.fivetran_fields
+        }
+    )
+    if auth is None:
+        auth = form_auth  # credential route of a service with an auth block
     body: dict[str, Any] = build_create_payload(
         source.service,
         group_id=conn.group_id or "",

@@ -23,6 +23,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.errors import InvalidInput, NotFound
+from app.onboarding.auth_forms import (
+    auth_form_properties,
+    hands_over_token,
+    is_secret_auth_field,
+    verification_view,
+)
 
 #: Fields the platform sets itself, never the end-user.
 PLATFORM_FIELDS = frozenset(
@@ -56,6 +62,10 @@ class Source:
     fivetran_fields: frozenset[str] = field(default_factory=frozenset)
     input_fields: frozenset[str] = field(default_factory=frozenset)
     table_name: str | None = None
+    #: Form fields that fill the Fivetran ``auth`` block (``auth.<path>``; credential route).
+    auth_fields: frozenset[str] = field(default_factory=frozenset)
+    #: Verification of the provider facts (None for plain credential sources).
+    verification: Any | None = None
 
     def public(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -66,6 +76,8 @@ class Source:
         }
         if self.auth_method == "oauth2":
             out["scopes"] = list(self.scopes or [])
+        if self.verification is not None:
+            out.update(verification_view(self.verification))
         return out
 
 
@@ -119,13 +131,21 @@ def _provider_set_fields(provider: Any) -> set[str]:
 
 def _build(service: str, provider: Any | None) -> Source | None:
     from app.fivetran.index import get_service
+    from app.providers.catalog_data import credential_services
 
     spec = get_service(service)
-    if spec is None or spec.schema_format == "schema_table_group":
+    if spec is None:
+        return None
+    form_auth = credential_services().get(service) if spec.has_auth else None
+    if spec.schema_format == "schema_table_group" and provider is None:
         return None
     secret_names = {n for n, f in spec.config_fields.items() if f.secret}
     if provider is not None and spec.has_auth:
+        if not hands_over_token(provider):
+            return None  # Fivetran's auth block takes no token: Connect Card only
         auth_method = "oauth2"
+    elif form_auth is not None and provider is None:
+        auth_method = "credentials"
     elif not spec.has_auth and secret_names:
         auth_method = "credentials"
     else:
@@ -155,6 +175,17 @@ def _build(service: str, provider: Any | None) -> Source | None:
         scopes = list(getattr(provider, "scopes", None) or [])
         name = getattr(provider, "display_name", None) or name
         provider_key = getattr(provider, "key", None)
+    auth_props: dict[str, Any] = {}
+    if form_auth is not None and auth_method == "credentials":
+        auth_props = auth_form_properties(spec, form_auth.auth_fields)
+        properties.update(auth_props)
+        secret_names |= {n for n in auth_props if is_secret_auth_field(n)}
+    verification = None
+    if auth_method == "oauth2" and provider is not None:
+        verification = provider.spec.verification
+    elif form_auth is not None:
+        verification = form_auth.verification
+        name = form_auth.display_name
     schema: dict[str, Any] = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object",
@@ -173,7 +204,9 @@ def _build(service: str, provider: Any | None) -> Source | None:
         secret_fields=frozenset(n for n in secret_names if n in properties),
         fivetran_fields=frozenset(n for n in properties if n in spec.config_fields),
         input_fields=frozenset(input_props),
-        table_name=service if spec.schema_format == "schema_table" else None,
+        table_name=service if spec.schema_format in ("schema_table", "schema_table_group") else None,
+        auth_fields=frozenset(auth_props),
+        verification=verification,
     )
 
 

@@ -74,6 +74,7 @@ CURATED: dict[str, dict[str, Any]] = {
         },
     },
     "exact_online": {
+        "config": {"region": {"input": "region", "format": "https://start.exactonline.{value}"}},
         "authorization_url": "https://start.exactonline.{region}/api/oauth2/auth",
         "token_url": "https://start.exactonline.{region}/api/oauth2/token",
         "enums": {"region": ["nl", "be", "de", "fr", "es", "co.uk", "com"]},
@@ -288,6 +289,22 @@ def provider_entry(record: dict[str, Any], service_fields: dict[str, FieldSpec])
     fivetran, wants_rt = _fivetran_mapping(
         record, service_fields, targets, {str(i["name"]) for i in inputs}
     )
+    fivetran.setdefault("config", {}).update(curated.get("config", {}))
+    if not fivetran["config"]:
+        del fivetran["config"]
+    renamed: list[str] = []
+    for item in inputs:
+        name = str(item["name"])
+        if name in service_fields and name not in fivetran.get("config", {}):
+            # The form has a config field of that name whose values differ (an enum of
+            # region codes …): keep both, the input under its own name.
+            item["name"] = f"oauth_{name}"
+            renamed.append(name)
+    if renamed:
+        authorization_url, token_url = (
+            re.sub(r"\{(" + "|".join(renamed) + r")\}", r"{oauth_\1}", u)
+            for u in (authorization_url, token_url)
+        )
     rotates = (record.get("refresh_token") or {}).get("rotates")
     parts = urlsplit(authorization_url)
     entry: dict[str, Any] = {
@@ -315,9 +332,13 @@ def provider_entry(record: dict[str, Any], service_fields: dict[str, FieldSpec])
     entry["token_auth_method"] = AUTH_METHODS.get(
         str(record.get("token_client_auth")), "client_secret_post"
     )
-    entry["requires_refresh_token"] = wants_rt and (record.get("refresh_token") or {}).get(
-        "issued"
-    ) == "yes"
+    # A refresh token is required when it is issued, or when the auth block has no other
+    # token to carry (Fivetran could not use the connection without it).
+    issued = (record.get("refresh_token") or {}).get("issued")
+    token_fields = set(record.get("fivetran_auth_fields") or []) & set(TOKEN_NAMES)
+    entry["requires_refresh_token"] = wants_rt and (
+        issued == "yes" or token_fields <= {"refresh_token"}
+    )
     entry["refresh_token_rotation"] = (
         "n/a" if not wants_rt else rotates if rotates in ("yes", "no", "optional") else "optional"
     )

@@ -20,9 +20,18 @@ from typing import Any
 from app.fivetran.index import get_service
 from app.sandbox.fivetran.state import SimState, now_iso, ssh_fingerprint, ssh_rsa_public_key
 
-# (service, token) -> active?
-TokenChecker = Callable[[str, str], Awaitable[bool]]
+# (service, token) -> active? (None: the token could not be checked)
+TokenChecker = Callable[[str, str], Awaitable[bool | None]]
 INVALID = "invalid"
+#: Auth-block fields that carry an OAuth token, in the order the setup test checks them.
+TOKEN_FIELDS = (
+    "refresh_token",
+    "access_token",
+    "user_access_token",
+    "system_user_access_token",
+    "ocapi_refresh_token",
+    "ocapi_access_token",
+)
 
 
 def _find_invalid(value: Any, path: str) -> str | None:
@@ -101,12 +110,11 @@ async def run_setup_tests(
     spec = get_service(connection["service"])
     auth = state.auth.get(conn_id)
     if spec is not None and spec.auth_tree is not None and (auth or not _has_secret(cfg, spec)):
-        token = None
-        for name in ("refresh_token", "access_token", "user_access_token"):
-            if auth and isinstance(auth.get(name), str) and auth[name]:
-                token = auth[name]
-                break
-        if token is None:
+        token = next(
+            (auth[n] for n in TOKEN_FIELDS if auth and isinstance(auth.get(n), str) and auth[n]),
+            None,
+        )
+        if token is None and not auth:
             tests.append(
                 _test(
                     "Validate Login",
@@ -116,30 +124,17 @@ async def run_setup_tests(
                 )
             )
             return tests
-        try:
-            active = await checker(connection["service"], token)
-        except Exception as exc:
+        if token is not None:
+            tests.append(await _validate_login(checker, connection["service"], token))
+            return tests
+        # An auth block without a token (API key, client credentials, certificate) is
+        # checked like credentials.
+        bad = _find_invalid(auth, "auth")
+        if bad:
             tests.append(
-                _test(
-                    "Validate Login",
-                    "FAILED",
-                    f"Could not verify the token at the authorization server "
-                    f"({type(exc).__name__}).",
-                )
+                _test("Validate Credentials", "FAILED", f"Invalid credentials: check '{bad}'.")
             )
             return tests
-        if active:
-            tests.append(_test("Validate Login", "PASSED"))
-        else:
-            tests.append(
-                _test(
-                    "Validate Login",
-                    "FAILED",
-                    "Invalid credentials: the token is expired, revoked or unknown. "
-                    "Re-authorize the connection.",
-                )
-            )
-        return tests
 
     bad = _find_invalid(cfg, "config")
     if bad:
@@ -153,6 +148,32 @@ async def run_setup_tests(
     else:
         tests.append(_test("Validate Credentials", "PASSED"))
     return tests
+
+
+async def _validate_login(checker: TokenChecker, service: str, token: str) -> dict[str, Any]:
+    try:
+        active = await checker(service, token)
+    except Exception as exc:
+        return _test(
+            "Validate Login",
+            "FAILED",
+            f"Could not verify the token at the authorization server ({type(exc).__name__}).",
+        )
+    if active is None:
+        return _test(
+            "Validate Login",
+            "PASSED",
+            "The token was not checked: it was not issued by the sandbox authorization server "
+            "and its provider has no introspection endpoint.",
+        )
+    if active:
+        return _test("Validate Login", "PASSED")
+    return _test(
+        "Validate Login",
+        "FAILED",
+        "Invalid credentials: the token is expired, revoked or unknown. "
+        "Re-authorize the connection.",
+    )
 
 
 def _has_secret(cfg: dict[str, Any], spec: Any) -> bool:

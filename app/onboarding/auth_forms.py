@@ -1,0 +1,81 @@
+"""Sources whose Fivetran ``auth`` block is filled by a form, and provider facts per source.
+
+Services that accept an API ``auth`` block but authorize without a consent redirect (client
+credentials, JWT assertions, API keys, client certificates, OAuth 1.0a tokens) are offered
+with the ``credentials`` route: the form has one field per auth-block path, named
+``auth.<path>`` (``auth.api_key``, ``auth.client_access.client_id``), which
+:func:`split_auth_fields` moves from the config into the ``auth`` block of the Fivetran
+request.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from app.fivetran.index import ServiceSpec
+from app.providers.spec import Verification
+
+AUTH_PREFIX = "auth."
+_SECRET = re.compile(r"(secret|token|key|password|private)", re.I)
+_TOKEN_FIELDS = ("access_token", "refresh_token")
+
+
+def is_secret_auth_field(name: str) -> bool:
+    leaf = name.rsplit(".", 1)[-1]
+    return bool(_SECRET.search(leaf)) and not leaf.endswith(("_id", "_url", "_scope"))
+
+
+def auth_form_properties(spec: ServiceSpec, paths: tuple[str, ...]) -> dict[str, Any]:
+    """JSON-Schema properties (``auth.<path>``) for the auth-block paths of ``spec``."""
+    props: dict[str, Any] = {}
+    tree = spec.auth_tree or {}
+    for path in paths:
+        head, _, leaf = path.partition(".")
+        node = tree.get(head)
+        if node is not None and leaf:
+            node = (node.properties or {}).get(leaf)
+        if node is None:
+            continue
+        prop = node.to_json_schema()
+        prop.setdefault("title", path.replace("_", " ").replace(".", " › "))
+        if is_secret_auth_field(path):
+            prop["writeOnly"] = True
+            prop["format"] = "password"
+        props[AUTH_PREFIX + path] = prop
+    return props
+
+
+def split_auth_fields(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(config without ``auth.*`` fields, the nested auth block or None)."""
+    config: dict[str, Any] = {}
+    auth: dict[str, Any] = {}
+    for key, value in values.items():
+        if not key.startswith(AUTH_PREFIX):
+            config[key] = value
+            continue
+        head, _, leaf = key[len(AUTH_PREFIX) :].partition(".")
+        if leaf:
+            auth.setdefault(head, {})[leaf] = value
+        else:
+            auth[head] = value
+    return config, (auth or None)
+
+
+def hands_over_token(provider: Any) -> bool:
+    """Whether the provider's Fivetran mapping puts an OAuth token into the auth block."""
+    mapping = provider.spec.fivetran
+    if any(name in mapping.auth for name in _TOKEN_FIELDS):
+        return True
+    return any(source.token is not None for source in mapping.auth_extra.values())
+
+
+def verification_view(verification: Verification) -> dict[str, Any]:
+    """The public verification fields of a source or provider."""
+    out: dict[str, Any] = {"verified": verification.verified}
+    if not verification.verified:
+        out["unverified_facts"] = list(verification.unverified) + [
+            f"{name} (unknown)" for name in verification.unknown
+        ]
+    out["facts_confidence"] = verification.confidence
+    return out
