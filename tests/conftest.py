@@ -111,11 +111,10 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-@pytest.fixture
-def database_url(template_db: str, tmp_path: Path) -> Iterator[str]:
-    """A fresh, migrated database for this test."""
+def fresh_database(template_db: str, directory: Path) -> Iterator[str]:
+    """Yield the URL of a fresh copy of the migrated template (dropped afterwards)."""
     if TEST_DB == "sqlite":
-        target = tmp_path / "pbf.db"
+        target = directory / "pbf.db"
         shutil.copyfile(template_db, target)
         yield f"sqlite+aiosqlite:///{target}"
         return
@@ -123,6 +122,12 @@ def database_url(template_db: str, tmp_path: Path) -> Iterator[str]:
     asyncio.run(_pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"'))
     yield _pg_url(name)
     asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def database_url(template_db: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated database for this test."""
+    yield from fresh_database(template_db, tmp_path)
 
 
 @pytest.fixture

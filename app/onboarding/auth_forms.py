@@ -14,11 +14,9 @@ import re
 from typing import Any
 
 from app.fivetran.index import ServiceSpec
-from app.providers.spec import Verification
 
 AUTH_PREFIX = "auth."
 _SECRET = re.compile(r"(secret|token|key|password|private)", re.I)
-_TOKEN_FIELDS = ("access_token", "refresh_token")
 
 
 def is_secret_auth_field(name: str) -> bool:
@@ -60,22 +58,3 @@ def split_auth_fields(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
         else:
             auth[head] = value
     return config, (auth or None)
-
-
-def hands_over_token(provider: Any) -> bool:
-    """Whether the provider's Fivetran mapping puts an OAuth token into the auth block."""
-    mapping = provider.spec.fivetran
-    if any(name in mapping.auth for name in _TOKEN_FIELDS):
-        return True
-    return any(source.token is not None for source in mapping.auth_extra.values())
-
-
-def verification_view(verification: Verification) -> dict[str, Any]:
-    """The public verification fields of a source or provider."""
-    out: dict[str, Any] = {"verified": verification.verified}
-    if not verification.verified:
-        out["unverified_facts"] = list(verification.unverified) + [
-            f"{name} (unknown)" for name in verification.unknown
-        ]
-    out["facts_confidence"] = verification.confidence
-    return out

@@ -23,12 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.errors import InvalidInput, NotFound
-from app.onboarding.auth_forms import (
-    auth_form_properties,
-    hands_over_token,
-    is_secret_auth_field,
-    verification_view,
-)
+from app.onboarding.auth_forms import auth_form_properties, is_secret_auth_field
 
 #: Fields the platform sets itself, never the end-user.
 PLATFORM_FIELDS = frozenset(
@@ -77,7 +72,7 @@ class Source:
         if self.auth_method == "oauth2":
             out["scopes"] = list(self.scopes or [])
         if self.verification is not None:
-            out.update(verification_view(self.verification))
+            out.update(self.verification.public())
         return out
 
 
@@ -137,11 +132,11 @@ def _build(service: str, provider: Any | None) -> Source | None:
     if spec is None:
         return None
     form_auth = credential_services().get(service) if spec.has_auth else None
-    if spec.schema_format == "schema_table_group" and provider is None:
+    if spec.schema_format == "schema_table_group" and provider is None and form_auth is None:
         return None
     secret_names = {n for n, f in spec.config_fields.items() if f.secret}
     if provider is not None and spec.has_auth:
-        if not hands_over_token(provider):
+        if not provider.spec.fivetran.hands_over_token:
             return None  # Fivetran's auth block takes no token: Connect Card only
         auth_method = "oauth2"
     elif form_auth is not None and provider is None:

@@ -8,7 +8,7 @@ Fivetran service) live in :mod:`app.providers.validation` and report one message
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -70,6 +70,13 @@ class FivetranMapping(BaseModel):
     auth_extra: dict[str, ValueSource] = Field(default_factory=dict)
     config: dict[str, ValueSource] = Field(default_factory=dict)
 
+    @property
+    def hands_over_token(self) -> bool:
+        """Whether an OAuth token reaches the auth block (else: Connect Card only)."""
+        if "access_token" in self.auth or "refresh_token" in self.auth:
+            return True
+        return any(source.token is not None for source in self.auth_extra.values())
+
 
 FactStatus = Literal["verified", "unverified", "unknown"]
 
@@ -95,6 +102,16 @@ class Verification(BaseModel):
     @property
     def verified(self) -> bool:
         return not self.unverified and not self.unknown and self.confidence != "inferred"
+
+    def public(self) -> dict[str, Any]:
+        """The public view (``/v1/sources``, ``providers list``)."""
+        out: dict[str, Any] = {"verified": self.verified}
+        if not self.verified:
+            out["unverified_facts"] = list(self.unverified) + [
+                f"{name} (unknown)" for name in self.unknown
+            ]
+        out["facts_confidence"] = self.confidence
+        return out
 
 
 class ProviderSpec(BaseModel):
