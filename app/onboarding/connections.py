@@ -34,6 +34,7 @@ from app.onboarding import end_users as end_user_service
 from app.onboarding import names, schema_policy, states
 from app.onboarding.models import Connection, EndUser
 from app.onboarding.auth_forms import split_auth_fields
+from app.onboarding.replaced_tokens import revoke_replaced_refresh_token
 from app.onboarding.sources import Source, get_source, validate_config
 from app.pagination import decode_cursor, encode_cursor
 
@@ -738,6 +739,10 @@ async def _reauthorize_remote(
     except FivetranError as exc:
         raise _fivetran_app_error(exc) from exc
     apply_fivetran_status(conn, data)
+    if not _tests_failed(data):
+        source = get_source(app_state, conn.service)
+        inputs = {k: v for k, v in conn.config.items() if k in source.input_fields}
+        await revoke_replaced_refresh_token(session, app_state, conn, inputs=inputs)
     await _discard_tokens_if_configured(session, app_state, conn)
     await _after_tests(session, app_state, conn, data, reason="reauthorized")
 

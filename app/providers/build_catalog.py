@@ -342,6 +342,9 @@ def provider_entry(record: dict[str, Any], service_fields: dict[str, FieldSpec])
     entry["refresh_token_rotation"] = (
         "n/a" if not wants_rt else rotates if rotates in ("yes", "no", "optional") else "optional"
     )
+    if parts.netloc == "accounts.google.com":
+        # Revoking any Google token ends the whole authorization, the new tokens included.
+        entry["revoke_replaced_refresh_token"] = False
     if params.get("access_type") == "offline":
         entry["sandbox"] = {"refresh_token_needs_offline": True}
     if inputs:

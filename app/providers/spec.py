@@ -148,6 +148,9 @@ class ProviderSpec(BaseModel):
     #: Names the provider setting that yields a refresh token, for the R12 error message.
     refresh_token_knob: str | None = None
     refresh_token_rotation: Rotation = "no"
+    #: Revoke the refresh token a re-authorization replaced (RFC 7009). Off where revoking
+    #: one token ends the whole authorization, new tokens included (Google).
+    revoke_replaced_refresh_token: bool = True
     #: Re-send ``scope`` on refresh (only where the provider requires it, e.g. bingads).
     refresh_sends_scope: bool = False
 

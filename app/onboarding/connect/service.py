@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.callers.service import Caller
 from app.db import new_id, utcnow
 from app.errors import AppError, Conflict, InvalidInput, NotFound, UpstreamError
+from app.onboarding.replaced_tokens import keep_replaced_refresh_token
 from app.onboarding.connect.models import ConnectSession, OAuthFlow, OAuthGrant
 from app.onboarding.connect.origins import validate_return_to, with_query
 from app.onboarding.connect.schemas import (
@@ -690,6 +691,13 @@ async def store_grant(
 ) -> OAuthGrant:
     """Seal the tokens in the vault (owner ``connection``) and record the grant's metadata."""
     vault = app_state.vault
+    await keep_replaced_refresh_token(
+        session,
+        app_state,
+        end_user_id=end_user_id,
+        connection_id=connection_id,
+        new_token=token_result.refresh_token,
+    )
     for field_name in ("access_token", "refresh_token"):
         value = getattr(token_result, field_name)
         if value is not None:
