@@ -390,7 +390,25 @@ def build(facts_path: Path) -> dict[str, Any]:
             providers[service] = provider_entry(record, spec.config_fields)
         else:
             credentials[service] = credential_entry(record, spec.auth_tree)
+    _distinct_issuers(providers, hand)
     return {"providers": providers, "credential_services": credentials, "verification": verification}
+
+
+def _distinct_issuers(providers: dict[str, Any], hand: dict[str, Any]) -> None:
+    """R10: one issuer per authorization server.
+
+    The facts give no issuers; the authorization URL's origin stands in. Where that origin
+    serves several endpoint sets (tenant paths, shared ``https://{hostname}``), the
+    authorization endpoint itself (without query) becomes the issuer of each generated one.
+    """
+    servers: dict[str, set[tuple[str, str]]] = {}
+    for entry in [*hand.values(), *providers.values()]:
+        servers.setdefault(entry["issuer"], set()).add(
+            (entry["authorization_url"], entry["token_url"])
+        )
+    for entry in providers.values():
+        if len(servers[entry["issuer"]]) > 1:
+            entry["issuer"] = entry["authorization_url"].split("?", 1)[0].rstrip("/")
 
 
 HEADER = """\

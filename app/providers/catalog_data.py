@@ -46,6 +46,11 @@ def load_catalog_data() -> dict[str, Any]:
     return data
 
 
+def hand_written_keys() -> list[str]:
+    """Keys of the hand-written providers (``catalog.yaml``: the ones with named quirks)."""
+    return sorted(_read("catalog.yaml"))
+
+
 @dataclass(frozen=True)
 class CredentialService:
     """A service whose ``auth`` block an end-user fills through a credential form."""

@@ -28,6 +28,7 @@ from app.fivetran.payloads import validate_create_payload
 from app.providers.catalog_data import credential_services
 from app.providers.startup import build_registry
 from tests.conftest import BASE_URL, fresh_database
+from tests.providers.flow import example_inputs
 from tests.oauth_flow.conftest import APP_ORIGIN, RETURN_TO, Browser, query_of, relative, with_params
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -72,16 +73,6 @@ async def env(module_db: str, tmp_path_factory: pytest.TempPathFactory) -> Async
             r = await client.put("/v1/end-users/acme", json={"name": "Acme"}, headers=headers)
             assert r.status_code == 201, r.text
             yield Module(app, client, headers)
-
-
-def _inputs(provider: Any) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for spec in provider.input_specs:
-        if spec.examples:
-            values[spec.name] = spec.examples[0]
-        elif spec.default is not None:
-            values[spec.name] = spec.default
-    return values
 
 
 async def _create_body(env: Module, service: str) -> dict[str, Any]:
@@ -130,7 +121,7 @@ async def test_oauth_provider_connects(env: Module, provider_key: str) -> None:
             "end_user": "acme",
             "service": service,
             "return_to": RETURN_TO,
-            "config": _inputs(provider),
+            "config": example_inputs(provider),
         },
         headers=env.headers,
     )

@@ -322,6 +322,8 @@ async def start_flow(session: AsyncSession, app_state: Any, *, token: str) -> Br
     )
     assert row is not None
     provider = app_state.providers.get(row.provider_key)
+    # RFC 8414: an operator-configured issuer's metadata decides e.g. whether iss is required.
+    provider = await app_state.providers.resolved(provider, app_state.http)
     credentials = await app_state.providers.credentials(session, provider.key)
     inputs = dict((row.config or {}).get("inputs") or {})
     endpoints = provider.endpoints(inputs)
