@@ -18,9 +18,20 @@ async def test_catalog_lists_onboardable_services(api: httpx.AsyncClient) -> Non
     assert items["intercom"]["auth_method"] == "oauth2"
     assert items["stripe"]["auth_method"] == "credentials"
     assert items["postgres"]["auth_method"] == "credentials"
-    for absent in ("mailchimp", "slack", "airtable", "adroll"):
-        assert absent not in items, absent
+    for absent in ("mailchimp", "slack", "notion", "yahoo_gemini"):
+        assert absent not in items, absent  # Connect Card only
     assert len(items) > 100
+    # Every provider's facts carry their verification status.
+    assert items["airtable"]["auth_method"] == "oauth2"
+    assert items["airtable"]["verified"] is False
+    assert "refresh_token.rotates" in items["airtable"]["unverified_facts"]
+    assert items["adobe_workfront"]["verified"] is True
+    assert "unverified_facts" not in items["adobe_workfront"]
+    # Non-redirect grants are offered as credential forms that fill the auth block.
+    twitter = items["twitter"]
+    assert twitter["auth_method"] == "credentials"
+    assert "auth.oauth_token_secret" in twitter["config_schema"]["properties"]
+    assert twitter["config_schema"]["properties"]["auth.oauth_token_secret"]["writeOnly"] is True
 
     sf = items["salesforce"]
     assert sf["name"] == "Salesforce"
