@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
-    ConfigDict,
     AliasChoices,
     BaseModel,
+    ConfigDict,
     Field,
     SecretStr,
     field_validator,

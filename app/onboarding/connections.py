@@ -32,8 +32,8 @@ from app.errors import AppError, Conflict, InvalidInput, NotFound, ServiceUnavai
 from app.fivetran.timestamps import parse_fivetran_time
 from app.onboarding import end_users as end_user_service
 from app.onboarding import names, schema_policy, states
-from app.onboarding.models import Connection, EndUser
 from app.onboarding.auth_forms import split_auth_fields
+from app.onboarding.models import Connection, EndUser
 from app.onboarding.replaced_tokens import revoke_replaced_refresh_token
 from app.onboarding.sources import Source, get_source, validate_config
 from app.pagination import decode_cursor, encode_cursor

@@ -199,7 +199,9 @@ def _build(service: str, provider: Any | None) -> Source | None:
         secret_fields=frozenset(n for n in secret_names if n in properties),
         fivetran_fields=frozenset(n for n in properties if n in spec.config_fields),
         input_fields=frozenset(input_props),
-        table_name=service if spec.schema_format in ("schema_table", "schema_table_group") else None,
+        table_name=service
+        if spec.schema_format in ("schema_table", "schema_table_group")
+        else None,
         auth_fields=frozenset(auth_props),
         verification=verification,
     )

@@ -104,24 +104,42 @@ CURATED: dict[str, dict[str, Any]] = {
     "tiktok_organic_app": {
         "enums": {"api_environment": ["business-api.tiktok.com", "sandbox-ads.tiktok.com"]}
     },
-    "workday": {"host_suffixes": {"authorization_domain": ["workday.com", "myworkday.com"],
-                                  "token_domain": ["workday.com", "myworkday.com"]}},
+    "workday": {
+        "host_suffixes": {
+            "authorization_domain": ["workday.com", "myworkday.com"],
+            "token_domain": ["workday.com", "myworkday.com"],
+        }
+    },
     "workday_financial_management": {
-        "host_suffixes": {"authorization_domain": ["workday.com", "myworkday.com"],
-                          "token_domain": ["workday.com", "myworkday.com"]}
+        "host_suffixes": {
+            "authorization_domain": ["workday.com", "myworkday.com"],
+            "token_domain": ["workday.com", "myworkday.com"],
+        }
     },
     "workday_hcm": {
-        "host_suffixes": {"authorization_domain": ["workday.com", "myworkday.com"],
-                          "token_domain": ["workday.com", "myworkday.com"]}
+        "host_suffixes": {
+            "authorization_domain": ["workday.com", "myworkday.com"],
+            "token_domain": ["workday.com", "myworkday.com"],
+        }
     },
     "google_play": {
         "authorization_url": "https://accounts.google.com/o/oauth2/v2/auth",
         "token_url": "https://oauth2.googleapis.com/token",
     },
 }
-for _zoho in ("bigin_by_zoho_crm", "zoho_books", "zoho_campaigns", "zoho_crm", "zoho_desk",
-              "zoho_inventory", "zoho_people", "zoho_recruit"):
-    CURATED[_zoho] = {"enums": {"region": ["com", "eu", "in", "com.au", "com.cn", "jp", "ca", "sa"]}}
+for _zoho in (
+    "bigin_by_zoho_crm",
+    "zoho_books",
+    "zoho_campaigns",
+    "zoho_crm",
+    "zoho_desk",
+    "zoho_inventory",
+    "zoho_people",
+    "zoho_recruit",
+):
+    CURATED[_zoho] = {
+        "enums": {"region": ["com", "eu", "in", "com.au", "com.cn", "jp", "ca", "sa"]}
+    }
 
 
 def _clean_url(value: Any) -> str | None:
@@ -177,9 +195,7 @@ def _inputs(
     specs: list[dict[str, Any]] = []
     for name in names:
         host = any(re.search(rf"https://\{{{name}\}}(?:/|$)", u) for u in urls)
-        in_host = any(
-            re.search(rf"https://[^/]*\{{{name}\}}", u) for u in urls
-        ) and not host
+        in_host = any(re.search(rf"https://[^/]*\{{{name}\}}", u) for u in urls) and not host
         enum = enums.get(name)
         picks_domain = in_host and any(
             re.search(rf"\{{{name}\}}(?:\.[a-z]+)?(?:/|$)", u) for u in urls
@@ -209,7 +225,9 @@ def _inputs(
 
 
 def _verification(
-    record: dict[str, Any], unknown: list[str], free_hosts: list[str] = ()  # type: ignore[assignment]
+    record: dict[str, Any],
+    unknown: list[str],
+    free_hosts: list[str] = (),  # type: ignore[assignment]
 ) -> dict[str, Any]:
     unverified = [str(u) for u in record.get("unverified") or []]
     unverified += [f"inputs.{name} (any host: self-hosted installs)" for name in free_hosts]
@@ -325,9 +343,9 @@ def provider_entry(record: dict[str, Any], service_fields: dict[str, FieldSpec])
     }
     if params:
         entry["extra_authorization_params"] = params
-    entry["grant_types"] = ["authorization_code", "refresh_token"] if wants_rt else [
-        "authorization_code"
-    ]
+    entry["grant_types"] = (
+        ["authorization_code", "refresh_token"] if wants_rt else ["authorization_code"]
+    )
     entry["pkce"] = record.get("pkce") in ("on", "required")
     entry["token_auth_method"] = AUTH_METHODS.get(
         str(record.get("token_client_auth")), "client_secret_post"
@@ -380,7 +398,9 @@ def build(facts_path: Path) -> dict[str, Any]:
     verification: dict[str, Any] = {}
     for record in records:
         service = record["fivetran_service"]
-        verification[service] = _verification(record, list(CURATED.get(service, {}).get("unknown", [])))
+        verification[service] = _verification(
+            record, list(CURATED.get(service, {}).get("unknown", []))
+        )
         if service in hand_services:
             continue
         spec = get_service(service)
@@ -391,7 +411,11 @@ def build(facts_path: Path) -> dict[str, Any]:
         else:
             credentials[service] = credential_entry(record, spec.auth_tree)
     _distinct_issuers(providers, hand)
-    return {"providers": providers, "credential_services": credentials, "verification": verification}
+    return {
+        "providers": providers,
+        "credential_services": credentials,
+        "verification": verification,
+    }
 
 
 def _distinct_issuers(providers: dict[str, Any], hand: dict[str, Any]) -> None:

@@ -40,7 +40,7 @@ def load_catalog_data() -> dict[str, Any]:
     data: dict[str, Any] = {k: dict(v) for k, v in (generated.get("providers") or {}).items()}
     for key, entry in hand.items():
         if isinstance(entry, dict) and "verification" not in entry:
-            status = facts.get(entry.get("fivetran_service"))
+            status = facts.get(str(entry.get("fivetran_service")))
             entry = {**entry, "verification": status} if status else entry
         data[key] = entry
     return data

@@ -99,7 +99,11 @@ def list_providers(
             f"{row['token_auth_method']:<20} pkce={'on' if row['pkce'] else 'off':<3} "
             f"rt={'required' if row['requires_refresh_token'] else 'no':<8} "
             f"rotation={row['rotation']:<8} route={row['route']:<12} "
-            + ("verified" if row["verified"] else "UNVERIFIED: " + "; ".join(row["unverified_facts"]))
+            + (
+                "verified"
+                if row["verified"]
+                else "UNVERIFIED: " + "; ".join(row["unverified_facts"])
+            )
         )
 
 

@@ -33,7 +33,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("pbf.providers")
 WELL_KNOWN = "/.well-known/oauth-authorization-server"
 CACHE_SECONDS = 3600.0
-_ENDPOINTS = (("revocation_url", "revocation_endpoint"), ("introspection_url", "introspection_endpoint"))
+_ENDPOINTS = (
+    ("revocation_url", "revocation_endpoint"),
+    ("introspection_url", "introspection_endpoint"),
+)
 
 
 def metadata_urls(issuer: str) -> list[str]:
@@ -59,7 +62,9 @@ class MetadataCache:
         self.ttl = ttl
         self._entries: dict[str, tuple[float, dict[str, Any] | None]] = {}
 
-    async def get(self, http: httpx.AsyncClient, issuer: str, provider_key: str) -> dict[str, Any] | None:
+    async def get(
+        self, http: httpx.AsyncClient, issuer: str, provider_key: str
+    ) -> dict[str, Any] | None:
         hit = self._entries.get(issuer)
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]

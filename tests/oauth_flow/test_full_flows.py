@@ -15,7 +15,6 @@ import pytest
 from app.providers.catalog_data import hand_written_keys
 from tests.oauth_flow.conftest import FlowHarness, query_of, relative
 
-
 # The hand-written providers (each quirk hook, a fresh app per flow); every one of the 142
 # services runs end to end in tests/providers/test_all_providers_flow.py on a shared app.
 CONFIGURED = hand_written_keys()

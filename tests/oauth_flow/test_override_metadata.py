@@ -136,8 +136,10 @@ async def test_stripped_iss_is_refused_when_the_metadata_advertises_it(strict: A
     params = query_of(callback)
     assert params["iss"] == ISSUER
     # The attack: the authorization response without its iss (a mix-up attempt).
-    stripped = relative(callback).split("?")[0] + "?" + str(
-        httpx.QueryParams({k: v for k, v in params.items() if k != "iss"})
+    stripped = (
+        relative(callback).split("?")[0]
+        + "?"
+        + str(httpx.QueryParams({k: v for k, v in params.items() if k != "iss"}))
     )
     r = await browser.get(stripped)
     assert r.status_code == 303, r.text

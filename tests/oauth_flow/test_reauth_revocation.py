@@ -59,8 +59,9 @@ async def test_reauthorization_revokes_the_replaced_refresh_token(harness: FlowH
             "grant_type": "refresh_token",
             "refresh_token": old_refresh,
             "client_id": "sandbox-hubspot",
-            "client_secret": (await harness.app.state.providers.credentials(None, "hubspot"))
-            .client_secret.reveal(),
+            "client_secret": (
+                await harness.app.state.providers.credentials(None, "hubspot")
+            ).client_secret.reveal(),
         },
     )
     assert r.status_code == 400 and r.json()["error"] == "invalid_grant", r.text

@@ -26,7 +26,7 @@ async def test_catalog_lists_onboardable_services(api: httpx.AsyncClient) -> Non
     assert items["airtable"]["verified"] is False
     assert "refresh_token.rotates" in items["airtable"]["unverified_facts"]
     assert items["adobe_workfront"]["verified"] is True
-    assert "unverified_facts" not in items["adobe_workfront"]
+    assert items["adobe_workfront"].get("unverified_facts") is None
     # Non-redirect grants are offered as credential forms that fill the auth block.
     twitter = items["twitter"]
     assert twitter["auth_method"] == "credentials"

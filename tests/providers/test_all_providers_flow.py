@@ -15,7 +15,6 @@ One app (sandbox mode, real database) serves the whole module; each flow runs ov
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,8 +27,15 @@ from app.fivetran.payloads import validate_create_payload
 from app.providers.catalog_data import credential_services
 from app.providers.startup import build_registry
 from tests.conftest import BASE_URL, fresh_database
+from tests.oauth_flow.conftest import (
+    APP_ORIGIN,
+    RETURN_TO,
+    Browser,
+    query_of,
+    relative,
+    with_params,
+)
 from tests.providers.flow import example_inputs
-from tests.oauth_flow.conftest import APP_ORIGIN, RETURN_TO, Browser, query_of, relative, with_params
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -222,7 +228,7 @@ async def test_credential_route_fills_the_auth_block(env: Module, service: str) 
     body = r.json()
     assert body["state"] == "connected", body
     sent = await _create_body(env, service)
-    assert "auth" in sent and sent["auth"], sent
+    assert sent.get("auth"), sent
     for name in auth_fields:
         head = name[len("auth.") :].split(".")[0]
         assert head in sent["auth"], (name, sent["auth"])

@@ -211,7 +211,10 @@ def test_custom_provider_from_yaml_file(tmp_path: Path) -> None:
             "does not match its pattern",
         ),
         (custom(authorization_url="https://{tenant}.acme.example/a"), "{tenant}, which is not"),
-        (custom(fivetran_service="not_a_service", replaces=None), "unknown Fivetran service 'not_a_service'"),
+        (
+            custom(fivetran_service="not_a_service", replaces=None),
+            "unknown Fivetran service 'not_a_service'",
+        ),
         (custom(hooks=["no_such_hook"]), "unknown hook 'no_such_hook'"),
         (custom(token_auth_method="client_secret_jwt"), "token_auth_method"),
         (custom(extra_token_params={"grant_type": "password"}), "must not set 'grant_type'"),

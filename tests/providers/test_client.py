@@ -18,8 +18,8 @@ from app.providers import (
     refresh,
     revoke,
 )
-from app.providers.errors import CallbackVerificationError
 from app.providers.catalog_data import hand_written_keys
+from app.providers.errors import CallbackVerificationError
 from app.providers.startup import build_registry
 from tests.providers.flow import Harness
 

@@ -31,7 +31,9 @@ def test_unknown_override_key_from_the_environment_refuses_startup(
     monkeypatch.setenv("PBF_OAUTH__APPS__SALESFORCE__TOKEN_AUTH_METHODE", "client_secret_basic")
     problems = problems_of(Settings())
     assert len(problems) == 1, problems
-    assert problems[0].startswith("PBF_OAUTH__APPS__SALESFORCE__TOKEN_AUTH_METHODE: unknown setting")
+    assert problems[0].startswith(
+        "PBF_OAUTH__APPS__SALESFORCE__TOKEN_AUTH_METHODE: unknown setting"
+    )
 
 
 async def test_unknown_override_key_refuses_app_startup(settings_factory: Any) -> None:
@@ -153,8 +155,9 @@ def test_custom_provider_replaces_the_catalog_provider_explicitly(
             oauth={"providers": {"acme_sf": {**CUSTOM, "replaces": "hubspot"}}},
         )
     )
-    assert "replaces 'hubspot', but the catalog provider of 'salesforce' is 'salesforce'" in (
-        problems[0]
+    assert (
+        "replaces 'hubspot', but the catalog provider of 'salesforce' is 'salesforce'"
+        in (problems[0])
     )
 
 

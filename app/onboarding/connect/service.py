@@ -40,7 +40,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.callers.service import Caller
 from app.db import new_id, utcnow
 from app.errors import AppError, Conflict, InvalidInput, NotFound, UpstreamError
-from app.onboarding.replaced_tokens import keep_replaced_refresh_token
 from app.onboarding.connect.models import ConnectSession, OAuthFlow, OAuthGrant
 from app.onboarding.connect.origins import validate_return_to, with_query
 from app.onboarding.connect.schemas import (
@@ -48,6 +47,7 @@ from app.onboarding.connect.schemas import (
     ConnectSessionCreated,
     ConnectSessionView,
 )
+from app.onboarding.replaced_tokens import keep_replaced_refresh_token
 from app.providers.errors import (
     ALLOWED_ERROR_CODES,
     CallbackVerificationError,

@@ -37,7 +37,9 @@ def sandbox_oauth_checker(app: Any) -> TokenChecker:
         from app.sandbox.oauth import introspect_at, introspect_token
 
         registry = getattr(app.state, "providers", None)
-        provider = registry.for_service(service) if registry is not None else None
+        if registry is None:
+            return None
+        provider = registry.for_service(service)
         if provider is None:
             return None
         if provider.sandboxed:

@@ -47,9 +47,7 @@ async def introspect_at(
 ) -> bool:
     """RFC 7662 introspection at ``url`` with the app's client credentials (HTTP Basic)."""
     value = token.reveal() if isinstance(token, Secret) else token
-    basic = (
-        f"{quote_plus(credentials.client_id)}:{quote_plus(credentials.client_secret.reveal())}"
-    )
+    basic = f"{quote_plus(credentials.client_id)}:{quote_plus(credentials.client_secret.reveal())}"
     headers = {
         "Authorization": "Basic " + base64.b64encode(basic.encode()).decode(),
         "Accept": "application/json",
