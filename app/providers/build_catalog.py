@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from app.fivetran.index import FieldSpec, get_service
+from app.providers.validation import RESERVED_AUTH_PARAMS as FLOW_AUTH_PARAMS
 
 HERE = Path(__file__).resolve().parent
 OUTPUT = HERE / "catalog_generated.yaml"
@@ -50,15 +51,8 @@ AUTH_METHODS = {
     "post": "client_secret_post",
     "basic+json": "client_secret_basic",
 }
-RESERVED_AUTH_PARAMS = {
-    "client_id",
-    "redirect_uri",
-    "state",
-    "code_challenge",
-    "code_challenge_method",
-    "scope",
-    "response_type",
-}
+#: Authorization parameters the flow sets itself (plus the response type, always code).
+RESERVED_AUTH_PARAMS = FLOW_AUTH_PARAMS | {"response_type"}
 TOKEN_NAMES = ("access_token", "refresh_token", "user_access_token", "system_user_access_token")
 
 #: Records whose URLs the facts give as prose, or whose placeholder sits where an arbitrary

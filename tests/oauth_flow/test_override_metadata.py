@@ -14,7 +14,7 @@ publishes RFC 8414 metadata advertising ``authorization_response_iss_parameter_s
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -29,7 +29,6 @@ from tests.oauth_flow.conftest import (
     APP_ORIGIN,
     BASE_URL,
     FlowHarness,
-    SpyTransport,
     query_of,
     relative,
     with_params,
@@ -62,13 +61,11 @@ class ExternalAS(httpx.AsyncBaseTransport):
 
 
 @pytest.fixture
-async def strict(
+def strict(
     settings_factory: Callable[..., Settings],
-) -> AsyncIterator[Callable[..., Awaitable[tuple[FlowHarness, ExternalAS]]]]:
-    from app.callers.service import create_api_key
-    from app.main import create_app
-
-    stack: list[Any] = []
+    make_flow_harness: Callable[..., Awaitable[FlowHarness]],
+) -> Callable[..., Awaitable[tuple[FlowHarness, ExternalAS]]]:
+    """The app with ``hubspot`` overridden to the external server (extra app settings)."""
 
     async def make(**app_overrides: Any) -> tuple[FlowHarness, ExternalAS]:
         external = ExternalAS()
@@ -87,26 +84,11 @@ async def strict(
                 }
             },
         )
-        app = create_app(settings, outbound_transport=external)
-        ctx = app.router.lifespan_context(app)
-        await ctx.__aenter__()
-        stack.append(ctx)
-        spy = SpyTransport(app.state.outbound_transport)
-        app.state.outbound_transport = spy
-        async with app.state.sessionmaker() as session, session.begin():
-            _, key = await create_api_key(session, name="strict", scopes=["admin"])
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL)
-        stack.append(client)
-        harness = FlowHarness(app, client, spy, {"Authorization": f"Bearer {key}"})
+        harness = await make_flow_harness(settings, external)
         await harness.end_user()
         return harness, external
 
-    yield make
-    for item in reversed(stack):
-        if isinstance(item, httpx.AsyncClient):
-            await item.aclose()
-        else:
-            await item.__aexit__(None, None, None)
+    return make
 
 
 async def _consent(external: ExternalAS, authorize_url: str) -> str:
@@ -153,20 +135,25 @@ async def test_stripped_iss_is_refused_when_the_metadata_advertises_it(strict: A
     assert status["status"] == "failed" and status["error"] == "issuer_mismatch"
 
 
-async def test_override_with_iss_connects_and_setup_test_introspects_there(strict: Any) -> None:
-    harness, external = await strict()
+async def _connected_setup_tests(harness: FlowHarness, external: ExternalAS) -> list[Any]:
+    """A full flow through the external server; the connection's setup tests."""
     created = await harness.session("hubspot")
     browser = harness.browser()
     callback = await _consent(external, await harness.start(browser, created["connect_url"]))
     r = await browser.get(relative(callback))
     back = query_of(r.headers["location"])
     assert back["status"] == "connected", back
-    # The simulator's setup test asked the overriding server (metadata's introspection).
-    assert "/sandbox/oauth/hubspot/introspect" in external.paths
     conn = await harness.client.get(
         f"/v1/connections/{back['connection_id']}", headers=harness.headers
     )
-    tests = conn.json()["setup_tests"]
+    return list(conn.json()["setup_tests"])
+
+
+async def test_override_with_iss_connects_and_setup_test_introspects_there(strict: Any) -> None:
+    harness, external = await strict()
+    tests = await _connected_setup_tests(harness, external)
+    # The simulator's setup test asked the overriding server (metadata's introspection).
+    assert "/sandbox/oauth/hubspot/introspect" in external.paths
     assert tests[0]["status"] == "PASSED" and "not checked" not in tests[0]["message"]
 
 
@@ -175,16 +162,7 @@ async def test_without_metadata_the_setup_test_says_the_token_was_not_checked(
 ) -> None:
     harness, external = await strict()
     external.metadata = False
-    created = await harness.session("hubspot")
-    browser = harness.browser()
-    callback = await _consent(external, await harness.start(browser, created["connect_url"]))
-    r = await browser.get(relative(callback))
-    back = query_of(r.headers["location"])
-    assert back["status"] == "connected", back
-    conn = await harness.client.get(
-        f"/v1/connections/{back['connection_id']}", headers=harness.headers
-    )
-    (test,) = conn.json()["setup_tests"]
+    (test,) = await _connected_setup_tests(harness, external)
     assert test["status"] == "PASSED"
     assert "not checked" in test["message"]
     assert not [p for p in external.paths if p.endswith("/introspect")]

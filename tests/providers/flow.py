@@ -35,6 +35,8 @@ def example_inputs(provider: Provider) -> dict[str, str]:
             values[spec.name] = spec.examples[0]
         elif spec.default is not None:
             values[spec.name] = spec.default
+        elif spec.enum:
+            values[spec.name] = spec.enum[0]
     return values
 
 

@@ -22,12 +22,17 @@ def app(**extra: Any) -> dict[str, Any]:
     return {"client_id": "cid", "client_secret": "secret", **extra}
 
 
-def test_unknown_override_key_from_the_environment_refuses_startup(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def salesforce_app_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Production mode with a salesforce OAuth app configured through the environment."""
     monkeypatch.setenv("PBF_MODE", "production")
     monkeypatch.setenv("PBF_OAUTH__APPS__SALESFORCE__CLIENT_ID", "cid")
     monkeypatch.setenv("PBF_OAUTH__APPS__SALESFORCE__CLIENT_SECRET", "secret")
+
+
+def test_unknown_override_key_from_the_environment_refuses_startup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    salesforce_app_env(monkeypatch)
     monkeypatch.setenv("PBF_OAUTH__APPS__SALESFORCE__TOKEN_AUTH_METHODE", "client_secret_basic")
     problems = problems_of(Settings())
     assert len(problems) == 1, problems
@@ -50,9 +55,7 @@ async def test_unknown_override_key_refuses_app_startup(settings_factory: Any) -
 def test_every_provider_field_is_overridable_and_validated(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("PBF_MODE", "production")
-    monkeypatch.setenv("PBF_OAUTH__APPS__SALESFORCE__CLIENT_ID", "cid")
-    monkeypatch.setenv("PBF_OAUTH__APPS__SALESFORCE__CLIENT_SECRET", "secret")
+    salesforce_app_env(monkeypatch)
     monkeypatch.setenv("PBF_OAUTH__APPS__SALESFORCE__TOKEN_AUTH_METHOD", "client_secret_basic")
     # Narrower scopes work once the required scopes are overridden too (was: no way out).
     monkeypatch.setenv("PBF_OAUTH__APPS__SALESFORCE__SCOPES", '["refresh_token", "cdp_api"]')
