@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings, load_settings, production_problems
@@ -41,7 +42,17 @@ cli.add_typer(onboarding_cli, name="onboarding")
 
 def _settings(sandbox: bool = False) -> Settings:
     overrides: dict[str, Any] = {"mode": "sandbox"} if sandbox else {}
-    return load_settings(**overrides)
+    try:
+        return load_settings(**overrides)
+    except ValidationError as exc:
+        # One line per invalid setting instead of a traceback (e.g. a bad branding colour).
+        typer.echo("error: invalid settings:", err=True)
+        for error in exc.errors():
+            where = "__".join(str(part) for part in error["loc"]).upper()
+            typer.echo(
+                f"  - PBF_{where}: {error['msg']}" if where else f"  - {error['msg']}", err=True
+            )
+        raise typer.Exit(2) from None
 
 
 def _fail(message: str) -> None:

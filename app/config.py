@@ -17,8 +17,10 @@ the app factory or the CLI asks for one.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -30,6 +32,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.onboarding.connect.app_redirects import app_redirect_entry_problem
 
 Mode = Literal["sandbox", "production"]
 GroupStrategy = Literal["per_end_user", "shared", "per_service"]
@@ -47,6 +51,21 @@ class ApiSettings(BaseModel):
     idempotency_ttl_hours: int = Field(
         24, ge=1, description="How long Idempotency-Key replays last."
     )
+    allowed_app_redirects: list[str] = Field(
+        default_factory=list,
+        description="Native-app return_to targets (RFC 8252 private-use URI schemes), each "
+        "'com.example.app:/path' (exact) or ending in '/' (path prefix); the scheme must be "
+        "lower-case reverse-domain form. Claimed https links use allowed_origins instead.",
+    )
+
+    @field_validator("allowed_app_redirects")
+    @classmethod
+    def _check_app_redirects(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            problem = app_redirect_entry_problem(entry)
+            if problem is not None:
+                raise ValueError(f"allowed_app_redirects entry {entry!r}: {problem}")
+        return value
 
 
 class FivetranSettings(BaseModel):
@@ -122,6 +141,85 @@ class ConnectSettings(BaseModel):
         description="How often expired connect sessions are closed (their reserved connection "
         "failed, connect_session.failed emitted); 0 disables the background sweep.",
     )
+
+
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _page_url_problem(value: str) -> str | None:
+    """Why ``value`` cannot be linked from our pages (an absolute http(s) URL, no userinfo,
+    no whitespace, control characters, quotes or backslashes), or ``None``."""
+    if len(value) > 2048:
+        return "longer than 2048 characters"
+    if not value.isascii() or any(c.isspace() or ord(c) < 0x20 or c in "\\\"'<>`" for c in value):
+        return "must be ASCII without whitespace, control characters, quotes or backslashes"
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on an invalid port
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme not in ("https", "http") or not value.startswith(f"{parts.scheme}://"):
+        return "must be an absolute https:// URL"
+    if not parts.hostname or "@" in parts.netloc or "%" in parts.netloc:
+        return "must name a host and no userinfo"
+    return None
+
+
+class BrandingSettings(BaseModel):
+    """How the end-user pages (confirmation, errors) present the company."""
+
+    company_name: str | None = Field(
+        None,
+        min_length=1,
+        max_length=80,
+        description="Company display name shown on the end-user pages (default: none shown).",
+    )
+    logo_url: str | None = Field(
+        None,
+        description="Logo image URL (https; http on loopback in sandbox mode). The pages' "
+        "Content-Security-Policy allows images from exactly this URL's origin.",
+    )
+    accent_color: str = Field("#0b5cff", description="Accent colour of buttons and links, #rrggbb.")
+    support_url: str | None = Field(
+        None, description="https link to the company's help page, shown on every page."
+    )
+
+    @field_validator("company_name")
+    @classmethod
+    def _check_name(cls, value: str | None) -> str | None:
+        if value is not None and (
+            value != value.strip() or any(not c.isprintable() for c in value)
+        ):
+            raise ValueError("must be printable text without leading or trailing spaces")
+        return value
+
+    @field_validator("accent_color")
+    @classmethod
+    def _check_color(cls, value: str) -> str:
+        if not re.fullmatch(r"#[0-9a-fA-F]{6}", value):
+            raise ValueError("must be a CSS colour in #rrggbb form")
+        return value.lower()
+
+    @field_validator("logo_url", "support_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and (problem := _page_url_problem(value)) is not None:
+            raise ValueError(problem)
+        return value
+
+    def problems(self, *, sandbox: bool) -> list[str]:
+        """Mode-dependent rules: https everywhere; an http logo on loopback in sandbox mode."""
+        out: list[str] = []
+        if self.support_url is not None and not self.support_url.startswith("https://"):
+            out.append("PBF_BRANDING__SUPPORT_URL must be an https:// URL.")
+        if self.logo_url is not None and not self.logo_url.startswith("https://"):
+            host = urlsplit(self.logo_url).hostname or ""
+            if not (sandbox and host in _LOOPBACK_HOSTS):
+                out.append(
+                    "PBF_BRANDING__LOGO_URL must be an https:// URL "
+                    "(http:// only on loopback in sandbox mode)."
+                )
+        return out
 
 
 class DestinationTemplate(BaseModel):
@@ -352,6 +450,7 @@ class Settings(BaseSettings):
     onboarding: OnboardingSettings = Field(default_factory=OnboardingSettings)
     connect: ConnectSettings = Field(default_factory=ConnectSettings)
     oauth: OAuthSettings = Field(default_factory=OAuthSettings)
+    branding: BrandingSettings = Field(default_factory=BrandingSettings)
 
     @field_validator("public_base_url")
     @classmethod
@@ -369,6 +468,13 @@ class Settings(BaseSettings):
                 )
         elif top is not None:
             self.vault.encryption_keys = top
+        return self
+
+    @model_validator(mode="after")
+    def _check_branding(self) -> Settings:
+        problems = self.branding.problems(sandbox=self.is_sandbox)
+        if problems:
+            raise ValueError(" ".join(problems))
         return self
 
     @property

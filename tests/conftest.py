@@ -111,23 +111,124 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+async def _pg_reset(name: str, template: str) -> None:
+    """Empty the worker's database for the next test; rebuild it from the template when a test
+    left it anywhere but at the template's schema (a failed downgrade, say)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(_pg_url(name).replace("+asyncpg", ""))
+    try:
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        heads = await conn.fetch("SELECT version_num FROM alembic_version")
+        tables = [
+            r["tablename"]
+            for r in await conn.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                "AND tablename <> 'alembic_version'"
+            )
+        ]
+        expected = _PG_SCHEMA.get(template)
+        if expected is None or expected != ([r["version_num"] for r in heads], sorted(tables)):
+            raise RuntimeError("schema changed")
+        # DELETE, not TRUNCATE: the tables hold a handful of rows, and TRUNCATE swaps every
+        # table's and index's files (slow under load). Foreign-key triggers are skipped
+        # (replica role) since every table is emptied; sequences restart as in a new copy.
+        sequences = [
+            r["relname"]
+            for r in await conn.fetch(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relkind = 'S' AND n.nspname = 'public'"
+            )
+        ]
+        statements = [f'DELETE FROM "{t}"' for t in tables]
+        statements += [f'ALTER SEQUENCE "{q}" RESTART' for q in sequences]
+        async with conn.transaction():
+            await conn.execute("SET LOCAL session_replication_role = replica")
+            await conn.execute(";".join(statements))
+    except (RuntimeError, asyncpg.PostgresError):
+        await conn.close()
+        await _pg_admin(
+            f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+            f'CREATE DATABASE "{name}" TEMPLATE "{template}"',
+            f'ALTER DATABASE "{name}" SET synchronous_commit = off',
+        )
+        return
+    await conn.close()
+
+
+#: template name → (alembic heads, sorted table names), read once from the template.
+_PG_SCHEMA: dict[str, tuple[list[str], list[str]]] = {}
+
+
+async def _pg_schema(name: str) -> tuple[list[str], list[str]]:
+    import asyncpg
+
+    conn = await asyncpg.connect(_pg_url(name).replace("+asyncpg", ""))
+    try:
+        heads = [
+            r["version_num"] for r in await conn.fetch("SELECT version_num FROM alembic_version")
+        ]
+        tables = sorted(
+            r["tablename"]
+            for r in await conn.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                "AND tablename <> 'alembic_version'"
+            )
+        )
+    finally:
+        await conn.close()
+    return heads, tables
+
+
+@pytest.fixture(scope="session")
+def _pg_worker_db(template_db: str) -> Iterator[str]:
+    """PostgreSQL: one database per test process, copied from the template once.
+
+    ``CREATE DATABASE … TEMPLATE`` plus ``DROP`` costs 1–2 s each on a busy 2-core machine
+    (it syncs the new files); emptying the tables with one ``TRUNCATE`` between tests costs a
+    few milliseconds and gives each test the same empty, migrated database.
+    """
+    name = f"pbf_w_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    _PG_SCHEMA[template_db] = asyncio.run(_pg_schema(template_db))
+    asyncio.run(
+        _pg_admin(
+            f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"',
+            # A test database: commits need not wait for the disk.
+            f'ALTER DATABASE "{name}" SET synchronous_commit = off',
+        )
+    )
+    yield name
+    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def database_url(template_db: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, migrated database for this test: a copied SQLite file, or this process's
+    PostgreSQL database emptied after the previous test."""
+    if TEST_DB == "sqlite":
+        target = tmp_path / "pbf.db"
+        shutil.copyfile(template_db, target)
+        yield f"sqlite+aiosqlite:///{target}"
+        return
+    name = request.getfixturevalue("_pg_worker_db")
+    yield _pg_url(name)
+    asyncio.run(_pg_reset(name, template_db))
+
+
 def fresh_database(template_db: str, directory: Path) -> Iterator[str]:
-    """Yield the URL of a fresh copy of the migrated template (dropped afterwards)."""
+    """A database of its own for a wider scope (a module's shared app), dropped afterwards."""
     if TEST_DB == "sqlite":
         target = directory / "pbf.db"
         shutil.copyfile(template_db, target)
         yield f"sqlite+aiosqlite:///{target}"
         return
-    name = f"pbf_t_{uuid.uuid4().hex[:12]}"
+    name = f"pbf_m_{uuid.uuid4().hex[:12]}"
     asyncio.run(_pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"'))
     yield _pg_url(name)
     asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-@pytest.fixture
-def database_url(template_db: str, tmp_path: Path) -> Iterator[str]:
-    """A fresh, migrated database for this test."""
-    yield from fresh_database(template_db, tmp_path)
 
 
 @pytest.fixture

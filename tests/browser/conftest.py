@@ -121,7 +121,16 @@ def _start(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen[b
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def live_env() -> dict[str, str]:
+    """Extra environment of the module's server (a module overrides this fixture, e.g. to
+    set branding)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def live(
+    tmp_path_factory: pytest.TempPathFactory, live_env: dict[str, str]
+) -> Iterator[LiveServer]:
     """One real server per test module (SQLite; the browser path is database-agnostic, and
     the database paths are covered over ASGI on both backends)."""
     if _missing():
@@ -141,6 +150,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         PBF_LOG_JSON="true",
         PBF_API__ALLOWED_ORIGINS=json.dumps([base]),
     )
+    env.update(live_env)
     exe = Path(sys.executable).parent / "pbf-headless"
     subprocess.run([str(exe), "migrate"], env=env, check=True, capture_output=True, timeout=120)
     made = subprocess.run(

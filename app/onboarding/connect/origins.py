@@ -16,6 +16,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from app.config import Settings
 from app.errors import InvalidInput
+from app.onboarding.connect.app_redirects import (
+    app_uri_problem,
+    matches_app_redirect,
+    split_app_uri,
+)
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
 _DEFAULT_PORTS = {"https": 443, "http": 80}
@@ -119,8 +124,39 @@ def is_allowed_origin(settings: Settings, origin: Origin) -> bool:
     return settings.is_sandbox and _is_loopback(origin)
 
 
+def _is_app_redirect_attempt(settings: Settings, value: str) -> bool:
+    """A value not claiming http(s) while native-app redirects are configured."""
+    if not settings.api.allowed_app_redirects or not isinstance(value, str):
+        return False
+    parts = split_app_uri(value)
+    return parts is not None and parts[0].strip().lower() not in _DEFAULT_PORTS
+
+
+def _validate_app_redirect(settings: Settings, value: str) -> str:
+    problem = app_uri_problem(value)
+    if problem is None and _has_forbidden_chars(value):
+        problem = "contains whitespace, control characters or a backslash"
+    if problem is not None:
+        raise InvalidInput(
+            f"return_to is not allowed: {problem}", code="invalid_return_to", field="return_to"
+        )
+    if not matches_app_redirect(value, settings.api.allowed_app_redirects):
+        raise InvalidInput(
+            "return_to is not an allow-listed app redirect (PBF_API__ALLOWED_APP_REDIRECTS)",
+            code="invalid_return_to",
+            field="return_to",
+        )
+    return value
+
+
 def validate_return_to(settings: Settings, value: str) -> str:
-    """R22: the value itself if safe, else ``InvalidInput`` naming ``return_to``."""
+    """R22: the value itself if safe, else ``InvalidInput`` naming ``return_to``.
+
+    An allow-listed origin's https URL (loopback http in sandbox mode), or — when configured
+    — an allow-listed native-app redirect (RFC 8252 private-use scheme).
+    """
+    if _is_app_redirect_attempt(settings, value):
+        return _validate_app_redirect(settings, value)
     try:
         origin, url = parse_origin(value)
     except UnsafeUrl as exc:

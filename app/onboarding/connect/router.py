@@ -81,14 +81,20 @@ async def get_connect_session(
 async def connect_confirmation(token: str, request: Request, session: SessionDep) -> Response:
     """Shows which end-user and source are being connected; the button POSTs back here.
     Nothing is consumed by this GET."""
+    ctx = pages.page_context(request)
     info = await service.confirmation_for(session, request.app.state, token=token)
     if info is None:
-        return pages.error_page("link_invalid")
+        row = await service.session_by_token(session, token)
+        return pages.error_page(
+            "link_invalid", ctx=ctx, back=service.back_link(row, "link_invalid")
+        )
     return pages.confirmation_page(
+        ctx=ctx,
         action=f"/connect/{token}",
         source=info.source,
         end_user=info.end_user,
         expires_at=info.expires_at,
+        reauthorization=info.reauthorization,
     )
 
 
@@ -112,7 +118,11 @@ async def connect_start(token: str, request: Request, session: SessionDep) -> Re
         request.headers.get("origin"),
         request.headers.get("sec-fetch-site"),
     ):
-        return pages.error_page("origin_not_allowed", 403)
+        row = await service.session_by_token(session, token)
+        back = service.back_link(row, "origin_not_allowed")
+        return pages.error_page(
+            "origin_not_allowed", 403, ctx=pages.page_context(request), back=back
+        )
     result = await service.start_flow(session, request.app.state, token=token)
     return _browser_response(request, result)
 
@@ -139,7 +149,9 @@ async def oauth_callback(provider_key: str, request: Request, session: SessionDe
 
 def _browser_response(request: Request, result: service.BrowserResult) -> Response:
     if result.page is not None:
-        response: Response = pages.error_page(result.page, result.status_code)
+        response: Response = pages.error_page(
+            result.page, result.status_code, ctx=pages.page_context(request), back=result.back
+        )
     else:
         assert result.location is not None
         response = pages.see_other(result.location)

@@ -22,7 +22,9 @@ class ConnectSessionCreate(BaseModel):
     return_to: str = Field(
         min_length=1,
         max_length=2048,
-        description="Where the browser goes back after consent; its origin must be allow-listed.",
+        description="Where the browser goes back after consent: an https URL on an allow-listed "
+        "origin (PBF_API__ALLOWED_ORIGINS; claimed app links too), or an allow-listed native-app "
+        "redirect such as com.example.app:/connected (PBF_API__ALLOWED_APP_REDIRECTS).",
     )
     config: dict[str, Any] | None = Field(
         None,

@@ -104,10 +104,14 @@ class BrowserResult:
     set_binding_cookie: str | None = None
     clear_binding_cookie: bool = False
     extra: dict[str, str] = field(default_factory=dict)
+    #: the error page's link back: a known session's stored ``return_to`` (never request data)
+    back: str | None = None
 
     @classmethod
-    def error_page(cls, reason: str, status_code: int = 400) -> BrowserResult:
-        return cls(page=reason, status_code=status_code)
+    def error_page(
+        cls, reason: str, status_code: int = 400, *, row: ConnectSession | None = None
+    ) -> BrowserResult:
+        return cls(page=reason, status_code=status_code, back=back_link(row, reason))
 
 
 @dataclass
@@ -117,6 +121,7 @@ class Confirmation:
     source: str
     end_user: str
     expires_at: datetime
+    reauthorization: bool = False
 
 
 # --------------------------------------------------------------------------------------------
@@ -283,7 +288,24 @@ async def confirmation_for(
         source=provider.display_name if provider else row.service,
         end_user=row.end_user_name or row.end_user_external_id,
         expires_at=row.token_expires_at,
+        reauthorization=row.reauthorization,
     )
+
+
+async def session_by_token(session: AsyncSession, token: str) -> ConnectSession | None:
+    """The session a start token belongs to, whatever its state (for an error page's link
+    back; only the token's holder can name it)."""
+    return await session.scalar(
+        select(ConnectSession).where(ConnectSession.token_hash == _sha256(token))
+    )
+
+
+def back_link(row: ConnectSession | None, error: str) -> str | None:
+    """The stored, validated ``return_to`` of ``row`` with ``status=error`` and ``error``
+    (one of our page reasons), or ``None`` without a known session (R22)."""
+    if row is None:
+        return None
+    return with_query(row.return_to, {"session_id": row.id, "status": "error", "error": error})
 
 
 def redirect_uri_for(settings: Any, provider_key: str) -> str:
@@ -316,7 +338,7 @@ async def start_flow(session: AsyncSession, app_state: Any, *, token: str) -> Br
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
-        return BrowserResult.error_page("link_invalid")
+        return BrowserResult.error_page("link_invalid", row=await session_by_token(session, token))
     row = await session.scalar(
         select(ConnectSession).where(ConnectSession.token_hash == token_hash)
     )
@@ -515,7 +537,7 @@ async def handle_callback(
     if flow.provider_key != provider.key:
         await _fail_session(session, row=row, flow=flow, error_code="invalid_callback")
         await _shred_verifier(session, app_state, flow)
-        return BrowserResult.error_page("provider_mismatch")
+        return BrowserResult.error_page("provider_mismatch", row=row)
     # R3: the browser that started the flow.
     if not binding_cookie or not hmac.compare_digest(
         _sha256(binding_cookie).encode(), flow.ua_binding_hash.encode()
@@ -523,7 +545,7 @@ async def handle_callback(
         await _fail_session(session, row=row, flow=flow, error_code="invalid_callback")
         await _shred_verifier(session, app_state, flow)
         log.warning("oauth callback without the browser binding", extra={"flow_id": flow.id})
-        return BrowserResult.error_page("browser_mismatch")
+        return BrowserResult.error_page("browser_mismatch", row=row)
     # R9 (RFC 9207): iss must be the flow's issuer; missing iss rejected when advertised.
     iss = params.get("iss")
     if (iss is not None and iss != flow.issuer) or (iss is None and flow.iss_parameter_supported):

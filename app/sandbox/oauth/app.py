@@ -228,16 +228,31 @@ def _consent_page(
     )
     name = html.escape(provider.display_name)
     body = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>Authorize {name} (sandbox)</title></head>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Authorize {name} (sandbox)</title>
+<style>
+body{{font-family:system-ui,sans-serif;max-width:32rem;margin:2rem auto;padding:0 1rem;
+line-height:1.5;overflow-wrap:anywhere}}
+.actions{{display:flex;flex-wrap:wrap;gap:.75rem}}
+.actions button{{min-height:44px;min-width:44px;flex:1 1 8rem;font:inherit;
+padding:.6rem 1.2rem;border-radius:6px;border:1px solid #1d2433;cursor:pointer}}
+.actions button[value=approve]{{background:#1d2433;color:#fff}}
+.actions button[value=deny]{{background:#fff;color:#1d2433}}
+</style></head>
 <body>
 <h1>{name} — sandbox consent</h1>
-<p>The application <strong>{html.escape(provider.key)}</strong> (client
+<p id="consent-what">The application <strong>{html.escape(provider.key)}</strong> (client
 <code>{html.escape(client_id)}</code>) asks for access to your {name} data:</p>
 <ul>{items}</ul>
-<form method="post" action="{html.escape(action)}">
+<form method="post" action="{html.escape(action)}" aria-label="Consent decision">
   <input type="hidden" name="consent_id" value="{html.escape(consent_id)}">
-  <button type="submit" name="decision" value="approve">Approve</button>
-  <button type="submit" name="decision" value="deny">Deny</button>
+  <div class="actions">
+  <button type="submit" name="decision" value="approve"
+    aria-describedby="consent-what">Approve</button>
+  <button type="submit" name="decision" value="deny"
+    aria-describedby="consent-what">Deny</button>
+  </div>
 </form>
 <p><small>pbf-headless sandbox authorization server: a simulation for local use and tests.
 </small></p>
