@@ -233,6 +233,12 @@ def _verification(
     ):
         if value == "unknown" and fact not in unverified:
             unverified.append(fact)
+    method = str(record.get("token_client_auth"))
+    if record.get("grant") == "authorization_code" and method not in ("basic", "post"):
+        if not any(u.startswith("token_client_auth") for u in unverified):
+            # basic+json, custom hashes …: the catalog approximates them (see the facts).
+            sent = AUTH_METHODS.get(method, "client_secret_post")
+            unverified.append(f"token_client_auth ({method}; catalog sends {sent})")
     out: dict[str, Any] = {
         "confidence": record.get("confidence", "inferred"),
         "sources": [str(s) for s in record.get("source") or []],

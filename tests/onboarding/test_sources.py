@@ -25,8 +25,11 @@ async def test_catalog_lists_onboardable_services(api: httpx.AsyncClient) -> Non
     assert items["airtable"]["auth_method"] == "oauth2"
     assert items["airtable"]["verified"] is False
     assert "refresh_token.rotates" in items["airtable"]["unverified_facts"]
-    assert items["adobe_workfront"]["verified"] is True
-    assert items["adobe_workfront"].get("unverified_facts") is None
+    assert items["google_search_console"]["verified"] is True
+    assert items["google_search_console"].get("unverified_facts") is None
+    assert any(
+        f.startswith("token_client_auth") for f in items["adobe_workfront"]["unverified_facts"]
+    )
     # Non-redirect grants are offered as credential forms that fill the auth block.
     twitter = items["twitter"]
     assert twitter["auth_method"] == "credentials"
