@@ -152,6 +152,9 @@ def serve(
         # The simulator lives in this process: register its webhook so syncs and breakages
         # reach us the way Fivetran's would.
         settings.events.register_webhook_on_startup = True
+    if settings.is_sandbox and "persist" not in settings.sandbox.model_fields_set:
+        # The simulator's groups, connections and tokens outlive a restart of the server.
+        settings.sandbox.persist = True
     configure_logging(settings.log_level, json_lines=settings.log_json)
     app = create_app(settings)
     uvicorn.run(

@@ -404,6 +404,28 @@ class OAuthSettings(BaseModel):
     )
 
 
+class SandboxSettings(BaseModel):
+    """The sandbox counterparts (Fivetran simulator, sandbox OAuth server); sandbox mode only."""
+
+    sync_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="A simulated sync (sync, resync, first unpause) finishes by itself, "
+        "successfully, after this many seconds and sends its sync_end webhook (0: only the "
+        "simulator's control API finishes syncs).",
+    )
+    persist: bool = Field(
+        False,
+        description="Keep the simulator's and the sandbox OAuth server's state in state_file "
+        "across restarts. 'serve --sandbox' turns it on unless set explicitly.",
+    )
+    state_file: Path | None = Field(
+        None,
+        description="Where the sandbox state is kept (default <data_dir>/sandbox-state.json; "
+        "delete it, or POST /sandbox/fivetran/_control/reset, to start afresh).",
+    )
+
+
 class Settings(BaseSettings):
     """All settings of pbf-headless."""
 
@@ -450,6 +472,7 @@ class Settings(BaseSettings):
     onboarding: OnboardingSettings = Field(default_factory=OnboardingSettings)
     connect: ConnectSettings = Field(default_factory=ConnectSettings)
     oauth: OAuthSettings = Field(default_factory=OAuthSettings)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     branding: BrandingSettings = Field(default_factory=BrandingSettings)
 
     @field_validator("public_base_url")
@@ -489,6 +512,10 @@ class Settings(BaseSettings):
                 url = "postgresql+asyncpg://" + url.split("://", 1)[1]
             return url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'pbf.db').as_posix()}"
+
+    @property
+    def sandbox_state_file(self) -> Path:
+        return self.sandbox.state_file or self.data_dir / "sandbox-state.json"
 
     @property
     def fivetran_base_url(self) -> str:

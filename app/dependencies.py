@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any
 
 import httpx
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Security
+from fastapi.security import HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.callers.service import Caller, authenticate, check_scope
@@ -34,9 +35,15 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 HttpDep = Annotated[httpx.AsyncClient, Depends(get_http)]
 
 
+#: Declares the bearer scheme in the OpenAPI document only; the header itself is read raw
+#: (``authenticate`` gives its own problems for a missing or malformed key).
+_BEARER = HTTPBearer(auto_error=False, scheme_name="bearerAuth")
+
+
 def require_scope(scope: str) -> Callable[..., Coroutine[Any, Any, Caller]]:
     async def dependency(
         session: SessionDep,
+        _bearer: Annotated[Any, Security(_BEARER)] = None,
         authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
     ) -> Caller:
         caller = await authenticate(session, authorization)

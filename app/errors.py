@@ -68,6 +68,21 @@ class InvalidInput(AppError):
     status, code, title = 422, "invalid_input", "Invalid input"
 
 
+def invalid_fields(errors: list[dict[str, str]], *, code: str = "invalid_config") -> InvalidInput:
+    """One 422 naming every offending field: ``errors: [{field, code, message}]`` in the
+    problem body; ``field`` and ``code`` are the first error's (one error) or the shared code
+    (all alike), else ``code``."""
+    codes = {e["code"] for e in errors}
+    shared = codes.pop() if len(codes) == 1 else code
+    if len(errors) == 1:
+        detail = errors[0]["message"]
+    else:
+        detail = f"{len(errors)} fields are invalid: " + "; ".join(e["message"] for e in errors)
+    return InvalidInput(
+        detail, code=shared, field=errors[0]["field"] if errors else None, errors=errors
+    )
+
+
 class Unauthorized(AppError):
     status, code, title = 401, "unauthorized", "Authentication required"
 
@@ -161,6 +176,7 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
         out.append(
             {
                 "field": ".".join(loc),
+                "code": err.get("type", "invalid"),
                 "message": err.get("msg", "invalid"),
                 "type": err.get("type", ""),
             }

@@ -23,6 +23,7 @@ from app.observability import (
     RequestContextMiddleware,
     install_record_factory,
 )
+from app.openapi_contract import install_openapi
 from app.transport import build_client, build_transport
 
 log = logging.getLogger("pbf.main")
@@ -78,6 +79,7 @@ def create_app(
     app.state.readiness_checks = {}
     install_error_handlers(app)
     _include_routers(app, settings.is_sandbox if include_sandbox is None else include_sandbox)
+    install_openapi(app)
     app.add_middleware(
         RequestContextMiddleware,  # type: ignore[arg-type]
         metrics=metrics,
@@ -102,6 +104,7 @@ def _include_routers(app: FastAPI, sandbox: bool) -> None:
     from app.onboarding.router import router as onboarding_router
 
     app.include_router(onboarding_router)
+    app.state.sandbox_mounted = sandbox
     if sandbox:
         _mount_sandbox(app)
 
@@ -136,11 +139,14 @@ async def _startup(
     app.state.sessionmaker = create_sessionmaker(engine)
     metrics.add_collector(PoolCollector(lambda: engine.pool))
 
+    # Our own base URL is served in-process only where the sandbox lives; a sandbox-mode
+    # app without it (worker, resume) reaches the sandbox server over HTTP.
+    in_process = settings.is_sandbox and app.state.sandbox_mounted
     transport = build_transport(
         metrics,
         base_transport=outbound_transport,
-        loopback_prefix=settings.public_base_url if settings.is_sandbox else None,
-        loopback_app=app if settings.is_sandbox else None,
+        loopback_prefix=settings.public_base_url if in_process else None,
+        loopback_app=app if in_process else None,
     )
     http = build_client(transport)
     stack.push_async_callback(http.aclose)
@@ -148,6 +154,9 @@ async def _startup(
     app.state.outbound_transport = transport
 
     # Domain components start here (vault keys, Fivetran client, workers), one call each.
+    from app.sandbox.startup import start_sandbox
+
+    await start_sandbox(app, settings, stack)  # before anything talks to the simulator
     from app.providers.startup import start_providers
 
     await start_providers(app, settings)

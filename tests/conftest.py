@@ -242,6 +242,8 @@ def settings_factory(database_url: str, tmp_path: Path) -> Callable[..., Setting
             "database_url": database_url,
             "public_base_url": BASE_URL,
             "log_json": True,
+            # Syncs end through the control API unless a test asks for the sync clock.
+            "sandbox": {"sync_seconds": 0},
         }
         values.update(overrides)
         return Settings(**values)
@@ -276,6 +278,36 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as c:
         yield c
+
+
+@pytest.fixture
+async def make_app_client(
+    settings_factory: Callable[..., Settings],
+) -> AsyncIterator[Callable[..., Awaitable[tuple[FastAPI, httpx.AsyncClient]]]]:
+    """``await make_app_client(**settings)``: a running app (settings of the test) and a
+    client on it with an admin key; both closed at the end of the test."""
+    from contextlib import AsyncExitStack
+
+    from app.callers.service import create_api_key
+    from app.main import create_app
+
+    async with AsyncExitStack() as stack:
+
+        async def make(**overrides: Any) -> tuple[FastAPI, httpx.AsyncClient]:
+            application = create_app(settings_factory(**overrides))
+            await stack.enter_async_context(application.router.lifespan_context(application))
+            async with application.state.sessionmaker() as s, s.begin():
+                _, key = await create_api_key(s, name="t", scopes=["admin"])
+            client = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=application),
+                    base_url=BASE_URL,
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+            )
+            return application, client
+
+        yield make
 
 
 @pytest.fixture

@@ -39,7 +39,8 @@ def _load(**events: Any) -> Any:
 async def _with_app(settings: Any, fn: Callable[[Any], Awaitable[T]]) -> T:
     from app.main import create_app
 
-    app = create_app(settings)
+    # Never a second simulator: in sandbox mode this process reaches the sandbox server's.
+    app = create_app(settings, include_sandbox=False)
     async with app.router.lifespan_context(app):
         return await fn(app)
 
@@ -52,17 +53,18 @@ def worker_command(
 ) -> None:
     """Run the event delivery and reconciliation loops (scale-out; SIGTERM stops cleanly)."""
     from app.observability import configure_logging
+    from app.sandbox.remote import sandbox_server_reachable, unreachable_message
 
     settings = _load(run_worker_in_api=False, register_webhook_on_startup=False)
     configure_logging(settings.log_level, json_lines=settings.log_json)
 
     async def run(app: Any) -> None:
         worker = app.state.events_worker
-        if settings.is_sandbox:
-            # The simulator's state lives in the API process; this process would see an
-            # empty one and take every connection for deleted.
+        if settings.is_sandbox and not await sandbox_server_reachable(settings):
+            # The simulator lives in the sandbox server; without it there is nothing to
+            # reconcile against (and no connection may be taken for deleted).
             worker.reconcile_enabled = False
-            typer.echo("sandbox mode: this worker delivers events; the API process reconciles")
+            typer.echo(unreachable_message(settings) + "; delivering events only")
         if once:
             rounds = await worker.run_until_idle()
             reconciled = await worker.reconcile_once() if worker.reconcile_enabled else 0

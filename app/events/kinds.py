@@ -14,6 +14,7 @@ EVENT_KINDS: tuple[str, ...] = (
     "connection.deleted",
     "connect_session.completed",
     "connect_session.failed",
+    "end_user.group_repaired",
 )
 
 #: Fivetran webhook events we subscribe to and act on.

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from app.errors import InvalidInput
 from app.fivetran.index import FieldSpec, ServiceSpec, get_service, request_fields
+from app.fivetran.secret_paths import mask_config
 
 MASK = "******"
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -135,6 +136,7 @@ def _check_config(spec: ServiceSpec, config: Any, *, create: bool) -> None:
             raise PayloadError(f"config.{key}", "is read-only")
     fields = {**spec.config_fields, **_schema_fields(spec)}
     _check_object(config, fields, "config", required=spec.required_config if create else ())
+    _check_hosts(spec, config)
     for key in _SCHEMA_KEYS[spec.schema_format]:
         if key in config and key != "table" and not _SCHEMA_NAME.match(config[key]):
             raise PayloadError(
@@ -142,6 +144,28 @@ def _check_config(spec: ServiceSpec, config: Any, *, create: bool) -> None:
                 "must start with a letter or underscore and contain only letters, digits "
                 "and underscores",
             )
+
+
+#: Config fields that must name a host of the service's own domains (https only): Salesforce
+#: My Domain (``acme.my.salesforce.com``), sandboxes (``acme--sbx.sandbox.my.salesforce.com``)
+#: and the login hosts (``login``/``test.salesforce.com``).
+_SALESFORCE_URL = re.compile(
+    r"^https://(?:[a-z0-9](?:[a-z0-9-]{0,78}[a-z0-9])?\.)+salesforce\.com/?$", re.I
+)
+_HOST_FIELDS: dict[tuple[str, str], re.Pattern[str]] = {
+    ("salesforce", "base_url"): _SALESFORCE_URL,
+    ("salesforce_sandbox", "base_url"): _SALESFORCE_URL,
+}
+
+
+def _check_hosts(spec: ServiceSpec, config: dict[str, Any]) -> None:
+    for (service, name), pattern in _HOST_FIELDS.items():
+        value = config.get(name)
+        if service == spec.service and value is not None:
+            if not isinstance(value, str) or not pattern.match(value):
+                raise PayloadError(
+                    f"config.{name}", "must be an https:// URL of a host under salesforce.com"
+                )
 
 
 def _check_auth(spec: ServiceSpec, auth: Any) -> None:
@@ -390,5 +414,6 @@ def mask_secrets(body: dict[str, Any]) -> dict[str, Any]:
     if "auth" in out:
         out["auth"] = _mask_tree(out["auth"])
     if isinstance(out.get("config"), dict):
-        out["config"] = _mask_fields(out["config"], spec.config_fields if spec else None)
+        config = mask_config(spec.service, out["config"]) if spec else out["config"]
+        out["config"] = _mask_fields(config, spec.config_fields if spec else None)
     return out

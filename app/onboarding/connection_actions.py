@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.callers.service import Caller
-from app.errors import Conflict, InvalidInput, NotFound
+from app.errors import Conflict, InvalidInput, NotFound, invalid_fields
+from app.fivetran import secret_paths
 from app.onboarding import connections as conn_service
 from app.onboarding import end_users as end_user_service
-from app.onboarding import names, schema_policy, states
+from app.onboarding import forms, names, schema_policy, states
 from app.onboarding.models import Connection
 from app.onboarding.sources import get_source, validate_config
 
@@ -65,7 +66,7 @@ async def update_connection(
     secrets: dict[str, str] = {}
     config = changes.get("config")
     if config:
-        source = get_source(app_state, conn.service)
+        source = get_source(app_state, conn.service, conn.auth_method)
         for key in config:
             if key in source.input_fields and key not in source.fivetran_fields:
                 raise InvalidInput(
@@ -73,11 +74,29 @@ async def update_connection(
                     code="config_field_locked",
                     field=f"config.{key}",
                 )
-        stored_secrets = {name: "stored" for name in conn.secret_fields}
-        validate_config(source, {**conn.config, **stored_secrets, **config})
-        plain = {k: v for k, v in config.items() if k not in source.secret_fields}
-        secrets = {k: v for k, v in config.items() if k in source.secret_fields}
-        body["config"] = {**plain, **secrets}
+        split = secret_paths.split_secrets(conn.service, config, allow_kept=True)
+        errors = split.errors + [
+            {
+                "field": f"config.{path}",
+                "code": "invalid_config",
+                "message": f"'{path}' has no stored secret to keep; send the value",
+            }
+            for path in split.kept
+            if path not in conn.secret_fields
+        ]
+        if errors:
+            raise invalid_fields(errors)
+        stored = await conn_service.stored_secrets(session, app_state, conn)
+        secrets = {**{p: stored[p] for p in split.kept if p in stored}, **split.secrets}
+        placeholders = {p: "stored" for p in conn.secret_fields}
+        validate_config(
+            source,
+            {
+                **secret_paths.merge_secrets(conn.config, placeholders),
+                **secret_paths.merge_secrets(split.stored, secrets),
+            },
+        )
+        body["config"] = secret_paths.merge_secrets(split.stored, secrets)
     paused = changes.get("paused")
     if paused is not None:
         body["paused"] = bool(paused)
@@ -95,17 +114,7 @@ async def update_connection(
     if isinstance(data, dict):
         conn_service.apply_fivetran_status(conn, data)
     if config:
-        conn.config = {**conn.config, **{k: v for k, v in config.items() if k not in secrets}}
-        for key, value in secrets.items():
-            await app_state.vault.put(
-                session,
-                end_user_id=conn.end_user_id,
-                owner_type=conn_service.OWNER,
-                owner_id=conn.id,
-                field=f"credentials.{key}",
-                value=value,
-            )
-        conn.secret_fields = sorted(set(conn.secret_fields) | set(secrets))
+        await _store_patched_secrets(session, app_state, conn, config, split)
     if paused is True:
         conn.paused = True
         await states.transition(session, conn, states.PAUSED, reason="paused_by_caller")
@@ -116,6 +125,38 @@ async def update_connection(
             await states.transition(session, conn, target, reason="resumed_by_caller")
     await session.flush()
     return conn
+
+
+async def _store_patched_secrets(
+    session: AsyncSession,
+    app_state: Any,
+    conn: Connection,
+    config: dict[str, Any],
+    split: secret_paths.Split,
+) -> None:
+    """After Fivetran accepted a config PATCH: a replaced top-level field replaces its
+    secrets whole (stale array items are shredded); new secrets go to the vault."""
+    kept = set(split.kept)
+    dropped = [
+        p
+        for p in conn.secret_fields
+        if secret_paths.parse_path(p)[0] in config and p not in split.secrets and p not in kept
+    ]
+    for path in dropped:
+        await app_state.vault.delete(
+            session, owner_type=conn_service.OWNER, owner_id=conn.id, field=f"credentials.{path}"
+        )
+    for path, value in split.secrets.items():
+        await app_state.vault.put(
+            session,
+            end_user_id=conn.end_user_id,
+            owner_type=conn_service.OWNER,
+            owner_id=conn.id,
+            field=f"credentials.{path}",
+            value=value,
+        )
+    conn.config = {**conn.config, **split.stored}
+    conn.secret_fields = sorted((set(conn.secret_fields) - set(dropped)) | set(split.secrets))
 
 
 async def delete_connection(session: AsyncSession, app_state: Any, conn: Connection) -> None:
@@ -359,8 +400,11 @@ async def preview_payload(
     end_user_external_id: str,
     service: str,
     config: dict[str, Any],
+    credentials: dict[str, Any] | None = None,
+    auth_method: str | None = None,
 ) -> dict[str, Any]:
-    """The exact create body this service would send for this end-user, secrets masked.
+    """The exact create body this service would send for this end-user, secrets masked
+    (wherever they sit; ``credentials`` is accepted as on ``POST /v1/connections``).
 
     Writes nothing: no group is created (an unknown group id shows as a placeholder) and
     OAuth tokens are placeholders (masked like every secret).
@@ -368,7 +412,12 @@ async def preview_payload(
     from app.fivetran.payloads import mask_secrets
 
     end_user = await end_user_service.get_end_user(session, caller, end_user_external_id)
-    source = get_source(app_state, service)
+    source = get_source(app_state, service, auth_method)
+    split = secret_paths.split_secrets(service, config, credentials)
+    if split.errors:
+        raise invalid_fields(split.errors)
+    stored = forms.with_defaults(source.config_schema, split.stored)
+    config = secret_paths.merge_secrets(stored, split.secrets)
     validate_config(source, config)
     group_id = await _known_group(session, app_state, end_user, service)
     next_slot = 1 + max(
@@ -428,6 +477,14 @@ async def _known_group(session: AsyncSession, app_state: Any, end_user: Any, ser
     return names.end_user_group_name(end_user.slug)
 
 
+def _preview_metadata(provider: Any) -> dict[str, Any]:
+    """Placeholders for what the token response and callback would carry (QuickBooks
+    ``realm_id``, Pinterest ``refresh_token_expires_at`` …), so the preview has every field."""
+    spec = provider.spec
+    names = list(spec.token_metadata.values()) + list(spec.callback_metadata.values())
+    return {n: (0 if n.endswith("_at") else f"preview-{n}") for n in names}
+
+
 async def _preview_oauth_parts(
     session: AsyncSession, app_state: Any, probe: Connection
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -445,7 +502,7 @@ async def _preview_oauth_parts(
         granted_scope=" ".join(getattr(provider, "scopes", []) or []),
         issuer="",
         client_id="",
-        metadata={},
+        metadata=_preview_metadata(provider),
     )
     return await conn_service._oauth_parts(session, app_state, probe, placeholder)
 

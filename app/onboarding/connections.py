@@ -24,15 +24,25 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.callers.service import Caller, end_user_prefix_clause
 from app.db import new_id, try_insert, utcnow
-from app.errors import AppError, Conflict, InvalidInput, NotFound, ServiceUnavailable
+from app.errors import (
+    AppError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    ServiceUnavailable,
+    invalid_fields,
+)
+from app.fivetran import secret_paths
 from app.fivetran.timestamps import parse_fivetran_time
 from app.onboarding import end_users as end_user_service
-from app.onboarding import names, schema_policy, states
-from app.onboarding.auth_forms import split_auth_fields
+from app.onboarding import forms, names, schema_policy, states
+from app.onboarding.auth_forms import split_auth_block
+from app.onboarding.group_repair import group_missing_error
 from app.onboarding.models import Connection, EndUser
 from app.onboarding.replaced_tokens import revoke_replaced_refresh_token
 from app.onboarding.sources import Source, get_source, validate_config
@@ -120,6 +130,8 @@ async def list_connections(
     end_user_external_id: str | None,
     cursor: str | None,
     limit: int,
+    state: str | None = None,
+    service: str | None = None,
 ) -> tuple[list[tuple[Connection, EndUser]], str | None]:
     after = decode_cursor(cursor, "after", str)
     stmt = (
@@ -133,6 +145,10 @@ async def list_connections(
         stmt = stmt.where(Connection.end_user_id == end_user.id)
     if caller.end_user_prefix:
         stmt = stmt.where(end_user_prefix_clause(EndUser.external_id, caller.end_user_prefix))
+    if state is not None:
+        stmt = stmt.where(Connection.state == state)
+    if service is not None:
+        stmt = stmt.where(Connection.service == service)
     if after is not None:
         stmt = stmt.where(Connection.id > after)
     rows = [(c, e) for c, e in (await session.execute(stmt.limit(limit + 1))).all()]
@@ -156,12 +172,7 @@ async def _new_connection(
 ) -> Connection:
     """Insert a connection in its first state at the next free slot (race-safe)."""
     for _ in range(5):
-        top = await session.scalar(
-            select(func.max(Connection.slot)).where(
-                Connection.end_user_id == end_user.id, Connection.service == source.service
-            )
-        )
-        slot = int(top or 0) + 1
+        slot = await _free_slot(session, end_user.id, source.service)
         now = utcnow()
         conn = Connection(
             id=new_id("con"),
@@ -189,6 +200,52 @@ async def _new_connection(
         conn.state = None  # type: ignore[assignment]
         await states.transition(session, conn, initial_state, reason=reason)
         return conn
+    raise Conflict("Could not allocate a connection slot; retry", code="concurrent_update")
+
+
+async def _free_slot(session: AsyncSession, end_user_id: str, service: str) -> int:
+    """The lowest slot no connection holds. Released slots (connections that failed before
+    reaching Fivetran) are negative and free their slot and schema name for the next one."""
+    held = set(
+        (
+            await session.scalars(
+                select(Connection.slot).where(
+                    Connection.end_user_id == end_user_id,
+                    Connection.service == service,
+                    Connection.slot > 0,
+                )
+            )
+        ).all()
+    )
+    return next(n for n in range(1, len(held) + 2) if n not in held)
+
+
+async def _release_slot(session: AsyncSession, conn: Connection) -> None:
+    """Give up the slot (and so the schema name) of a connection that never existed at
+    Fivetran: it moves to a unique negative slot; a re-authorization claims a new one."""
+    low = await session.scalar(
+        select(func.min(Connection.slot)).where(
+            Connection.end_user_id == conn.end_user_id, Connection.service == conn.service
+        )
+    )
+    conn.slot = min(int(low or 0), 0) - 1
+    await session.flush()
+
+
+async def _claim_slot(session: AsyncSession, conn: Connection, end_user: EndUser) -> None:
+    """A released connection authorizing again gets the lowest free slot and its schema."""
+    for _ in range(5):
+        slot = await _free_slot(session, conn.end_user_id, conn.service)
+        try:
+            async with session.begin_nested():
+                conn.slot = slot
+                conn.schema_name = names.schema_name(
+                    end_user.group_strategy, slug=end_user.slug, service=conn.service, slot=slot
+                )
+                await session.flush()
+            return
+        except IntegrityError:
+            continue  # another request took this slot: take the next one
     raise Conflict("Could not allocate a connection slot; retry", code="concurrent_update")
 
 
@@ -224,6 +281,8 @@ async def reserve_oauth_connection(
                 code="service_mismatch",
                 field="service",
             )
+        if conn.slot < 0:
+            await _claim_slot(session, conn, end_user)
         return conn
     validate_config(source, config)
     return await _new_connection(
@@ -256,6 +315,8 @@ async def fail_oauth(session: AsyncSession, connection: Connection, *, error_cod
         states.AUTHORIZING,
     ):
         await states.transition(session, connection, states.SETUP_FAILED, reason=reason)
+        # Nothing exists at Fivetran: the next attempt gets this slot and schema name.
+        await _release_slot(session, connection)
     else:
         connection.state_reason = reason
         connection.updated_at = utcnow()
@@ -268,35 +329,13 @@ async def fail_oauth(session: AsyncSession, connection: Connection, *, error_cod
 def _split_credentials(
     source: Source, config: dict[str, Any], credentials: dict[str, Any] | None
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """(non-secret config, secrets). Secrets may come in ``config`` or ``credentials``."""
-    plain: dict[str, Any] = {}
-    secrets: dict[str, str] = {}
-    for key, value in config.items():
-        if key in source.secret_fields:
-            if not isinstance(value, str):
-                raise InvalidInput(
-                    f"'config.{key}' must be of type string",
-                    code="invalid_config",
-                    field=f"config.{key}",
-                )
-            secrets[key] = value
-        else:
-            plain[key] = value
-    for key, value in (credentials or {}).items():
-        if key not in source.secret_fields:
-            raise InvalidInput(
-                f"Unknown credential '{key}' for source '{source.service}'",
-                code="unknown_config_field",
-                field=f"credentials.{key}",
-            )
-        if not isinstance(value, str) or not value:
-            raise InvalidInput(
-                f"'credentials.{key}' must be a non-empty string",
-                code="invalid_config",
-                field=f"credentials.{key}",
-            )
-        secrets[key] = value
-    return plain, secrets
+    """(config to store, secrets by path). Secrets may come in ``config`` or ``credentials``
+    (the same shape holding only secrets), at any depth (see :mod:`app.fivetran.secret_paths`).
+    """
+    split = secret_paths.split_secrets(source.service, config, credentials)
+    if split.errors:
+        raise invalid_fields(split.errors)
+    return split.stored, split.secrets
 
 
 async def create_credentials_connection(
@@ -317,13 +356,17 @@ async def create_credentials_connection(
     end_user = await end_user_service.get_end_user(session, caller, end_user_external_id)
     source = get_source(app_state, service)
     if source.auth_method != "credentials":
-        raise InvalidInput(
-            f"Source '{service}' is authorized with OAuth: start a connect session",
-            code="oauth_source",
-            field="service",
-        )
+        try:  # a service that also takes credentials (the caller chose this way)
+            source = get_source(app_state, service, "credentials")
+        except NotFound:
+            raise InvalidInput(
+                f"Source '{service}' is authorized with OAuth: start a connect session",
+                code="oauth_source",
+                field="service",
+            ) from None
     plain, secrets = _split_credentials(source, config, credentials)
-    validate_config(source, {**plain, **secrets})
+    plain = forms.with_defaults(source.config_schema, plain)
+    validate_config(source, secret_paths.merge_secrets(plain, secrets))
     group_id = await end_user_service.group_for_connection(session, app_state, end_user, service)
     conn = await _new_connection(
         session,
@@ -336,7 +379,7 @@ async def create_credentials_connection(
         secret_fields=sorted(secrets),
     )
     # Validate the exact body before anything becomes durable (422 rolls everything back).
-    body = _payload(source, conn, {**plain, **secrets}, auth=None)
+    body = _payload(source, conn, secret_paths.merge_secrets(plain, secrets), auth=None)
     vault = app_state.vault
     for key, value in secrets.items():
         await vault.put(
@@ -365,12 +408,13 @@ def _payload(
 ) -> dict[str, Any]:
     from app.fivetran.payloads import build_create_payload
 
-    config, form_auth = split_auth_fields(
+    config, form_auth = split_auth_block(
         {
             k: v
             for k, v in fivetran_config.items()
             if k not in source.input_fields or k in source.fivetran_fields
-        }
+        },
+        fills_auth=source.fills_auth,
     )
     if auth is None:
         auth = form_auth  # credential route of a service with an auth block
@@ -545,6 +589,8 @@ def _fivetran_app_error(exc: Exception) -> AppError:
     5xx/transport → 503, 429 → 429 with ``Retry-After``."""
     from app.fivetran.errors import FivetranConflict, FivetranInvalidInput
 
+    if isinstance(exc, AppError):
+        return exc
     if isinstance(exc, FivetranConflict):
         return Conflict(f"Fivetran refused: {exc.message}", code="fivetran_conflict")
     if isinstance(exc, FivetranInvalidInput):
@@ -585,6 +631,7 @@ async def _create_remote(
         FivetranConflict,
         FivetranError,
         FivetranInvalidInput,
+        FivetranNotFound,
         FivetranServerError,
         FivetranTooManyRequests,
         FivetranUnavailable,
@@ -623,6 +670,12 @@ async def _create_remote(
             raise await _leave_creating(session, conn, exc, "fivetran_conflict") from exc
         except FivetranTooManyRequests as exc:
             raise await _leave_creating(session, conn, exc, "fivetran_rate_limited") from exc
+        except FivetranNotFound as exc:
+            # Only the group can be missing here: it was deleted at Fivetran. Resolve it again
+            # on resume, once the end-user is repaired (PUT).
+            conn.group_id = None
+            missing = group_missing_error()
+            raise await _leave_creating(session, conn, missing, "end_user_group_missing") from exc
         except FivetranInvalidInput as exc:
             conn.setup_tests = [
                 {"title": "Fivetran request", "status": "FAILED", "message": exc.message}
@@ -740,7 +793,7 @@ async def _reauthorize_remote(
         raise _fivetran_app_error(exc) from exc
     apply_fivetran_status(conn, data)
     if not _tests_failed(data):
-        source = get_source(app_state, conn.service)
+        source = get_source(app_state, conn.service, conn.auth_method)
         inputs = {k: v for k, v in conn.config.items() if k in source.input_fields}
         await revoke_replaced_refresh_token(session, app_state, conn, inputs=inputs)
     await _discard_tokens_if_configured(session, app_state, conn)
@@ -835,7 +888,7 @@ async def resume_connection(session: AsyncSession, app_state: Any, conn: Connect
         conn.group_id = await end_user_service.group_for_connection(
             session, app_state, end_user, conn.service
         )
-    source = get_source(app_state, conn.service)
+    source = get_source(app_state, conn.service, conn.auth_method)
     fivetran_config: dict[str, Any] = dict(conn.config)
     auth = None
     if conn.auth_method == "oauth2":
@@ -843,18 +896,27 @@ async def resume_connection(session: AsyncSession, app_state: Any, conn: Connect
         auth, extra = await _oauth_parts(session, app_state, conn, token_result)
         fivetran_config.update(extra)
     else:
-        for name in conn.secret_fields:
-            secret = await app_state.vault.get(
-                session,
-                end_user_id=conn.end_user_id,
-                owner_type=OWNER,
-                owner_id=conn.id,
-                field=_credential_field(name),
-            )
-            if secret is not None:
-                fivetran_config[name] = secret.reveal()
+        fivetran_config = secret_paths.merge_secrets(
+            fivetran_config, await stored_secrets(session, app_state, conn)
+        )
     body = _payload(source, conn, fivetran_config, auth=auth)
     await _create_remote(session, app_state, conn, body=body, resumed=True)
+
+
+async def stored_secrets(session: AsyncSession, app_state: Any, conn: Connection) -> dict[str, str]:
+    """The connection's credential secrets from the vault, by path (``pats[0]``, ``password``)."""
+    out: dict[str, str] = {}
+    for path in conn.secret_fields or []:
+        secret = await app_state.vault.get(
+            session,
+            end_user_id=conn.end_user_id,
+            owner_type=OWNER,
+            owner_id=conn.id,
+            field=_credential_field(path),
+        )
+        if secret is not None:
+            out[path] = secret.reveal()
+    return out
 
 
 async def resume_creating(session: AsyncSession, app_state: Any) -> int:

@@ -32,7 +32,7 @@ from app.callers.service import Caller, end_user_prefix_clause
 from app.config import Settings
 from app.db import new_id, try_insert, utcnow
 from app.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
-from app.onboarding import names
+from app.onboarding import group_repair, names
 from app.onboarding.models import Connection, EndUser, ServiceGroup
 from app.pagination import decode_cursor, encode_cursor
 
@@ -124,6 +124,14 @@ async def upsert_end_user(
         row.external_id = f"{row.external_id}#deleted#{row.id}"[:200]
         await session.flush()
         row = None
+    # A group deleted at Fivetran is forgotten here and re-created by the ensure step below.
+    repaired = (
+        await group_repair.forget_missing_groups(
+            session, app_state, row, destination_given=destination is not None
+        )
+        if row is not None
+        else []
+    )
     if row is None:
         row = EndUser(
             id=new_id("eu"),
@@ -157,6 +165,7 @@ async def upsert_end_user(
         await _ensure_dedicated_group(session, app_state, row, destination)
     elif row.group_strategy == "shared":
         row.fivetran_group_id = await shared_group_id(session, app_state)
+    await group_repair.record_repairs(session, row, repaired)
     await session.flush()
     return row, created
 

@@ -40,7 +40,8 @@ def schema_name(strategy: str, *, slug: str, service: str, slot: int) -> str:
     same service on.
     """
     if strategy == "per_end_user":
-        return _with_slot(service, slot)
+        # A schema name must start with a letter or underscore (``15five`` → ``_15five``).
+        return _with_slot(service if not service[:1].isdigit() else f"_{service}", slot)
     if strategy == "shared":
         return _with_slot(f"{slug}_{service}", slot)
     if strategy == "per_service":

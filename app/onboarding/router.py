@@ -16,11 +16,13 @@ from app.onboarding.dependencies import ReadConnection, WriteConnection
 from app.onboarding.end_users import DestinationRequest
 from app.onboarding.schemas import (
     ActionOut,
+    AuthMethod,
     CertificateIn,
     ConnectionCreate,
     ConnectionOut,
     ConnectionPage,
     ConnectionPatch,
+    ConnectionState,
     ConnectSessionOut,
     EndUserOut,
     EndUserPage,
@@ -172,22 +174,31 @@ async def get_ssh_public_key(
 async def get_sources(
     request: Request,
     caller: ReadCaller,
+    category: str | None = None,
+    auth_method: AuthMethod | None = None,
+    q: Annotated[str | None, Query(max_length=100)] = None,
     cursor: str | None = None,
     limit: Limit = 1000,
 ) -> SourceList:
-    """Every Fivetran service this deployment can onboard headlessly, with form schemas
-    (by service name; the default page holds the whole catalog)."""
+    """Every Fivetran service this deployment can onboard headlessly, with form schemas, one
+    item per way (``auth_method``); filter by ``category``, ``auth_method`` and search ``q``
+    (service or display name). The default page holds the whole catalog."""
     after = decode_cursor(cursor, "after", str)
-    sources = [s for s in list_sources(request.app.state) if after is None or s.service > after]
+    # In listing order: by service, the preferred way (oauth2) first.
+    key = lambda s: f"{s.service}\x00{int(s.auth_method != 'oauth2')}"  # noqa: E731
+    listed = list_sources(request.app.state, category=category, auth_method=auth_method, query=q)
+    sources = [s for s in listed if after is None or key(s) > after]
     page = sources[:limit]
-    next_cursor = encode_cursor("after", page[-1].service) if len(sources) > limit else None
+    next_cursor = encode_cursor("after", key(page[-1])) if len(sources) > limit else None
     return SourceList(items=[SourceOut(**s.public()) for s in page], next_cursor=next_cursor)
 
 
 @router.get("/sources/{service}", response_model=SourceOut, tags=["sources"])
-async def get_one_source(service: str, request: Request, caller: ReadCaller) -> SourceOut:
-    """One source; 404 for unknown or not enabled."""
-    return SourceOut(**get_source(request.app.state, service).public())
+async def get_one_source(
+    service: str, request: Request, caller: ReadCaller, auth_method: AuthMethod | None = None
+) -> SourceOut:
+    """One source (its preferred way, or ``auth_method``); 404 for unknown or not enabled."""
+    return SourceOut(**get_source(request.app.state, service, auth_method).public())
 
 
 # --- connections -------------------------------------------------------------------------
@@ -240,12 +251,21 @@ async def list_connections(
     session: SessionDep,
     caller: ReadCaller,
     end_user: str | None = None,
+    state: ConnectionState | None = None,
+    service: str | None = None,
     cursor: str | None = None,
     limit: Limit = 100,
 ) -> ConnectionPage:
-    """Connections (of one end-user with ``?end_user=``), from our own state."""
+    """Connections (of one end-user with ``?end_user=``, in one ``state``, of one
+    ``service``), from our own state."""
     rows, next_cursor = await conn_service.list_connections(
-        session, caller=caller, end_user_external_id=end_user, cursor=cursor, limit=limit
+        session,
+        caller=caller,
+        end_user_external_id=end_user,
+        cursor=cursor,
+        limit=limit,
+        state=state,
+        service=service,
     )
     return ConnectionPage(
         items=[ConnectionOut.of(c, e.external_id) for c, e in rows], next_cursor=next_cursor
@@ -432,5 +452,7 @@ async def preview_payload(
         end_user_external_id=body.end_user,
         service=body.service,
         config=body.config,
+        credentials=body.credentials,
+        auth_method=body.auth_method,
     )
     return PreviewOut(**out)

@@ -7,7 +7,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.fivetran.secret_paths import mask_config
 from app.onboarding.models import Connection, EndUser
+
+#: Connection states (``app.onboarding.states.STATES``), for filters and the API document.
+ConnectionState = Literal[
+    "pending", "authorizing", "creating", "connected", "setup_failed", "broken", "paused", "deleted"
+]
 
 
 class _In(BaseModel):
@@ -82,11 +88,27 @@ class SshPublicKeyOut(BaseModel):
 # --- sources -----------------------------------------------------------------------------
 
 
+AuthMethod = Literal["oauth2", "credentials"]
+
+
 class SourceOut(BaseModel):
     service: str
-    name: str
-    auth_method: Literal["oauth2", "credentials"]
-    config_schema: dict[str, Any]
+    name: str = Field(description="Display name.")
+    auth_method: AuthMethod = Field(
+        description="How this form authorizes: ``oauth2`` (connect session) or "
+        "``credentials`` (POST /v1/connections). A service may be offered both ways."
+    )
+    category: str = Field(description="Catalog category (database, warehouse, file, …).")
+    icon_url: str | None = None
+    required_source: Literal["curated", "derived"] = Field(
+        description="Where the form's required fields come from: curated from Fivetran's "
+        "setup guides, or derived by rules."
+    )
+    config_schema: dict[str, Any] = Field(
+        description="JSON Schema of the form: titles, descriptions, defaults, labelled enums "
+        "(oneOf const/title), x-order, x-groups, conditional requirements (allOf if/then) and "
+        "x-show-if on conditional fields."
+    )
     scopes: list[str] | None = None
     verified: bool | None = Field(
         None,
@@ -114,7 +136,9 @@ class ConnectionCreate(_In):
     service: str = Field(min_length=1, max_length=100)
     config: dict[str, Any] = Field(default_factory=dict)
     credentials: dict[str, Any] | None = Field(
-        None, description="Secret fields (write-only; also accepted inside config)."
+        None,
+        description='Secrets, in the same shape as config (e.g. {"pats": ["…"]}, '
+        '{"secrets_list": [{"value": "…"}]}); write-only; also accepted inside config.',
     )
 
 
@@ -196,6 +220,12 @@ class PreviewIn(_In):
     end_user: str = Field(min_length=1, max_length=200)
     service: str = Field(min_length=1, max_length=100)
     config: dict[str, Any] = Field(default_factory=dict)
+    credentials: dict[str, Any] | None = Field(
+        None, description="Secrets in the config's shape (masked in the preview)."
+    )
+    auth_method: AuthMethod | None = Field(
+        None, description="The way to preview for a service offered both ways."
+    )
 
 
 class PreviewOut(BaseModel):
@@ -226,7 +256,8 @@ class ConnectionOut(BaseModel):
     daily_sync_time: str | None
     config: dict[str, Any]
     credentials_set: list[str] = Field(
-        description="Names of the stored secret fields (values never leave the vault)."
+        description="Paths of the stored secrets (``password``, ``pats[0]``, "
+        "``secrets_list[1].value``); values never leave the vault."
     )
     last_sync_succeeded_at: datetime | None
     last_sync_failed_at: datetime | None
@@ -253,7 +284,7 @@ class ConnectionOut(BaseModel):
             paused=conn.paused,
             sync_frequency=conn.sync_frequency,
             daily_sync_time=conn.daily_sync_time,
-            config=dict(conn.config or {}),
+            config=mask_config(conn.service, dict(conn.config or {})),
             credentials_set=list(conn.secret_fields or []),
             last_sync_succeeded_at=conn.last_sync_succeeded_at,
             last_sync_failed_at=conn.last_sync_failed_at,

@@ -22,8 +22,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.errors import InvalidInput, NotFound
-from app.onboarding.auth_forms import auth_form_properties, is_secret_auth_field
+from app.errors import NotFound, invalid_fields
+from app.fivetran.secret_paths import secret_patterns
+from app.onboarding import forms
+from app.onboarding.auth_forms import add_auth_block
+from app.onboarding.categories import category_of, icon_url
+from app.providers.catalog_data import credential_services
 
 #: Fields the platform sets itself, never the end-user.
 PLATFORM_FIELDS = frozenset(
@@ -33,14 +37,11 @@ PLATFORM_FIELDS = frozenset(
 OAUTH_EXCLUDED_FIELDS = frozenset(
     {"authentication_method", "auth_method", "auth_type", "auth_mode", "authorization_method"}
 )
-#: Fields Fivetran's definition leaves optional but without which the source cannot connect.
-PRACTICALLY_REQUIRED: dict[str, tuple[str, ...]] = {
-    "stripe": ("api_key",),
-    "postgres": ("host", "port", "database", "user"),
-    "mysql": ("host", "port", "user"),
-    "sql_server": ("host", "port", "database", "user"),
-    "snowflake_db": ("host", "user"),
-}
+#: For OAuth sources, config fields of the other authorization paths (app credentials, API
+#: users, certificates) that an end-user authorizing with OAuth never fills.
+OAUTH_OTHER_PATH_FIELDS = frozenset(
+    {"client_id", "app_url", "username", "user", "certificate", "client_certificate", "email"}
+)
 
 
 @dataclass(frozen=True)
@@ -57,16 +58,21 @@ class Source:
     fivetran_fields: frozenset[str] = field(default_factory=frozenset)
     input_fields: frozenset[str] = field(default_factory=frozenset)
     table_name: str | None = None
-    #: Form fields that fill the Fivetran ``auth`` block (``auth.<path>``; credential route).
-    auth_fields: frozenset[str] = field(default_factory=frozenset)
+    category: str = "application"
+    icon_url: str | None = None
     #: Verification of the provider facts (None for plain credential sources).
     verification: Any | None = None
+    #: The form fills Fivetran's ``auth`` block (config key ``auth``; credential route).
+    fills_auth: bool = False
 
     def public(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "service": self.service,
             "name": self.name,
             "auth_method": self.auth_method,
+            "category": self.category,
+            "icon_url": self.icon_url,
+            "required_source": self.config_schema.get("x-required-source", "derived"),
             "config_schema": self.config_schema,
         }
         if self.auth_method == "oauth2":
@@ -124,40 +130,29 @@ def _provider_set_fields(provider: Any) -> set[str]:
     return set()
 
 
-def _build(service: str, provider: Any | None) -> Source | None:
+def _source(
+    service: str, provider: Any | None, *, auth_method: str, settings: Any | None
+) -> Source:
     from app.fivetran.index import get_service
-    from app.providers.catalog_data import credential_services
 
     spec = get_service(service)
-    if spec is None:
-        return None
-    form_auth = credential_services().get(service) if spec.has_auth else None
-    if spec.schema_format == "schema_table_group" and provider is None and form_auth is None:
-        return None
-    secret_names = {n for n, f in spec.config_fields.items() if f.secret}
-    if provider is not None and spec.has_auth:
-        if not provider.spec.fivetran.hands_over_token:
-            return None  # Fivetran's auth block takes no token: Connect Card only
-        auth_method = "oauth2"
-    elif form_auth is not None and provider is None:
-        auth_method = "credentials"
-    elif not spec.has_auth and secret_names:
-        auth_method = "credentials"
-    else:
-        return None
-    excluded = set(PLATFORM_FIELDS) | set(spec.readonly_config)
+    assert spec is not None
+    form_auth = credential_services().get(service) if auth_method == "credentials" else None
+    # Top-level fields holding a secret anywhere (``pats``, ``secrets_list``, ``password``).
+    secret_names = {pattern[0] for pattern in secret_patterns(service)}
+    excluded = set(PLATFORM_FIELDS - {"auth"}) | set(spec.readonly_config)
     if auth_method == "oauth2":
-        excluded |= OAUTH_EXCLUDED_FIELDS | secret_names | _provider_set_fields(provider)
-    properties: dict[str, Any] = {}
-    for name, fspec in sorted(spec.config_fields.items()):
-        if name in excluded:
-            continue
-        properties[name] = fspec.to_json_schema()
-    required = [
-        n
-        for n in list(spec.required_config) + list(PRACTICALLY_REQUIRED.get(service, ()))
-        if n in properties
-    ]
+        excluded |= (
+            OAUTH_EXCLUDED_FIELDS
+            | OAUTH_OTHER_PATH_FIELDS
+            | secret_names
+            | _provider_set_fields(provider)
+            | {"auth"}
+        )
+    schema = forms.build_form(
+        spec, excluded=excluded, credentials=auth_method == "credentials", secret=secret_names
+    )
+    properties: dict[str, Any] = schema["properties"]
     input_props: dict[str, Any] = {}
     scopes: list[str] | None = None
     name = _display_name(service)
@@ -165,30 +160,30 @@ def _build(service: str, provider: Any | None) -> Source | None:
     if provider is not None and auth_method == "oauth2":
         input_props, input_required = _provider_inputs(provider)
         for key, prop in input_props.items():
-            properties.setdefault(key, prop)
+            if key not in properties:
+                properties[key] = prop
+                schema["x-order"].insert(0, key)
+                if schema["x-groups"] and schema["x-groups"][0]["id"] == "connection":
+                    schema["x-groups"][0]["fields"].insert(0, key)
+                else:
+                    schema["x-groups"].insert(
+                        0, {"id": "connection", "title": "Connection", "fields": [key]}
+                    )
+        required = list(schema.get("required", []))
         required += [n for n in input_required if n not in required]
+        if required:
+            schema["required"] = required
         scopes = list(getattr(provider, "scopes", None) or [])
         name = getattr(provider, "display_name", None) or name
         provider_key = getattr(provider, "key", None)
-    auth_props: dict[str, Any] = {}
-    if form_auth is not None and auth_method == "credentials":
-        auth_props = auth_form_properties(spec, form_auth.auth_fields)
-        properties.update(auth_props)
-        secret_names |= {n for n in auth_props if is_secret_auth_field(n)}
+    if form_auth is not None:  # the Fivetran auth block, filled by the form (``auth``)
+        add_auth_block(schema, spec, form_auth.auth_fields)
     verification = None
     if auth_method == "oauth2" and provider is not None:
         verification = provider.spec.verification
     elif form_auth is not None:
         verification = form_auth.verification
         name = form_auth.display_name
-    schema: dict[str, Any] = {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "type": "object",
-        "properties": properties,
-        "additionalProperties": False,
-    }
-    if required:
-        schema["required"] = required
     return Source(
         service=service,
         name=name,
@@ -202,9 +197,37 @@ def _build(service: str, provider: Any | None) -> Source | None:
         table_name=service
         if spec.schema_format in ("schema_table", "schema_table_group")
         else None,
-        auth_fields=frozenset(auth_props),
+        category=category_of(service),
+        icon_url=icon_url(service, settings),
         verification=verification,
+        fills_auth=form_auth is not None,
     )
+
+
+def ways_of(service: str, provider: Any | None) -> list[str]:
+    """How ``service`` can be onboarded headlessly, preferred first: ``oauth2`` (an auth block
+    and a configured provider whose tokens Fivetran's auth block takes) and/or ``credentials``
+    (secret config fields: API keys, passwords, private keys; or an auth block filled by the
+    form, for grants without a consent redirect — see :mod:`app.onboarding.auth_forms`)."""
+    from app.fivetran.index import get_service
+
+    spec = get_service(service)
+    if spec is None:
+        return []
+    ways = []
+    if provider is not None and spec.has_auth and provider.spec.fivetran.hands_over_token:
+        ways.append("oauth2")
+    # secrets top-level, nested or in arrays; or the auth block of a credential service
+    if secret_patterns(service) or (spec.has_auth and service in credential_services()):
+        ways.append("credentials")
+    return ways
+
+
+def _build(service: str, provider: Any | None, settings: Any | None = None) -> list[Source]:
+    return [
+        _source(service, provider, auth_method=way, settings=settings)
+        for way in ways_of(service, provider)
+    ]
 
 
 def _provider_for(app_state: Any, service: str) -> Any | None:
@@ -214,30 +237,48 @@ def _provider_for(app_state: Any, service: str) -> Any | None:
     return registry.for_service(service)
 
 
-def _sources(app_state: Any) -> dict[str, Source | None]:
-    """Every service's source (None = not onboardable), built once per app."""
+def _sources(app_state: Any) -> dict[str, list[Source]]:
+    """Every service's ways (empty = not onboardable), built once per app."""
     from app.fivetran.index import all_services
 
-    cache: dict[str, Source | None] | None = getattr(app_state, "onboarding_sources", None)
+    cache: dict[str, list[Source]] | None = getattr(app_state, "onboarding_sources", None)
     if cache is None:
         cache = {}
+        settings = getattr(app_state, "settings", None)
         for service in all_services():
-            cache[service] = _build(service, _provider_for(app_state, service))
+            cache[service] = _build(service, _provider_for(app_state, service), settings)
         app_state.onboarding_sources = cache
     return cache
 
 
-def list_sources(app_state: Any) -> list[Source]:
-    """Every onboardable source, sorted by service."""
-    return [s for s in _sources(app_state).values() if s is not None]
+def list_sources(
+    app_state: Any,
+    *,
+    category: str | None = None,
+    auth_method: str | None = None,
+    query: str | None = None,
+) -> list[Source]:
+    """Every onboardable (service, way), sorted by service (preferred way first); filtered by
+    category, auth method and a case-insensitive search in service and display name."""
+    q = query.lower() if query else None
+    return [
+        s
+        for ways in _sources(app_state).values()
+        for s in ways
+        if (category is None or s.category == category)
+        and (auth_method is None or s.auth_method == auth_method)
+        and (q is None or q in s.service.lower() or q in s.name.lower())
+    ]
 
 
-def get_source(app_state: Any, service: str) -> Source:
-    """One source; 404 ``source_not_found`` for unknown or not enabled services."""
-    source = _sources(app_state).get(service)
-    if source is None:
-        raise NotFound(f"Source '{service}' is unknown or not enabled", code="source_not_found")
-    return source
+def get_source(app_state: Any, service: str, auth_method: str | None = None) -> Source:
+    """One source (its preferred way, or the one asked for); 404 ``source_not_found`` for
+    unknown or not enabled services and ways."""
+    for source in _sources(app_state).get(service, []):
+        if auth_method is None or source.auth_method == auth_method:
+            return source
+    how = f" with {auth_method}" if auth_method else ""
+    raise NotFound(f"Source '{service}' is unknown or not enabled{how}", code="source_not_found")
 
 
 # --- validation of end-user config against the form schema ------------------------------
@@ -252,12 +293,18 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-def _check_value(path: str, value: Any, schema: dict[str, Any]) -> None:
+def _err(errors: list[dict[str, str]], path: str, code: str, message: str) -> None:
+    errors.append({"field": path, "code": code, "message": message})
+
+
+def _check_value(
+    path: str, value: Any, schema: dict[str, Any], errors: list[dict[str, str]]
+) -> None:
     types = schema.get("type")
     if value is None:
-        if isinstance(types, list) and "null" in types:
-            return
-        raise InvalidInput(f"'{path}' must not be null", code="invalid_config", field=path)
+        if not (isinstance(types, list) and "null" in types):
+            _err(errors, path, "invalid_config", f"'{path}' must not be null")
+        return
     names = [t for t in (types if isinstance(types, list) else [types]) if t and t != "null"]
     if names:
         ok = False
@@ -270,54 +317,62 @@ def _check_value(path: str, value: Any, schema: dict[str, Any]) -> None:
             ):
                 ok = True
         if not ok:
-            raise InvalidInput(
-                f"'{path}' must be of type {' or '.join(names)}",
-                code="invalid_config",
-                field=path,
-            )
+            _err(errors, path, "invalid_config", f"'{path}' must be of type {' or '.join(names)}")
+            return
     if "enum" in schema and value not in schema["enum"]:
-        raise InvalidInput(
-            f"'{path}' must be one of: {', '.join(map(str, schema['enum']))}",
-            code="invalid_config",
-            field=path,
-        )
+        allowed = ", ".join(map(str, schema["enum"]))
+        _err(errors, path, "invalid_config", f"'{path}' must be one of: {allowed}")
+        return
     if isinstance(value, str):
         if "maxLength" in schema and len(value) > schema["maxLength"]:
-            raise InvalidInput(f"'{path}' is too long", code="invalid_config", field=path)
+            _err(errors, path, "invalid_config", f"'{path}' is too long")
         if "pattern" in schema and not re.fullmatch(schema["pattern"], value):
-            raise InvalidInput(
-                f"'{path}' does not match the expected format", code="invalid_config", field=path
-            )
+            _err(errors, path, "invalid_config", f"'{path}' does not match the expected format")
     if isinstance(value, list) and "items" in schema:
         for i, item in enumerate(value):
-            _check_value(f"{path}[{i}]", item, schema["items"])
+            _check_value(f"{path}[{i}]", item, schema["items"], errors)
     if isinstance(value, dict) and "properties" in schema:
         for key, item in value.items():
             sub = schema["properties"].get(key)
             if sub is None:
-                raise InvalidInput(
-                    f"Unknown field '{path}.{key}'",
-                    code="unknown_config_field",
-                    field=f"{path}.{key}",
+                _err(
+                    errors, f"{path}.{key}", "unknown_config_field", f"Unknown field '{path}.{key}'"
                 )
-            _check_value(f"{path}.{key}", item, sub)
+                continue
+            _check_value(f"{path}.{key}", item, sub, errors)
 
 
-def validate_config(source: Source, config: dict[str, Any], *, prefix: str = "config") -> None:
-    """Check ``config`` against the source's form schema; 422 naming the offending field."""
+def config_errors(
+    source: Source, config: dict[str, Any], *, prefix: str = "config"
+) -> list[dict[str, str]]:
+    """Every problem of ``config`` against the source's form schema (``{field, code,
+    message}``), including conditional requirements (see :mod:`app.onboarding.forms`)."""
+    errors: list[dict[str, str]] = []
     props: dict[str, Any] = source.config_schema["properties"]
     for key, value in config.items():
         if key not in props:
-            raise InvalidInput(
+            _err(
+                errors,
+                f"{prefix}.{key}",
+                "unknown_config_field",
                 f"Unknown field '{prefix}.{key}' for source '{source.service}'",
-                code="unknown_config_field",
-                field=f"{prefix}.{key}",
             )
-        _check_value(f"{prefix}.{key}", value, props[key])
-    for key in source.config_schema.get("required", []):
-        if key not in config and "default" not in props[key]:
-            raise InvalidInput(
+            continue
+        _check_value(f"{prefix}.{key}", value, props[key], errors)
+    for key in forms.required_for(source.config_schema, config):
+        if key not in config and key in props and "default" not in props[key]:
+            _err(
+                errors,
+                f"{prefix}.{key}",
+                "missing_config_field",
                 f"Missing required field '{prefix}.{key}'",
-                code="missing_config_field",
-                field=f"{prefix}.{key}",
             )
+    return errors
+
+
+def validate_config(source: Source, config: dict[str, Any], *, prefix: str = "config") -> None:
+    """Check ``config`` against the source's form schema; ONE 422 naming every offending
+    field (``errors: [{field, code, message}]``)."""
+    errors = config_errors(source, config, prefix=prefix)
+    if errors:
+        raise invalid_fields(errors)

@@ -51,15 +51,20 @@ def _forget(app: FastAPI) -> None:
 
 
 async def resume_pending_work(app: FastAPI) -> tuple[int, int]:
-    """Finish ``creating`` connections and offboardings left in progress."""
+    """Vault clear secrets of older rows, then finish ``creating`` connections and
+    offboardings left in progress."""
     from app.onboarding.connections import resume_creating
     from app.onboarding.end_users import resume_offboarding
+    from app.onboarding.secret_migration import vault_plaintext_secrets
 
     await asyncio.sleep(0)  # let the rest of the lifespan finish first
     if getattr(app.state, "fivetran", None) is None or getattr(app.state, "vault", None) is None:
         return (0, 0)
     created = offboarded = 0
     try:
+        async with app.state.sessionmaker() as session:
+            app.state.secrets_vaulted = await vault_plaintext_secrets(session, app.state)
+            await session.commit()
         async with app.state.sessionmaker() as session:
             created = await resume_creating(session, app.state)
             await session.commit()

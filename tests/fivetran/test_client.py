@@ -110,7 +110,10 @@ async def test_connection_lifecycle(env: Env) -> None:
     assert await env.client.find_connection(gid, "missing") is None
 
     unpaused = await env.client.update_connection(cid, {"paused": False})
-    assert unpaused["paused"] is False and unpaused["status"]["sync_state"] == "scheduled"
+    # The first unpause starts the historical sync, as at Fivetran.
+    assert unpaused["paused"] is False and unpaused["status"]["sync_state"] == "syncing"
+    await env.control("POST", f"/connections/{cid}/sync-result", {"status": "SUCCESSFUL"})
+    assert (await env.client.get_connection(cid))["status"]["sync_state"] == "scheduled"
     env.tokens.active.add("rt-2")
     auth = auth_block_for("salesforce", client_id="cid", client_secret="cs", refresh_token="rt-2")
     reauthed = await env.client.update_connection(cid, {"auth": auth, "run_setup_tests": True})
@@ -184,7 +187,7 @@ async def test_certificates_and_fingerprints(env: Env) -> None:
     )
     assert approved["hash"] == details["hash"]
     tested = await env.client.run_setup_tests(created["id"])
-    assert [t["status"] for t in tested["setup_tests"]] == ["PASSED", "PASSED"]
+    assert [t["status"] for t in tested["setup_tests"]] == ["PASSED", "PASSED", "PASSED"]
     assert tested["status"]["setup_state"] == "connected"
     cert = await env.client.approve_certificate(created["id"], "aGFzaA", "Y2VydA==")
     assert cert["type"] == "TLS" and cert["hash"] == "aGFzaA"

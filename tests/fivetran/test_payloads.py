@@ -6,7 +6,6 @@ import copy
 from typing import Any
 
 import pytest
-from jsonschema import Draft202012Validator
 
 from app.errors import InvalidInput
 from app.fivetran.payloads import (
@@ -19,50 +18,12 @@ from app.fivetran.payloads import (
     validate_create_payload,
     validate_update_payload,
 )
-
-
-def _normalise(node: Any, name: str | None = None) -> Any:
-    """Fix the definition's documented quirks so a standard validator can use it.
-
-    enum typed "object" → string; sync_frequency's string enum → integers; OpenAPI 3.0
-    ``nullable`` → a JSON-Schema type union."""
-    if isinstance(node, list):
-        return [_normalise(v) for v in node]
-    if not isinstance(node, dict):
-        return node
-    out = {k: _normalise(v, k) if k == "properties" else _normalise(v) for k, v in node.items()}
-    if "properties" in node and isinstance(node["properties"], dict):
-        out["properties"] = {k: _normalise(v, k) for k, v in node["properties"].items()}
-    if "enum" in out and out.get("type") == "object":
-        out["type"] = "string"
-    if name == "sync_frequency" and out.get("type") == "integer" and "enum" in out:
-        out["enum"] = [int(v) for v in out["enum"]]
-    if out.get("nullable") is True and isinstance(out.get("type"), str):
-        out["type"] = [out["type"], "null"]
-        if "enum" in out:
-            out["enum"] = [*out["enum"], None]
-    return out
+from tests.definition import definition_or_skip
 
 
 @pytest.fixture(scope="module")
 def official() -> Any:
-    import json
-
-    from tests.fivetran.conftest import SPEC_PATH
-
-    if not SPEC_PATH.exists():
-        pytest.skip(f"Fivetran's definition is not available at {SPEC_PATH}")
-    doc = json.loads(SPEC_PATH.read_text())
-    components = {"schemas": _normalise(doc["components"]["schemas"])}
-
-    def validator(service: str) -> Draft202012Validator:
-        name = f"{service}_NewConnectorRequestV1"
-        assert name in components["schemas"], f"{name} missing from the definition"
-        return Draft202012Validator(
-            {"$ref": f"#/components/schemas/{name}", "components": components}
-        )
-
-    return validator
+    return definition_or_skip()
 
 
 OAUTH_CASES: dict[str, dict[str, Any]] = {

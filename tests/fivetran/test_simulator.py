@@ -234,7 +234,8 @@ async def test_credential_sources_fail_on_invalid_values(env: Env) -> None:
     r = await api(env, "POST", "/v1/connections", good)
     data = r.json()["data"]
     assert data["setup_tests"] == [
-        {"title": "Validate Credentials", "status": "PASSED", "message": ""}
+        {"title": "Host Connection", "status": "PASSED", "message": ""},
+        {"title": "Validate Credentials", "status": "PASSED", "message": ""},
     ]
     assert data["status"]["setup_state"] == "connected"
     assert data["config"]["password"] == "******"
@@ -242,9 +243,55 @@ async def test_credential_sources_fail_on_invalid_values(env: Env) -> None:
         "mysql", group_id=gid, schema="my", config={"host": "h", "user": "u", "password": "invalid"}
     )
     r = await api(env, "POST", "/v1/connections", bad)
-    test = r.json()["data"]["setup_tests"][0]
+    test = r.json()["data"]["setup_tests"][1]
     assert test["status"] == "FAILED" and "config.password" in test["message"]
     assert r.json()["data"]["status"]["setup_state"] == "incomplete"
+
+
+@pytest.mark.parametrize(
+    ("config", "title", "needle"),
+    [
+        # What a user would expect to fail (the sandbox rules documented in the README).
+        ({"host": "db.example.com", "user": "u"}, "Validate Credentials", "Missing credentials"),
+        (
+            {"host": "db.example.com", "user": "u", "password": ""},
+            "Validate Credentials",
+            "Missing",
+        ),
+        ({"host": "fail.invalid", "user": "u", "password": "pw"}, "Host Connection", "resolve"),
+        ({"host": "invalid", "user": "u", "password": "pw"}, "Host Connection", "resolve"),
+        ({"host": "db..example", "user": "u", "password": "pw"}, "Host Connection", "resolve"),
+        ({"host": "h", "port": 0, "user": "u", "password": "pw"}, "Host Connection", "port"),
+        ({"host": "h", "port": 65536, "user": "u", "password": "pw"}, "Host Connection", "port"),
+        (
+            {"host": "h", "port": 5432, "user": "u", "password": "wrong"},
+            "Validate Credentials",
+            "password",
+        ),
+    ],
+)
+async def test_credential_setup_tests_fail_like_a_user_expects(
+    env: Env, config: dict[str, Any], title: str, needle: str
+) -> None:
+    gid = await group(env)
+    body = build_create_payload("postgres", group_id=gid, schema="pg", config=config)
+    r = await api(env, "POST", "/v1/connections", body)
+    assert r.status_code == 201, r.text
+    data = r.json()["data"]
+    failed = [t for t in data["setup_tests"] if t["status"] == "FAILED"]
+    assert [t["title"] for t in failed] == [title]
+    assert needle in failed[0]["message"]
+    assert data["status"]["setup_state"] == "incomplete"
+    if title == "Host Connection":  # nothing is tried past an unreachable host
+        assert data["setup_tests"][-1] == {
+            "title": "Validate Credentials",
+            "status": "SKIPPED",
+            "message": "Skipped: Host Connection failed",
+        }
+    # Fixing the value through a PATCH passes the tests (the connection is not stuck).
+    fixed = {"host": "db.example.com", "port": 5432, "password": "pw"}
+    r = await api(env, "PATCH", f"/v1/connections/{data['id']}", {"config": fixed})
+    assert r.json()["data"]["status"]["setup_state"] == "connected", r.text
 
 
 async def test_ssh_tunnel_needs_fingerprint_approval_or_trust(env: Env) -> None:
@@ -261,7 +308,7 @@ async def test_ssh_tunnel_needs_fingerprint_approval_or_trust(env: Env) -> None:
         "postgres", group_id=gid, schema="pg_t", config=cfg, trust_fingerprints=True
     )
     r = await api(env, "POST", "/v1/connections", trusted)
-    assert [t["status"] for t in r.json()["data"]["setup_tests"]] == ["PASSED", "PASSED"]
+    assert [t["status"] for t in r.json()["data"]["setup_tests"]] == ["PASSED", "PASSED", "PASSED"]
     cid = r.json()["data"]["id"]
     listed = (await api(env, "GET", f"/v1/connections/{cid}/fingerprints")).json()["data"]
     assert len(listed["items"]) == 1
@@ -416,9 +463,9 @@ async def test_signed_webhook_events_for_the_lifecycle(env: Env) -> None:
         "create_connector",
         "connection_successful",
         "resume_connector",
+        "sync_start",  # the first unpause starts the historical sync
         "pause_connector",
         "edit_connector",
-        "sync_start",
         "sync_end",
         "sync_start",
         "sync_end",

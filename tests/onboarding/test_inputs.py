@@ -30,7 +30,7 @@ def snapshot(count_rows: Callable[..., Awaitable[int]]) -> Callable[[], Awaitabl
 CREATE_CASES: list[tuple[str, dict[str, Any], int, str, str | None]] = [
     ("unknown service", {"service": "no_such_thing"}, 404, "source_not_found", None),
     ("connect-card-only service", {"service": "mailchimp"}, 404, "source_not_found", None),
-    ("oauth service", {"service": "salesforce"}, 422, "oauth_source", "service"),
+    ("oauth-only service", {"service": "google_ads"}, 422, "oauth_source", "service"),
     (
         "missing required field",
         {

@@ -3,7 +3,7 @@ schema policy, state history and events, token retention, resumable offboarding.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -11,7 +11,6 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from app.config import Settings
 from tests.onboarding.conftest import Simulator, oauth_connect, problem, vault_rows
 
 STRIPE = {"end_user": "acme", "service": "stripe", "credentials": {"api_key": "sk_l"}}
@@ -23,32 +22,13 @@ POLICY = {
 
 
 @pytest.fixture
-async def make_api(
-    settings_factory: Callable[..., Settings],
-) -> AsyncIterator[Callable[..., Any]]:
-    from contextlib import AsyncExitStack
+def make_api(make_app_client: Callable[..., Any]) -> Callable[..., Any]:
+    async def make(**overrides: Any) -> tuple[FastAPI, httpx.AsyncClient]:
+        application, client = await make_app_client(**overrides)
+        assert (await client.put("/v1/end-users/acme", json={})).status_code == 201
+        return application, client
 
-    from app.callers.service import create_api_key
-    from app.main import create_app
-
-    async with AsyncExitStack() as stack:
-
-        async def make(**overrides: Any) -> tuple[FastAPI, httpx.AsyncClient]:
-            application = create_app(settings_factory(**overrides))
-            await stack.enter_async_context(application.router.lifespan_context(application))
-            async with application.state.sessionmaker() as s, s.begin():
-                _, key = await create_api_key(s, name="t", scopes=["admin"])
-            client = await stack.enter_async_context(
-                httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=application),
-                    base_url="http://127.0.0.1:8000",
-                    headers={"Authorization": f"Bearer {key}"},
-                )
-            )
-            assert (await client.put("/v1/end-users/acme", json={})).status_code == 201
-            return application, client
-
-        yield make
+    return make
 
 
 async def _events(app: FastAPI, connection_id: str) -> list[str]:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 from fastapi import FastAPI
 
+from app.onboarding.sources import list_sources
 from tests.onboarding.conftest import problem
 
 
 async def test_catalog_lists_onboardable_services(api: httpx.AsyncClient) -> None:
     r = await api.get("/v1/sources")
     assert r.status_code == 200, r.text
-    items = {s["service"]: s for s in r.json()["items"]}
+    items: dict[str, dict[str, Any]] = {}
+    for item in r.json()["items"]:  # one item per way, the preferred way first
+        items.setdefault(item["service"], item)
     # OAuth sources of the (sandbox-configured) provider catalog, credentials sources from
     # Fivetran's definition; Connect-Card-only and auth-only-without-provider ones are absent.
     assert items["salesforce"]["auth_method"] == "oauth2"
@@ -33,8 +38,10 @@ async def test_catalog_lists_onboardable_services(api: httpx.AsyncClient) -> Non
     # Non-redirect grants are offered as credential forms that fill the auth block.
     twitter = items["twitter"]
     assert twitter["auth_method"] == "credentials"
-    assert "auth.oauth_token_secret" in twitter["config_schema"]["properties"]
-    assert twitter["config_schema"]["properties"]["auth.oauth_token_secret"]["writeOnly"] is True
+    auth = twitter["config_schema"]["properties"]["auth"]  # the auth block, in its own shape
+    assert auth["properties"]["oauth_token_secret"]["writeOnly"] is True
+    assert auth["properties"]["client_access"]["properties"]["client_secret"]["writeOnly"]
+    assert "writeOnly" not in auth["properties"]["client_access"]["properties"]["client_id"]
 
     sf = items["salesforce"]
     assert sf["name"] == "Salesforce"
@@ -46,11 +53,12 @@ async def test_catalog_lists_onboardable_services(api: httpx.AsyncClient) -> Non
     assert items["stripe"]["scopes"] is None
 
     pg = items["postgres"]["config_schema"]
-    assert pg["properties"]["password"] == {
-        "type": "string",
-        "format": "password",
-        "writeOnly": True,
-    }
+    password = pg["properties"]["password"]
+    assert (password["type"], password["format"], password["writeOnly"]) == (
+        "string",
+        "password",
+        True,
+    )
     assert pg["properties"]["port"]["type"] == "integer"
     assert "SshTunnel" in pg["properties"]["connection_type"]["enum"]
     for ours in ("schema_prefix", "public_key"):
@@ -59,13 +67,14 @@ async def test_catalog_lists_onboardable_services(api: httpx.AsyncClient) -> Non
     assert pg["additionalProperties"] is False
 
 
-async def test_catalog_pages(api: httpx.AsyncClient) -> None:
-    everything = [s["service"] for s in (await api.get("/v1/sources")).json()["items"]]
+async def test_catalog_pages(app: FastAPI, api: httpx.AsyncClient) -> None:
+    everything = [s.service for s in list_sources(app.state)]
     assert everything == sorted(everything)
+    assert [s["service"] for s in (await api.get("/v1/sources")).json()["items"]] == everything
     seen: list[str] = []
     cursor = None
-    for _ in range(100):
-        params: dict[str, str | int] = {"limit": 300}
+    for _ in range(1000):
+        params: dict[str, str | int] = {"limit": 7}  # page ends fall between two ways too
         if cursor:
             params["cursor"] = cursor
         page = (await api.get("/v1/sources", params=params)).json()
@@ -92,9 +101,18 @@ async def test_oauth_source_needs_a_configured_app(app: FastAPI, api: httpx.Asyn
     apps.pop("hubspot")
     app.state.providers = ProviderRegistry({p.key: p for p in registry.all()}, apps)
     app.state.onboarding_sources = None  # rebuild the catalog from the new registry
-    problem(await api.get("/v1/sources/hubspot"), 404, "source_not_found")
-    services = {s["service"] for s in (await api.get("/v1/sources")).json()["items"]}
-    assert "hubspot" not in services and "salesforce" in services
+    problem(
+        await api.get("/v1/sources/hubspot", params={"auth_method": "oauth2"}),
+        404,
+        "source_not_found",
+    )
+    # HubSpot still takes a private app's secret: offered with credentials only.
+    r = await api.get("/v1/sources/hubspot")
+    assert r.status_code == 200 and r.json()["auth_method"] == "credentials", r.text
+    ways = {
+        (s["service"], s["auth_method"]) for s in (await api.get("/v1/sources")).json()["items"]
+    }
+    assert ("hubspot", "oauth2") not in ways and ("salesforce", "oauth2") in ways
 
 
 async def test_sources_need_an_api_key(client: httpx.AsyncClient) -> None:

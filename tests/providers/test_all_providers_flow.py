@@ -24,6 +24,8 @@ from fastapi import FastAPI
 
 from app.config import Settings
 from app.fivetran.payloads import validate_create_payload
+from app.onboarding.forms import required_for
+from app.onboarding.sources import get_source
 from app.providers.catalog_data import credential_services
 from app.providers.startup import build_registry
 from tests.conftest import BASE_URL, fresh_database
@@ -127,7 +129,10 @@ async def test_oauth_provider_connects(env: Module, provider_key: str) -> None:
             "end_user": "acme",
             "service": service,
             "return_to": RETURN_TO,
-            "config": example_inputs(provider),
+            "config": _complete(
+                get_source(env.app.state, service, "oauth2").config_schema,
+                example_inputs(provider),
+            ),
         },
         headers=env.headers,
     )
@@ -149,7 +154,7 @@ async def test_oauth_provider_connects(env: Module, provider_key: str) -> None:
 
     r = await env.client.get(f"/v1/connections/{back['connection_id']}", headers=env.headers)
     body = r.json()
-    assert body["state"] == "connected", body
+    assert body["state"] == "connected", (body.get("setup_tests"), body.get("state_reason"))
     remote = await _remote(env, body["fivetran_connection_id"])
     assert remote["service"] == service
     assert remote["status"]["setup_state"] == "connected", remote["status"]
@@ -205,6 +210,34 @@ def _value(name: str, schema: dict[str, Any]) -> Any:
     return f"sandbox-{name.replace('.', '-')}"
 
 
+def _complete(schema: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` plus a value for every field the form requires (conditions included)."""
+    out = dict(config)
+    for _ in range(3):  # a filled selector may require more fields
+        for name in required_for(schema, out):
+            if name not in out and name in schema["properties"]:
+                out[name] = _value(name, schema["properties"][name])
+    return out
+
+
+def _fill(schema: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(plain values, secrets) for every property of an object schema, nested objects too."""
+    plain: dict[str, Any] = {}
+    secret: dict[str, Any] = {}
+    for name, prop in schema["properties"].items():
+        if prop.get("type") == "object" and "properties" in prop:
+            sub_plain, sub_secret = _fill(prop)
+            if sub_plain:
+                plain[name] = sub_plain
+            if sub_secret:
+                secret[name] = sub_secret
+        elif prop.get("writeOnly"):
+            secret[name] = _value(name, prop)
+        else:
+            plain[name] = _value(name, prop)
+    return plain, secret
+
+
 @pytest.mark.parametrize("service", CREDENTIALS)
 async def test_credential_route_fills_the_auth_block(env: Module, service: str) -> None:
     r = await env.client.get(f"/v1/sources/{service}", headers=env.headers)
@@ -213,23 +246,43 @@ async def test_credential_route_fills_the_auth_block(env: Module, service: str) 
     assert source["auth_method"] == "credentials"
     assert "verified" in source
     schema = source["config_schema"]
-    auth_fields = [n for n in schema["properties"] if n.startswith("auth.")]
-    assert auth_fields, schema
-    wanted = set(schema.get("required", [])) | set(auth_fields)
-    values = {name: _value(name, schema["properties"][name]) for name in sorted(wanted)}
-    secret = {k: v for k, v in values.items() if schema["properties"][k].get("writeOnly")}
-    plain = {k: v for k, v in values.items() if k not in secret}
+    auth_schema = schema["properties"]["auth"]  # the auth block, in its own shape
+    assert auth_schema["properties"], schema
+    plain = _complete(schema, {})
+    plain.pop("auth", None)
+    plain_auth, secret_auth = _fill(auth_schema)
+    plain["auth"] = plain_auth
     r = await env.client.post(
         "/v1/connections",
-        json={"end_user": "acme", "service": service, "config": plain, "credentials": secret},
+        json={
+            "end_user": "acme",
+            "service": service,
+            "config": plain,
+            "credentials": {"auth": secret_auth} if secret_auth else None,
+        },
         headers=env.headers,
     )
     assert r.status_code == 201, r.text
     body = r.json()
-    assert body["state"] == "connected", body
+    assert body["state"] == "connected", (body.get("setup_tests"), body.get("state_reason"))
     sent = await _create_body(env, service)
     assert sent.get("auth"), sent
-    for name in auth_fields:
-        head = name[len("auth.") :].split(".")[0]
-        assert head in sent["auth"], (name, sent["auth"])
-        assert name not in sent["config"]
+    for name in auth_schema["properties"]:
+        assert name in sent["auth"], (name, sent["auth"])
+    assert "auth" not in sent["config"]
+    # The auth block's secrets are vaulted and masked: never in the stored or returned config.
+    assert not _secret_values(body, secret_auth), body
+
+
+def _secret_values(value: Any, secrets: dict[str, Any]) -> set[str]:
+    """Secret strings of ``secrets`` that appear anywhere in ``value``."""
+    wanted = set(_strings(secrets))
+    return {v for v in _strings(value) if v in wanted}
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in _strings(v)]
+    if isinstance(value, list):
+        return [x for v in value for x in _strings(v)]
+    return [value] if isinstance(value, str) else []

@@ -2,6 +2,14 @@
 
 :func:`mount_fivetran_simulator` mounts it at ``/sandbox/fivetran`` on the main app; see
 :mod:`app.sandbox.fivetran.app` for what it simulates and its control API.
+
+One simulator per sandbox: it lives in the ``pbf-headless serve --sandbox`` process, which
+alone loads and saves its state (``<data_dir>/sandbox-state.json`` under an exclusive lock,
+:mod:`app.sandbox.persistence`), so a restart keeps every group, connection and token. The
+worker and ``onboarding resume`` never build a simulator of their own: they reach this one
+over HTTP at ``public_base_url`` (:mod:`app.sandbox.remote`), so two processes can never
+silently disagree about what "Fivetran" holds. Syncs finish by themselves after
+``sandbox.sync_seconds`` (:mod:`app.sandbox.fivetran.syncs`).
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from fastapi import FastAPI
 
 from app.sandbox.fivetran.app import Simulator, create_simulator
 from app.sandbox.fivetran.setup_tests import TokenChecker
+from app.sandbox.saving import SaveBeforeAnswer, persistence_of
 
 MOUNT_PATH = "/sandbox/fivetran"
 
@@ -64,8 +73,9 @@ def mount_fivetran_simulator(app: FastAPI) -> Simulator:
         api_key=settings.fivetran.sandbox_key,
         api_secret=settings.fivetran.sandbox_secret.get_secret_value(),
         token_checker=sandbox_oauth_checker(app),
+        sync_seconds=settings.sandbox.sync_seconds,
     )
-    app.mount(MOUNT_PATH, sim_app)
+    app.mount(MOUNT_PATH, SaveBeforeAnswer(sim_app, persistence_of(app)))
     simulator: Simulator = sim_app.state.simulator
     app.state.fivetran_simulator = simulator
     return simulator

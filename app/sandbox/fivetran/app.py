@@ -28,7 +28,11 @@ Control API (unauthenticated, sandbox only) under ``/_control``: ``POST /faults`
 process the request, then answer with the fault — a lost response), ``DELETE /faults``,
 ``POST /connections/{id}/sync-result`` ``{status: SUCCESSFUL|FAILED, reason?}``,
 ``POST /connections/{id}/break``, ``GET /requests`` (method, path, status, masked body),
-``GET /deliveries``, ``POST /webhooks/drain``, ``POST /reset``.
+``GET /deliveries``, ``POST /webhooks/drain``, ``POST /reset``, ``GET /state`` (counts,
+running syncs, sync delay, state file).
+
+Syncs finish by themselves after ``sync_seconds`` (:mod:`app.sandbox.fivetran.syncs`); the
+state survives restarts of the sandbox server (:mod:`app.sandbox.persistence`).
 
 Known deviations: no connect-card, users/teams, transformations, metadata or sync-history
 endpoints; webhooks are not test-called on creation; certificates are stored but no setup test
@@ -73,6 +77,7 @@ from app.sandbox.fivetran.state import (
     now_iso,
     ssh_rsa_public_key,
 )
+from app.sandbox.fivetran.syncs import SyncClock
 from app.sandbox.fivetran.webhooks import WEBHOOK_EVENTS, WebhookDispatcher, event_payload
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -157,6 +162,7 @@ class Simulator:
         api_secret: str,
         token_checker: TokenChecker | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        sync_seconds: float = 0.0,
     ) -> None:
         self.state = SimState()
         self.webhooks = WebhookDispatcher(self.state, get_http)
@@ -164,6 +170,10 @@ class Simulator:
         self._api_key = api_key
         self._api_secret = api_secret
         self._sleep = sleep
+        self.syncs = SyncClock(sync_seconds, self._finish_on_time)
+        #: Called after the sync clock changed the state (persistence saves then).
+        self.on_change: Callable[[], None] = lambda: None
+        self.state_file: str | None = None  # set when the state is persisted
 
     # ------------------------------------------------------------------------------- plumbing
 
@@ -633,6 +643,9 @@ class Simulator:
             if connection["status"]["sync_state"] != "syncing":
                 connection["status"]["sync_state"] = "paused" if body["paused"] else "scheduled"
             events.append("pause_connector" if body["paused"] else "resume_connector")
+            first_sync = not body["paused"] and self._never_synced(connection)
+        else:
+            first_sync = False
         simple = (
             "sync_frequency",
             "daily_sync_time",
@@ -666,6 +679,8 @@ class Simulator:
             events.append("edit_connector")
         for event in events:
             self.webhooks.emit(event, connection)
+        if first_sync:
+            self._start_sync(connection)  # Fivetran starts the historical sync on first unpause
         run = body.get("run_setup_tests")
         if run is True or (run is None and ("config" in body or "auth" in body)):
             await self._run_tests(
@@ -703,7 +718,62 @@ class Simulator:
         self.state.sync_ids[connection["id"]] = sync_id
         connection["status"]["sync_state"] = "syncing"
         self.webhooks.emit("sync_start", connection, sync_id=sync_id)
+        self.syncs.arm(connection["id"], sync_id)
         return sync_id
+
+    @staticmethod
+    def _never_synced(connection: dict[str, Any]) -> bool:
+        return (
+            connection["status"]["setup_state"] == "connected"
+            and connection["status"]["sync_state"] != "syncing"
+            and connection["succeeded_at"] is None
+            and connection["failed_at"] is None
+        )
+
+    def _finish_on_time(self, connection_id: str, sync_id: str) -> None:
+        """The sync clock's finisher: ``sync_id`` ends SUCCESSFUL if it is still running."""
+        connection = self.state.connections.get(connection_id)
+        if (
+            connection is None
+            or self.state.sync_ids.get(connection_id) != sync_id
+            or connection["status"]["sync_state"] != "syncing"
+        ):
+            return
+        self.finish_sync(connection, "SUCCESSFUL")
+        self.on_change()
+
+    def finish_sync(
+        self,
+        connection: dict[str, Any],
+        status: str,
+        *,
+        reason: str | None = None,
+        task_type: str | None = None,
+    ) -> None:
+        """End the connection's sync with ``status`` and send ``sync_end`` (clock, control)."""
+        sync_id = self._start_sync(connection)
+        self.syncs.disarm(connection["id"])
+        data: dict[str, Any] = {"status": status}
+        if status == "SUCCESSFUL":
+            connection["succeeded_at"] = now_iso()
+            connection["status"]["is_historical_sync"] = False
+            self._ensure_schema(connection)
+        elif status == "RESCHEDULED":
+            later = (datetime.now(UTC) + timedelta(hours=1)).isoformat(timespec="milliseconds")
+            data["rescheduledAt"] = later.replace("+00:00", "Z")
+            data["reason"] = reason or "Rate limit reached at the source"
+        else:
+            connection["failed_at"] = now_iso()
+            data["reason"] = reason or "Simulated sync failure"
+            data["taskType"] = task_type or "reconnect"
+        connection["status"]["sync_state"] = "scheduled"
+        connection["status"].pop("rescheduled_for", None)
+        self._sync_state(connection)
+        if status == "RESCHEDULED" and not connection["paused"]:
+            connection["status"]["sync_state"] = "rescheduled"
+            connection["status"]["rescheduled_for"] = data["rescheduledAt"]
+        self.state.sync_ids.pop(connection["id"], None)
+        self.webhooks.emit("sync_end", connection, data, sync_id=sync_id)
 
     async def sync(self, request: Request) -> Response:
         cid = request.path_params["connection_id"]
@@ -1066,28 +1136,9 @@ class Simulator:
         status = body.get("status") if isinstance(body, dict) else None
         if status not in _SYNC_STATUSES:
             raise _invalid("Field 'status' must be one of " + ", ".join(sorted(_SYNC_STATUSES)))
-        sync_id = self._start_sync(connection)
-        data: dict[str, Any] = {"status": status}
-        if status == "SUCCESSFUL":
-            connection["succeeded_at"] = now_iso()
-            connection["status"]["is_historical_sync"] = False
-            self._ensure_schema(connection)
-        elif status == "RESCHEDULED":
-            later = (datetime.now(UTC) + timedelta(hours=1)).isoformat(timespec="milliseconds")
-            data["rescheduledAt"] = later.replace("+00:00", "Z")
-            data["reason"] = body.get("reason") or "Rate limit reached at the source"
-        else:
-            connection["failed_at"] = now_iso()
-            data["reason"] = body.get("reason") or "Simulated sync failure"
-            data["taskType"] = body.get("task_type") or "reconnect"
-        connection["status"]["sync_state"] = "scheduled"
-        connection["status"].pop("rescheduled_for", None)
-        self._sync_state(connection)
-        if status == "RESCHEDULED" and not connection["paused"]:
-            connection["status"]["sync_state"] = "rescheduled"
-            connection["status"]["rescheduled_for"] = data["rescheduledAt"]
-        self.state.sync_ids.pop(connection["id"], None)
-        self.webhooks.emit("sync_end", connection, data, sync_id=sync_id)
+        self.finish_sync(
+            connection, status, reason=body.get("reason"), task_type=body.get("task_type")
+        )
         return _ok(self.view(connection), "Sync result simulated")
 
     async def ctl_break(self, request: Request) -> Response:
@@ -1114,6 +1165,20 @@ class Simulator:
         await self.webhooks.drain()
         return _ok(message="Webhook deliveries drained")
 
+    async def ctl_state(self, request: Request) -> Response:
+        state = self.state
+        return _ok(
+            {
+                "groups": len(state.groups),
+                "destinations": len(state.destinations),
+                "connections": len(state.connections),
+                "webhooks": len(state.webhooks),
+                "syncing": sorted(state.sync_ids),
+                "sync_seconds": self.syncs.seconds,
+                "state_file": self.state_file,
+            }
+        )
+
     async def ctl_reset(self, request: Request) -> Response:
         await self.webhooks.drain()
         self.state.reset()
@@ -1126,15 +1191,21 @@ def create_simulator(
     api_key: str = "sandbox_key",
     api_secret: str = "sandbox_secret",  # noqa: S107 - public sandbox value
     token_checker: TokenChecker | None = None,
+    sync_seconds: float = 0.0,
 ) -> FastAPI:
     """Build the simulator app (a simulation of the Fivetran REST API).
 
     ``get_http`` returns the shared http client lazily (it exists only once the lifespan
     runs); ``token_checker(service, token) -> bool`` decides whether an OAuth token is active.
+    ``sync_seconds > 0`` makes syncs finish by themselves (:mod:`.syncs`).
     The :class:`Simulator` is ``app.state.simulator``.
     """
     sim = Simulator(
-        get_http=get_http, api_key=api_key, api_secret=api_secret, token_checker=token_checker
+        get_http=get_http,
+        api_key=api_key,
+        api_secret=api_secret,
+        token_checker=token_checker,
+        sync_seconds=sync_seconds,
     )
     app = FastAPI(
         title="Fivetran API simulator (sandbox)",
@@ -1213,6 +1284,7 @@ def create_simulator(
         ("GET", "/_control/deliveries", sim.ctl_deliveries),
         ("POST", "/_control/webhooks/drain", sim.ctl_drain),
         ("POST", "/_control/reset", sim.ctl_reset),
+        ("GET", "/_control/state", sim.ctl_state),
     ]
     # The current family first, then the legacy /v1/connectors alias on the same handlers.
     for family in ("connections", "connectors"):

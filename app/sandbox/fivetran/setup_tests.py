@@ -3,9 +3,15 @@
 * Services with an ``auth`` block (OAuth sources): "Validate Login" introspects the handed-over
   ``refresh_token`` (else ``access_token``) at the sandbox OAuth server through a
   :data:`TokenChecker`; an inactive, revoked or unknown token fails the test.
-* Credential sources (no ``auth`` block): "Validate Credentials" passes unless a config value
-  equals the literal string ``"invalid"`` (documented sandbox convention), which fails it
-  naming the field.
+* Credential sources (no ``auth`` block) fail on what a user would expect to fail (the
+  documented sandbox rules, see the README):
+
+  - "Host Connection" (only when the config has a ``host`` or ``port``): a host that cannot
+    resolve — ``invalid``, ``*.invalid`` (RFC 2606), empty or with characters no host name
+    has — or a port outside 1..65535 fails it; "Validate Credentials" is then ``SKIPPED``.
+  - "Validate Credentials": fails when the service takes secret credentials (``password``,
+    ``api_key``…) and none is given, when ``password`` is the marker ``wrong``, or when any
+    config value is the literal string ``invalid``; the message names the field.
 * SSH tunnels (``networking_method: SshTunnel`` or a ``config.tunnel_host``): an "SSH Tunnel"
   test first fails with the host's fingerprint in ``details`` (``{"hash", "public_key"}``)
   until that fingerprint is approved (``POST …/fingerprints``) or ``trust_fingerprints`` is
@@ -14,6 +20,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -31,6 +39,10 @@ TOKEN_FIELDS = (
     "system_user_access_token",
     "ocapi_refresh_token",
     "ocapi_access_token",
+)
+WRONG_PASSWORD = "wrong"
+_HOST_RE = re.compile(
+    r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$"
 )
 
 
@@ -136,15 +148,18 @@ async def run_setup_tests(
             )
             return tests
 
-    bad = _find_invalid(cfg, "config")
-    if bad:
-        tests.append(
-            _test(
-                "Validate Credentials",
-                "FAILED",
-                f"Invalid credentials: check the value of '{bad}'.",
+    if "host" in cfg or "port" in cfg:
+        problem = host_problem(cfg)
+        if problem:
+            tests.append(_test("Host Connection", "FAILED", problem))
+            tests.append(
+                _test("Validate Credentials", "SKIPPED", "Skipped: Host Connection failed")
             )
-        )
+            return tests
+        tests.append(_test("Host Connection", "PASSED"))
+    problem = credentials_problem(cfg, spec, auth_block=bool(auth))
+    if problem:
+        tests.append(_test("Validate Credentials", "FAILED", problem))
     else:
         tests.append(_test("Validate Credentials", "PASSED"))
     return tests
@@ -174,6 +189,55 @@ async def _validate_login(checker: TokenChecker, service: str, token: str) -> di
         "Invalid credentials: the token is expired, revoked or unknown. "
         "Re-authorize the connection.",
     )
+
+
+def host_problem(cfg: dict[str, Any]) -> str | None:
+    """Why the sandbox cannot "reach" ``cfg``'s host/port, or None."""
+    if "host" in cfg:
+        host = cfg["host"]
+        if not isinstance(host, str) or not host.strip():
+            return "Could not connect: the host is empty."
+        name = host.strip().rstrip(".").lower()
+        if name == INVALID or name.endswith("." + INVALID) or not _resolvable(name):
+            return f"Could not resolve host '{host}': Name or service not known."
+    if "port" in cfg:
+        port = cfg["port"]
+        try:
+            number = int(port)
+        except (TypeError, ValueError):
+            number = -1
+        if isinstance(port, bool) or not 1 <= number <= 65535:
+            return f"Invalid port {port!r}: a port is a number between 1 and 65535."
+    return None
+
+
+def _resolvable(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return bool(_HOST_RE.match(name)) and len(name) <= 253
+
+
+def credentials_problem(cfg: dict[str, Any], spec: Any, *, auth_block: bool = False) -> str | None:
+    """Why "Validate Credentials" fails for ``cfg``, or None (with an ``auth_block``, that
+    block holds the credentials: no config secret is then missing)."""
+    bad = _find_invalid(cfg, "config")
+    if bad:
+        return f"Invalid credentials: check the value of '{bad}'."
+    if cfg.get("password") == WRONG_PASSWORD:
+        return (
+            "Invalid credentials: password authentication failed for user "
+            f"'{cfg.get('user', '')}' (check 'config.password')."
+        )
+    secret_fields = sorted(
+        k for k, f in (spec.config_fields.items() if spec is not None else ()) if f.secret
+    )
+    if secret_fields and not auth_block and not any(cfg.get(k) for k in secret_fields):
+        names = ", ".join(f"'config.{k}'" for k in secret_fields)
+        which = names if len(secret_fields) == 1 else f"one of {names}"
+        return f"Missing credentials: provide {which}."
+    return None
 
 
 def _has_secret(cfg: dict[str, Any], spec: Any) -> bool:

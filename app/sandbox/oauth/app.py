@@ -50,6 +50,7 @@ from app.sandbox.oauth.store import (
     SandboxStore,
     SandboxUser,
 )
+from app.sandbox.saving import SaveBeforeAnswer, persistence_of
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 DEFAULT_USER = "sandbox-user"
@@ -449,5 +450,5 @@ def mount_sandbox_oauth(app: FastAPI) -> None:
     Reads the main app's provider registry (``app.state.providers``) at request time.
     """
     sub = _build_app(app.state.settings, lambda: app.state.providers)
-    app.mount(SANDBOX_PATH, sub)
+    app.mount(SANDBOX_PATH, SaveBeforeAnswer(sub, persistence_of(app)))
     app.state.sandbox_oauth = sub.state.sandbox_oauth

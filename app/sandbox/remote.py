@@ -1,0 +1,35 @@
+"""How processes other than the sandbox server reach the sandbox (sandbox mode only).
+
+The simulator and the sandbox OAuth server live in the ``pbf-headless serve --sandbox``
+process, which alone owns their persisted state (:mod:`app.sandbox.persistence`). The worker
+and ``onboarding resume`` build the app *without* mounting the sandbox, so their calls to
+``public_base_url`` (``/sandbox/fivetran``, ``/sandbox/oauth``) go over HTTP to that server:
+one simulator, never a second in-memory copy that would take every connection for deleted.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from app.config import Settings
+
+CONTROL_STATE = "/sandbox/fivetran/_control/state"
+
+
+async def sandbox_server_reachable(settings: Settings, wait_seconds: float = 5.0) -> bool:
+    """True when a sandbox server answers at ``public_base_url``."""
+    url = settings.public_base_url + CONTROL_STATE
+    try:
+        async with httpx.AsyncClient(timeout=wait_seconds, follow_redirects=False) as http:
+            response = await http.get(url)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200
+
+
+def unreachable_message(settings: Settings) -> str:
+    return (
+        f"sandbox mode: no sandbox server answers at {settings.public_base_url}; Fivetran and "
+        "OAuth calls fail until 'pbf-headless serve --sandbox' runs there (the simulator "
+        "lives in that process)"
+    )
