@@ -54,8 +54,10 @@ openapi: $(BIN)/pbf-headless
 docs: openapi
 	$(BIN)/python -m app.docs_writer README.md
 
+## bench: every benchmark (real uvicorn processes, wrk), one table + bench/results.json
 bench: $(BIN)/pbf-headless
-	@for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+	@command -v wrk >/dev/null || apt-get install -y wrk
+	$(BIN)/python -m bench.run $(ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

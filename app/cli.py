@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -123,6 +124,14 @@ def serve(
     sandbox: Annotated[bool, typer.Option("--sandbox", help="Run in sandbox mode.")] = False,
     host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Worker processes (uvicorn). Sandbox counterparts are per process, so a "
+            "sandbox flow must stay on one connection to one worker.",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the HTTP API (refuses an unmigrated database; sandbox mode migrates it)."""
     import uvicorn
@@ -156,6 +165,24 @@ def serve(
         # The simulator's groups, connections and tokens outlive a restart of the server.
         settings.sandbox.persist = True
     configure_logging(settings.log_level, json_lines=settings.log_json)
+    if workers > 1:
+        # Each worker process builds its own app from the environment: hand it what the
+        # options above decided.
+        os.environ["PBF_MODE"] = settings.mode
+        os.environ["PBF_EVENTS__REGISTER_WEBHOOK_ON_STARTUP"] = str(
+            settings.events.register_webhook_on_startup
+        ).lower()
+        uvicorn.run(
+            "app.cli:worker_app",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_config=uvicorn_log_config(settings.log_level, settings.log_json),
+            proxy_headers=False,
+            access_log=False,
+        )
+        return
     app = create_app(settings)
     uvicorn.run(
         app,
@@ -163,7 +190,18 @@ def serve(
         port=port,
         log_config=uvicorn_log_config(settings.log_level, settings.log_json),
         proxy_headers=False,
+        access_log=False,  # RequestContextMiddleware writes the one access line (pbf.access)
     )
+
+
+def worker_app() -> Any:
+    """App factory of one ``serve --workers N`` process (settings from the environment)."""
+    from app.main import create_app
+    from app.observability import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    return create_app(settings)
 
 
 @api_keys_cli.command("create")

@@ -51,6 +51,14 @@ class ApiSettings(BaseModel):
     idempotency_ttl_hours: int = Field(
         24, ge=1, description="How long Idempotency-Key replays last."
     )
+    key_cache_seconds: float = Field(
+        5.0,
+        ge=0,
+        le=300,
+        description="How long a verified API key is remembered in-process (saves a database "
+        "read per request). Revocation is immediate in the revoking process and takes up to "
+        "this long in other processes; 0 disables the cache.",
+    )
     allowed_app_redirects: list[str] = Field(
         default_factory=list,
         description="Native-app return_to targets (RFC 8252 private-use URI schemes), each "

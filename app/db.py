@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -89,6 +89,10 @@ def create_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> As
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": 30}
+        # A fixed pool: an overflow connection is closed on return and re-opened for the next
+        # request (a thread start, a file open and three PRAGMAs each time) — under load
+        # that churn cost more than the requests' own statements.
+        kwargs.update(pool_size=pool_size + max_overflow, max_overflow=0)
     else:
         kwargs.update(pool_size=pool_size, max_overflow=max_overflow)
     engine = create_async_engine(url, **kwargs)
@@ -103,6 +107,14 @@ def create_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> As
             cur.close()
 
     return engine
+
+
+def count_statements(engine: AsyncEngine, inc: Callable[[], None]) -> None:
+    """Call ``inc()`` for every statement the engine executes (``pbf_db_statements_total``)."""
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _count(*_args: Any) -> None:
+        inc()
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

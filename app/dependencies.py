@@ -20,11 +20,12 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_settings(request: Request) -> Settings:
+# async: FastAPI runs a plain ``def`` dependency in the thread pool (a thread hop per request).
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def get_http(request: Request) -> httpx.AsyncClient:
+async def get_http(request: Request) -> httpx.AsyncClient:
     return request.app.state.http  # type: ignore[no-any-return]
 
 
@@ -42,11 +43,13 @@ _BEARER = HTTPBearer(auto_error=False, scheme_name="bearerAuth")
 
 def require_scope(scope: str) -> Callable[..., Coroutine[Any, Any, Caller]]:
     async def dependency(
+        request: Request,
         session: SessionDep,
         _bearer: Annotated[Any, Security(_BEARER)] = None,
         authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
     ) -> Caller:
-        caller = await authenticate(session, authorization)
+        cache_seconds = request.app.state.settings.api.key_cache_seconds
+        caller = await authenticate(session, authorization, cache_seconds=cache_seconds)
         check_scope(caller, scope)
         return caller
 

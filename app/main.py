@@ -15,7 +15,7 @@ import httpx
 from fastapi import FastAPI
 
 from app.config import Settings, load_settings, production_problems
-from app.db import create_engine, create_sessionmaker
+from app.db import count_statements, create_engine, create_sessionmaker
 from app.errors import install_error_handlers
 from app.observability import (
     Metrics,
@@ -138,6 +138,7 @@ async def _startup(
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
     metrics.add_collector(PoolCollector(lambda: engine.pool))
+    count_statements(engine, metrics.db_statements.inc)
 
     # Our own base URL is served in-process only where the sandbox lives; a sandbox-mode
     # app without it (worker, resume) reaches the sandbox server over HTTP.

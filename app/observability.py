@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import random
 import re
-import secrets
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -47,9 +47,19 @@ _CONNECT_PATH_RE = re.compile(r"(/connect/)[A-Za-z0-9_\-]{16,}")
 _SENSITIVE_KEY_RE = re.compile(rf"(?i)^{_SENSITIVE_PARAM}$")
 
 
+def _may_hold_secret(text: str) -> bool:
+    """False only when none of the patterns below can match: each needs a literal '=', ':',
+    'pbf_', '/connect/' or the word Bearer/Basic (most log lines, e.g. an access line without
+    a query string, have none and skip the five substitutions)."""
+    if "=" in text or ":" in text or "pbf_" in text or "/connect/" in text:
+        return True
+    lower = text.lower()
+    return "bearer" in lower or "basic" in lower
+
+
 def redact(text: str) -> str:
     """Remove secret-looking values from free text (query strings, JSON, headers)."""
-    if not text:
+    if not text or not _may_hold_secret(text):
         return text
     # JSON pairs first: an unquoted key=value below may run over a following JSON key.
     text = _JSON_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}{m.group(2)}", text)
@@ -264,6 +274,11 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        self.db_statements = Counter(
+            "pbf_db_statements_total",
+            "SQL statements sent to the database (round-trips; BEGIN/COMMIT not included).",
+            registry=self.registry,
+        )
         self.info = Gauge("pbf_up", "1 while the service runs.", registry=self.registry)
         self.info.set(1)
 
@@ -348,6 +363,10 @@ def _route_template(scope: Scope) -> str:
     return "unmatched"
 
 
+def _new_request_id() -> str:
+    return f"{random.getrandbits(96):024x}"
+
+
 class RequestContextMiddleware:
     """Request id (accept/return ``X-Request-ID``), access log, metrics, body-size cap."""
 
@@ -355,6 +374,8 @@ class RequestContextMiddleware:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        # Labelled metric children by (route, method, status): labels() locks and validates.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -365,7 +386,8 @@ class RequestContextMiddleware:
             if k == b"x-request-id":
                 incoming = v.decode("latin-1")
                 break
-        rid = incoming if incoming and _REQUEST_ID_RE.match(incoming) else secrets.token_hex(12)
+        # Request ids need uniqueness, not secrecy: no os.urandom system call per request.
+        rid = incoming if incoming and _REQUEST_ID_RE.match(incoming) else _new_request_id()
         token = request_id_var.set(rid)
         scope.setdefault("state", {})["request_id"] = rid
         started = time.perf_counter()
@@ -404,8 +426,16 @@ class RequestContextMiddleware:
             route = _route_template(scope)
             method = scope.get("method", "")
             status = status_holder["status"]
-            self.metrics.http_requests.labels(route, method, str(status)).inc()
-            self.metrics.http_latency.labels(route, method).observe(elapsed)
+            children = self._children.get((route, method, status))
+            if children is None:
+                children = (
+                    self.metrics.http_requests.labels(route, method, str(status)),
+                    self.metrics.http_latency.labels(route, method),
+                )
+                if len(self._children) < 1000:  # methods come from clients: stay bounded
+                    self._children[(route, method, status)] = children
+            children[0].inc()
+            children[1].observe(elapsed)
             query = scope.get("query_string", b"").decode("latin-1")
             access_log.info(
                 "%s %s%s %s",

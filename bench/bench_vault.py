@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from app.vault import LocalKeyring, Vault
 from app.vault.envelope import OwnerContext, data_aad
+from bench.results import Row
 
 TOKEN = "1//0g" + secrets.token_urlsafe(96)  # shaped like a long-lived refresh token
 CTX = OwnerContext("eu_8Zx1v0QmS6m2qk3lYw7c1A", "connection", "con_3eL0yq9T", "refresh_token")
@@ -60,7 +61,7 @@ async def arate(fn: Callable[[], object], seconds: float) -> float:
             return n / (now - start)
 
 
-async def main(seconds: float) -> None:
+async def measure(seconds: float) -> dict[str, float]:
     vault = Vault(LocalKeyring({"bench": os.urandom(32)}, "bench"))
     sealed = await vault.seal(CTX, TOKEN)
     assert (await vault.open(sealed, CTX)).reveal() == TOKEN
@@ -80,18 +81,48 @@ async def main(seconds: float) -> None:
     def direct_encrypt() -> bytes:  # single layer, but AAD built per record like the vault
         return key.encrypt(os.urandom(12), raw, data_aad(CTX))
 
-    raw_enc = rate(raw_encrypt, seconds)
-    raw_dec = rate(raw_decrypt, seconds)
-    direct_enc = rate(direct_encrypt, seconds)
-    env_enc = await arate(lambda: vault.seal(CTX, TOKEN), seconds)
-    env_dec = await arate(lambda: vault.open(sealed, CTX), seconds)
+    return {
+        "raw_enc": rate(raw_encrypt, seconds),
+        "raw_dec": rate(raw_decrypt, seconds),
+        "direct_enc": rate(direct_encrypt, seconds),
+        "env_enc": await arate(lambda: vault.seal(CTX, TOKEN), seconds),
+        "env_dec": await arate(lambda: vault.open(sealed, CTX), seconds),
+        "bytes": float(len(raw)),
+    }
 
+
+def run(seconds: float = 1.0) -> list[Row]:
+    """B7 rows for the combined table (bench/run.py)."""
+    m = asyncio.run(measure(seconds))
+    return [
+        Row(
+            "B7",
+            "vault encrypt (new DEK + data + wrap)",
+            m["env_enc"],
+            "ops/s",
+            "raw AES-256-GCM encrypt",
+            m["raw_enc"],
+        ),
+        Row(
+            "B7",
+            "vault decrypt (unwrap + data)",
+            m["env_dec"],
+            "ops/s",
+            "raw AES-256-GCM decrypt",
+            m["raw_dec"],
+        ),
+    ]
+
+
+async def main(seconds: float) -> None:
+    m = await measure(seconds)
+    raw_enc, raw_dec, env_enc, env_dec = m["raw_enc"], m["raw_dec"], m["env_enc"], m["env_dec"]
     print(f"pbf-headless vault benchmark  (python {platform.python_version()}, one thread,")
-    print(f"  value {len(raw)} bytes, {seconds:.1f} s per measurement)")
+    print(f"  value {m['bytes']:.0f} bytes, {seconds:.1f} s per measurement)")
     print(f"{'operation':<44} {'ops/s':>12}")
     print(f"{'raw AES-256-GCM encrypt (baseline)':<44} {raw_enc:>12,.0f}")
     print(f"{'raw AES-256-GCM decrypt (baseline)':<44} {raw_dec:>12,.0f}")
-    print(f"{'single-layer encrypt + per-record AAD':<44} {direct_enc:>12,.0f}")
+    print(f"{'single-layer encrypt + per-record AAD':<44} {m['direct_enc']:>12,.0f}")
     print(f"{'vault encrypt (new DEK + data + wrap)':<44} {env_enc:>12,.0f}")
     print(f"{'vault decrypt (unwrap + data)':<44} {env_dec:>12,.0f}")
     print(f"encrypt: vault/raw = {env_enc / raw_enc:.2f} (envelope costs {raw_enc / env_enc:.1f}x)")

@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute
 
+from app.callers.keycache import key_cache
 from app.callers.models import ApiKey
 from app.db import utcnow
 from app.errors import Forbidden, InvalidInput, NotFound, Unauthorized
@@ -110,11 +111,17 @@ async def revoke_api_key(session: AsyncSession, key_id: str) -> ApiKey:
     if row.revoked_at is None:
         row.revoked_at = utcnow()
         await session.flush()
+    key_cache.forget(key_id)
     return row
 
 
-async def authenticate(session: AsyncSession, authorization: str | None) -> Caller:
-    """Resolve ``Authorization: Bearer <key>``; 401 for missing, malformed, unknown, revoked."""
+async def authenticate(
+    session: AsyncSession, authorization: str | None, *, cache_seconds: float = 0.0
+) -> Caller:
+    """Resolve ``Authorization: Bearer <key>``; 401 for missing, malformed, unknown, revoked.
+
+    With ``cache_seconds`` > 0 a key verified here is remembered that long in this process
+    (:mod:`app.callers.keycache`; revocation in this process takes effect at once)."""
     if not authorization:
         raise Unauthorized("Missing Authorization header", code="missing_credentials")
     scheme, _, token = authorization.partition(" ")
@@ -124,7 +131,14 @@ async def authenticate(session: AsyncSession, authorization: str | None) -> Call
             code="invalid_credentials",
             headers={"WWW-Authenticate": 'Bearer error="invalid_request"'},
         )
-    m = _KEY_RE.match(token.strip())
+    token = token.strip()
+    now = utcnow()
+    digest = key_cache.token_digest(token) if cache_seconds > 0 else None
+    if digest is not None:
+        cached = key_cache.get(digest, now, _LAST_USED_RESOLUTION)
+        if cached is not None:
+            return cached
+    m = _KEY_RE.match(token)
     row = await session.get(ApiKey, m.group(1)) if m else None
     expected = row.secret_hash if row else _digest("no-such-key")
     supplied = _digest(m.group(2)) if m else _digest("")
@@ -140,15 +154,19 @@ async def authenticate(session: AsyncSession, authorization: str | None) -> Call
             code="revoked_credentials",
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
-    now = utcnow()
-    if row.last_used_at is None or now - row.last_used_at > _LAST_USED_RESOLUTION:
+    last_used = row.last_used_at
+    if last_used is None or now - last_used > _LAST_USED_RESOLUTION:
         await session.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now))
-    return Caller(
+        last_used = now
+    caller = Caller(
         key_id=row.id,
         name=row.name,
         scopes=frozenset(row.scopes),
         end_user_prefix=row.end_user_prefix,
     )
+    if digest is not None:
+        key_cache.put(digest, caller, last_used, cache_seconds)
+    return caller
 
 
 def check_scope(caller: Caller, scope: str) -> None:

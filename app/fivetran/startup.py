@@ -8,6 +8,7 @@ from typing import Any
 from app.config import Settings
 from app.fivetran.budget import LocalTokenBucket, RedisWindowBudget, RequestBudget
 from app.fivetran.client import FivetranClient
+from app.fivetran.index import all_services
 
 log = logging.getLogger("pbf.fivetran")
 
@@ -44,6 +45,9 @@ def start_fivetran(app: Any, settings: Settings) -> FivetranClient:
 
     Returns it so the lifespan can register ``client.aclose`` (closes the Redis budget).
     """
+    # Parse the bundled service index now (about a second of CPU, once per process), not
+    # inside the first request that needs a source or validates a payload.
+    all_services()
     key, secret = credentials(settings)
     cfg = settings.fivetran
     client = FivetranClient(

@@ -29,7 +29,8 @@ process the request, then answer with the fault — a lost response), ``DELETE /
 ``POST /connections/{id}/sync-result`` ``{status: SUCCESSFUL|FAILED, reason?}``,
 ``POST /connections/{id}/break``, ``GET /requests`` (method, path, status, masked body),
 ``GET /deliveries``, ``POST /webhooks/drain``, ``POST /reset``, ``GET /state`` (counts,
-running syncs, sync delay, state file).
+running syncs, sync delay, state file), ``POST /latency`` ``{seconds}`` (every other request
+waits that long: :mod:`app.sandbox.latency`).
 
 Syncs finish by themselves after ``sync_seconds`` (:mod:`app.sandbox.fivetran.syncs`); the
 state survives restarts of the sandbox server (:mod:`app.sandbox.persistence`).
@@ -79,6 +80,7 @@ from app.sandbox.fivetran.state import (
 )
 from app.sandbox.fivetran.syncs import SyncClock
 from app.sandbox.fivetran.webhooks import WEBHOOK_EVENTS, WebhookDispatcher, event_payload
+from app.sandbox.latency import LatencyMiddleware, SimulatedLatency
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -170,6 +172,7 @@ class Simulator:
         self._api_key = api_key
         self._api_secret = api_secret
         self._sleep = sleep
+        self.latency = SimulatedLatency()
         self.syncs = SyncClock(sync_seconds, self._finish_on_time)
         #: Called after the sync clock changed the state (persistence saves then).
         self.on_change: Callable[[], None] = lambda: None
@@ -1126,6 +1129,13 @@ class Simulator:
         self.state.faults.append(fault)
         return _ok({"faults": len(self.state.faults)}, "Fault added", 201)
 
+    async def ctl_latency(self, request: Request) -> Response:
+        try:
+            seconds = self.latency.set(await self.body(request))
+        except ValueError as exc:
+            raise _invalid(str(exc)) from None
+        return _ok({"seconds": seconds}, "Latency set")
+
     async def ctl_clear_faults(self, request: Request) -> Response:
         self.state.faults.clear()
         return _ok(message="Faults cleared")
@@ -1215,6 +1225,7 @@ def create_simulator(
         redoc_url=None,
     )
     app.state.simulator = sim
+    app.add_middleware(LatencyMiddleware, latency=sim.latency)  # type: ignore[arg-type]
 
     @app.exception_handler(SimError)
     async def _sim_error(request: Request, exc: SimError) -> Response:
@@ -1278,6 +1289,7 @@ def create_simulator(
         ("POST", "/v1/webhooks/{webhook_id}/test", sim.test_webhook),
         ("POST", "/_control/faults", sim.ctl_add_fault),
         ("DELETE", "/_control/faults", sim.ctl_clear_faults),
+        ("POST", "/_control/latency", sim.ctl_latency),
         ("POST", "/_control/connections/{connection_id}/sync-result", sim.ctl_sync_result),
         ("POST", "/_control/connections/{connection_id}/break", sim.ctl_break),
         ("GET", "/_control/requests", sim.ctl_requests),

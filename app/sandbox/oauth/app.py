@@ -13,7 +13,8 @@ production) or run standalone via :func:`create_sandbox_oauth_app`. Per provider
 * ``POST /{provider}/introspect`` (RFC 7662), ``POST /{provider}/revoke`` (RFC 7009),
   ``GET /{provider}/.well-known/oauth-authorization-server`` (RFC 8414 + RFC 9207 flag).
 
-Test control (``/_control``): ``POST /_control/misbehave`` ``{provider_key, kind, count}``
+Test control (``/_control``): ``POST /_control/latency`` ``{"seconds"}`` delays every other
+request (:mod:`app.sandbox.latency`); ``POST /_control/misbehave`` ``{provider_key, kind, count}``
 makes the next token responses misbehave (kinds in ``store.MISBEHAVIOURS``: no RT, HTML 502,
 200 + ``{"error": "invalid_grant"}``, narrowed scope, 307 redirect, string ``expires_in``,
 no ``token_type``) or the next authorization redirects (``authorize_omit_iss``,
@@ -39,6 +40,7 @@ from pydantic import BaseModel, Field
 
 from app.config import Settings
 from app.providers.registry import SANDBOX_PATH, Provider, ProviderRegistry
+from app.sandbox.latency import LatencyMiddleware, SimulatedLatency, parse_body
 from app.sandbox.oauth import quirks
 from app.sandbox.oauth.server import SandboxAuthorizationServer, SandboxRequest, SandboxResponse
 from app.sandbox.oauth.store import (
@@ -326,6 +328,8 @@ def _build_app(settings: Settings, get_registry: Callable[[], ProviderRegistry])
     )
     app.state.sandbox_oauth = SandboxOAuth(settings, get_registry)
     app.add_exception_handler(_Answered, _send_answer)
+    latency = SimulatedLatency()
+    app.add_middleware(LatencyMiddleware, latency=latency)  # type: ignore[arg-type]
 
     @app.get("/{provider_key}/authorize")
     async def authorize(provider_key: str, request: Request) -> Response:
@@ -435,6 +439,14 @@ def _build_app(settings: Settings, get_registry: Callable[[], ProviderRegistry])
         return JSONResponse(
             {"items": [{"provider_key": r.provider_key, "grant_type": r.grant_type} for r in log]}
         )
+
+    @app.post("/_control/latency")
+    async def control_latency(request: Request) -> Response:
+        try:
+            seconds = latency.set(parse_body(await request.body()))
+        except ValueError as exc:
+            return _problem(422, "invalid_request", str(exc))
+        return JSONResponse({"seconds": seconds})
 
     @app.post("/_control/reset")
     async def control_reset(request: Request) -> Response:
