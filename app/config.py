@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from pydantic import (
     AliasChoices,
     BaseModel,
+    ConfigDict,
     Field,
     SecretStr,
     field_validator,
@@ -383,7 +384,14 @@ class EventsSettings(BaseModel):
 
 
 class OAuthAppSettings(BaseModel):
-    """One provider's OAuth app (client credentials) and optional endpoint overrides."""
+    """One provider's OAuth app (client credentials) and optional provider overrides.
+
+    Besides the fields below, any provider field may be overridden
+    (``__TOKEN_AUTH_METHOD``, ``__REQUIRED_SCOPES``, ``__AUTHORIZATION_RESPONSE_ISS`` …); the
+    provider registry validates them and refuses unknown keys at startup.
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     client_id: str | None = Field(None, description="OAuth client id of the app.")
     client_secret: SecretStr | None = Field(None, description="OAuth client secret of the app.")

@@ -218,6 +218,19 @@ def database_url(template_db: str, tmp_path: Path, request: pytest.FixtureReques
     asyncio.run(_pg_reset(name, template_db))
 
 
+def fresh_database(template_db: str, directory: Path) -> Iterator[str]:
+    """A database of its own for a wider scope (a module's shared app), dropped afterwards."""
+    if TEST_DB == "sqlite":
+        target = directory / "pbf.db"
+        shutil.copyfile(template_db, target)
+        yield f"sqlite+aiosqlite:///{target}"
+        return
+    name = f"pbf_m_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"'))
+    yield _pg_url(name)
+    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 @pytest.fixture
 def settings_factory(database_url: str, tmp_path: Path) -> Callable[..., Settings]:
     """Build sandbox settings on this test's database; keyword overrides win."""

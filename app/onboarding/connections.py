@@ -42,8 +42,10 @@ from app.fivetran import secret_paths
 from app.fivetran.timestamps import parse_fivetran_time
 from app.onboarding import end_users as end_user_service
 from app.onboarding import forms, names, schema_policy, states
+from app.onboarding.auth_forms import split_auth_block
 from app.onboarding.group_repair import group_missing_error
 from app.onboarding.models import Connection, EndUser
+from app.onboarding.replaced_tokens import revoke_replaced_refresh_token
 from app.onboarding.sources import Source, get_source, validate_config
 from app.pagination import decode_cursor, encode_cursor
 
@@ -425,11 +427,16 @@ def _payload(
 ) -> dict[str, Any]:
     from app.fivetran.payloads import build_create_payload
 
-    config = {
-        k: v
-        for k, v in fivetran_config.items()
-        if k not in source.input_fields or k in source.fivetran_fields
-    }
+    config, form_auth = split_auth_block(
+        {
+            k: v
+            for k, v in fivetran_config.items()
+            if k not in source.input_fields or k in source.fivetran_fields
+        },
+        fills_auth=source.fills_auth,
+    )
+    if auth is None:
+        auth = form_auth  # credential route of a service with an auth block
     body: dict[str, Any] = build_create_payload(
         source.service,
         group_id=conn.group_id or "",
@@ -843,6 +850,10 @@ async def _reauthorize_remote(
     except FivetranError as exc:
         raise _fivetran_app_error(exc) from exc
     apply_fivetran_status(conn, data)
+    if not _tests_failed(data):
+        source = get_source(app_state, conn.service, conn.auth_method)
+        inputs = {k: v for k, v in conn.config.items() if k in source.input_fields}
+        await revoke_replaced_refresh_token(session, app_state, conn, inputs=inputs)
     await _discard_tokens_if_configured(session, app_state, conn)
     await _after_tests(session, app_state, conn, data, reason="reauthorized")
 

@@ -25,7 +25,9 @@ from typing import Any
 from app.errors import NotFound, invalid_fields
 from app.fivetran.secret_paths import secret_patterns
 from app.onboarding import forms
+from app.onboarding.auth_forms import add_auth_block
 from app.onboarding.categories import category_of, icon_url
+from app.providers.catalog_data import credential_services
 
 #: Fields the platform sets itself, never the end-user.
 PLATFORM_FIELDS = frozenset(
@@ -58,6 +60,10 @@ class Source:
     table_name: str | None = None
     category: str = "application"
     icon_url: str | None = None
+    #: Verification of the provider facts (None for plain credential sources).
+    verification: Any | None = None
+    #: The form fills Fivetran's ``auth`` block (config key ``auth``; credential route).
+    fills_auth: bool = False
 
     def public(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -71,6 +77,8 @@ class Source:
         }
         if self.auth_method == "oauth2":
             out["scopes"] = list(self.scopes or [])
+        if self.verification is not None:
+            out.update(self.verification.public())
         return out
 
 
@@ -129,6 +137,7 @@ def _source(
 
     spec = get_service(service)
     assert spec is not None
+    form_auth = credential_services().get(service) if auth_method == "credentials" else None
     # Top-level fields holding a secret anywhere (``pats``, ``secrets_list``, ``password``).
     secret_names = {pattern[0] for pattern in secret_patterns(service)}
     excluded = set(PLATFORM_FIELDS - {"auth"}) | set(spec.readonly_config)
@@ -167,6 +176,14 @@ def _source(
         scopes = list(getattr(provider, "scopes", None) or [])
         name = getattr(provider, "display_name", None) or name
         provider_key = getattr(provider, "key", None)
+    if form_auth is not None:  # the Fivetran auth block, filled by the form (``auth``)
+        add_auth_block(schema, spec, form_auth.auth_fields)
+    verification = None
+    if auth_method == "oauth2" and provider is not None:
+        verification = provider.spec.verification
+    elif form_auth is not None:
+        verification = form_auth.verification
+        name = form_auth.display_name
     return Source(
         service=service,
         name=name,
@@ -182,22 +199,26 @@ def _source(
         else None,
         category=category_of(service),
         icon_url=icon_url(service, settings),
+        verification=verification,
+        fills_auth=form_auth is not None,
     )
 
 
 def ways_of(service: str, provider: Any | None) -> list[str]:
     """How ``service`` can be onboarded headlessly, preferred first: ``oauth2`` (an auth block
-    and a configured provider) and/or ``credentials`` (secret config fields: API keys,
-    passwords, private keys; also for services that accept an auth block)."""
+    and a configured provider whose tokens Fivetran's auth block takes) and/or ``credentials``
+    (secret config fields: API keys, passwords, private keys; or an auth block filled by the
+    form, for grants without a consent redirect — see :mod:`app.onboarding.auth_forms`)."""
     from app.fivetran.index import get_service
 
     spec = get_service(service)
     if spec is None:
         return []
     ways = []
-    if provider is not None and spec.has_auth:
+    if provider is not None and spec.has_auth and provider.spec.fivetran.hands_over_token:
         ways.append("oauth2")
-    if secret_patterns(service):  # top-level, nested or in arrays
+    # secrets top-level, nested or in arrays; or the auth block of a credential service
+    if secret_patterns(service) or (spec.has_auth and service in credential_services()):
         ways.append("credentials")
     return ways
 

@@ -326,14 +326,16 @@ async def harness(
 
 
 @pytest.fixture
-async def make_flow_harness() -> AsyncIterator[Callable[[Settings], Awaitable[FlowHarness]]]:
+async def make_flow_harness() -> AsyncIterator[Callable[..., Awaitable[FlowHarness]]]:
     from app.callers.service import create_api_key
     from app.main import create_app
 
     stack: list[Any] = []
 
-    async def make(settings: Settings) -> FlowHarness:
-        application = create_app(settings)
+    async def make(
+        settings: Settings, outbound_transport: httpx.AsyncBaseTransport | None = None
+    ) -> FlowHarness:
+        application = create_app(settings, outbound_transport=outbound_transport)
         ctx = application.router.lifespan_context(application)
         await ctx.__aenter__()
         stack.append(ctx)

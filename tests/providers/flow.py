@@ -25,10 +25,19 @@ from app.providers import (
 )
 
 BASE_URL = "http://127.0.0.1:8000"
-INPUTS: dict[str, dict[str, str]] = {
-    "shopify": {"shop": "acme-store"},
-    "zendesk": {"subdomain": "acme"},
-}
+
+
+def example_inputs(provider: Provider) -> dict[str, str]:
+    """End-user inputs for ``provider`` from its catalog examples (defaults otherwise)."""
+    values: dict[str, str] = {}
+    for spec in provider.input_specs:
+        if spec.examples:
+            values[spec.name] = spec.examples[0]
+        elif spec.default is not None:
+            values[spec.name] = spec.default
+        elif spec.enum:
+            values[spec.name] = spec.enum[0]
+    return values
 
 
 class RecordingTransport(httpx.AsyncBaseTransport):
@@ -85,7 +94,7 @@ class Harness:
     ) -> Authorized:
         provider = self.registry.get(key)
         credentials = await self.registry.credentials(None, key)
-        inputs = inputs if inputs is not None else INPUTS.get(key)
+        inputs = inputs if inputs is not None else (example_inputs(provider) or None)
         endpoints = provider.endpoints(inputs)
         verifier = secrets.token_urlsafe(64)
         state = secrets.token_urlsafe(32)

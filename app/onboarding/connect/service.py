@@ -48,6 +48,7 @@ from app.onboarding.connect.schemas import (
     ConnectSessionCreated,
     ConnectSessionView,
 )
+from app.onboarding.replaced_tokens import keep_replaced_refresh_token
 from app.providers.errors import (
     ALLOWED_ERROR_CODES,
     CallbackVerificationError,
@@ -357,6 +358,8 @@ async def start_flow(session: AsyncSession, app_state: Any, *, token: str) -> Br
         await _fail_session(session, row=row, flow=None, error_code="key_revoked")
         return BrowserResult.error_page("link_invalid")
     provider = app_state.providers.get(row.provider_key)
+    # RFC 8414: an operator-configured issuer's metadata decides e.g. whether iss is required.
+    provider = await app_state.providers.resolved(provider, app_state.http)
     credentials = await app_state.providers.credentials(session, provider.key)
     inputs = dict((row.config or {}).get("inputs") or {})
     endpoints = provider.endpoints(inputs)
@@ -730,6 +733,13 @@ async def store_grant(
 ) -> OAuthGrant:
     """Seal the tokens in the vault (owner ``connection``) and record the grant's metadata."""
     vault = app_state.vault
+    await keep_replaced_refresh_token(
+        session,
+        app_state,
+        end_user_id=end_user_id,
+        connection_id=connection_id,
+        new_token=token_result.refresh_token,
+    )
     for field_name in ("access_token", "refresh_token"):
         value = getattr(token_result, field_name)
         if value is not None:
