@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from pydantic import (
     AliasChoices,
     BaseModel,
+    ConfigDict,
     Field,
     SecretStr,
     field_validator,
@@ -147,6 +148,42 @@ class ConnectSettings(BaseModel):
         ge=0,
         description="How often expired connect sessions are closed (their reserved connection "
         "failed, connect_session.failed emitted); 0 disables the background sweep.",
+    )
+
+
+class RateLimitSettings(BaseModel):
+    """Rate limits of the public browser endpoints (``/connect/*``, ``/oauth/callback/*``):
+    per client IP and per session token (start token or OAuth ``state``), moving windows,
+    shared through Redis when ``redis_url`` is set (in memory otherwise)."""
+
+    enabled: bool = Field(True, description="Apply the browser endpoint rate limits.")
+    per_ip: str = Field(
+        "300/minute", description='Requests per client IP, e.g. "300/minute" or "20/second".'
+    )
+    per_session: str = Field(
+        "20/minute", description="Requests per connect token or OAuth state value."
+    )
+    redis_prefix: str = Field("pbf:ratelimit", description="Redis key prefix of the counters.")
+
+    @field_validator("per_ip", "per_session")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ValueError(f"not a rate limit: {value!r}") from exc
+        return value
+
+
+class AuditSettings(BaseModel):
+    """The audit trail (append-only; see ``GET /v1/audit``)."""
+
+    retention_days: int = Field(
+        365,
+        ge=0,
+        description="The worker purges audit records older than this (0 keeps them forever).",
     )
 
 
@@ -347,7 +384,14 @@ class EventsSettings(BaseModel):
 
 
 class OAuthAppSettings(BaseModel):
-    """One provider's OAuth app (client credentials) and optional endpoint overrides."""
+    """One provider's OAuth app (client credentials) and optional provider overrides.
+
+    Besides the fields below, any provider field may be overridden
+    (``__TOKEN_AUTH_METHOD``, ``__REQUIRED_SCOPES``, ``__AUTHORIZATION_RESPONSE_ISS`` …); the
+    provider registry validates them and refuses unknown keys at startup.
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     client_id: str | None = Field(None, description="OAuth client id of the app.")
     client_secret: SecretStr | None = Field(None, description="OAuth client secret of the app.")
@@ -471,6 +515,8 @@ class Settings(BaseSettings):
     events: EventsSettings = Field(default_factory=EventsSettings)
     onboarding: OnboardingSettings = Field(default_factory=OnboardingSettings)
     connect: ConnectSettings = Field(default_factory=ConnectSettings)
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     oauth: OAuthSettings = Field(default_factory=OAuthSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     branding: BrandingSettings = Field(default_factory=BrandingSettings)

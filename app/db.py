@@ -36,6 +36,7 @@ NAMING_CONVENTION = {
 
 #: Every module that declares tables. Add yours here (one line) when you add a models.py.
 MODEL_MODULES: tuple[str, ...] = (
+    "app.audit.models",
     "app.callers.models",
     "app.events.models",
     "app.end_users.models",

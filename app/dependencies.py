@@ -10,6 +10,7 @@ from fastapi import Depends, Header, Request, Security
 from fastapi.security import HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import audit
 from app.callers.service import Caller, authenticate, check_scope
 from app.config import Settings
 from app.db import session_scope
@@ -59,6 +60,15 @@ def require_scope(scope: str) -> Callable[..., Coroutine[Any, Any, Caller]]:
         cache_seconds = request.app.state.settings.api.key_cache_seconds
         caller = await authenticate(session, authorization, cache_seconds=cache_seconds)
         check_scope(caller, scope)
+        client = request.client
+        audit.set_actor(
+            audit.Actor(
+                type="api_key",
+                id=caller.key_id,
+                name=caller.name,
+                client_ip=client.host if client else None,
+            )
+        )
         return caller
 
     return dependency

@@ -15,8 +15,11 @@ import httpx
 from fastapi import FastAPI
 
 from app import ops
+from app.api_docs import install_api_docs
+from app.audit.router import router as audit_router
 from app.callers.router import router as callers_router
 from app.config import Settings, load_settings, production_problems
+from app.connect.ratelimit import BrowserRateLimitMiddleware
 from app.connect.router import reauthorize_router
 from app.connect.router import router as connect_router
 from app.connect.startup import start_connect
@@ -30,6 +33,7 @@ from app.errors import install_error_handlers
 from app.events.router import router as events_router
 from app.events.startup import start_events
 from app.fivetran.startup import start_fivetran
+from app.input_guard import InputGuardMiddleware
 from app.kit.transport import build_client, build_transport
 from app.observability import (
     Metrics,
@@ -39,6 +43,7 @@ from app.observability import (
 )
 from app.openapi_contract import install_openapi
 from app.providers.startup import start_providers
+from app.sandbox.demo import mount_sandbox_demo
 from app.sandbox.fivetran import mount_fivetran_simulator
 from app.sandbox.oauth import mount_sandbox_oauth
 from app.sandbox.startup import start_sandbox
@@ -92,7 +97,12 @@ def create_app(
         version="0.1.0",
         description=API_DESCRIPTION,
         lifespan=lifespan,
+        # A redirect built from the Host header is an open redirect; clients use exact paths.
+        redirect_slashes=False,
+        docs_url=None,
+        redoc_url=None,
     )
+    install_api_docs(app)
     state = AppState()
     state.settings = settings
     state.metrics = metrics
@@ -100,6 +110,8 @@ def create_app(
     app.state = state
     install_error_handlers(app)
     _include_routers(app, settings.is_sandbox if include_sandbox is None else include_sandbox)
+    app.add_middleware(InputGuardMiddleware)  # type: ignore[arg-type]
+    app.add_middleware(BrowserRateLimitMiddleware, settings=settings)  # type: ignore[arg-type]
     install_openapi(app)
     app.add_middleware(
         RequestContextMiddleware,  # type: ignore[arg-type]
@@ -111,6 +123,7 @@ def create_app(
 
 def _include_routers(app: FastAPI, sandbox: bool) -> None:
     app.include_router(ops.router)
+    app.include_router(audit_router)
     app.include_router(callers_router)
     # Domain routers are added here, one line each.
     app.include_router(connect_router)
@@ -127,9 +140,10 @@ def _include_routers(app: FastAPI, sandbox: bool) -> None:
 
 def _mount_sandbox(app: FastAPI) -> None:
     """Sandbox counterparts (simulated; never in production mode)."""
-    # Mounted by the sandbox packages: /sandbox/fivetran and /sandbox/oauth.
+    # Mounted by the sandbox packages: /sandbox/fivetran, /sandbox/oauth and /sandbox/demo.
     mount_fivetran_simulator(app)
     mount_sandbox_oauth(app)
+    mount_sandbox_demo(app)
 
 
 async def _startup(

@@ -18,13 +18,14 @@ from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute
 
+from app import audit
 from app.callers.keycache import key_cache
 from app.callers.models import ApiKey
 from app.db import utcnow
 from app.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 
 SCOPES = ("read", "write", "admin")
-_KEY_RE = re.compile(r"^pbf_([A-Za-z0-9]{12})_([A-Za-z0-9_\-]{43})$")
+_KEY_RE = re.compile(r"^pbf_([A-Za-z0-9]{12})_([A-Za-z0-9_\-]{43})\Z")
 _LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
@@ -96,6 +97,13 @@ async def create_api_key(
         created_at=utcnow(),
     )
     session.add(row)
+    await audit.record(
+        session,
+        action="api_key.create",
+        target_type="api_key",
+        target_id=key_id,
+        details={"name": row.name, "scopes": list(scopes), "end_user_prefix": end_user_prefix},
+    )
     await session.flush()
     return row, f"pbf_{key_id}_{secret}"
 
@@ -104,12 +112,24 @@ async def list_api_keys(session: AsyncSession) -> list[ApiKey]:
     return list((await session.scalars(select(ApiKey).order_by(ApiKey.created_at))).all())
 
 
+async def key_is_revoked(session: AsyncSession, key_id: str | None) -> bool:
+    """True when ``key_id`` names a revoked (or no longer existing) key; None (no key: the
+    CLI) is never revoked. What a key started dies with it (connect sessions)."""
+    if key_id is None:
+        return False
+    row = await session.get(ApiKey, key_id, populate_existing=True)
+    return row is None or row.revoked_at is not None
+
+
 async def revoke_api_key(session: AsyncSession, key_id: str) -> ApiKey:
     row = await session.get(ApiKey, key_id)
     if row is None:
         raise NotFound(f"API key '{key_id}' not found", code="api_key_not_found")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
+        await audit.record(
+            session, action="api_key.revoke", target_type="api_key", target_id=key_id
+        )
         await session.flush()
     key_cache.forget(key_id)
     return row

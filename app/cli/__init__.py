@@ -1,8 +1,8 @@
 """``pbf-headless`` command line: one module per command group, assembled here.
 
 ``serve``/``migrate``/``openapi``/``settings`` (:mod:`app.cli.server`), ``api-keys``,
-``keys`` (vault keys), ``providers``, ``fivetran``, ``worker``, ``onboarding``. Shared helpers
-live in :mod:`app.cli.common`; no domain package imports the CLI.
+``audit``, ``keys`` (vault keys), ``providers``, ``fivetran``, ``worker``, ``onboarding``.
+Shared helpers live in :mod:`app.cli.common`; no domain package imports the CLI.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import typer
 
 from app.cli import server
 from app.cli.api_keys import api_keys_cli
+from app.cli.audit import audit_cli
 from app.cli.fivetran import fivetran_cli
 from app.cli.keys import keys_cli
 from app.cli.onboarding import onboarding_cli
@@ -25,6 +26,7 @@ cli = typer.Typer(
 )
 cli.command()(server.migrate)
 cli.command()(server.serve)
+cli.add_typer(audit_cli, name="audit")
 cli.add_typer(api_keys_cli, name="api-keys")
 cli.add_typer(keys_cli, name="keys")
 cli.add_typer(fivetran_cli, name="fivetran")

@@ -1,4 +1,4 @@
-"""``pbf-headless api-keys create | list | revoke``.
+"""``pbf-headless api-keys ensure-sandbox | create | list | revoke``.
 
 Contract (ARCHITECTURE §8): ``api-keys create --name N [--scope S]…`` prints the new key
 alone on the last line.
@@ -12,11 +12,42 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.callers.sandbox_keys import SandboxKey, ensure_sandbox_key
 from app.callers.service import create_api_key, list_api_keys, revoke_api_key
 from app.cli.common import cli_settings, fail, run_with_session
+from app.config import Settings
 from app.errors import AppError
 
 api_keys_cli = typer.Typer(help="Manage caller API keys.", no_args_is_help=True)
+
+
+def ensure_sandbox_key_file(settings: Settings) -> SandboxKey:
+    """The sandbox admin key stored under the data directory (reused while it works)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+    async def _ensure(session: AsyncSession) -> SandboxKey:
+        return await ensure_sandbox_key(session, data_dir=settings.data_dir)
+
+    return run_with_session(settings, _ensure)
+
+
+@api_keys_cli.command("ensure-sandbox")
+def api_keys_ensure_sandbox() -> None:
+    """Sandbox mode only: print the sandbox admin key, alone on the last line. Reuses the key
+    stored in <data_dir>/sandbox-api-key (0600) while it works; otherwise creates one,
+    revokes older 'sandbox' keys and stores it."""
+    settings = cli_settings()
+    if not settings.is_sandbox:
+        fail("ensure-sandbox works in sandbox mode only (PBF_MODE=sandbox)")
+    made = ensure_sandbox_key_file(settings)
+    if made.reused:
+        typer.echo(f"reusing sandbox API key {made.key_id}")
+    else:
+        typer.echo(
+            f"created sandbox API key {made.key_id} (admin)"
+            + (f"; revoked {made.revoked} older sandbox key(s)" if made.revoked else "")
+        )
+    typer.echo(made.key)
 
 
 @api_keys_cli.command("create")

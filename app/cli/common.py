@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import audit
 from app.config import Settings, load_settings, production_problems
 from app.db import create_engine, create_sessionmaker
 from app.main import create_app
@@ -92,6 +93,7 @@ def run_with_session(settings: Settings, fn: Callable[[AsyncSession], Awaitable[
         finally:
             await engine.dispose()
 
+    audit.set_actor(audit.Actor.cli())  # what the CLI changes is attributed to the CLI
     return asyncio.run(go())
 
 
@@ -111,6 +113,7 @@ def run_with_vault(
         finally:
             await engine.dispose()
 
+    audit.set_actor(audit.Actor.cli())
     try:
         return asyncio.run(go())
     except VaultError as exc:

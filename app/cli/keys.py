@@ -15,6 +15,7 @@ import typer
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import audit
 from app.cli.common import fail, run_with_vault
 from app.config import Settings, load_settings
 from app.vault import Vault
@@ -35,6 +36,22 @@ keys_cli = typer.Typer(
     help="Encryption keys of the token vault: status, rewrap, generate, rotate, activate, remove.",
     no_args_is_help=True,
 )
+
+
+def _audit(settings: Settings, action: str, kid: str, **details: Any) -> None:
+    """Record a vault key operation in the audit trail (best effort: editing a keyring file
+    works without a database, so a missing database only warns)."""
+
+    async def go(vault: Vault, maker: async_sessionmaker[AsyncSession]) -> None:
+        async with maker() as session, session.begin():
+            await audit.record(
+                session, action=action, target_type="vault_key", target_id=kid, details=details
+            )
+
+    try:
+        run_with_vault(settings, go)
+    except Exception:
+        typer.echo("warning: the audit record of this key operation was not written", err=True)
 
 
 @keys_cli.command("status")
@@ -107,7 +124,16 @@ def rewrap_cmd(
 
     async def go(vault: Vault, maker: async_sessionmaker[AsyncSession]) -> RewrapReport:
         typer.echo(f"active key: {vault.active.kek_id} ({vault.active.provider})")
-        return await rewrap(maker, vault, batch_size=batch_size, from_key=from_key, progress=show)
+        report = await rewrap(maker, vault, batch_size=batch_size, from_key=from_key, progress=show)
+        async with maker() as session, session.begin():
+            await audit.record(
+                session,
+                action="vault_key.rewrap",
+                target_type="vault_key",
+                target_id=vault.active.kek_id,
+                details={"rewrapped": report.rewrapped, "failed": len(report.failures)},
+            )
+        return report
 
     report = run_with_vault(load_settings(), go)
     for f in report.failures:
@@ -201,6 +227,7 @@ def rotate(
     keys[kid] = generate_key()
     previous = doc["active"]
     _write_key_file(path, kid if activate else previous, keys)
+    _audit(load_settings(), "vault_key.rotate", kid, activated=activate, previous=previous)
     if activate:
         typer.echo(f"{path}: added key {kid} and made it active (previous active: {previous})")
         typer.echo("next: restart/roll out the service, then run 'pbf-headless keys rewrap'")
@@ -219,6 +246,7 @@ def activate_cmd(
     if kid not in doc["keys"]:
         fail(f"key id {kid!r} is not in {path}")
     _write_key_file(path, kid, dict(doc["keys"]))
+    _audit(load_settings(), "vault_key.activate", kid, previous=doc["active"])
     typer.echo(f"{path}: active key is now {kid} (previous: {doc['active']})")
     typer.echo("next: restart/roll out the service, then run 'pbf-headless keys rewrap'")
 
@@ -254,4 +282,5 @@ def remove_cmd(
         )
     keys = {k: v for k, v in doc["keys"].items() if k != kid}
     _write_key_file(path, doc["active"], keys)
+    _audit(settings, "vault_key.remove", kid)
     typer.echo(f"{path}: removed key {kid}; restart/roll out the service to drop it from memory")

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.cli.common import cli_settings, run_with_vault
 from app.config import Settings, load_settings
+from app.providers.catalog_data import credential_services
 from app.providers.errors import ProviderConfigError
 from app.providers.registry import (
     APP_OWNER,
@@ -67,9 +68,30 @@ def list_providers(
             "requires_refresh_token": p.requires_refresh_token,
             "rotation": p.spec.refresh_token_rotation,
             "inputs": [i.name for i in p.input_specs],
+            "route": "oauth2" if p.spec.fivetran.hands_over_token else "connect_card",
+            "grant": "authorization_code",
+            **p.spec.verification.public(),
         }
         for p in registry.all()
     ]
+    for service in credential_services().values():
+        rows.append(
+            {
+                "key": service.service,
+                "fivetran_service": service.service,
+                "configured": True,
+                "sandboxed": False,
+                "origin": "catalog",
+                "token_auth_method": "-",
+                "pkce": False,
+                "requires_refresh_token": False,
+                "rotation": "n/a",
+                "inputs": list(service.auth_fields),
+                "route": "credentials",
+                "grant": service.grant,
+                **service.verification.public(),
+            }
+        )
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -79,7 +101,12 @@ def list_providers(
             f"{row['key']:<20} {row['fivetran_service']:<20} {state:<10} "
             f"{row['token_auth_method']:<20} pkce={'on' if row['pkce'] else 'off':<3} "
             f"rt={'required' if row['requires_refresh_token'] else 'no':<8} "
-            f"rotation={row['rotation']}"
+            f"rotation={row['rotation']:<8} route={row['route']:<12} "
+            + (
+                "verified"
+                if row["verified"]
+                else "UNVERIFIED: " + "; ".join(row["unverified_facts"])
+            )
         )
 
 

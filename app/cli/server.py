@@ -14,6 +14,7 @@ import typer
 import uvicorn
 from fastapi import FastAPI
 
+from app.cli.api_keys import ensure_sandbox_key_file
 from app.cli.common import (
     NOT_MIGRATED,
     cli_settings,
@@ -26,6 +27,7 @@ from app.main import create_app
 from app.migrations_runner import upgrade
 from app.observability import configure_logging, uvicorn_log_config
 from app.openapi_doc import render_openapi
+from app.serve import local_base_url, run_server, sandbox_banner
 from app.settings_doc import settings_markdown
 
 
@@ -52,7 +54,11 @@ def serve(
         ),
     ] = 1,
 ) -> None:
-    """Serve the HTTP API (refuses an unmigrated database; sandbox mode migrates it)."""
+    """Serve the HTTP API (refuses an unmigrated database; sandbox mode migrates it).
+
+    Sandbox mode also: links PBF_PUBLIC_BASE_URL to --host/--port unless it is set, logs one
+    plain line per request unless PBF_LOG_JSON is set, and prints one banner with the URLs
+    and a reusable sandbox API key (see 'api-keys ensure-sandbox')."""
     settings = cli_settings(sandbox)
     problems = production_problems(settings)
     if problems:
@@ -66,6 +72,13 @@ def serve(
             upgrade(settings.effective_database_url)
         else:
             fail(NOT_MIGRATED)
+    banner = None
+    if settings.is_sandbox:
+        if "public_base_url" not in settings.model_fields_set:
+            settings.public_base_url = local_base_url(host, port)
+        if "log_json" not in settings.model_fields_set:
+            settings.log_json = False
+        banner = sandbox_banner(settings, ensure_sandbox_key_file(settings))
     if (
         settings.is_sandbox
         and "register_webhook_on_startup" not in settings.events.model_fields_set
@@ -96,13 +109,14 @@ def serve(
         )
         return
     app = create_app(settings)
-    uvicorn.run(
+    run_server(
         app,
         host=host,
         port=port,
         log_config=uvicorn_log_config(settings.log_level, settings.log_json),
-        proxy_headers=False,
-        access_log=False,  # RequestContextMiddleware writes the one access line (pbf.access)
+        # One access line per request: ours (pbf.access: redacted, bounded, request id).
+        access_log=False,
+        banner=banner,
     )
 
 

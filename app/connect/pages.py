@@ -79,6 +79,11 @@ ERROR_PAGES: dict[str, tuple[str, str]] = {
         "Not found",
         "There is no such provider.",
     ),
+    "too_many_requests": (
+        "Too many requests",
+        "Too many attempts in a short time. Wait a minute, then go back to the application "
+        "and try again.",
+    ),
 }
 
 #: Every other message id of the pages (the catalogs translate each of them).

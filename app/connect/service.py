@@ -37,7 +37,8 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.callers.service import Caller
+from app import audit
+from app.callers.service import Caller, key_is_revoked
 from app.config import Settings
 from app.connect.models import ConnectSession, OAuthFlow, OAuthGrant
 from app.connect.origins import validate_return_to, with_query
@@ -47,6 +48,7 @@ from app.connect.schemas import (
     ConnectSessionView,
 )
 from app.connections.models import Connection
+from app.connections.replaced_tokens import keep_replaced_refresh_token
 from app.connections.service import (
     complete_oauth,
     fail_oauth,
@@ -87,6 +89,8 @@ SESSION_ERROR_CODES = frozenset(
         "internal_error",
         "vault_error",
         "connection_failed",
+        "key_revoked",
+        "interrupted",
     }
 )
 
@@ -248,6 +252,14 @@ async def create_connect_session(
         expires_at=now + ttl,
     )
     session.add(row)
+    await audit.record(
+        session,
+        action="connection.reauthorize" if row.reauthorization else "connect_session.create",
+        target_type="connection",
+        target_id=connection.id,
+        end_user=eu.external_id,
+        details={"session_id": row.id, "service": service},
+    )
     await session.flush()
     log.info(
         "connect session created",
@@ -350,7 +362,12 @@ async def start_flow(session: AsyncSession, app_state: AppState, *, token: str) 
         select(ConnectSession).where(ConnectSession.token_hash == token_hash)
     )
     assert row is not None
+    if await key_is_revoked(session, row.caller_key_id):  # sessions die with their key
+        await _fail_session(session, row=row, flow=None, error_code="key_revoked")
+        return BrowserResult.error_page("link_invalid")
     provider = app_state.providers.get(row.provider_key)
+    # RFC 8414: an operator-configured issuer's metadata decides e.g. whether iss is required.
+    provider = await app_state.providers.resolved(provider, app_state.http)
     credentials = await app_state.providers.credentials(session, provider.key)
     inputs = dict((row.config or {}).get("inputs") or {})
     endpoints = provider.endpoints(inputs)
@@ -613,6 +630,10 @@ async def _check_callback(
         code = _session_code(params["error"])
         await fail(code)
         return _back_to_app(row, status="error", error=code)
+    if await key_is_revoked(session, row.caller_key_id):  # sessions die with their key
+        await _fail_session(session, row=row, flow=flow, error_code="key_revoked")
+        await _shred_verifier(session, app_state, flow)
+        return _back_to_app(row, status="error", error="key_revoked")
     code_value = provider.callback_code(params)
     if not code_value:
         await fail("invalid_callback")
@@ -771,6 +792,13 @@ async def store_grant(
 ) -> OAuthGrant:
     """Seal the tokens in the vault (owner ``connection``) and record the grant's metadata."""
     vault = app_state.vault
+    await keep_replaced_refresh_token(
+        session,
+        app_state,
+        end_user_id=end_user_id,
+        connection_id=connection_id,
+        new_token=token_result.refresh_token,
+    )
     for field_name in ("access_token", "refresh_token"):
         value = getattr(token_result, field_name)
         if value is not None:

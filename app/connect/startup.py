@@ -1,4 +1,5 @@
-"""Lifespan hook of the connect flow: the periodic sweep that closes expired sessions."""
+"""Lifespan hook of the connect flow: the periodic sweep that closes expired and interrupted
+sessions."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from contextlib import AsyncExitStack
 from fastapi import FastAPI
 
 from app.config import Settings
+from app.connect.recovery import settle_interrupted_sessions
 from app.connect.service import expire_stale_sessions
 from app.db import session_scope
 from app.state import app_state
@@ -18,10 +20,12 @@ log = logging.getLogger("pbf.connect")
 
 
 async def sweep_once(app: FastAPI) -> int:
-    """One sweep in its own transaction; returns the number of sessions expired."""
+    """One sweep in its own transaction; returns the number of sessions closed (expired, or
+    settled after an interrupted callback or a revoked key)."""
     count = 0
     async for session in session_scope(app_state(app).sessionmaker):
         count = await expire_stale_sessions(session, app_state(app))
+        count += await settle_interrupted_sessions(session, app_state(app))
     return count
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import audit
 from app.callers.service import Caller
 from app.connections import schema_policy, states
 from app.connections import service as conn_service
@@ -29,7 +30,7 @@ from app.state import AppState
 from app.vault import Secret
 
 SYNC_FREQUENCIES = (1, 5, 15, 30, 60, 120, 180, 360, 480, 720, 1440)
-_DAILY_TIME_RE = re.compile(r"^(?:[01]\d|2[0-3]):00$")
+_DAILY_TIME_RE = re.compile(r"^(?:[01]\d|2[0-3]):00\Z")
 _MASK = "******"
 
 
@@ -128,6 +129,13 @@ async def update_connection(
         if conn.state == states.PAUSED:
             target = await states.resume_target(session, conn)
             await states.transition(session, conn, target, reason="resumed_by_caller")
+    await audit.record(
+        session,
+        action="connection.update",
+        target_type="connection",
+        target_id=conn.id,
+        details={"fields": sorted(changes)},
+    )
     await session.flush()
     return conn
 
@@ -173,6 +181,9 @@ async def delete_connection(session: AsyncSession, app_state: AppState, conn: Co
     await conn_service.revoke_tokens(session, app_state, conn)
     await app_state.vault.delete(session, owner_type=conn_service.OWNER, owner_id=conn.id)
     await states.transition(session, conn, states.DELETED, reason="deleted_by_caller")
+    await audit.record(
+        session, action="connection.delete", target_type="connection", target_id=conn.id
+    )
 
 
 async def sync(app_state: AppState, conn: Connection, *, force: bool) -> None:

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.connections.models import Connection
 from app.fivetran.secret_paths import mask_config
-from app.kit.schemas import StrictIn
+from app.kit.schemas import ScrubbedOut, StrictIn
 from app.sources.schemas import AuthMethod
 
 #: Connection states (``app.connections.states.STATES``), for filters and the API document.
@@ -116,7 +116,7 @@ class ActionOut(BaseModel):
     status: str
 
 
-class ConnectionOut(BaseModel):
+class ConnectionOut(ScrubbedOut):
     id: str
     end_user: str
     service: str

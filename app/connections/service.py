@@ -27,9 +27,11 @@ from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import audit
 from app.callers.service import Caller, end_user_prefix_clause
 from app.connections import schema_policy, states
 from app.connections.models import Connection
+from app.connections.replaced_tokens import revoke_replaced_refresh_token
 from app.db import new_id, try_insert, utcnow
 from app.end_users import names
 from app.end_users import service as end_user_service
@@ -55,13 +57,19 @@ from app.fivetran.errors import (
     FivetranUnavailable,
     fivetran_problem,
 )
-from app.fivetran.payloads import AuthValues, build_auth_patch, build_create_payload
+from app.fivetran.payloads import (
+    AuthValues,
+    build_auth_patch,
+    build_create_payload,
+    reported_schema,
+)
 from app.fivetran.timestamps import parse_fivetran_time
 from app.kit.pagination import decode_cursor, encode_cursor
 from app.providers.client import revoke
 from app.providers.registry import Provider, ProviderRegistry
 from app.providers.tokens import TokenResult
 from app.sources import forms
+from app.sources.auth_forms import split_auth_block
 from app.sources.catalog import Source, validate_config
 from app.state import AppState
 
@@ -420,6 +428,14 @@ async def create_credentials_connection(
         )
     if idempotency is not None:
         await idempotency.remember_resource(session, conn.id)
+    await audit.record(
+        session,
+        action="connection.create",
+        target_type="connection",
+        target_id=conn.id,
+        end_user=end_user.external_id,
+        details={"service": service, "credentials_set": sorted(secrets)},
+    )
     await session.commit()  # durable point: connection row + secrets before the Fivetran call
     await _create_remote(session, app_state, conn, body=body, resumed=False)
     return conn
@@ -434,17 +450,21 @@ def _payload(
     trust_fingerprints: bool = False,
     trust_certificates: bool = False,
 ) -> dict[str, Any]:
-    config = {
-        k: v
-        for k, v in fivetran_config.items()
-        if k not in source.input_fields or k in source.fivetran_fields
-    }
+    config, form_auth = split_auth_block(
+        {
+            k: v
+            for k, v in fivetran_config.items()
+            if k not in source.input_fields or k in source.fivetran_fields
+        },
+        fills_auth=source.fills_auth,
+    )
     body: dict[str, Any] = build_create_payload(
         source.service,
         group_id=conn.group_id or "",
         schema=conn.schema_name,
         config=config,
-        auth=auth,
+        # a provider's tokens, or the form's own auth block (credential route)
+        auth=auth if auth is not None else form_auth,
         table=source.table_name,
         paused=True,
         run_setup_tests=True,
@@ -616,6 +636,27 @@ async def _leave_creating(
     return error
 
 
+def _reported_schema(app_state: AppState, conn: Connection) -> str:
+    """The schema name Fivetran reports for ``conn`` (``schema.table`` for schema_table)."""
+    try:
+        table = app_state.sources.get(conn.service).table_name
+    except NotFound:  # the service was disabled since: its table name is the service
+        table = conn.service
+    return reported_schema(conn.service, conn.schema_name, table)
+
+
+async def _fail_terminally(
+    session: AsyncSession, conn: Connection, exc: Exception, reason: str
+) -> None:
+    """A 404 from Fivetran while creating or resuming (the group or the connection was
+    deleted there): no retry can finish it, so ``setup_failed`` (terminal, re-authorizable),
+    never ``creating`` forever."""
+    message = getattr(exc, "message", str(exc))
+    conn.setup_tests = [{"title": "Fivetran", "status": "FAILED", "message": message[:500]}]
+    await states.transition(session, conn, states.SETUP_FAILED, reason=reason)
+    await session.commit()
+
+
 async def _create_remote(
     session: AsyncSession,
     app_state: AppState,
@@ -627,6 +668,7 @@ async def _create_remote(
     """Create the connection at Fivetran exactly once, then finish its setup."""
     client = app_state.fivetran
     attempts = app_state.settings.onboarding.create_attempts
+    schema = _reported_schema(app_state, conn)
     data: dict[str, Any] | None = None
     adopted = False
     last_exc: Exception | None = None
@@ -634,7 +676,7 @@ async def _create_remote(
     for _ in range(attempts):
         try:
             if lookup_first:
-                found = await client.find_connection(_group_id(conn), conn.schema_name)
+                found = await client.find_connection(_group_id(conn), schema)
                 if found is not None:
                     data, adopted = found, True
                     break
@@ -647,7 +689,7 @@ async def _create_remote(
         except FivetranConflict as exc:
             # The schema exists in the group: ours from an earlier attempt, or a stranger's.
             try:
-                found = await client.find_connection(_group_id(conn), conn.schema_name)
+                found = await client.find_connection(_group_id(conn), schema)
             except FivetranError as lookup_exc:
                 last_exc = lookup_exc
                 lookup_first = True
@@ -675,6 +717,16 @@ async def _create_remote(
             return
         except FivetranError as exc:
             raise await _leave_creating(session, conn, exc, f"fivetran_error:{exc.status}") from exc
+    if data is None and lookup_first:
+        # The last attempt was ambiguous (its answer may be lost after Fivetran processed
+        # it): look once more, so a created connection is adopted now, not orphaned.
+        try:
+            found = await client.find_connection(_group_id(conn), schema)
+        except FivetranError as exc:
+            last_exc = exc
+        else:
+            if found is not None:
+                data, adopted = found, True
     if data is None:
         assert last_exc is not None
         raise await _leave_creating(session, conn, last_exc, "fivetran_unavailable") from last_exc
@@ -733,6 +785,11 @@ async def _finish_setup(
             conn.paused = False
             if isinstance(updated, dict):
                 apply_fivetran_status(conn, updated)
+    except FivetranNotFound as exc:
+        if conn.state != states.CREATING:
+            raise fivetran_problem(exc) from exc
+        await _fail_terminally(session, conn, exc, "fivetran_connection_not_found")
+        return
     except FivetranError as exc:
         if conn.state == states.CREATING:
             raise await _leave_creating(session, conn, exc, "finishing_setup") from exc
@@ -773,6 +830,10 @@ async def _reauthorize_remote(
     except FivetranError as exc:
         raise fivetran_problem(exc) from exc
     apply_fivetran_status(conn, data)
+    if not _tests_failed(data):
+        source = app_state.sources.get(conn.service, conn.auth_method)
+        inputs = {k: v for k, v in conn.config.items() if k in source.input_fields}
+        await revoke_replaced_refresh_token(session, app_state, conn, inputs=inputs)
     await _discard_tokens_if_configured(session, app_state, conn)
     await _after_tests(session, app_state, conn, data, reason="reauthorized")
 
@@ -858,6 +919,9 @@ async def resume_connection(session: AsyncSession, app_state: AppState, conn: Co
     if conn.fivetran_connection_id is not None:
         try:
             data = await app_state.fivetran.run_setup_tests(conn.fivetran_connection_id)
+        except FivetranNotFound as exc:
+            await _fail_terminally(session, conn, exc, "fivetran_connection_not_found")
+            return
         except FivetranError as exc:
             raise await _leave_creating(session, conn, exc, "setup_tests_pending") from exc
         apply_fivetran_status(conn, data)
@@ -936,7 +1000,7 @@ async def delete_remote(app_state: AppState, conn: Connection) -> None:
     client = app_state.fivetran
     fivetran_id = conn.fivetran_connection_id
     if fivetran_id is None and conn.state == states.CREATING and conn.group_id:
-        found = await client.find_connection(conn.group_id, conn.schema_name)
+        found = await client.find_connection(conn.group_id, _reported_schema(app_state, conn))
         if found is not None and found.get("service") == conn.service:
             fivetran_id = str(found["id"])
     if fivetran_id is None:

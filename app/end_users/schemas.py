@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from app.end_users.models import EndUser
-from app.kit.schemas import StrictIn
+from app.kit.schemas import ScrubbedOut, StrictIn
 
 # --- end-users ---------------------------------------------------------------------------
 
@@ -32,7 +32,7 @@ class OffboardingOut(BaseModel):
     error: str | None = None
 
 
-class EndUserOut(BaseModel):
+class EndUserOut(ScrubbedOut):
     external_id: str
     name: str | None
     status: Literal["active", "offboarding", "deleted"]

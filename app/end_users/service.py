@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import audit
 from app.callers.service import Caller, end_user_prefix_clause
 from app.config import Settings
 from app.db import new_id, try_insert, utcnow
@@ -59,7 +60,7 @@ OFFBOARDED = "completed"
 
 
 def validate_external_id(external_id: str) -> None:
-    if not _EXTERNAL_ID_RE.match(external_id):
+    if not _EXTERNAL_ID_RE.fullmatch(external_id):  # fullmatch: "$" admits a trailing "\n"
         raise InvalidInput(
             "external_id must be 1-200 characters of letters, digits and . _ : @ + -, "
             "starting with a letter or digit",
@@ -133,7 +134,10 @@ async def upsert_end_user(
         )
     if row is not None and row.deleted_at is not None:
         # Re-onboarding after offboarding: a new internal id, nothing carried over.
-        row.external_id = f"{row.external_id}#deleted#{row.id}"[:200]
+        # The tombstone name must stay unique within 200 characters: cut the old id, never
+        # the suffix ("#" is not allowed in live external ids, so no live id collides).
+        suffix = f"#deleted#{row.id}"
+        row.external_id = row.external_id[: 200 - len(suffix)] + suffix
         await session.flush()
         row = None
     # A group deleted at Fivetran is forgotten here and re-created by the ensure step below.
@@ -177,6 +181,14 @@ async def upsert_end_user(
         await _ensure_dedicated_group(session, app_state, row, destination)
     elif row.group_strategy == "shared":
         row.fivetran_group_id = await shared_group_id(session, app_state)
+    await audit.record(
+        session,
+        action="end_user.create" if created else "end_user.update",
+        target_type="end_user",
+        target_id=row.id,
+        end_user=external_id,
+        details={"name_set": name is not None, "destination_set": destination is not None},
+    )
     await group_repair.record_repairs(session, row, repaired)
     await session.flush()
     return row, created
@@ -355,5 +367,12 @@ async def start_offboarding(session: AsyncSession, caller: Caller, external_id: 
     if row.offboarding_state is None:
         row.offboarding_state = OFFBOARDING
         row.updated_at = utcnow()
+        await audit.record(
+            session,
+            action="end_user.delete",
+            target_type="end_user",
+            target_id=row.id,
+            end_user=external_id,
+        )
         await session.flush()
     return row

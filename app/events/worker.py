@@ -21,6 +21,7 @@ from datetime import datetime
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import audit
 from app.config import Settings
 from app.db import utcnow
 from app.events import delivery
@@ -84,9 +85,13 @@ class EventsWorker:
         self.metrics = metrics
         self.endpoints: dict[str, Endpoint] = configured_endpoints(settings)
         cfg = settings.events
-        # A lease must outlast the whole batch: items wait for a send slot, then time out.
-        waves = math.ceil(cfg.batch_size / _SEND_CONCURRENCY) + 1
-        self.lease_seconds = max(cfg.lease_seconds, cfg.delivery_timeout_seconds * waves)
+        # The configured lease is honoured (a dead worker's rows come back after it): each
+        # send gets at most 80 % of it, and a batch is only as large as the sends that fit
+        # into one lease, waiting for a send slot included.
+        self.lease_seconds = cfg.lease_seconds
+        self.send_timeout = min(cfg.delivery_timeout_seconds, cfg.lease_seconds * 0.8)
+        waves = max(1, math.floor(cfg.lease_seconds * 0.8 / self.send_timeout))
+        self.claim_limit = min(cfg.batch_size, _SEND_CONCURRENCY * waves)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._last_reconcile: datetime | None = None
@@ -114,7 +119,7 @@ class EventsWorker:
                 endpoint_ids=sorted(self.endpoints),
                 now=self.now(),
                 lease_seconds=self.lease_seconds,
-                limit=cfg.batch_size,
+                limit=self.claim_limit,
             )
         stats.claimed = len(items)
         if not items:
@@ -125,7 +130,7 @@ class EventsWorker:
             endpoint = self.endpoints[item.endpoint_id]
             async with gate:
                 outcome = await delivery.send(
-                    self.http, endpoint, item, timeout_seconds=cfg.delivery_timeout_seconds
+                    self.http, endpoint, item, timeout_seconds=self.send_timeout
                 )
             async with self.sessionmaker() as session, session.begin():
                 status = await delivery.finish(
@@ -166,9 +171,14 @@ class EventsWorker:
     async def prune_once(self) -> tuple[int, int]:
         """Delete settled events and receipts past ``retention_days`` (one batch)."""
         async with self.sessionmaker() as session, session.begin():
-            return await prune(
+            pruned = await prune(
                 session, now=self.now(), retention_days=self.settings.events.retention_days
             )
+            if self.settings.audit.retention_days > 0:  # the audit trail's only delete path
+                await audit.purge_expired(
+                    session, retention_days=self.settings.audit.retention_days, now=self.now()
+                )
+            return pruned
 
     async def reconcile_once(self) -> int:
         """One reconciliation pass (bounded by the request budget); returns connections done."""

@@ -25,8 +25,8 @@ from app.fivetran.index import FieldSpec, ServiceSpec, get_service, request_fiel
 from app.fivetran.secret_paths import mask_config
 
 MASK = "******"
-_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_DAILY_SYNC_TIME = re.compile(r"^([01][0-9]|2[0-3]):00$")
+_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+_DAILY_SYNC_TIME = re.compile(r"^([01][0-9]|2[0-3]):00\Z")
 _SCHEMA_KEYS = {
     "schema": ("schema",),
     "schema_table": ("schema", "table"),
@@ -288,6 +288,14 @@ def _place_schema(
             raise PayloadError(f"config.{key}", "conflicts with the schema/table arguments")
         out[key] = value
     return out
+
+
+def reported_schema(service: str, schema: str, table: str | None) -> str:
+    """The ``schema`` Fivetran reports for a connection created with these arguments:
+    ``schema_table`` (and ``schema_table_group``) services report ``"schema.table"``."""
+    spec = get_service(service)
+    keys = _SCHEMA_KEYS[spec.schema_format if spec else "schema"]
+    return f"{schema}.{table}" if len(keys) > 1 and table else schema
 
 
 def build_create_payload(

@@ -90,6 +90,19 @@ def secret_patterns(service: str) -> tuple[tuple[str, ...], ...]:
     return patterns_of(spec.config_fields) if spec is not None else ()
 
 
+@cache
+def stored_patterns(service: str) -> tuple[tuple[str, ...], ...]:
+    """:func:`secret_patterns` plus the secret locations of Fivetran's ``auth`` block under
+    ``auth`` (``auth.client_secret``, ``auth.client_access.client_secret``): a credential
+    form fills that block as the config's ``auth`` object (see
+    :mod:`app.sources.auth_forms`), so its secrets are vaulted and masked like the
+    config's. Services with a config field named ``auth`` keep their config patterns only."""
+    spec = get_service(service)
+    if spec is None or not spec.auth_tree or "auth" in spec.config_fields:
+        return secret_patterns(service)
+    return secret_patterns(service) + tuple(("auth", *p) for p in patterns_of(spec.auth_tree))
+
+
 def pattern_text(pattern: tuple[str, ...]) -> str:
     """``("secrets_list", "[]", "value")`` → ``secrets_list[].value``."""
     out = ""
@@ -124,7 +137,7 @@ def _matches(parts: list[str | int], pattern: tuple[str, ...]) -> bool:
 
 def is_secret_path(service: str, path: str) -> bool:
     parts = parse_path(path)
-    return any(_matches(parts, p) for p in secret_patterns(service))
+    return any(_matches(parts, p) for p in stored_patterns(service))
 
 
 def _locations(
@@ -217,7 +230,7 @@ def split_secrets(
     one" (its path is listed in ``kept``, for a PATCH that echoes a masked config back).
     """
     errors: list[dict[str, str]] = []
-    patterns = secret_patterns(service)
+    patterns = stored_patterns(service)
     for leaf in _leaves(credentials or {}):
         if not leaf:
             continue
@@ -268,7 +281,7 @@ def mask_config(service: str, config: Any) -> Any:
     if not isinstance(config, dict):
         return config
     out = copy.deepcopy(config)
-    for pattern in secret_patterns(service):
+    for pattern in stored_patterns(service):
         for parts, value in _locations(out, pattern):
             if value is not None:
                 _set(out, parts, MASK)

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import InvalidInput
 from app.fivetran.payloads import AuthValues
+from app.providers.discovery import MetadataCache
 from app.providers.errors import ProviderNotConfigured, UnknownProvider
 from app.providers.hooks import get_hook
 from app.providers.spec import InputSpec, ProviderSpec, ValueSource
@@ -292,6 +293,10 @@ class Provider:
         elif source.app is not None and app is not None:
             extra = app.extras.get(source.app)
             value = extra.reveal() if extra is not None else None
+        elif source.credential is not None and app is not None:
+            value = app.client_id if source.credential == "client_id" else app.client_secret
+        elif source.token is not None and token_result is not None:
+            value = getattr(token_result, source.token, None)
         if value is None:
             return None
         if source.format:
@@ -368,6 +373,12 @@ class ProviderRegistry:
         self._providers = dict(providers)
         self._apps = dict(apps)
         self._vault = vault
+        #: RFC 8414 metadata of operator-configured issuers (set by ``start_providers``).
+        self.metadata = MetadataCache(allow_http=False)
+
+    async def resolved(self, provider: Provider, http: Any) -> Provider:
+        """``provider`` as its issuer's metadata describes it (cached discovery)."""
+        return await self.metadata.apply(provider, http)
 
     def bind_vault(self, vault: Callable[[], Any]) -> None:
         """Where vault-held client secrets are read from (``app.state.vault``, lazily)."""

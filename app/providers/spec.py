@@ -8,7 +8,7 @@ Fivetran service) live in :mod:`app.providers.validation` and report one message
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -44,14 +44,19 @@ class ValueSource(BaseModel):
     metadata: str | None = None
     app: str | None = None
     const: str | None = None
+    #: The OAuth app's own ``client_id`` / ``client_secret`` (top-level auth fields).
+    credential: Literal["client_id", "client_secret"] | None = None
+    #: A token of the result under another name (e.g. ``ocapi_refresh_token``).
+    token: Literal["access_token", "refresh_token"] | None = None
     #: Python format string applied to the value (``{value}``), e.g. ``https://{value}``.
     format: str | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ValueSource:
-        chosen = [k for k in ("input", "metadata", "app", "const") if getattr(self, k) is not None]
+        keys = ("input", "metadata", "app", "const", "credential", "token")
+        chosen = [k for k in keys if getattr(self, k) is not None]
         if len(chosen) != 1:
-            raise ValueError("set exactly one of input, metadata, app, const")
+            raise ValueError("set exactly one of " + ", ".join(keys))
         return self
 
 
@@ -64,6 +69,49 @@ class FivetranMapping(BaseModel):
     #: Additional ``auth`` targets (dotted, e.g. ``realm_id``, ``client_access.developer_token``).
     auth_extra: dict[str, ValueSource] = Field(default_factory=dict)
     config: dict[str, ValueSource] = Field(default_factory=dict)
+
+    @property
+    def hands_over_token(self) -> bool:
+        """Whether an OAuth token reaches the auth block (else: Connect Card only)."""
+        if "access_token" in self.auth or "refresh_token" in self.auth:
+            return True
+        return any(source.token is not None for source in self.auth_extra.values())
+
+
+FactStatus = Literal["verified", "unverified", "unknown"]
+
+
+class Verification(BaseModel):
+    """How far a provider's facts are established (from ``oauth-catalog-facts.yaml``).
+
+    ``verified`` means every fact rests on the cited sources (open-source integration code or
+    vendor documentation); it never means "exercised against the live provider". Facts named
+    in ``unverified`` rest on general knowledge; ``unknown`` facts are placeholders that an
+    operator must override before a real app can be configured (startup says so).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Where the endpoints come from: nango | airbyte | docs | inferred | curated.
+    confidence: str = "curated"
+    sources: list[str] = Field(default_factory=list)
+    unverified: list[str] = Field(default_factory=list)
+    #: Provider fields whose catalog value is a guess (operator override required).
+    unknown: list[str] = Field(default_factory=list)
+
+    @property
+    def verified(self) -> bool:
+        return not self.unverified and not self.unknown and self.confidence != "inferred"
+
+    def public(self) -> dict[str, Any]:
+        """The public view (``/v1/sources``, ``providers list``)."""
+        out: dict[str, Any] = {"verified": self.verified}
+        if not self.verified:
+            out["unverified_facts"] = list(self.unverified) + [
+                f"{name} (unknown)" for name in self.unknown
+            ]
+        out["facts_confidence"] = self.confidence
+        return out
 
 
 class ProviderSpec(BaseModel):
@@ -100,6 +148,9 @@ class ProviderSpec(BaseModel):
     #: Names the provider setting that yields a refresh token, for the R12 error message.
     refresh_token_knob: str | None = None
     refresh_token_rotation: Rotation = "no"
+    #: Revoke the refresh token a re-authorization replaced (RFC 7009). Off where revoking
+    #: one token ends the whole authorization, new tokens included (Google).
+    revoke_replaced_refresh_token: bool = True
     #: Re-send ``scope`` on refresh (only where the provider requires it, e.g. bingads).
     refresh_sends_scope: bool = False
 
@@ -120,6 +171,13 @@ class ProviderSpec(BaseModel):
 
     #: Sandbox emulation switches (the sandbox authorization server reads them).
     sandbox: dict[str, str | bool | int] = Field(default_factory=dict)
+    #: Verification status of the facts above (see :class:`Verification`).
+    verification: Verification = Field(default_factory=Verification)
+    #: An operator-defined provider for a service that has a catalog provider names the
+    #: catalog provider it replaces (``replaces: salesforce``); without it startup refuses.
+    replaces: str | None = None
+    #: Discover the issuer's RFC 8414 metadata at startup (always on for operator issuers).
+    discover_metadata: bool = False
 
 
 class ProviderOverride(BaseModel):

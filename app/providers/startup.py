@@ -12,10 +12,7 @@ credentials (client id ``sandbox-<key>``; a secret containing ``+``, ``%`` and `
 
 from __future__ import annotations
 
-import copy
-import functools
 import logging
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +22,10 @@ from pydantic import ValidationError
 
 from app.config import OAuthAppSettings, Settings
 from app.fivetran.index import all_services
+from app.providers.catalog_data import load_catalog_data
+from app.providers.discovery import MetadataCache
 from app.providers.errors import ProviderConfigError
+from app.providers.overrides import apply_overrides, override_values
 from app.providers.registry import (
     SANDBOX_PATH,
     AppConfig,
@@ -39,22 +39,6 @@ from app.providers.validation import check_issuers, check_spec
 from app.vault.secret import Secret
 
 log = logging.getLogger("pbf.providers")
-
-
-@functools.cache
-def _shipped_catalog() -> Any:
-    # Parsed once per process: the file ships with the code and never changes under it.
-    text = resources.files("app.providers").joinpath("catalog.yaml").read_text("utf-8")
-    return yaml.safe_load(text) or {}
-
-
-def load_catalog_data() -> dict[str, Any]:
-    """The raw shipped catalog (``app/providers/catalog.yaml``, packaged with the wheel); a
-    fresh copy each call, so callers may change it."""
-    data = _shipped_catalog()
-    if not isinstance(data, dict):
-        raise ProviderConfigError(["catalog.yaml must be a mapping of provider key → entry"])
-    return copy.deepcopy(data)
 
 
 def _parse(origin: str, raw: dict[str, Any], problems: list[str]) -> dict[str, ProviderSpec]:
@@ -117,15 +101,6 @@ def _client_secret(key: str, app: OAuthAppSettings, problems: list[str]) -> Secr
     return None
 
 
-def _apply_overrides(spec: ProviderSpec, app: OAuthAppSettings) -> ProviderSpec:
-    update = {
-        name: getattr(app, name)
-        for name in ("issuer", "authorization_url", "token_url", "revocation_url", "scopes")
-        if getattr(app, name) is not None
-    }
-    return spec.model_copy(update=update) if update else spec
-
-
 def sandbox_spec(key: str, spec: ProviderSpec, public_base_url: str) -> ProviderSpec:
     """The same provider, pointed at the embedded sandbox authorization server."""
     base = f"{public_base_url.rstrip('/')}{SANDBOX_PATH}/{key}"
@@ -145,6 +120,50 @@ def sandbox_spec(key: str, spec: ProviderSpec, public_base_url: str) -> Provider
     )
 
 
+def replaced_catalog_providers(
+    catalog: dict[str, ProviderSpec], custom: dict[str, ProviderSpec], problems: list[str]
+) -> list[str]:
+    """Catalog providers that custom providers replace explicitly (``replaces: <key>``).
+
+    A custom provider for a service some catalog provider serves must name it: it then
+    replaces it (logged at startup). Without ``replaces`` startup refuses — a custom provider
+    is never silently shadowed by the catalog one (nor the other way round).
+    """
+    by_service: dict[str, str] = {spec.fivetran_service: key for key, spec in catalog.items()}
+    replaced: list[str] = []
+    claimed: dict[str, str] = {}
+    for key, spec in custom.items():
+        service = spec.fivetran_service
+        if service in claimed:
+            problems.append(
+                f"custom provider {key!r}: service {service!r} already has the custom "
+                f"provider {claimed[service]!r}"
+            )
+            continue
+        claimed[service] = key
+        existing = by_service.get(service)
+        if spec.replaces is None:
+            if existing is not None and existing not in custom:
+                problems.append(
+                    f"custom provider {key!r} is for {service!r}, which the catalog provider "
+                    f"{existing!r} serves: set 'replaces: {existing}' to replace it, or "
+                    f"override the catalog provider with PBF_OAUTH__APPS__{existing.upper()}__*"
+                )
+            continue
+        if spec.replaces != existing:
+            problems.append(
+                f"custom provider {key!r}: replaces {spec.replaces!r}, but the catalog "
+                f"provider of {service!r} is {existing!r}"
+            )
+            continue
+        log.info(
+            "custom provider replaces a catalog provider",
+            extra={"provider": key, "replaces": existing, "service": service},
+        )
+        replaced.append(existing)
+    return replaced
+
+
 def build_registry(settings: Settings) -> ProviderRegistry:
     """Catalog + configuration → validated :class:`ProviderRegistry` (or every problem)."""
     problems: list[str] = []
@@ -156,10 +175,14 @@ def build_registry(settings: Settings) -> ProviderRegistry:
                 f"custom provider {key!r} clashes with the catalog provider of that name; "
                 f"use PBF_OAUTH__APPS__{key.upper()}__* overrides for catalog providers"
             )
+    for key in replaced_catalog_providers(catalog, custom, problems):
+        del catalog[key]
     specs: dict[str, ProviderSpec] = {**catalog, **custom}
     origins = {k: ("config" if k in custom else "catalog") for k in specs}
 
     apps: dict[str, AppConfig] = {}
+    #: Providers whose issuer the operator configured: RFC 8414 metadata is discovered.
+    discover: set[str] = {k for k, s in specs.items() if s.discover_metadata}
     for key, app_settings in settings.oauth.apps.items():
         if key not in specs:
             problems.append(
@@ -183,7 +206,16 @@ def build_registry(settings: Settings) -> ProviderRegistry:
             secret = _client_secret(key, app_settings, problems)
             if secret is None:
                 continue
-        specs[key] = _apply_overrides(specs[key], app_settings)
+        overrides = override_values(key, app_settings, problems)
+        specs[key] = apply_overrides(key, specs[key], overrides, problems)
+        if "issuer" in overrides or origins[key] == "config":
+            discover.add(key)
+        for name in specs[key].verification.unknown:
+            if name not in overrides:
+                problems.append(
+                    f"PBF_OAUTH__APPS__{key.upper()}__{name.upper()} is required: the catalog "
+                    f"does not know {key}'s {name} (its value is a placeholder)"
+                )
         apps[key] = AppConfig(
             client_id=app_settings.client_id,
             client_secret=secret,
@@ -219,6 +251,8 @@ def build_registry(settings: Settings) -> ProviderRegistry:
     problems.extend(check_issuers(specs))
     if problems:
         raise ProviderConfigError(problems)
+    for key in discover - sandboxed:
+        specs[key] = specs[key].model_copy(update={"discover_metadata": True})
     providers = {
         key: Provider(
             key=key,
@@ -236,6 +270,9 @@ async def start_providers(app: FastAPI, settings: Settings) -> ProviderRegistry:
     """Lifespan hook: build and validate the registry, publish ``app.state.providers``."""
     registry = build_registry(settings)
     registry.bind_vault(lambda: app.state.vault)
+    registry.metadata = MetadataCache(
+        allow_http=settings.is_sandbox or settings.oauth.allow_insecure_loopback
+    )
     app.state.providers = registry
     # authlib logs token values at DEBUG (server "Issue token", client "Using code_verifier"):
     # keep it at INFO or above whatever the service's log level (R16).

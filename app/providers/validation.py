@@ -25,7 +25,7 @@ from app.providers.hooks import get_hook
 from app.providers.registry import PLACEHOLDER
 from app.providers.spec import ProviderSpec
 
-KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}\Z")
 ALLOWED_GRANTS = {"authorization_code", "refresh_token", "fb_exchange_token"}
 FORBIDDEN_GRANTS = {
     "implicit": "the implicit grant",

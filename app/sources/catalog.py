@@ -26,8 +26,10 @@ from app.config import Settings
 from app.errors import NotFound, invalid_fields
 from app.fivetran.index import all_services, get_service
 from app.fivetran.secret_paths import secret_patterns
+from app.providers.catalog_data import credential_services
 from app.providers.registry import ProviderRegistry
 from app.sources import forms
+from app.sources.auth_forms import add_auth_block
 from app.sources.categories import category_of, icon_url
 
 #: Fields the platform sets itself, never the end-user.
@@ -61,6 +63,10 @@ class Source:
     table_name: str | None = None
     category: str = "application"
     icon_url: str | None = None
+    #: Verification of the provider facts (None for plain credential sources).
+    verification: Any | None = None
+    #: The form fills Fivetran's ``auth`` block (config key ``auth``; credential route).
+    fills_auth: bool = False
 
     def public(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -74,6 +80,8 @@ class Source:
         }
         if self.auth_method == "oauth2":
             out["scopes"] = list(self.scopes or [])
+        if self.verification is not None:
+            out.update(self.verification.public())
         return out
 
 
@@ -130,6 +138,7 @@ def _source(
 ) -> Source:
     spec = get_service(service)
     assert spec is not None
+    form_auth = credential_services().get(service) if auth_method == "credentials" else None
     # Top-level fields holding a secret anywhere (``pats``, ``secrets_list``, ``password``).
     secret_names = {pattern[0] for pattern in secret_patterns(service)}
     excluded = set(PLATFORM_FIELDS - {"auth"}) | set(spec.readonly_config)
@@ -168,6 +177,14 @@ def _source(
         scopes = list(getattr(provider, "scopes", None) or [])
         name = getattr(provider, "display_name", None) or name
         provider_key = getattr(provider, "key", None)
+    if form_auth is not None:  # the Fivetran auth block, filled by the form (``auth``)
+        add_auth_block(schema, spec, form_auth.auth_fields)
+    verification = None
+    if auth_method == "oauth2" and provider is not None:
+        verification = provider.spec.verification
+    elif form_auth is not None:
+        verification = form_auth.verification
+        name = form_auth.display_name
     return Source(
         service=service,
         name=name,
@@ -183,20 +200,24 @@ def _source(
         else None,
         category=category_of(service),
         icon_url=icon_url(service, settings),
+        verification=verification,
+        fills_auth=form_auth is not None,
     )
 
 
 def ways_of(service: str, provider: Any | None) -> list[str]:
     """How ``service`` can be onboarded headlessly, preferred first: ``oauth2`` (an auth block
-    and a configured provider) and/or ``credentials`` (secret config fields: API keys,
-    passwords, private keys; also for services that accept an auth block)."""
+    and a configured provider whose tokens Fivetran's auth block takes) and/or ``credentials``
+    (secret config fields: API keys, passwords, private keys; or an auth block filled by the
+    form, for grants without a consent redirect — see :mod:`app.sources.auth_forms`)."""
     spec = get_service(service)
     if spec is None:
         return []
     ways = []
-    if provider is not None and spec.has_auth:
+    if provider is not None and spec.has_auth and provider.spec.fivetran.hands_over_token:
         ways.append("oauth2")
-    if secret_patterns(service):  # top-level, nested or in arrays
+    # secrets top-level, nested or in arrays; or the auth block of a credential service
+    if secret_patterns(service) or (spec.has_auth and service in credential_services()):
         ways.append("credentials")
     return ways
 
@@ -274,6 +295,11 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+#: Longest config string a form field without its own ``maxLength`` accepts (keys and
+#: certificates fit; a megabyte "host" is not forwarded to Fivetran).
+MAX_CONFIG_TEXT = 16_384
+
+
 def _err(errors: list[dict[str, str]], path: str, code: str, message: str) -> None:
     errors.append({"field": path, "code": code, "message": message})
 
@@ -305,8 +331,9 @@ def _check_value(
         _err(errors, path, "invalid_config", f"'{path}' must be one of: {allowed}")
         return
     if isinstance(value, str):
-        if "maxLength" in schema and len(value) > schema["maxLength"]:
-            _err(errors, path, "invalid_config", f"'{path}' is too long")
+        max_length = schema.get("maxLength", MAX_CONFIG_TEXT)
+        if len(value) > max_length:
+            _err(errors, path, "invalid_config", f"'{path}' is longer than {max_length} characters")
         if "pattern" in schema and not re.fullmatch(schema["pattern"], value):
             _err(errors, path, "invalid_config", f"'{path}' does not match the expected format")
     if isinstance(value, list) and "items" in schema:

@@ -31,6 +31,17 @@ class SourceOut(BaseModel):
         "x-show-if on conditional fields."
     )
     scopes: list[str] | None = None
+    verified: bool | None = Field(
+        None,
+        description="Whether every provider fact behind this source rests on cited sources "
+        "(not set for plain credential sources). Never means tested against the live provider.",
+    )
+    unverified_facts: list[str] | None = Field(
+        None, description="The provider facts that rest on general knowledge only."
+    )
+    facts_confidence: str | None = Field(
+        None, description="Where the endpoint facts come from: nango, airbyte, docs, inferred."
+    )
 
 
 class SourceList(BaseModel):

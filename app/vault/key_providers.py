@@ -50,7 +50,7 @@ from app.vault.errors import DecryptionFailed, KeyringError, UnknownKeyId
 
 log = logging.getLogger("pbf.vault")
 
-KEY_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$")
+KEY_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}\Z")
 LOCAL_WRAP_ALG = "A256GCM-KW-1"
 
 

@@ -14,7 +14,7 @@ def test_providers_check_ok_and_list_json() -> None:
     runner = CliRunner()
     result = runner.invoke(cli, ["providers", "check", "--sandbox"])
     assert result.exit_code == 0, result.output
-    assert "19 providers" in result.output
+    assert "128 providers" in result.output
     listed = runner.invoke(cli, ["providers", "list", "--sandbox", "--json"])
     rows = {row["key"]: row for row in json.loads(listed.output)}
     assert rows["shopify"]["inputs"] == ["shop"]

@@ -1,6 +1,7 @@
-"""R16 at process level: a real ``pbf-headless serve`` (uvicorn, access log on, DEBUG) on a
-free loopback port; a genuine flow's callback carries ``code=``/``state=`` in its query, and
-neither value — nor the binding cookie — appears anywhere in the server's output."""
+"""R16 at process level: a real ``pbf-headless serve`` (uvicorn, DEBUG; our pbf.access line is
+the one access log, uvicorn's is off) on a free loopback port; a genuine flow's callback
+carries ``code=``/``state=`` in its query, and neither value — nor the binding cookie —
+appears anywhere in the server's output."""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ def test_r16_uvicorn_access_log_never_shows_code_or_state(
         PBF_DATABASE_URL=database_url,
         PBF_DATA_DIR=str(tmp_path / "var"),
         PBF_LOG_LEVEL="DEBUG",
+        PBF_LOG_JSON="true",  # the production default; sandbox mode would log plain lines
         PBF_PUBLIC_BASE_URL=base,
         PBF_API__ALLOWED_ORIGINS=json.dumps([APP_ORIGIN]),
     )
@@ -108,5 +110,9 @@ def test_r16_uvicorn_access_log_never_shows_code_or_state(
         log_file.close()
     text = log_path.read_text(errors="replace")
     assert "/oauth/callback/hubspot" in text  # the access log is on and has the line...
+    # ...exactly once per request: ours (pbf.access); uvicorn's own access log is off.
+    assert "uvicorn.access" not in text
+    lines = [line for line in text.splitlines() if "GET /oauth/callback/hubspot" in line]
+    assert len(lines) == 3 and all('"logger": "pbf.access"' in line for line in lines), lines
     for value in secrets_seen:
         assert value not in text  # ...without the values

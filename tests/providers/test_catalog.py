@@ -16,6 +16,7 @@ from app.providers.registry import AppCredentials
 from app.providers.startup import build_registry, load_catalog_data
 from app.providers.tokens import TokenResult
 from app.vault.secret import Secret
+from tests.fixtures.providers import example_inputs
 
 REQUIRED_PROVIDERS = {
     "salesforce", "salesforce_sandbox", "hubspot", "google_ads", "google_analytics_4",
@@ -34,6 +35,8 @@ def custom(**overrides: Any) -> dict[str, Any]:
         "token_url": "https://auth.acme.example/token",
         "scopes": ["read"],
         "token_auth_method": "client_secret_post",
+        # A custom provider for a service the catalog serves must replace it explicitly.
+        "replaces": "hubspot",
     }
     entry.update(overrides)
     return entry
@@ -64,10 +67,7 @@ def test_catalog_has_every_required_provider_and_real_fivetran_services() -> Non
 def test_production_endpoints_are_https_and_templated_from_inputs() -> None:
     registry = build_registry(production())
     for provider in registry.all():
-        inputs = {"shop": "acme"} if provider.key == "shopify" else None
-        if provider.key == "zendesk":
-            inputs = {"subdomain": "acme"}
-        endpoints = provider.endpoints(inputs)
+        endpoints = provider.endpoints(example_inputs(provider))
         for url in (endpoints.authorization_url, endpoints.token_url, endpoints.issuer):
             assert url.startswith("https://"), (provider.key, url)
     sf = registry.get("salesforce").endpoints({"hostname": "acme.my.salesforce.com"})
@@ -85,11 +85,7 @@ def test_sandbox_points_every_provider_at_the_sandbox_server() -> None:
     registry = build_registry(Settings(mode="sandbox", public_base_url="http://127.0.0.1:8000"))
     assert {p.key for p in registry.configured()} >= REQUIRED_PROVIDERS
     for provider in registry.all():
-        endpoints = provider.endpoints(
-            {"shop": "acme"}
-            if provider.key == "shopify"
-            else ({"subdomain": "acme"} if provider.key == "zendesk" else None)
-        )
+        endpoints = provider.endpoints(example_inputs(provider))
         base = f"http://127.0.0.1:8000/sandbox/oauth/{provider.key}"
         assert endpoints.issuer == base
         assert endpoints.token_url == f"{base}/token"
@@ -170,6 +166,7 @@ def test_custom_provider_from_yaml_file(tmp_path: Path) -> None:
         "  issuer: https://auth.acme.example\n"
         "  authorization_url: https://auth.acme.example/authorize\n"
         "  token_url: https://auth.acme.example/token\n"
+        "  replaces: hubspot\n"
     )
     registry = build_registry(production(providers_file=str(path)))
     assert registry.get("acme_crm").display_name == "Acme"
@@ -214,7 +211,10 @@ def test_custom_provider_from_yaml_file(tmp_path: Path) -> None:
             "does not match its pattern",
         ),
         (custom(authorization_url="https://{tenant}.acme.example/a"), "{tenant}, which is not"),
-        (custom(fivetran_service="not_a_service"), "unknown Fivetran service 'not_a_service'"),
+        (
+            custom(fivetran_service="not_a_service", replaces=None),
+            "unknown Fivetran service 'not_a_service'",
+        ),
         (custom(hooks=["no_such_hook"]), "unknown hook 'no_such_hook'"),
         (custom(token_auth_method="client_secret_jwt"), "token_auth_method"),
         (custom(extra_token_params={"grant_type": "password"}), "must not set 'grant_type'"),
@@ -263,9 +263,16 @@ def test_every_problem_is_reported_at_once() -> None:
     problems = problems_of(
         production(
             providers={
-                "one": custom(response_type="token"),
-                "two": custom(issuer="https://x.example", token_url="http://x.example/t"),
-                "salesforce": custom(issuer="https://y.example"),
+                "one": custom(response_type="token", fivetran_service="asana", replaces="asana"),
+                "two": custom(
+                    issuer="https://x.example",
+                    token_url="http://x.example/t",
+                    fivetran_service="zoom",
+                    replaces="zoom",
+                ),
+                "salesforce": custom(
+                    issuer="https://y.example", fivetran_service="salesforce", replaces="salesforce"
+                ),
             },
             apps={
                 "unknown_app": {"client_id": "x", "client_secret": "y"},

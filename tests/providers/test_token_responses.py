@@ -31,6 +31,7 @@ def provider(**overrides: Any) -> Provider:
         "required_scopes": ["read"],
         "token_auth_method": "client_secret_post",
         "refresh_token_knob": "the 'offline' switch of the Acme app",
+        "replaces": "hubspot",
     }
     entry.update(overrides)
     settings = Settings(

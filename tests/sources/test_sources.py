@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from app.providers.registry import ProviderRegistry
 from app.sources.catalog import SourceCatalog
+from app.state import app_state
 from tests.fixtures.onboarding import problem
 
 
@@ -24,9 +25,25 @@ async def test_catalog_lists_onboardable_services(api: httpx.AsyncClient) -> Non
     assert items["intercom"]["auth_method"] == "oauth2"
     assert items["stripe"]["auth_method"] == "credentials"
     assert items["postgres"]["auth_method"] == "credentials"
-    for absent in ("mailchimp", "slack", "airtable", "adroll"):
-        assert absent not in items, absent
+    for absent in ("mailchimp", "slack", "notion", "yahoo_gemini"):
+        assert absent not in items, absent  # Connect Card only
     assert len(items) > 100
+    # Every provider's facts carry their verification status.
+    assert items["airtable"]["auth_method"] == "oauth2"
+    assert items["airtable"]["verified"] is False
+    assert "refresh_token.rotates" in items["airtable"]["unverified_facts"]
+    assert items["google_search_console"]["verified"] is True
+    assert items["google_search_console"].get("unverified_facts") is None
+    assert any(
+        f.startswith("token_client_auth") for f in items["adobe_workfront"]["unverified_facts"]
+    )
+    # Non-redirect grants are offered as credential forms that fill the auth block.
+    twitter = items["twitter"]
+    assert twitter["auth_method"] == "credentials"
+    auth = twitter["config_schema"]["properties"]["auth"]  # the auth block, in its own shape
+    assert auth["properties"]["oauth_token_secret"]["writeOnly"] is True
+    assert auth["properties"]["client_access"]["properties"]["client_secret"]["writeOnly"]
+    assert "writeOnly" not in auth["properties"]["client_access"]["properties"]["client_id"]
 
     sf = items["salesforce"]
     assert sf["name"] == "Salesforce"
@@ -52,13 +69,14 @@ async def test_catalog_lists_onboardable_services(api: httpx.AsyncClient) -> Non
     assert pg["additionalProperties"] is False
 
 
-async def test_catalog_pages(api: httpx.AsyncClient) -> None:
-    everything = [s["service"] for s in (await api.get("/v1/sources")).json()["items"]]
+async def test_catalog_pages(app: FastAPI, api: httpx.AsyncClient) -> None:
+    everything = [s.service for s in app_state(app).sources.list()]
     assert everything == sorted(everything)
+    assert [s["service"] for s in (await api.get("/v1/sources")).json()["items"]] == everything
     seen: list[str] = []
     cursor = None
-    for _ in range(100):
-        params: dict[str, str | int] = {"limit": 300}
+    for _ in range(1000):
+        params: dict[str, str | int] = {"limit": 7}  # page ends fall between two ways too
         if cursor:
             params["cursor"] = cursor
         page = (await api.get("/v1/sources", params=params)).json()

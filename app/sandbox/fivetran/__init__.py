@@ -20,7 +20,7 @@ from fastapi import FastAPI
 
 from app.sandbox.fivetran.app import Simulator, create_simulator
 from app.sandbox.fivetran.setup_tests import TokenChecker
-from app.sandbox.oauth import introspect_token
+from app.sandbox.oauth import introspect_at, introspect_token
 from app.sandbox.saving import SaveBeforeAnswer, persistence_of
 
 MOUNT_PATH = "/sandbox/fivetran"
@@ -35,25 +35,31 @@ __all__ = [
 
 
 def sandbox_oauth_checker(app: Any) -> TokenChecker:
-    """Token checker that introspects at the sandbox OAuth server.
+    """Token checker of the simulator's setup tests.
 
-    The provider key is the catalog provider of the service when the registry knows one,
-    else the Fivetran service name."""
+    A token of a sandboxed provider is introspected at the sandbox OAuth server. A token of
+    an operator-configured (real) provider is introspected at that provider's RFC 7662
+    endpoint when it has one; otherwise the answer is ``None`` ("not checked"), which the
+    setup test reports as such instead of failing a token it cannot know.
+    """
 
-    async def check(service: str, token: str) -> bool:
-        provider_key = service
+    async def check(service: str, token: str) -> bool | None:
         registry = getattr(app.state, "providers", None)
-        if registry is not None:
-            try:
-                provider = registry.for_service(service)
-            except Exception:
-                provider = None
-            if provider is not None:
-                provider_key = provider.key
-        result = await introspect_token(
-            app.state.http, app.state.settings.public_base_url, provider_key, token
-        )
-        return bool(result)
+        if registry is None:
+            return None
+        provider = registry.for_service(service)
+        if provider is None:
+            return None
+        if provider.sandboxed:
+            return await introspect_token(
+                app.state.http, app.state.settings.public_base_url, provider.key, token
+            )
+        provider = await registry.resolved(provider, app.state.http)  # RFC 8414 metadata
+        url = provider.spec.introspection_url
+        if not url or "{" in url:
+            return None
+        credentials = await registry.credentials(None, provider.key)
+        return await introspect_at(app.state.http, url, provider.key, credentials, token)
 
     return check
 

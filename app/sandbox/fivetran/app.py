@@ -25,7 +25,8 @@ as collected in the research notes on the Fivetran API):
 
 Control API (unauthenticated, sandbox only) under ``/_control``: ``POST /faults``
 ``{method, path_regex, status, count, retry_after?, delay_seconds?, code?, after?}`` (``after``:
-process the request, then answer with the fault — a lost response), ``DELETE /faults``,
+process the request, then wait ``delay_seconds`` and answer with the fault — a lost
+response — or, without ``status``, with the real answer — a slow one), ``DELETE /faults``,
 ``POST /connections/{id}/sync-result`` ``{status: SUCCESSFUL|FAILED, reason?}``,
 ``POST /connections/{id}/break``, ``GET /requests`` (method, path, status, masked body),
 ``GET /deliveries``, ``POST /webhooks/drain``, ``POST /reset``, ``GET /state`` (counts,
@@ -1252,7 +1253,7 @@ def create_simulator(
         fault = sim.find_fault(request.method, path)
         response: Response
         try:
-            if fault is not None and fault.delay_seconds:
+            if fault is not None and fault.delay_seconds and not fault.after:
                 await sim._sleep(fault.delay_seconds)
             if fault is not None and not fault.after and fault.status:
                 response = sim.fault_response(fault)
@@ -1260,6 +1261,9 @@ def create_simulator(
                 sim.check_auth(request)
                 sim.check_accept(request)
                 response = await call_next(request)
+                if fault is not None and fault.after and fault.delay_seconds:
+                    # A slow answer to a processed request (the caller may die meanwhile).
+                    await sim._sleep(fault.delay_seconds)
                 if fault is not None and fault.after and fault.status:
                     response = sim.fault_response(fault)
         except SimError as exc:

@@ -28,9 +28,18 @@ from typing import Any
 from app.fivetran.index import get_service
 from app.sandbox.fivetran.state import SimState, now_iso, ssh_fingerprint, ssh_rsa_public_key
 
-# (service, token) -> active?
-TokenChecker = Callable[[str, str], Awaitable[bool]]
+# (service, token) -> active? (None: the token could not be checked)
+TokenChecker = Callable[[str, str], Awaitable[bool | None]]
 INVALID = "invalid"
+#: Auth-block fields that carry an OAuth token, in the order the setup test checks them.
+TOKEN_FIELDS = (
+    "refresh_token",
+    "access_token",
+    "user_access_token",
+    "system_user_access_token",
+    "ocapi_refresh_token",
+    "ocapi_access_token",
+)
 WRONG_PASSWORD = "wrong"
 _HOST_RE = re.compile(
     r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$"
@@ -113,12 +122,11 @@ async def run_setup_tests(
     spec = get_service(connection["service"])
     auth = state.auth.get(conn_id)
     if spec is not None and spec.auth_tree is not None and (auth or not _has_secret(cfg, spec)):
-        token = None
-        for name in ("refresh_token", "access_token", "user_access_token"):
-            if auth and isinstance(auth.get(name), str) and auth[name]:
-                token = auth[name]
-                break
-        if token is None:
+        token = next(
+            (auth[n] for n in TOKEN_FIELDS if auth and isinstance(auth.get(n), str) and auth[n]),
+            None,
+        )
+        if token is None and not auth:
             tests.append(
                 _test(
                     "Validate Login",
@@ -128,30 +136,17 @@ async def run_setup_tests(
                 )
             )
             return tests
-        try:
-            active = await checker(connection["service"], token)
-        except Exception as exc:
+        if token is not None:
+            tests.append(await _validate_login(checker, connection["service"], token))
+            return tests
+        # An auth block without a token (API key, client credentials, certificate) is
+        # checked like credentials.
+        bad = _find_invalid(auth, "auth")
+        if bad:
             tests.append(
-                _test(
-                    "Validate Login",
-                    "FAILED",
-                    f"Could not verify the token at the authorization server "
-                    f"({type(exc).__name__}).",
-                )
+                _test("Validate Credentials", "FAILED", f"Invalid credentials: check '{bad}'.")
             )
             return tests
-        if active:
-            tests.append(_test("Validate Login", "PASSED"))
-        else:
-            tests.append(
-                _test(
-                    "Validate Login",
-                    "FAILED",
-                    "Invalid credentials: the token is expired, revoked or unknown. "
-                    "Re-authorize the connection.",
-                )
-            )
-        return tests
 
     if "host" in cfg or "port" in cfg:
         problem = host_problem(cfg)
@@ -162,12 +157,38 @@ async def run_setup_tests(
             )
             return tests
         tests.append(_test("Host Connection", "PASSED"))
-    problem = credentials_problem(cfg, spec)
+    problem = credentials_problem(cfg, spec, auth_block=bool(auth))
     if problem:
         tests.append(_test("Validate Credentials", "FAILED", problem))
     else:
         tests.append(_test("Validate Credentials", "PASSED"))
     return tests
+
+
+async def _validate_login(checker: TokenChecker, service: str, token: str) -> dict[str, Any]:
+    try:
+        active = await checker(service, token)
+    except Exception as exc:
+        return _test(
+            "Validate Login",
+            "FAILED",
+            f"Could not verify the token at the authorization server ({type(exc).__name__}).",
+        )
+    if active is None:
+        return _test(
+            "Validate Login",
+            "PASSED",
+            "The token was not checked: it was not issued by the sandbox authorization server "
+            "and its provider has no introspection endpoint.",
+        )
+    if active:
+        return _test("Validate Login", "PASSED")
+    return _test(
+        "Validate Login",
+        "FAILED",
+        "Invalid credentials: the token is expired, revoked or unknown. "
+        "Re-authorize the connection.",
+    )
 
 
 def host_problem(cfg: dict[str, Any]) -> str | None:
@@ -198,8 +219,9 @@ def _resolvable(name: str) -> bool:
         return bool(_HOST_RE.match(name)) and len(name) <= 253
 
 
-def credentials_problem(cfg: dict[str, Any], spec: Any) -> str | None:
-    """Why "Validate Credentials" fails for ``cfg``, or None."""
+def credentials_problem(cfg: dict[str, Any], spec: Any, *, auth_block: bool = False) -> str | None:
+    """Why "Validate Credentials" fails for ``cfg``, or None (with an ``auth_block``, that
+    block holds the credentials: no config secret is then missing)."""
     bad = _find_invalid(cfg, "config")
     if bad:
         return f"Invalid credentials: check the value of '{bad}'."
@@ -211,7 +233,7 @@ def credentials_problem(cfg: dict[str, Any], spec: Any) -> str | None:
     secret_fields = sorted(
         k for k, f in (spec.config_fields.items() if spec is not None else ()) if f.secret
     )
-    if secret_fields and not any(cfg.get(k) for k in secret_fields):
+    if secret_fields and not auth_block and not any(cfg.get(k) for k in secret_fields):
         names = ", ".join(f"'config.{k}'" for k in secret_fields)
         which = names if len(secret_fields) == 1 else f"one of {names}"
         return f"Missing credentials: provide {which}."

@@ -18,7 +18,7 @@ from urllib.parse import quote_plus
 
 import httpx
 
-from app.providers.registry import sandbox_client_id, sandbox_client_secret
+from app.providers.registry import AppCredentials, sandbox_client_id, sandbox_client_secret
 from app.sandbox.oauth.app import SandboxOAuth, create_sandbox_oauth_app, mount_sandbox_oauth
 from app.vault.secret import Secret
 
@@ -31,16 +31,27 @@ async def introspect_token(
     Authenticates as the provider's sandbox client (RFC 6749 §2.3.1 Basic encoding). Any
     failure (unknown provider, transport error, non-JSON) counts as inactive.
     """
-    value = token.reveal() if isinstance(token, Secret) else token
-    credentials = (
-        f"{quote_plus(sandbox_client_id(provider_key))}:"
-        f"{quote_plus(sandbox_client_secret(provider_key))}"
+    url = f"{base_url.rstrip('/')}/sandbox/oauth/{provider_key}/introspect"
+    credentials = AppCredentials(
+        sandbox_client_id(provider_key), Secret(sandbox_client_secret(provider_key)), {}
     )
+    return await introspect_at(http, url, provider_key, credentials, token)
+
+
+async def introspect_at(
+    http: httpx.AsyncClient,
+    url: str,
+    provider_key: str,
+    credentials: AppCredentials,
+    token: str | Secret,
+) -> bool:
+    """RFC 7662 introspection at ``url`` with the app's client credentials (HTTP Basic)."""
+    value = token.reveal() if isinstance(token, Secret) else token
+    basic = f"{quote_plus(credentials.client_id)}:{quote_plus(credentials.client_secret.reveal())}"
     headers = {
-        "Authorization": "Basic " + base64.b64encode(credentials.encode()).decode(),
+        "Authorization": "Basic " + base64.b64encode(basic.encode()).decode(),
         "Accept": "application/json",
     }
-    url = f"{base_url.rstrip('/')}/sandbox/oauth/{provider_key}/introspect"
     try:
         response = await http.post(
             url,
@@ -57,6 +68,7 @@ async def introspect_token(
 __all__ = [
     "SandboxOAuth",
     "create_sandbox_oauth_app",
+    "introspect_at",
     "introspect_token",
     "mount_sandbox_oauth",
 ]

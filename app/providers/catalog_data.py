@@ -1,0 +1,81 @@
+"""The shipped provider catalog as data: hand-written ``catalog.yaml`` + generated entries.
+
+``catalog_generated.yaml`` is produced by :mod:`app.providers.build_catalog` from the facts
+file; hand-written entries win for their service. Every entry carries the verification status
+of its facts (``verification:``). Services whose auth block is not filled by a consent
+redirect are listed in :func:`credential_services` (their route is a credential form).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from app.providers.errors import ProviderConfigError
+from app.providers.spec import Verification
+
+
+@lru_cache(maxsize=2)
+def _read(name: str) -> dict[str, Any]:
+    # Parsed once per process: the files ship with the code and never change under it.
+    text = resources.files("app.providers").joinpath(name).read_text("utf-8")
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise ProviderConfigError([f"{name} must be a mapping"])
+    return data
+
+
+def _generated() -> dict[str, Any]:
+    return _read("catalog_generated.yaml")
+
+
+def load_catalog_data() -> dict[str, Any]:
+    """Every catalog provider entry (raw data, validated by the registry builder); a fresh
+    copy each call."""
+    hand = _read("catalog.yaml")
+    generated = _generated()
+    facts: dict[str, Any] = generated.get("verification") or {}
+    data: dict[str, Any] = {k: dict(v) for k, v in (generated.get("providers") or {}).items()}
+    for key, entry in hand.items():
+        if isinstance(entry, dict) and "verification" not in entry:
+            status = facts.get(str(entry.get("fivetran_service")))
+            entry = {**entry, "verification": status} if status else entry
+        data[key] = entry
+    return copy.deepcopy(data)  # a fresh copy each call, so callers may change it
+
+
+def hand_written_keys() -> list[str]:
+    """Keys of the hand-written providers (``catalog.yaml``: the ones with named quirks)."""
+    return sorted(_read("catalog.yaml"))
+
+
+@dataclass(frozen=True)
+class CredentialService:
+    """A service whose ``auth`` block an end-user fills through a credential form."""
+
+    service: str
+    display_name: str
+    #: The grant the service really uses (client credentials, API key, OAuth 1.0a …).
+    grant: str
+    #: Auth-block paths the form fills (``client_access.client_id``, ``api_key`` …).
+    auth_fields: tuple[str, ...]
+    verification: Verification
+
+
+@lru_cache(maxsize=1)
+def credential_services() -> dict[str, CredentialService]:
+    out: dict[str, CredentialService] = {}
+    for service, raw in (_generated().get("credential_services") or {}).items():
+        out[service] = CredentialService(
+            service=service,
+            display_name=str(raw["display_name"]),
+            grant=str(raw["grant"]),
+            auth_fields=tuple(raw["auth_fields"]),
+            verification=Verification.model_validate(raw.get("verification") or {}),
+        )
+    return out
