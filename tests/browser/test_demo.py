@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tests.browser.conftest import LiveServer, shot
+from tests.fixtures.live_server import LiveServer, shot
 
 TIMEOUT_MS = 20_000
 

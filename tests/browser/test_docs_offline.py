@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tests.browser.conftest import LiveServer, shot
+from tests.fixtures.live_server import LiveServer, shot
 
 
 def _offline(live: LiveServer, page: Any) -> list[str]:

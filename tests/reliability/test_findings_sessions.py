@@ -79,7 +79,7 @@ async def test_crash_after_tokens_stored_finishes_the_connection(
     count_rows: Callable[..., Awaitable[int]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from app.connections import service as connections
+    from app.connect import service as connect_service
     from app.connections.service import resume_creating
 
     created = await _session(api)
@@ -89,7 +89,7 @@ async def test_crash_after_tokens_stored_finishes_the_connection(
     async def crash(*args: object, **kwargs: object) -> None:
         raise asyncio.CancelledError  # the process dies after the tokens were committed
 
-    monkeypatch.setattr(connections, "complete_oauth", crash)
+    monkeypatch.setattr(connect_service, "complete_oauth", crash)
     with pytest.raises(BaseException):  # noqa: B017
         await api.get(callback, headers=browser._cookie_header())
     monkeypatch.undo()
