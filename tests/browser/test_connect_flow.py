@@ -22,22 +22,27 @@ def _back(live: LiveServer) -> re.Pattern[str]:
     return re.compile(re.escape(live.return_to) + r"\?.*")
 
 
-def _approve_flow(live: LiveServer, page: Any, end_user: str, **extra: Any) -> dict[str, str]:
+def _consent_flow(
+    live: LiveServer, page: Any, end_user: str, decision: str = "Approve", **extra: Any
+) -> dict[str, str]:
+    """Open a fresh connect_url, click Continue, then ``decision`` on the sandbox consent
+    page; returns the query the browser came back to ``return_to`` with, plus the session id
+    and connect_url."""
     created = live.connect_session(end_user, "salesforce", **extra)
     page.goto(created["connect_url"])
     shot(page, f"{end_user}-1-confirmation")
     page.get_by_role("button", name=re.compile("Salesforce")).click()
-    page.get_by_role("button", name="Approve").wait_for()
+    page.get_by_role("button", name=decision).wait_for()
     shot(page, f"{end_user}-2-consent")
-    page.get_by_role("button", name="Approve").click()
+    page.get_by_role("button", name=decision).click()
     page.wait_for_url(_back(live))
     shot(page, f"{end_user}-3-back")
-    return {**_query(page.url), "session": created["id"]}
+    return {**_query(page.url), "session": created["id"], "url": created["connect_url"]}
 
 
 def test_click_through_confirmation_and_consent_connects(live: LiveServer, page: Any) -> None:
     live.end_user("click-approve")
-    back = _approve_flow(live, page, "click-approve")
+    back = _consent_flow(live, page, "click-approve")
     assert back["status"] == "connected", back
     connection = live.api.get(f"/v1/connections/{back['connection_id']}").json()
     assert connection["state"] == "connected"
@@ -47,27 +52,18 @@ def test_click_through_confirmation_and_consent_connects(live: LiveServer, page:
 
 def test_deny_at_consent_returns_with_an_error(live: LiveServer, page: Any) -> None:
     live.end_user("click-deny")
-    created = live.connect_session("click-deny", "salesforce")
-    page.goto(created["connect_url"])
-    page.get_by_role("button", name=re.compile("Salesforce")).click()
-    page.get_by_role("button", name="Deny").click()
-    page.wait_for_url(_back(live))
-    back = _query(page.url)
+    back = _consent_flow(live, page, "click-deny", decision="Deny")
     assert back["status"] == "error" and back["error"] == "access_denied", back
-    session = live.api.get(f"/v1/connect-sessions/{created['id']}").json()
+    session = live.api.get(f"/v1/connect-sessions/{back['session']}").json()
     assert session["status"] == "failed"
 
 
 def test_used_link_shows_an_error_page(live: LiveServer, page: Any) -> None:
     live.end_user("click-used")
-    created = live.connect_session("click-used", "salesforce")
-    page.goto(created["connect_url"])
-    page.get_by_role("button", name=re.compile("Salesforce")).click()
-    page.get_by_role("button", name="Approve").click()
-    page.wait_for_url(_back(live))
-    assert _query(page.url)["status"] == "connected"
+    back = _consent_flow(live, page, "click-used")
+    assert back["status"] == "connected"
     # The same link, opened again after it was used.
-    page.goto(created["connect_url"])
+    page.goto(back["url"])
     assert page.get_by_role("heading", name="This link cannot be used").is_visible()
     assert page.get_by_role("button").count() == 0
 
@@ -119,7 +115,7 @@ def test_phone_viewport(live: LiveServer, phone: Any) -> None:
 
 def test_reauthorize_a_broken_connection(live: LiveServer, page: Any) -> None:
     live.end_user("click-reauth")
-    back = _approve_flow(live, page, "click-reauth")
+    back = _consent_flow(live, page, "click-reauth")
     connection_id = back["connection_id"]
     fivetran_id = live.api.get(f"/v1/connections/{connection_id}").json()["fivetran_connection_id"]
     r = live.api.post(f"/sandbox/fivetran/_control/connections/{fivetran_id}/break")
@@ -127,7 +123,7 @@ def test_reauthorize_a_broken_connection(live: LiveServer, page: Any) -> None:
     live.api.post("/sandbox/fivetran/_control/webhooks/drain")
     state = live.api.get(f"/v1/connections/{connection_id}?refresh=true").json()["state"]
     assert state == "broken"
-    again = _approve_flow(live, page, "click-reauth", connection_id=connection_id)
+    again = _consent_flow(live, page, "click-reauth", connection_id=connection_id)
     assert again["status"] == "connected" and again["connection_id"] == connection_id
     fresh = live.api.get(f"/v1/connections/{connection_id}?refresh=true").json()
     assert fresh["state"] == "connected"
