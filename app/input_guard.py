@@ -5,7 +5,10 @@ valid Unicode (no lone surrogates — JSON lets a client send ``"\\udfff"``), no
 (PostgreSQL refuses it in ``text``/``jsonb``), no other C0 control characters in paths and
 query strings, bounded length, bounded JSON nesting. A request that breaks a rule is refused
 with a problem (400 for the URL, 422 for the body, 414 for an over-long query) and never
-reaches a service, so nothing is half-written.
+reaches a service, so nothing is half-written. On the end-user's browser pages (the
+``page_prefixes`` the app passes, ``/connect/*`` and ``/oauth/callback/*``) the same refusal is
+the end-user error page instead (``page``: localised, branded, ``no-store``, CSP); API routes
+keep the JSON problem.
 
 :func:`check_text` and :func:`text_problem` are the reusable pieces (cursors use them too).
 """
@@ -152,11 +155,36 @@ def _is_json(scope: Scope) -> bool:
     return False
 
 
+#: Renders the refusal of a browser page: ``(scope, status) -> ASGI response``.
+PageRenderer = Callable[[Scope, int], ASGIApp]
+
+
 class InputGuardMiddleware:
     """Refuses unacceptable URLs and JSON bodies before routing (see module doc)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        page_prefixes: tuple[str, ...] = (),
+        page: PageRenderer | None = None,
+    ) -> None:
         self.app = app
+        self.page_prefixes = page_prefixes if page is not None else ()
+        self.page = page
+
+    async def _refuse(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        status: int,
+        problem: tuple[str, str, str, str | None],
+    ) -> None:
+        if self.page is not None and str(scope.get("path", "")).startswith(self.page_prefixes):
+            await self.page(scope, status)(scope, receive, send)
+            return
+        code, title, detail, field = problem
+        await send_problem(send, status, code, title, detail, field)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or str(scope.get("path", "")).startswith(_UNGUARDED_PREFIXES):
@@ -168,7 +196,7 @@ class InputGuardMiddleware:
             code, title = (
                 ("uri_too_long", "URI too long") if status == 414 else ("invalid_url", "Bad URL")
             )
-            await send_problem(send, status, code, title, detail)
+            await self._refuse(scope, receive, send, status, (code, title, detail, None))
             return
         if scope.get("method") not in _BODY_METHODS or not _is_json(scope):
             await self.app(scope, receive, send)
@@ -186,8 +214,9 @@ class InputGuardMiddleware:
         reason = _body_problem(body)
         if reason is not None:
             top = _TOP_FIELD_RE.search(reason)
-            await send_problem(
-                send, 422, "invalid_input", "Invalid input", reason, top.group(1) if top else None
+            field = top.group(1) if top else None
+            await self._refuse(
+                scope, receive, send, 422, ("invalid_input", "Invalid input", reason, field)
             )
             return
         await self.app(

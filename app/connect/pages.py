@@ -16,11 +16,13 @@ origin), accent colour and support link.
 from __future__ import annotations
 
 import html
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from string import Template
+from typing import Any
 
 from babel import Locale
 from fastapi import Request
@@ -29,6 +31,8 @@ from fastapi.responses import HTMLResponse, Response
 from app.config import BrandingSettings
 from app.connect.i18n import absolute_utc, negotiate, relative_time, translate
 from app.connect.origins import UnsafeUrl, parse_origin
+
+Scope = MutableMapping[str, Any]
 
 _CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' https: http:; "
@@ -78,6 +82,11 @@ ERROR_PAGES: dict[str, tuple[str, str]] = {
     "unknown_provider": (
         "Not found",
         "There is no such provider.",
+    ),
+    "invalid_request": (
+        "This address cannot be used",
+        "The address of this page is damaged or too long. Go back to the application and "
+        "start the connection again.",
     ),
     "too_many_requests": (
         "Too many requests",
@@ -222,6 +231,22 @@ def error_page(
         reference=ctx.text("reference", reason=reason),
     )
     return _render(ctx, title=title, content=content, status_code=status_code)
+
+
+def refusal_page_renderer(branding: BrandingSettings) -> Callable[[Scope, int], HTMLResponse]:
+    """The edge guard's answer on a browser page (:class:`app.input_guard.InputGuardMiddleware`):
+    the ``invalid_request`` error page in the browser's language, with the refusal's status.
+    Nothing of the refused request is rendered; no session is identified, so no link back."""
+
+    def render(scope: Scope, status: int) -> HTMLResponse:
+        accept_language = None
+        for k, v in scope.get("headers", []):
+            if k == b"accept-language":
+                accept_language = v.decode("latin-1")
+        ctx = PageContext(locale=negotiate(accept_language), branding=branding)
+        return error_page("invalid_request", status, ctx=ctx)
+
+    return render
 
 
 #: The confirmation page's own policy: ``same-origin`` makes the browser send a real

@@ -235,3 +235,25 @@ def test_reauthorization_says_reconnect(live: LiveServer, context_for: Any) -> N
     third = live.connect_session("i18n-reauth", "salesforce", connection_id=connection_id)
     de.goto(third["connect_url"])
     assert de.get_by_role("heading", name="Salesforce erneut verbinden").is_visible()
+
+
+def test_malformed_links_show_the_error_page(live: LiveServer, context_for: Any) -> None:
+    """The edge guard's refusals on browser URLs (a NUL in a connect link, an over-long
+    callback) are the localised, branded error page — not JSON an end-user cannot read."""
+    pg = context_for("de-DE")
+    response = pg.goto(f"{live.base}/connect/abc%00def")
+    shot(pg, "de-malformed-link")
+    assert response is not None and response.status == 400
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["cache-control"] == "no-store"
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert pg.evaluate("document.documentElement.lang") == "de"
+    assert pg.get_by_role("heading", name="Diese Adresse kann nicht verwendet werden").is_visible()
+    _assert_branded(pg)
+    pg = context_for("fr-FR")
+    response = pg.goto(f"{live.base}/oauth/callback/hubspot?code=c&state=" + "s" * 9000)
+    shot(pg, "fr-overlong-callback")
+    assert response is not None and response.status == 414
+    assert pg.get_by_role("heading", name="Cette adresse ne peut pas être utilisée").is_visible()
+    assert pg.get_by_role("link", name=re.compile("Retour")).count() == 0  # no session known
+    _assert_branded(pg)

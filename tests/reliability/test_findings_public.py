@@ -124,3 +124,37 @@ async def test_fivetran_code_in_a_warning_is_readable(
     record.code = "fivetran_unavailable"
     RedactionFilter().filter(record)
     assert record.code == "fivetran_unavailable"
+
+
+BROWSER_REFUSALS = [
+    ("/connect/a%00b", 400),
+    ("/connect/tok?x=a%00b", 400),
+    ("/connect/" + "t" * 10, 414),  # with the query below: over the query cap
+    ("/oauth/callback/hubspot?state=a%00b&code=c", 400),
+    ("/oauth/callback/hubspot?state=%ED%BF%BF&code=c", 400),
+]
+
+
+@pytest.mark.parametrize(("path", "status"), BROWSER_REFUSALS)
+async def test_input_guard_refusals_on_browser_pages_are_html_pages(
+    client: httpx.AsyncClient, path: str, status: int
+) -> None:
+    """The edge guard answers a browser page with the end-user error page (localised,
+    no-store, CSP), not a JSON problem an end-user cannot read."""
+    if status == 414:
+        path += "?junk=" + "x" * 9000
+    r = await client.get(path, headers={"Accept-Language": "de-DE,de;q=0.9"})
+    assert r.status_code == status, r.text[:300]
+    assert r.headers["content-type"].startswith("text/html"), r.headers["content-type"]
+    assert r.headers["cache-control"] == "no-store"
+    assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+    assert r.headers["referrer-policy"] == "no-referrer"
+    assert '<html lang="de">' in r.text
+    assert "Diese Adresse kann nicht verwendet werden" in r.text
+    assert "\x00" not in r.text and "a%00b" not in r.text  # nothing of the request echoed
+
+
+async def test_input_guard_refusals_on_api_routes_stay_json(client: httpx.AsyncClient) -> None:
+    r = await client.get("/v1/connections?end_user=a%00b", headers={"Accept": "text/html"})
+    assert r.status_code == 400
+    assert r.headers["content-type"].startswith("application/problem+json")
