@@ -149,6 +149,14 @@ class ConnectSettings(BaseModel):
         description="How often expired connect sessions are closed (their reserved connection "
         "failed, connect_session.failed emitted); 0 disables the background sweep.",
     )
+    callback_grace_seconds: float = Field(
+        600.0,
+        ge=1,
+        description="A callback that consumed its state this long ago and never finished was "
+        "interrupted (the process died): the sweep settles its session (finished by the resume "
+        "when the tokens were stored, failed otherwise). Keep it above the longest callback "
+        "(token exchange plus Fivetran calls with their timeouts and retries).",
+    )
 
 
 class RateLimitSettings(BaseModel):
@@ -468,6 +476,28 @@ class SandboxSettings(BaseModel):
         description="Where the sandbox state is kept (default <data_dir>/sandbox-state.json; "
         "delete it, or POST /sandbox/fivetran/_control/reset, to start afresh).",
     )
+    counterparties_url: str | None = Field(
+        None,
+        description="Base URL of a separate 'pbf-headless sandbox-counterparties' process "
+        "(the Fivetran simulator and the sandbox OAuth server in their own process, e.g. "
+        "http://127.0.0.1:8001). Set it for the service, its worker and 'onboarding resume' "
+        "AND for the counterparties process: the service then mounts neither counterpart and "
+        "sends Fivetran calls (unless PBF_FIVETRAN__BASE_URL is set) and sandboxed OAuth there; "
+        "the counterparties process listens on it and takes PBF_PUBLIC_BASE_URL as the "
+        "service's address (redirect URIs). Unset: both live in the 'serve --sandbox' process.",
+    )
+
+    @field_validator("counterparties_url")
+    @classmethod
+    def _check_counterparties_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("sandbox.counterparties_url must be an http(s) URL with a host")
+        if parts.query or parts.fragment or parts.path.strip("/"):
+            raise ValueError("sandbox.counterparties_url must be a base URL (no path or query)")
+        return f"{parts.scheme}://{parts.netloc}"
 
 
 class Settings(BaseSettings):
@@ -564,11 +594,22 @@ class Settings(BaseSettings):
         return self.sandbox.state_file or self.data_dir / "sandbox-state.json"
 
     @property
+    def sandbox_base_url(self) -> str:
+        """Where the sandbox counterparts answer: a separate counterparties process when
+        ``sandbox.counterparties_url`` is set, else this service (``public_base_url``)."""
+        return self.sandbox.counterparties_url or self.public_base_url
+
+    @property
+    def counterparties_elsewhere(self) -> bool:
+        """Sandbox mode with the counterparts in their own process (not mounted here)."""
+        return self.is_sandbox and self.sandbox.counterparties_url is not None
+
+    @property
     def fivetran_base_url(self) -> str:
         if self.fivetran.base_url:
             return self.fivetran.base_url.rstrip("/")
         if self.is_sandbox:
-            return f"{self.public_base_url}/sandbox/fivetran"
+            return f"{self.sandbox_base_url}/sandbox/fivetran"
         return "https://api.fivetran.com"
 
 

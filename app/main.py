@@ -19,7 +19,8 @@ from app.api_docs import install_api_docs
 from app.audit.router import router as audit_router
 from app.callers.router import router as callers_router
 from app.config import Settings, load_settings, production_problems
-from app.connect.ratelimit import BrowserRateLimitMiddleware
+from app.connect.pages import refusal_page_renderer
+from app.connect.ratelimit import BROWSER_PREFIXES, BrowserRateLimitMiddleware
 from app.connect.router import reauthorize_router
 from app.connect.router import router as connect_router
 from app.connect.startup import start_connect
@@ -109,8 +110,13 @@ def create_app(
     state.readiness_checks = {}
     app.state = state
     install_error_handlers(app)
-    _include_routers(app, settings.is_sandbox if include_sandbox is None else include_sandbox)
-    app.add_middleware(InputGuardMiddleware)  # type: ignore[arg-type]
+    sandbox = settings.is_sandbox if include_sandbox is None else include_sandbox
+    _include_routers(app, sandbox, counterparts=sandbox and not settings.counterparties_elsewhere)
+    app.add_middleware(
+        InputGuardMiddleware,  # type: ignore[arg-type]
+        page_prefixes=BROWSER_PREFIXES,
+        page=refusal_page_renderer(settings.branding),
+    )
     app.add_middleware(BrowserRateLimitMiddleware, settings=settings)  # type: ignore[arg-type]
     install_openapi(app)
     app.add_middleware(
@@ -121,7 +127,7 @@ def create_app(
     return app
 
 
-def _include_routers(app: FastAPI, sandbox: bool) -> None:
+def _include_routers(app: FastAPI, sandbox: bool, *, counterparts: bool) -> None:
     app.include_router(ops.router)
     app.include_router(audit_router)
     app.include_router(callers_router)
@@ -133,16 +139,18 @@ def _include_routers(app: FastAPI, sandbox: bool) -> None:
     app.include_router(sources_router)
     app.include_router(connections_router)
     app.include_router(reauthorize_router)
-    app_state(app).sandbox_mounted = sandbox
+    app_state(app).sandbox_mounted = counterparts
     if sandbox:
-        _mount_sandbox(app)
+        _mount_sandbox(app, counterparts=counterparts)
 
 
-def _mount_sandbox(app: FastAPI) -> None:
+def _mount_sandbox(app: FastAPI, *, counterparts: bool) -> None:
     """Sandbox counterparts (simulated; never in production mode)."""
     # Mounted by the sandbox packages: /sandbox/fivetran, /sandbox/oauth and /sandbox/demo.
-    mount_fivetran_simulator(app)
-    mount_sandbox_oauth(app)
+    # With sandbox.counterparties_url the first two run in their own process instead.
+    if counterparts:
+        mount_fivetran_simulator(app)
+        mount_sandbox_oauth(app)
     mount_sandbox_demo(app)
 
 

@@ -1,6 +1,7 @@
 """``pbf-headless`` command line: one module per command group, assembled here.
 
-``serve``/``migrate``/``openapi``/``settings`` (:mod:`app.cli.server`), ``api-keys``,
+``serve``/``sandbox-counterparties``/``migrate``/``openapi``/``settings``
+(:mod:`app.cli.server`), ``api-keys``,
 ``audit``, ``keys`` (vault keys), ``providers``, ``fivetran``, ``worker``, ``onboarding``.
 Shared helpers live in :mod:`app.cli.common`; no domain package imports the CLI.
 """
@@ -26,6 +27,7 @@ cli = typer.Typer(
 )
 cli.command()(server.migrate)
 cli.command()(server.serve)
+cli.command("sandbox-counterparties")(server.sandbox_counterparties)
 cli.add_typer(audit_cli, name="audit")
 cli.add_typer(api_keys_cli, name="api-keys")
 cli.add_typer(keys_cli, name="keys")

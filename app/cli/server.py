@@ -1,4 +1,4 @@
-"""``pbf-headless migrate | serve | openapi | settings``.
+"""``pbf-headless migrate | serve | sandbox-counterparties | openapi | settings``.
 
 Contract (ARCHITECTURE §8): ``serve [--sandbox] [--host H] [--port P]``.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Annotated
 
 import typer
@@ -27,6 +28,7 @@ from app.main import create_app
 from app.migrations_runner import upgrade
 from app.observability import configure_logging, uvicorn_log_config
 from app.openapi_doc import render_openapi
+from app.sandbox.counterparties import create_counterparties_app
 from app.serve import local_base_url, run_server, sandbox_banner
 from app.settings_doc import settings_markdown
 
@@ -50,7 +52,8 @@ def serve(
         typer.Option(
             min=1,
             help="Worker processes (uvicorn). Sandbox counterparts are per process, so a "
-            "sandbox flow must stay on one connection to one worker.",
+            "sandbox flow must stay on one connection to one worker — unless they run in "
+            "their own process (sandbox-counterparties, PBF_SANDBOX__COUNTERPARTIES_URL).",
         ),
     ] = 1,
 ) -> None:
@@ -115,6 +118,58 @@ def serve(
         port=port,
         log_config=uvicorn_log_config(settings.log_level, settings.log_json),
         # One access line per request: ours (pbf.access: redacted, bounded, request id).
+        access_log=False,
+        banner=banner,
+    )
+
+
+def sandbox_counterparties(
+    host: Annotated[
+        str | None,
+        typer.Option(help="Bind address (default: the host of PBF_SANDBOX__COUNTERPARTIES_URL)."),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(help="Port (default: the port of PBF_SANDBOX__COUNTERPARTIES_URL, or 8001)."),
+    ] = None,
+) -> None:
+    """Serve the sandbox counterparts alone: the Fivetran simulator and the sandbox OAuth
+    server (simulations), in their own process so they outlive the service.
+
+    Point the service (and its worker, 'onboarding resume') at it with the same
+    PBF_SANDBOX__COUNTERPARTIES_URL; PBF_PUBLIC_BASE_URL stays the service's address. The
+    state persists in <data_dir>/sandbox-state.json unless PBF_SANDBOX__PERSIST=false."""
+    settings = cli_settings(True)
+    configured = settings.sandbox.counterparties_url
+    parts = urlsplit(configured) if configured else None
+    host = host or (parts.hostname if parts and parts.hostname else "127.0.0.1")
+    port = port or (parts.port if parts and parts.port else 8001)
+    if configured is None:
+        settings.sandbox.counterparties_url = local_base_url(host, port)
+    if "persist" not in settings.sandbox.model_fields_set:
+        settings.sandbox.persist = True
+    if "log_json" not in settings.model_fields_set:
+        settings.log_json = False
+    prepare_data_dir(settings)
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    base = settings.sandbox_base_url
+    banner = "\n".join(
+        [
+            "",
+            "pbf-headless sandbox counterparties are up (simulated Fivetran and OAuth provider)",
+            f"  Fivetran   {base}/sandbox/fivetran",
+            f"  OAuth      {base}/sandbox/oauth/<provider>",
+            f"  service    {settings.public_base_url} (redirect URIs)",
+            "",
+            f"  point the service at them: export PBF_SANDBOX__COUNTERPARTIES_URL={base}",
+            "",
+        ]
+    )
+    run_server(
+        create_counterparties_app(settings),
+        host=host,
+        port=port,
+        log_config=uvicorn_log_config(settings.log_level, settings.log_json),
         access_log=False,
         banner=banner,
     )

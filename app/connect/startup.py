@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 from contextlib import AsyncExitStack
+from datetime import timedelta
 
 from fastapi import FastAPI
 
@@ -25,7 +26,8 @@ async def sweep_once(app: FastAPI) -> int:
     count = 0
     async for session in session_scope(app_state(app).sessionmaker):
         count = await expire_stale_sessions(session, app_state(app))
-        count += await settle_interrupted_sessions(session, app_state(app))
+        grace = timedelta(seconds=app_state(app).settings.connect.callback_grace_seconds)
+        count += await settle_interrupted_sessions(session, app_state(app), grace=grace)
     return count
 
 

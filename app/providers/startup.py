@@ -6,7 +6,8 @@ and configured secret/provider files) and raises
 :class:`~app.providers.errors.ProviderConfigError` listing every problem at once.
 
 Sandbox mode: every provider without an operator-configured app points at the embedded
-sandbox authorization server (``{public_base_url}/sandbox/oauth/{key}/…``) with generated
+sandbox authorization server (``{public_base_url}/sandbox/oauth/{key}/…``, or the separate
+counterparties process at ``sandbox.counterparties_url``) with generated
 credentials (client id ``sandbox-<key>``; a secret containing ``+``, ``%`` and ``:``).
 """
 
@@ -226,7 +227,7 @@ def build_registry(settings: Settings) -> ProviderRegistry:
     if settings.is_sandbox:
         for key in specs:
             if key not in apps:
-                specs[key] = sandbox_spec(key, specs[key], settings.public_base_url)
+                specs[key] = sandbox_spec(key, specs[key], settings.sandbox_base_url)
                 apps[key] = AppConfig(
                     client_id=sandbox_client_id(key),
                     client_secret=Secret(sandbox_client_secret(key)),
@@ -237,7 +238,7 @@ def build_registry(settings: Settings) -> ProviderRegistry:
     allow_http = settings.is_sandbox or settings.oauth.allow_insecure_loopback
     known = _known_services()
     for key, spec in specs.items():
-        # Sandboxed providers point at our own in-process server (public_base_url, which
+        # Sandboxed providers point at our own sandbox server (sandbox_base_url, which
         # may be plain http in sandbox mode): their URLs are not third-party endpoints.
         problems.extend(
             check_spec(

@@ -1,5 +1,7 @@
-"""Real service processes for the process-level scenarios: ``pbf-headless`` on a free
-loopback port with its own environment, started, waited for, and SIGKILLed."""
+"""Real processes for the process-level scenarios: ``pbf-headless serve --sandbox`` (the
+service) and ``pbf-headless sandbox-counterparties`` (the simulated Fivetran and OAuth
+provider), each on a free loopback port with its own environment, started, waited for, and
+SIGKILLed."""
 
 from __future__ import annotations
 
@@ -47,15 +49,18 @@ def cli(env: dict[str, str], *args: str, timeout: float = 120) -> str:
 class Server:
     """One ``pbf-headless serve`` process (output to a file: a full pipe would block it)."""
 
-    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
-        self.env, self.port, self.log_path = env, port, log
+    def __init__(
+        self, env: dict[str, str], port: int, log: Path, command: tuple[str, ...] = ("serve",)
+    ) -> None:
+        self.env, self.port, self.log_path, self.command = env, port, log, command
         self.base = f"http://127.0.0.1:{port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Server:
         log = self.log_path.open("ab")
+        sandbox = ("--sandbox",) if self.command == ("serve",) else ()
         self.proc = subprocess.Popen(
-            [EXE, "serve", "--sandbox", "--host", "127.0.0.1", "--port", str(self.port)],
+            [EXE, *self.command, *sandbox, "--host", "127.0.0.1", "--port", str(self.port)],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -52,7 +52,7 @@ def sandbox_oauth_checker(app: Any) -> TokenChecker:
             return None
         if provider.sandboxed:
             return await introspect_token(
-                app.state.http, app.state.settings.public_base_url, provider.key, token
+                app.state.http, app.state.settings.sandbox_base_url, provider.key, token
             )
         provider = await registry.resolved(provider, app.state.http)  # RFC 8414 metadata
         url = provider.spec.introspection_url

@@ -25,6 +25,7 @@ all state.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import secrets
@@ -285,6 +286,9 @@ class MisbehaveBody(BaseModel):
     provider_key: str = Field(description="Provider key, or '*' for any provider.")
     kind: str = Field(description="One of: " + ", ".join(MISBEHAVIOURS + AUTHORIZE_MISBEHAVIOURS))
     count: int = Field(1, ge=1, le=100)
+    delay_seconds: float = Field(
+        30.0, gt=0, le=600, description="kind 'slow': how long the token answer takes."
+    )
 
 
 def create_sandbox_oauth_app(
@@ -385,6 +389,8 @@ def _build_app(settings: Settings, get_registry: Callable[[], ProviderRegistry])
         grant_type = dict(items).get("grant_type", "")
         oauth.store.log_token_request(provider_key, grant_type)
         kind = oauth.store.pop_misbehaviour(provider_key)
+        if kind == "slow":  # a correct answer, too late (beyond the client's timeout)
+            await asyncio.sleep(oauth.store.slow_seconds)
         if kind == "html_502":
             return HTMLResponse("<html><body><h1>502 Bad Gateway</h1></body></html>", 502)
         if kind == "redirect_307":
@@ -427,6 +433,8 @@ def _build_app(settings: Settings, get_registry: Callable[[], ProviderRegistry])
         kinds = MISBEHAVIOURS + AUTHORIZE_MISBEHAVIOURS
         if body.kind not in kinds:
             return _problem(422, "invalid_request", f"kind must be one of {list(kinds)}")
+        if body.kind == "slow":
+            _state(request).store.slow_seconds = body.delay_seconds
         _state(request).store.queue_misbehaviour(body.provider_key, body.kind, body.count)
         return JSONResponse({"queued": body.count, "kind": body.kind})
 

@@ -27,6 +27,7 @@ MISBEHAVIOURS = (
     "redirect_307",
     "string_expires_in",
     "missing_token_type",
+    "slow",
 )
 #: Misbehaviours of the next authorization response (mix-up tests, RFC 9207).
 AUTHORIZE_MISBEHAVIOURS = ("authorize_omit_iss", "authorize_wrong_iss")
@@ -206,6 +207,8 @@ class SandboxStore:
         self.refresh_tokens: dict[str, RefreshRecord] = {}
         self.consents: dict[str, PendingConsent] = {}
         self.misbehaviours: dict[str, deque[str]] = {}
+        #: How long a ``slow`` token answer takes (set with the misbehaviour).
+        self.slow_seconds = 30.0
         self.token_requests: list[TokenRequestLog] = []
 
     # --- grants ---------------------------------------------------------------------------
