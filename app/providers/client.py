@@ -22,6 +22,7 @@ Errors are :class:`~app.providers.errors.OAuthProviderError` with an allow-liste
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -108,6 +109,9 @@ class _Capture:
     status: int | None = None
     body: dict[str, Any] | None = None
     requests: int = 0
+    #: Total deadline of one token call: httpx's timeouts bound each read, not the whole
+    #: answer (a token endpoint dripping bytes, or an in-process transport, ignores them).
+    deadline_seconds: float | None = None
 
 
 def _decode_body(resp: httpx.Response) -> dict[str, Any] | None:
@@ -212,7 +216,7 @@ async def _token_client(
     client.register_client_auth_method(
         ("pbf_json_body", json_body_method(provider.spec.json_body_fields))
     )
-    capture = _Capture()
+    capture = _Capture(deadline_seconds=seconds)
     hook = _compliance_hook(provider, capture)
     client.register_compliance_hook("access_token_response", hook)
     client.register_compliance_hook("refresh_token_response", hook)
@@ -250,7 +254,11 @@ def _error_from(provider: Provider, exc: Exception, capture: _Capture) -> OAuthP
 
 async def _call(provider: Provider, capture: _Capture, coro: Any) -> dict[str, Any]:
     try:
-        await coro
+        try:
+            async with asyncio.timeout(capture.deadline_seconds):
+                await coro
+        except TimeoutError:
+            raise httpx.ReadTimeout("token endpoint deadline exceeded") from None
     # TypeError/OverflowError: authlib's int() of a non-numeric expires_in / expires_at.
     except (
         OAuthProviderError,

@@ -40,7 +40,10 @@ FIVETRAN_CALLS = [
     ("PATCH", r"^/v1/connections/[^/]+$"),
     ("GET", r"^/v1/connections/[^/]+/schemas"),
 ]
-TOKEN_FAULTS = ["html_502", "error_200", "no_refresh_token", "string_expires_in"]
+#: Token endpoint failing (a 502 page, an error in a 200, no refresh token, a bad
+#: ``expires_in``) or slow (a correct answer after our token timeout).
+TOKEN_FAULTS = ["html_502", "error_200", "no_refresh_token", "string_expires_in", "slow"]
+TOKEN_TIMEOUT = 0.5
 SERVICES = ["hubspot", "salesforce", "google_sheets"]
 
 
@@ -69,6 +72,7 @@ async def matrix_app(
         rate_limit={"per_ip": "1000000/minute", "per_session": "1000/minute"},
         events={"endpoints": [endpoint_config()], "run_worker_in_api": False},
         connect={"expiry_sweep_seconds": 0},
+        oauth={"token_timeout_seconds": TOKEN_TIMEOUT},
     )
     application = create_app(settings, outbound_transport=httpx.ASGITransport(receiver))
     async with application.router.lifespan_context(application):
@@ -195,6 +199,7 @@ async def test_fault_matrix(
     app, api, receiver = matrix_app
     rng = random.Random(int(os.environ.get("PBF_RELIABILITY_SEED", "13")))
     outcomes: Counter[str] = Counter()
+    token_faults: Counter[str] = Counter()
     server_errors = 0
     for i in range(ONBOARDINGS):
         if TEST_DB == "postgresql" and i == ONBOARDINGS // 2:
@@ -213,10 +218,18 @@ async def test_fault_matrix(
                 await api.post(f"{SIM}/_control/faults", json=_fault(rng, method, regex))
         service = rng.choice(SERVICES)
         if rng.random() < 0.2:
-            await api.post(
+            kind = rng.choice(TOKEN_FAULTS)
+            token_faults[kind] += 1
+            r = await api.post(
                 "/sandbox/oauth/_control/misbehave",
-                json={"provider_key": "*", "kind": rng.choice(TOKEN_FAULTS), "count": 1},
+                json={
+                    "provider_key": "*",
+                    "kind": kind,
+                    "count": 1,
+                    "delay_seconds": TOKEN_TIMEOUT * 3,
+                },
             )
+            assert r.status_code == 200, r.text
         body: dict[str, Any] = {"end_user": end_user, "service": service, "return_to": RETURN_TO}
         if service == "google_sheets":
             body["config"] = {"sheet_id": "https://docs.example/s/1"}
@@ -231,8 +244,10 @@ async def test_fault_matrix(
         await api.delete(f"{SIM}/_control/faults")
     await _recover(app, receiver, worker_for, clock)
     losses = await invariants(app, api, receiver)
+    slow = token_faults["slow"]
     figures.add(
-        f"fault matrix ({TEST_DB}, 20% Fivetran faults)",
+        f"fault matrix ({TEST_DB}, 20% Fivetran faults, "
+        f"{sum(token_faults.values())} token faults of which {slow} slow)",
         ONBOARDINGS,
         outcomes["connected"],
         **losses,
@@ -241,3 +256,36 @@ async def test_fault_matrix(
     assert losses == dict.fromkeys(losses, 0), (losses, outcomes)
     assert server_errors == 0, outcomes
     assert outcomes["connected"] > 0, outcomes
+
+
+async def test_slow_token_endpoint_fails_the_flow_within_the_timeout(
+    matrix_app: tuple[FastAPI, httpx.AsyncClient, Receiver],
+) -> None:
+    """A token endpoint answering after our token timeout (a correct answer, too late):
+    the callback gives up after ``oauth.token_timeout_seconds`` — it does not wait for the
+    answer — and the end-user comes back with an error; no token is stored."""
+    import time as _time
+
+    from app.vault.models import VaultSecret
+
+    app, api, _receiver = matrix_app
+    for _ in range(5):  # the matrix's Fivetran timeout is short: a loaded machine may miss it
+        if (await api.put("/v1/end-users/slow", json={"name": "Slow"})).status_code in (200, 201):
+            break
+    r = await api.post(
+        "/sandbox/oauth/_control/misbehave",
+        json={"provider_key": "hubspot", "kind": "slow", "count": 1, "delay_seconds": 20},
+    )
+    assert r.status_code == 200, r.text
+    r = await api.post(
+        "/v1/connect-sessions",
+        json={"end_user": "slow", "service": "hubspot", "return_to": RETURN_TO},
+    )
+    assert r.status_code == 201, r.text
+    started = _time.monotonic()
+    outcome = await _browser_flow(api, r.json()["connect_url"])
+    elapsed = _time.monotonic() - started
+    assert outcome == "error", outcome
+    assert elapsed < 10, elapsed  # the 20 s answer was not waited for
+    async with app.state.sessionmaker() as s:
+        assert not (await s.scalars(select(VaultSecret.id))).all()

@@ -218,3 +218,21 @@ async def test_trailing_slash_redirect_ignores_the_host_header(api: httpx.AsyncC
     r = await api.get("/v1/connections/", headers={"Host": "evil.example"})
     location = r.headers.get("location", "")
     assert "evil.example" not in location, (r.status_code, location)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": "Acme\x00Corp"},
+        {"name": "Acme", "destination": {"service": "snowflake", "config": {"host": "h\x00"}}},
+    ],
+    ids=["name", "destination_config"],
+)
+async def test_nul_in_names_is_refused_and_writes_nothing(
+    api: httpx.AsyncClient, count_rows: Callable[..., Awaitable[int]], body: dict[str, object]
+) -> None:
+    before = await _snapshot(count_rows)
+    r = await api.put("/v1/end-users/named", json=body)
+    assert r.status_code == 422, (r.status_code, r.text[:300])
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert await _snapshot(count_rows) == before
