@@ -184,7 +184,7 @@ def test_sigkill_after_the_token_commit(
     )
     headers = {"Authorization": f"Bearer {key}"}
     sim = f"{counterparty.base}/sandbox/fivetran"
-    runs, ok = 3, 0
+    runs, ok = 2, 0
     sessions: list[str] = []
     service.start()
     try:
@@ -218,10 +218,10 @@ def test_sigkill_after_the_token_commit(
             thread = threading.Thread(target=call, daemon=True)
             thread.start()
             _wait(
-                lambda: _sql(env, "SELECT count(*) FROM oauth_flows WHERE status = 'exchanged'")[
-                    0
-                ][0]
-                > 0
+                lambda: (
+                    _sql(env, "SELECT count(*) FROM oauth_flows WHERE status = 'exchanged'")[0][0]
+                    > 0
+                )
             )
             service.kill()
             thread.join(timeout=30)
@@ -229,10 +229,12 @@ def test_sigkill_after_the_token_commit(
             service.start()  # startup resume
             # The sweep moves the interrupted connection (tokens stored) to 'creating' ...
             _wait(
-                lambda eu=eu: httpx.get(
-                    f"{service.base}/v1/connections", params={"end_user": eu}, headers=headers
-                ).json()["items"][0]["state"]
-                != "authorizing"
+                lambda eu=eu: (
+                    httpx.get(
+                        f"{service.base}/v1/connections", params={"end_user": eu}, headers=headers
+                    ).json()["items"][0]["state"]
+                    != "authorizing"
+                )
             )
             cli(env, "onboarding", "resume", "--sandbox")  # ... the resume finishes it
             r = httpx.get(
@@ -261,9 +263,7 @@ def test_sigkill_after_the_token_commit(
 
         events = _wait(delivered, timeout=60)
         open_sessions = sum(
-            httpx.get(f"{service.base}/v1/connect-sessions/{sid}", headers=headers).json()[
-                "status"
-            ]
+            httpx.get(f"{service.base}/v1/connect-sessions/{sid}", headers=headers).json()["status"]
             == "pending"
             for sid in sessions
         )
@@ -369,6 +369,10 @@ def test_sigkill_after_fivetran_create_before_our_commit(
 
 
 class _Receiver(BaseHTTPRequestHandler):
+    """Holds every delivery until the service is dead (none is answered before the kill, so
+    the kill lands mid-delivery, never between our 204 and the service's commit — a window
+    at-least-once delivery cannot close); records what is delivered after the restart."""
+
     hold = threading.Event()
     held: list[str] = []
     delivered: list[str] = []
@@ -376,7 +380,7 @@ class _Receiver(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", "0")))
         event_id = self.headers.get("PBF-Event-Id", "")
-        if not _Receiver.held:
+        if not _Receiver.hold.is_set():
             _Receiver.held.append(event_id)
             _Receiver.hold.wait(60)  # the service dies while we hold its delivery
             return
