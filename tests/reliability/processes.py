@@ -65,7 +65,7 @@ class Server:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a loaded 2-core machine starts slowly
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
