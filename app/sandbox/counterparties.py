@@ -62,9 +62,7 @@ def create_counterparties_app(settings: Settings) -> FastAPI:
             log.info("sandbox counterparties ready at %s", settings.sandbox_base_url)
             yield
 
-    app = FastAPI(
-        title=TITLE, docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
-    )
+    app = FastAPI(title=TITLE, docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     state = AppState()
     state.settings = settings
     state.metrics = metrics
