@@ -3,7 +3,8 @@
 The callback consumes the OAuth ``state`` durably before it exchanges the code, so a process
 killed mid-callback leaves a ``pending`` session with a consumed flow — which the expiry sweep
 deliberately skips while a callback may still be running. After :data:`CALLBACK_GRACE` (the
-sweep passes ``connect.callback_grace_seconds``) no callback can still be running, and :func:`settle_interrupted_sessions` decides:
+sweep passes ``connect.callback_grace_seconds``) no callback can still be running, and
+:func:`settle_interrupted_sessions` decides:
 
 * the flow never stored tokens (``consumed``): the session fails with ``interrupted`` and the
   reserved connection is failed like any OAuth failure;
