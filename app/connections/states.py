@@ -1,6 +1,7 @@
 """Connection states and transitions (ARCHITECTURE §5).
 
-``pending`` (session started) → ``authorizing`` → ``creating`` → ``connected`` |
+``pending`` (session started) → ``authorizing`` → [``needs_configuration`` (a choice after
+consent: account pickers)] → ``creating`` → ``connected`` |
 ``setup_failed``; ``connected`` → ``broken`` (Fivetran reports it) → ``connected`` (after
 re-authorization); any → ``paused`` / ``deleted``. Every change is stored in
 ``connection_transitions`` with its time and reason and emits the matching outbound event
@@ -20,6 +21,7 @@ from app.events.outbox import emit
 
 PENDING = "pending"
 AUTHORIZING = "authorizing"
+NEEDS_CONFIGURATION = "needs_configuration"
 CREATING = "creating"
 CONNECTED = "connected"
 SETUP_FAILED = "setup_failed"
@@ -27,13 +29,24 @@ BROKEN = "broken"
 PAUSED = "paused"
 DELETED = "deleted"
 
-STATES = (PENDING, AUTHORIZING, CREATING, CONNECTED, SETUP_FAILED, BROKEN, PAUSED, DELETED)
+STATES = (
+    PENDING,
+    AUTHORIZING,
+    NEEDS_CONFIGURATION,
+    CREATING,
+    CONNECTED,
+    SETUP_FAILED,
+    BROKEN,
+    PAUSED,
+    DELETED,
+)
 
 #: Allowed moves (``paused`` and ``deleted`` are reachable from every live state).
 ALLOWED: dict[str | None, frozenset[str]] = {
     None: frozenset({PENDING, CREATING}),
     PENDING: frozenset({AUTHORIZING, CREATING, SETUP_FAILED}),
-    AUTHORIZING: frozenset({PENDING, CREATING, SETUP_FAILED}),
+    AUTHORIZING: frozenset({PENDING, NEEDS_CONFIGURATION, CREATING, SETUP_FAILED}),
+    NEEDS_CONFIGURATION: frozenset({CREATING, SETUP_FAILED}),
     CREATING: frozenset({CONNECTED, SETUP_FAILED}),
     CONNECTED: frozenset({BROKEN, SETUP_FAILED}),
     SETUP_FAILED: frozenset({AUTHORIZING, CREATING, CONNECTED, BROKEN}),
@@ -44,6 +57,7 @@ ALLOWED: dict[str | None, frozenset[str]] = {
 
 #: Outbound event per target state (states without an entry emit nothing).
 EVENT_FOR_STATE: dict[str, str] = {
+    NEEDS_CONFIGURATION: "connection.needs_configuration",
     CONNECTED: "connection.connected",
     SETUP_FAILED: "connection.setup_failed",
     BROKEN: "connection.broken",
@@ -136,7 +150,7 @@ async def resume_target(session: AsyncSession, connection: Connection) -> str:
         .order_by(ConnectionTransition.created_at.desc(), ConnectionTransition.id.desc())
         .limit(1)
     )
-    if before in (PENDING, AUTHORIZING, CREATING, SETUP_FAILED):
+    if before in (PENDING, AUTHORIZING, NEEDS_CONFIGURATION, CREATING, SETUP_FAILED):
         return SETUP_FAILED
     return BROKEN if connection.setup_state == "broken" else CONNECTED
 
