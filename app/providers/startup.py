@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from fastapi import FastAPI
@@ -108,8 +109,15 @@ def sandbox_spec(key: str, spec: ProviderSpec, public_base_url: str) -> Provider
     query = spec.sandbox.get("authorize_query")
     if isinstance(query, str) and query:
         authorize = f"{authorize}?{query}"
+    identity = spec.identity
+    if identity.source == "endpoint" and identity.url:
+        # The identity call goes to the sandbox server too, under /api + the real path.
+        real = urlsplit(identity.url)
+        path = real.path + (f"?{real.query}" if real.query else "")
+        identity = identity.model_copy(update={"url": f"{base}/api{path}"})
     return spec.model_copy(
         update={
+            "identity": identity,
             "issuer": base,
             "authorization_url": authorize,
             "token_url": f"{base}/token",

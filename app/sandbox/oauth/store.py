@@ -30,6 +30,8 @@ MISBEHAVIOURS = (
 )
 #: Misbehaviours of the next authorization response (mix-up tests, RFC 9207).
 AUTHORIZE_MISBEHAVIOURS = ("authorize_omit_iss", "authorize_wrong_iss")
+#: Misbehaviours of the next identity-endpoint answer (HTTP 500, or an answer without the id).
+IDENTITY_MISBEHAVIOURS = ("identity_500", "identity_without_id")
 
 
 @dataclass
@@ -207,6 +209,10 @@ class SandboxStore:
         self.consents: dict[str, PendingConsent] = {}
         self.misbehaviours: dict[str, deque[str]] = {}
         self.token_requests: list[TokenRequestLog] = []
+        #: Sandbox account the consent logs in as, per provider key or "*" (test control).
+        self.default_accounts: dict[str, str] = {}
+        #: Identity-endpoint hits: (provider key, path).
+        self.identity_requests: list[tuple[str, str]] = []
 
     # --- grants ---------------------------------------------------------------------------
 
@@ -252,8 +258,12 @@ class SandboxStore:
         queue.extend([kind] * count)
 
     def pop_misbehaviour(self, provider_key: str, *, stage: str = "token") -> str | None:
-        """Next queued misbehaviour of ``stage`` (``token`` or ``authorize``) for a provider."""
-        kinds = AUTHORIZE_MISBEHAVIOURS if stage == "authorize" else MISBEHAVIOURS
+        """Next queued misbehaviour of ``stage`` (``token``, ``authorize`` or ``identity``)
+        for a provider."""
+        kinds = {
+            "authorize": AUTHORIZE_MISBEHAVIOURS,
+            "identity": IDENTITY_MISBEHAVIOURS,
+        }.get(stage, MISBEHAVIOURS)
         for key in (provider_key, "*"):
             queue = self.misbehaviours.get(key)
             if not queue:
