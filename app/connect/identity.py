@@ -191,7 +191,7 @@ async def check_account(
             row,
             "connection.account_mismatch",
             connection_id=row.connection_id,
-            data={"action": "refused" if refuse else "allowed", "tokens_revoked": revoked},
+            data={"action": "refused" if refuse else "allowed", "revoked_at_provider": revoked},
         )
         log.info(
             "re-authorization with another account",
@@ -235,7 +235,7 @@ async def check_account(
         data={
             "mode": mode,
             "existing_connection_id": existing.id,
-            "tokens_revoked": revoked,
+            "revoked_at_provider": revoked,
         },
     )
     log.info("account already connected", extra={"session_id": row.id, "mode": mode})

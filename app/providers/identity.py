@@ -158,18 +158,12 @@ async def _call_endpoint(
 ) -> Mapping[str, Any]:
     assert spec.url is not None and token_result.access_token is not None
     token = token_result.access_token.reveal()
-    values = provider.template_values(inputs)
-    if spec.auth == "path":
-        values["access_token"] = token
-    url = render_template(spec.url, values)
+    url = render_template(spec.url, provider.template_values(inputs))
     headers = {"Accept": "application/json", **spec.headers}
-    params: dict[str, str] = {}
     if spec.auth == "bearer":
         headers["Authorization"] = f"Bearer {token}"
-    elif spec.auth.startswith("header:"):
+    else:
         headers[spec.auth.split(":", 1)[1]] = token
-    elif spec.auth.startswith("query:"):
-        params[spec.auth.split(":", 1)[1]] = token
     async with httpx.AsyncClient(
         transport=transport,
         timeout=httpx.Timeout(timeout_seconds, connect=min(timeout_seconds, 10.0)),
@@ -181,7 +175,6 @@ async def _call_endpoint(
                 spec.method,
                 url,
                 headers=headers,
-                params=params or None,
                 extensions={"pbf_target": f"identity:{provider.key}"},
             )
         except httpx.HTTPError as exc:

@@ -128,10 +128,10 @@ class IdentitySpec(BaseModel):
       ``id`` URL → org id);
     * ``id_token`` — ``id`` / ``label`` are claims of the OpenID Connect ``id_token`` the
       token endpoint returned (``scopes`` adds ``openid`` … to the request);
-    * ``endpoint`` — an identity call: ``url`` (``{input}`` placeholders; ``{access_token}``
-      only where the provider takes the token in the path), ``method``, ``auth`` (how the
-      access token is sent) and ``headers``; ``id`` / ``label`` are dotted paths into its
-      JSON answer;
+    * ``endpoint`` — an identity call: ``url`` (``{input}`` placeholders), ``method``,
+      ``auth`` (how the access token is sent: ``bearer`` or ``header:<Name>``, never in a
+      URL, where access logs would keep it) and ``headers``; ``id`` / ``label`` are dotted
+      paths into its JSON answer;
     * ``callback`` — a (verified) callback query parameter named by ``id`` (QuickBooks
       ``realmId``, Shopify's HMAC-signed ``shop``);
     * ``input`` — the end-user input that names the account (Zendesk subdomain);
@@ -151,9 +151,8 @@ class IdentitySpec(BaseModel):
     id_pattern: str | None = None
     url: str | None = None
     method: Literal["GET", "POST"] = "GET"
-    #: bearer: ``Authorization: Bearer``; ``header:<Name>``: the raw token in that header;
-    #: ``query:<param>``: the token as a query parameter; ``path``: ``{access_token}`` in url.
-    auth: str = "bearer"
+    #: bearer: ``Authorization: Bearer``; ``header:<Name>``: the raw token in that header.
+    auth: str = Field("bearer", pattern=r"^(?:bearer|header:[A-Za-z0-9-]{1,64})$")
     headers: dict[str, str] = Field(default_factory=dict)
     #: Scopes the identity source needs on top of the provider's (requested, not required).
     scopes: list[str] = Field(default_factory=list)

@@ -183,7 +183,7 @@ def check_spec(
     identity = spec.identity
     if identity.source == "endpoint" and identity.url:
         for placeholder in PLACEHOLDER.findall(identity.url):
-            if placeholder not in input_names | provided | {"access_token"}:
+            if placeholder not in input_names | provided:
                 problems.append(
                     f"{where}: identity.url uses {{{placeholder}}}, which is not an input"
                 )

@@ -13,9 +13,9 @@ shape (see :mod:`app.providers.identity` and ``identity.yaml``):
 * an OpenID Connect ``id_token`` (Google ``sub``/``email``; Entra ``oid``/``tid``/
   ``preferred_username``) when ``openid`` was granted, signed HS256 with the client secret
   (the client does not check signatures of tokens it got straight from the token endpoint);
-* identity endpoints under ``/sandbox/oauth/<provider>/api/<real path>`` (HubSpot's token
-  info with the token in the path, Intercom ``/me``, Graph ``/me``, TikTok's ``Access-Token``
-  header …), answering the body the real endpoint answers;
+* identity endpoints under ``/sandbox/oauth/<provider>/api/<real path>`` (HubSpot's account
+  info, Intercom ``/me``, Graph ``/me``, TikTok's ``Access-Token`` header …), answering the
+  body the real endpoint answers;
 * callback parameters (QuickBooks ``realmId``, Amazon ``selling_partner_id``).
 
 Two sandbox accounts of the same provider always differ; the same account always gives the
@@ -246,28 +246,16 @@ def endpoint_body(
     name = display_name(account)
     mail = email(account)
     if provider_key == "hubspot":
-        hub_id = int(digits(8, provider_key, account))
-        user_id = int(digits(8, provider_key, account, "user"))
         return {
-            "token": access_token,
-            "user": mail,
-            "hub_domain": f"{account}.hubspot.com",
-            "scopes": [s for s in scope.split(" ") if s],
-            "signed_access_token": {
-                "expiresAt": int(time.time()) + expires_in,
-                "scopes": scope,
-                "hubId": hub_id,
-                "userId": user_id,
-                "appId": int(digits(7, client_id)),
-                "isUserLevel": False,
-                "isPrivateDistribution": False,
-            },
-            "hub_id": hub_id,
-            "app_id": int(digits(7, client_id)),
-            "expires_in": expires_in,
-            "user_id": user_id,
-            "token_type": "access",
-            "is_private_distribution": False,
+            "portalId": int(digits(8, provider_key, account)),
+            "accountType": "STANDARD",
+            "timeZone": "Europe/London",
+            "companyCurrency": "GBP",
+            "additionalCurrencies": [],
+            "utcOffset": "+00:00",
+            "utcOffsetMilliseconds": 0,
+            "uiDomain": "app.hubspot.com",
+            "dataHostingLocation": "na1",
         }
     if provider_key == "intercom":
         return {

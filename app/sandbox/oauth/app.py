@@ -334,21 +334,13 @@ def _account_of(oauth: SandboxOAuth, access_token: str) -> str | None:
     return grant.user.username if grant is not None else None
 
 
-def _presented_token(auth: str, request: Request, path: str, expected_path: str) -> str | None:
-    """The access token as the provider takes it (bearer, header, query or in the path)."""
+def _presented_token(auth: str, request: Request) -> str | None:
+    """The access token as the provider takes it (bearer, or a named header)."""
     if auth == "bearer":
         header = request.headers.get("authorization") or ""
         scheme, _, value = header.partition(" ")
         return value.strip() or None if scheme.lower() == "bearer" else None
-    if auth.startswith("header:"):
-        return request.headers.get(auth.split(":", 1)[1]) or None
-    if auth.startswith("query:"):
-        return request.query_params.get(auth.split(":", 1)[1]) or None
-    if auth == "path":
-        prefix, _, suffix = expected_path.partition("{access_token}")
-        if path.startswith(prefix) and path.endswith(suffix) and len(path) > len(prefix + suffix):
-            return path[len(prefix) : len(path) - len(suffix) if suffix else None]
-    return None
+    return request.headers.get(auth.split(":", 1)[1]) or None
 
 
 def create_sandbox_oauth_app(
@@ -514,20 +506,17 @@ def _build_app(settings: Settings, get_registry: Callable[[], ProviderRegistry])
 
     @app.api_route("/{provider_key}/api/{path:path}", methods=["GET", "POST"])
     async def identity_endpoint(provider_key: str, path: str, request: Request) -> Response:
-        """The provider's identity call (e.g. HubSpot token info, Intercom ``/me``)."""
+        """The provider's identity call (e.g. HubSpot account info, Intercom ``/me``)."""
         oauth, server = _server(request, provider_key, page=False)
         provider = oauth.provider(provider_key)
         assert provider is not None
         spec = provider.spec.identity
-        expected = urlsplit(spec.url or "")
-        expected_path = expected.path.removeprefix(f"{SANDBOX_PATH}/{provider_key}/api/")
-        token = _presented_token(spec.auth, request, path, expected_path)
-        if spec.source != "endpoint" or token is None:
-            return _problem(
-                404 if spec.source != "endpoint" else 401,
-                "invalid_request",
-                "not an identity endpoint of this provider, or no token",
-            )
+        expected = urlsplit(spec.url or "").path.removeprefix(f"{SANDBOX_PATH}/{provider_key}/api/")
+        if spec.source != "endpoint" or path != expected:
+            return _problem(404, "invalid_request", "not an identity endpoint of this provider")
+        token = _presented_token(spec.auth, request)
+        if token is None:
+            return _problem(401, "invalid_token", "no access token presented")
         oauth.store.identity_requests.append((provider_key, "/" + path))
         issued = oauth.store.access_tokens.get(token)
         if (
