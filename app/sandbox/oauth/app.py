@@ -4,10 +4,13 @@ For local use and tests only; mounted at ``/sandbox/oauth`` in sandbox mode (nev
 production) or run standalone via :func:`create_sandbox_oauth_app`. Per provider:
 
 * ``GET  /{provider}/authorize`` — validates the request (exact redirect URI, S256 PKCE),
-  then shows a consent page (Approve / Deny), or decides at once with
-  ``login_hint=auto`` / ``auto:<user>`` / the ``sandbox_auto_approve`` setting, and
-  ``login_hint=deny`` (→ ``error=access_denied``). Every redirect carries ``iss``.
-* ``POST /{provider}/authorize`` — the consent form's decision.
+  then shows a consent page (Approve / Deny, and "Sign in as" a sandbox account), or decides
+  at once with ``login_hint=auto`` / ``auto:<account>`` / the ``sandbox_auto_approve``
+  setting, and ``login_hint=deny`` (→ ``error=access_denied``). Every redirect carries
+  ``iss``.
+* ``POST /{provider}/authorize`` — the consent form's decision (and chosen account).
+* ``GET|POST /{provider}/api/<path>`` — the provider's identity call (the real path, the
+  real answer's shape; :mod:`app.sandbox.oauth.accounts`), for the access token's account.
 * ``POST /{provider}/token`` — authorization code (single use; replay revokes the grant),
   refresh (rotation and reuse detection where the provider rotates), Facebook exchange.
 * ``POST /{provider}/introspect`` (RFC 7662), ``POST /{provider}/revoke`` (RFC 7009),
@@ -18,9 +21,11 @@ request (:mod:`app.sandbox.latency`); ``POST /_control/misbehave`` ``{provider_k
 makes the next token responses misbehave (kinds in ``store.MISBEHAVIOURS``: no RT, HTML 502,
 200 + ``{"error": "invalid_grant"}``, narrowed scope, 307 redirect, string ``expires_in``,
 no ``token_type``) or the next authorization redirects (``authorize_omit_iss``,
-``authorize_wrong_iss``); ``provider_key="*"`` for any provider.
-``GET /_control/token-requests`` lists token-endpoint hits; ``POST /_control/reset`` clears
-all state.
+``authorize_wrong_iss``); ``provider_key="*"`` for any provider; ``identity_500`` / ``identity_without_id`` break the
+next identity call. ``POST /_control/account`` ``{provider_key, account}`` chooses the sandbox
+account the following consents log in as (``provider_key="*"`` for any provider).
+``GET /_control/token-requests`` / ``GET /_control/identity-requests`` list token-endpoint
+and identity-endpoint hits; ``POST /_control/reset`` clears all state.
 """
 
 from __future__ import annotations
