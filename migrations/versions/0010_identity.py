@@ -26,9 +26,7 @@ def upgrade() -> None:
             "ix_connections_account", ["end_user_id", "service", "account_id"], unique=False
         )
     with op.batch_alter_table("connect_sessions") as batch:
-        batch.add_column(
-            sa.Column("existing_connection_id", sa.String(length=40), nullable=True)
-        )
+        batch.add_column(sa.Column("existing_connection_id", sa.String(length=40), nullable=True))
 
 
 def downgrade() -> None:

@@ -21,9 +21,10 @@ request (:mod:`app.sandbox.latency`); ``POST /_control/misbehave`` ``{provider_k
 makes the next token responses misbehave (kinds in ``store.MISBEHAVIOURS``: no RT, HTML 502,
 200 + ``{"error": "invalid_grant"}``, narrowed scope, 307 redirect, string ``expires_in``,
 no ``token_type``) or the next authorization redirects (``authorize_omit_iss``,
-``authorize_wrong_iss``); ``provider_key="*"`` for any provider; ``identity_500`` / ``identity_without_id`` break the
-next identity call. ``POST /_control/account`` ``{provider_key, account}`` chooses the sandbox
-account the following consents log in as (``provider_key="*"`` for any provider).
+``authorize_wrong_iss``); ``provider_key="*"`` for any provider; ``identity_500`` /
+``identity_without_id`` break the next identity call. ``POST /_control/account``
+``{provider_key, account}`` chooses the sandbox account the following consents log in as
+(``provider_key="*"`` for any provider).
 ``GET /_control/token-requests`` / ``GET /_control/identity-requests`` list token-endpoint
 and identity-endpoint hits; ``POST /_control/reset`` clears all state.
 """
