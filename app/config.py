@@ -157,6 +157,21 @@ class ConnectSettings(BaseModel):
         "when the tokens were stored, failed otherwise). Keep it above the longest callback "
         "(token exchange plus Fivetran calls with their timeouts and retries).",
     )
+    reauth_other_account: Literal["refuse", "allow"] = Field(
+        "refuse",
+        description="Re-authorizing a connection as another provider account than the one "
+        "recorded: refuse (session fails with account_mismatch, the new tokens are revoked "
+        "and never stored, the connection is unchanged) or allow (the connection moves to the "
+        "new account).",
+    )
+    duplicate_account: Literal["refuse", "flag", "return_existing"] = Field(
+        "refuse",
+        description="Connecting a provider account the same end-user already has in a "
+        "non-deleted connection of the same service: refuse (session fails with "
+        "account_already_connected, nothing created), flag (created with duplicate_of set) "
+        "or return_existing (the session completes with the existing connection; the new "
+        "tokens are discarded).",
+    )
 
 
 class RateLimitSettings(BaseModel):

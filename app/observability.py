@@ -34,7 +34,11 @@ _SENSITIVE_WORDS = (
     r"[A-Za-z0-9_\-]*(?:token|secret|password|passwd|verifier|api_key|apikey|private_key"
     r"|client_assertion|signature|hmac|authorization|cookie)[A-Za-z0-9_\-]*"
 )
-_SENSITIVE_PARAM = rf"(?:code|state|iss|auth_code|session_state|{_SENSITIVE_WORDS})"
+# Callback parameters that name the consenting account (personal data, never logged).
+_ACCOUNT_PARAMS = r"realmId|selling_partner_id|shop"
+_SENSITIVE_PARAM = (
+    rf"(?:code|state|iss|auth_code|session_state|{_ACCOUNT_PARAMS}|{_SENSITIVE_WORDS})"
+)
 # key=value in query strings / form bodies / free text. An unquoted value runs to the next
 # '&' or whitespace: codes are 1*VSCHAR (RFC 6749 A.11), so ',', ';' and quotes may be in it.
 _KV_RE = re.compile(rf"(?i)(?<![A-Za-z0-9_])({_SENSITIVE_PARAM})=(?:'[^']*'|\"[^\"]*\"|[^&\s]+)")

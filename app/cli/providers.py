@@ -71,6 +71,7 @@ def list_providers(
             "route": "oauth2" if p.spec.fivetran.hands_over_token else "connect_card",
             "grant": "authorization_code",
             **p.spec.verification.public(),
+            **p.spec.identity.public(),
         }
         for p in registry.all()
     ]
@@ -102,6 +103,11 @@ def list_providers(
             f"{row['token_auth_method']:<20} pkce={'on' if row['pkce'] else 'off':<3} "
             f"rt={'required' if row['requires_refresh_token'] else 'no':<8} "
             f"rotation={row['rotation']:<8} route={row['route']:<12} "
+            + (
+                f"identity={row['identity_source']:<14} "
+                if row.get("identity_source")
+                else f"{'identity=-':<24} "
+            )
             + (
                 "verified"
                 if row["verified"]

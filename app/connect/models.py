@@ -43,6 +43,9 @@ class ConnectSession(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    #: The connection that already holds the consented account (``account_already_connected``)
+    #: or that the session returned instead of a new one (``return_existing``).
+    existing_connection_id: Mapped[str | None] = mapped_column(String(40), default=None)
 
 
 class OAuthFlow(Base):

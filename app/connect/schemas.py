@@ -55,6 +55,12 @@ class ConnectSessionView(BaseModel):
         None, description="The connection this session creates or re-authorizes."
     )
     error: str | None = Field(None, description="Allow-listed error code when failed.")
+    existing_connection_id: str | None = Field(
+        None,
+        description="The end-user's connection that already holds the consented account "
+        "(error account_already_connected), or the one returned instead of a new connection "
+        "(PBF_CONNECT__DUPLICATE_ACCOUNT=return_existing).",
+    )
     reauthorization: bool
     created_at: datetime
     expires_at: datetime

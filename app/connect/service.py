@@ -42,6 +42,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import audit
 from app.callers.service import Caller, key_is_revoked
 from app.config import Settings
+from app.connect.identity import (
+    IDENTITY_ERROR_CODES,
+    AccountAccepted,
+    ReturnExisting,
+    check_account,
+    record_account,
+)
 from app.connect.models import ConnectSession, OAuthFlow, OAuthGrant
 from app.connect.origins import validate_return_to, with_query
 from app.connect.schemas import (
@@ -54,6 +61,7 @@ from app.connections.models import Connection
 from app.connections.replaced_tokens import keep_replaced_refresh_token
 from app.connections.service import (
     complete_oauth,
+    discard_reserved_connection,
     fail_oauth,
     mark_authorizing,
     reserve_oauth_connection,
@@ -95,6 +103,7 @@ SESSION_ERROR_CODES = frozenset(
         "key_revoked",
         "interrupted",
     }
+    | IDENTITY_ERROR_CODES
 )
 
 
@@ -691,6 +700,19 @@ async def _exchange(
         )
         return _back_to_app(row, status="error", error=_session_code(exc.error_code))
 
+    # The account check comes first after the exchange: nothing is stored before it.
+    decision = await _check_account(
+        session,
+        app_state,
+        row=row,
+        flow=flow,
+        provider=provider,
+        params=params,
+        token_result=token_result,
+    )
+    if isinstance(decision, BrowserResult):
+        return decision
+
     try:
         await store_grant(
             session,
@@ -700,6 +722,9 @@ async def _exchange(
             token_result=token_result,
             token_endpoint=flow.token_endpoint,
         )
+        connection = await session.get(Connection, flow.connection_id)
+        if connection is not None:
+            record_account(connection, decision.identity, decision.duplicate_of)
     except VaultError as exc:
         row, flow = await _after_rollback(session, row.id, flow.id)
         await _fail_flow(session, app_state, row=row, flow=flow, error_code="vault_error")
@@ -712,6 +737,56 @@ async def _exchange(
     await _shred_verifier(session, app_state, flow, flush=False)
     await session.commit()
     return row, flow, token_result
+
+
+async def _check_account(
+    session: AsyncSession,
+    app_state: AppState,
+    *,
+    row: ConnectSession,
+    flow: OAuthFlow,
+    provider: Provider,
+    params: dict[str, str],
+    token_result: TokenResult,
+) -> AccountAccepted | BrowserResult:
+    """The connected account's identity, checked right after the exchange
+    (:mod:`app.connect.identity`): accepted (to be recorded with the tokens), or the browser
+    answer of a refusal / ``return_existing`` (the new tokens already revoked or dropped)."""
+    decision = await check_account(
+        session,
+        app_state,
+        row=row,
+        provider=provider,
+        token_result=token_result,
+        callback_params=params,
+    )
+    if isinstance(decision, AccountAccepted):
+        return decision
+    await _shred_verifier(session, app_state, flow)
+    if isinstance(decision, ReturnExisting):
+        reserved = await session.get(Connection, row.connection_id)
+        if reserved is not None and reserved.id != decision.connection_id:
+            await discard_reserved_connection(
+                session, reserved, reason="account_already_connected:returned_existing"
+            )
+        row.connection_id = decision.connection_id
+        row.existing_connection_id = decision.connection_id
+        row.status = "completed"
+        row.completed_at = utcnow()
+        flow.status = "completed"
+        await _emit_outcome(session, row, connection_id=decision.connection_id)
+        await session.flush()
+        return _back_to_app(row, status="connected", connection_id=decision.connection_id)
+    row.existing_connection_id = decision.existing_connection_id
+    await _fail_session(
+        session, row=row, flow=flow, error_code=decision.error, oauth_failed=not row.reauthorization
+    )
+    extra = (
+        {"existing_connection_id": decision.existing_connection_id}
+        if decision.existing_connection_id
+        else {}
+    )
+    return _back_to_app(row, status="error", error=decision.error, **extra)
 
 
 async def _complete(
@@ -895,6 +970,7 @@ def session_out(row: ConnectSession) -> ConnectSessionView:
         status=effective_status(row),  # type: ignore[arg-type]
         connection_id=row.connection_id,
         error=row.error,
+        existing_connection_id=row.existing_connection_id,
         reauthorization=row.reauthorization,
         created_at=row.created_at,
         expires_at=row.expires_at,

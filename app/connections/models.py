@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, UTCDateTime, utcnow
@@ -15,7 +15,10 @@ class Connection(Base):
     """One source connection of an end-user and its mirror of the Fivetran state."""
 
     __tablename__ = "connections"
-    __table_args__ = (UniqueConstraint("end_user_id", "service", "slot"),)
+    __table_args__ = (
+        UniqueConstraint("end_user_id", "service", "slot"),
+        Index("ix_connections_account", "end_user_id", "service", "account_id"),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     end_user_id: Mapped[str] = mapped_column(ForeignKey("end_users.id"), index=True)
@@ -50,6 +53,13 @@ class Connection(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    #: The provider-side account the OAuth grant belongs to (org, portal, Google account …)
+    #: and its display label: personal data, never logged (``app.providers.identity``).
+    account_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    account_label: Mapped[str | None] = mapped_column(String(255), default=None)
+    #: Another live connection of the same end-user and service on the same account
+    #: (``PBF_CONNECT__DUPLICATE_ACCOUNT=flag``).
+    duplicate_of: Mapped[str | None] = mapped_column(String(40), default=None)
 
 
 class ConnectionTransition(Base):

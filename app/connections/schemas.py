@@ -124,6 +124,18 @@ class ActionOut(BaseModel):
     status: str
 
 
+class AccountOut(BaseModel):
+    """The provider-side account an OAuth connection is authorized as."""
+
+    id: str = Field(
+        description="Stable provider-side id (Salesforce org id, HubSpot portal "
+        "id, Google account sub, …)."
+    )
+    label: str | None = Field(
+        None, description="Display label (org URL, portal domain, e-mail …); personal data."
+    )
+
+
 class ConnectionOut(ScrubbedOut):
     id: str
     end_user: str
@@ -149,6 +161,17 @@ class ConnectionOut(ScrubbedOut):
     last_sync_failed_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    account: AccountOut | None = Field(
+        None,
+        description="The provider account this OAuth connection is authorized as; null for "
+        "credential sources, providers without an identity source, and connections not "
+        "authorized yet.",
+    )
+    duplicate_of: str | None = Field(
+        None,
+        description="Another connection of the same end-user and service on the same "
+        "account (set under PBF_CONNECT__DUPLICATE_ACCOUNT=flag).",
+    )
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -176,6 +199,10 @@ class ConnectionOut(ScrubbedOut):
             last_sync_failed_at=conn.last_sync_failed_at,
             created_at=conn.created_at,
             updated_at=conn.updated_at,
+            account=AccountOut(id=conn.account_id, label=conn.account_label)
+            if conn.account_id
+            else None,
+            duplicate_of=conn.duplicate_of,
         )
 
     def dump(self) -> dict[str, Any]:

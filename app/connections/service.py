@@ -359,6 +359,45 @@ async def fail_oauth(session: AsyncSession, connection: Connection, *, error_cod
         await session.flush()
 
 
+async def discard_reserved_connection(
+    session: AsyncSession, connection: Connection, *, reason: str
+) -> None:
+    """A connection reserved for a connect session that ended up returning another one
+    (``return_existing``): it never existed at Fivetran, so it is deleted quietly (no
+    event) and its slot released."""
+    if connection.fivetran_connection_id is not None or connection.state not in (
+        states.PENDING,
+        states.AUTHORIZING,
+    ):
+        return
+    await states.transition(session, connection, states.DELETED, reason=reason, emit=False)
+    await _release_slot(session, connection)
+
+
+async def live_connection_with_account(
+    session: AsyncSession,
+    *,
+    end_user_id: str,
+    service: str,
+    account_id: str,
+    exclude_id: str,
+) -> Connection | None:
+    """The oldest non-deleted connection of this end-user and service holding the provider
+    account ``account_id`` ("already connected"), other than ``exclude_id``."""
+    return await session.scalar(
+        select(Connection)
+        .where(
+            Connection.end_user_id == end_user_id,
+            Connection.service == service,
+            Connection.account_id == account_id,
+            Connection.state != states.DELETED,
+            Connection.id != exclude_id,
+        )
+        .order_by(Connection.created_at, Connection.id)
+        .limit(1)
+    )
+
+
 # --- credentials sources -----------------------------------------------------------------
 
 

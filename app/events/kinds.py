@@ -13,6 +13,8 @@ EVENT_KINDS: tuple[str, ...] = (
     "connection.sync_succeeded",
     "connection.sync_failed",
     "connection.deleted",
+    "connection.account_mismatch",
+    "connection.duplicate_account",
     "connect_session.completed",
     "connect_session.failed",
     "end_user.group_repaired",

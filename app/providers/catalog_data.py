@@ -36,9 +36,16 @@ def _generated() -> dict[str, Any]:
     return _read("catalog_generated.yaml")
 
 
+def identity_data() -> dict[str, Any]:
+    """``identity.yaml``: each catalog provider's account-identity source (keys starting
+    with ``_`` are YAML anchors, not providers)."""
+    return {k: v for k, v in _read("identity.yaml").items() if not str(k).startswith("_")}
+
+
 def load_catalog_data() -> dict[str, Any]:
     """Every catalog provider entry (raw data, validated by the registry builder); a fresh
-    copy each call."""
+    copy each call. Each entry gets its ``identity`` from ``identity.yaml`` unless it
+    declares one itself."""
     hand = _read("catalog.yaml")
     generated = _generated()
     facts: dict[str, Any] = generated.get("verification") or {}
@@ -51,6 +58,10 @@ def load_catalog_data() -> dict[str, Any]:
     for key, picker in (_read("pickers.yaml") or {}).items():
         if key in data and isinstance(data[key], dict) and "picker" not in data[key]:
             data[key] = {**data[key], "picker": picker}
+    identities = identity_data()
+    for key, entry in data.items():
+        if isinstance(entry, dict) and "identity" not in entry and key in identities:
+            data[key] = {**entry, "identity": identities[key]}
     return copy.deepcopy(data)  # a fresh copy each call, so callers may change it
 
 

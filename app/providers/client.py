@@ -61,6 +61,8 @@ TOKEN_HEADERS = {
     "Accept": "application/json",
     "Content-Type": "application/x-www-form-urlencoded;charset=UTF-8",
 }
+#: Token-response fields never kept outside the vault (``TokenResult.response_fields``).
+SECRET_RESPONSE_FIELDS = frozenset({"access_token", "refresh_token", "id_token"})
 #: authlib method names used on the wire for each catalog ``token_auth_method``.
 AUTH_METHOD_NAMES = {
     "client_secret_basic": "client_secret_basic_rfc6749",
@@ -406,6 +408,8 @@ def _token_result(
         missing_scopes=missing,
         rotated=rotated,
         token_type="bearer",
+        response_fields={k: v for k, v in body.items() if k not in SECRET_RESPONSE_FIELDS},
+        id_token=Secret(body["id_token"]) if isinstance(body.get("id_token"), str) else None,
     )
 
 

@@ -106,7 +106,9 @@ class Provider:
 
     @property
     def scopes(self) -> tuple[str, ...]:
-        return tuple(self.spec.scopes)
+        """Requested scopes: the provider's, then those its identity source needs."""
+        extra = [s for s in self.spec.identity.scopes if s not in self.spec.scopes]
+        return (*self.spec.scopes, *extra)
 
     @property
     def requires_refresh_token(self) -> bool:
@@ -116,7 +118,7 @@ class Provider:
     def required_scopes(self) -> tuple[str, ...]:
         if self.spec.required_scopes is not None:
             return tuple(self.spec.required_scopes)
-        return self.scopes
+        return tuple(self.spec.scopes)  # identity scopes are requested, never required
 
     @property
     def input_specs(self) -> tuple[InputSpec, ...]:

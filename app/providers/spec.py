@@ -8,6 +8,7 @@ Fivetran service) live in :mod:`app.providers.validation` and report one message
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -189,6 +190,101 @@ class PickerSpec(BaseModel):
     verification: Verification = Field(default_factory=Verification)
 
 
+IdentitySource = Literal["token_response", "id_token", "endpoint", "callback", "input", "none"]
+
+
+class IdentitySpec(BaseModel):
+    """Where the provider-side account identity of a connection comes from (catalog data).
+
+    ``source`` is one of:
+
+    * ``token_response`` — ``id`` / ``label`` are dotted JSON paths into the code-exchange
+      response (``data.gid``); ``id_pattern`` may cut the id out of a string (Salesforce's
+      ``id`` URL → org id);
+    * ``id_token`` — ``id`` / ``label`` are claims of the OpenID Connect ``id_token`` the
+      token endpoint returned (``scopes`` adds ``openid`` … to the request);
+    * ``endpoint`` — an identity call: ``url`` (``{input}`` placeholders), ``method``,
+      ``auth`` (how the access token is sent: ``bearer`` or ``header:<Name>``, never in a
+      URL, where access logs would keep it) and ``headers``; ``id`` / ``label`` are dotted
+      paths into its JSON answer;
+    * ``callback`` — a (verified) callback query parameter named by ``id`` (QuickBooks
+      ``realmId``, Shopify's HMAC-signed ``shop``);
+    * ``input`` — the end-user input that names the account (Zendesk subdomain);
+    * ``none`` — the provider offers no identity source; ``reason`` says why. Identity
+      checks are then skipped (and reported as such in ``providers list``).
+
+    ``label_format`` builds the display label (``{id}``, ``{label}``); ``verification``
+    records how far these facts are established, like other catalog facts.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: IdentitySource
+    id: str | None = None
+    label: str | None = None
+    label_format: str | None = None
+    id_pattern: str | None = None
+    url: str | None = None
+    method: Literal["GET", "POST"] = "GET"
+    #: bearer: ``Authorization: Bearer``; ``header:<Name>``: the raw token in that header.
+    auth: str = Field("bearer", pattern=r"^(?:bearer|header:[A-Za-z0-9-]{1,64})$")
+    headers: dict[str, str] = Field(default_factory=dict)
+    #: Scopes the identity source needs on top of the provider's (requested, not required).
+    scopes: list[str] = Field(default_factory=list)
+    reason: str | None = None
+    verification: Verification = Field(default_factory=Verification)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> IdentitySpec:
+        if self.source == "none":
+            if not self.reason:
+                raise ValueError("identity source 'none' needs a reason")
+            return self
+        if not self.id:
+            raise ValueError(f"identity source {self.source!r} needs 'id'")
+        if self.source == "endpoint":
+            if not self.url:
+                raise ValueError("identity source 'endpoint' needs 'url'")
+            if not (
+                self.auth in ("bearer", "path")
+                or (
+                    self.auth.startswith(("header:", "query:"))
+                    and len(self.auth.split(":", 1)[1]) > 0
+                )
+            ):
+                raise ValueError("identity auth must be bearer, path, header:<Name> or query:<p>")
+            if (self.auth == "path") != ("{access_token}" in self.url):
+                raise ValueError("identity auth 'path' and an {access_token} url go together")
+        if self.id_pattern is not None:
+            try:
+                compiled = re.compile(self.id_pattern)
+            except re.error as exc:
+                raise ValueError(f"identity id_pattern: {exc}") from None
+            if compiled.groups != 1:
+                raise ValueError("identity id_pattern needs exactly one capturing group")
+        return self
+
+    @property
+    def declared(self) -> bool:
+        """Whether the provider has an identity source (not ``none``)."""
+        return self.source != "none"
+
+    def public(self) -> dict[str, Any]:
+        """The public view (``providers list``)."""
+        out: dict[str, Any] = {"identity_source": self.source}
+        if self.source == "none":
+            out["identity_checks"] = "skipped"
+            out["identity_reason"] = self.reason
+        else:
+            out["identity_verified"] = self.verification.verified
+        return out
+
+
+UNDECLARED_IDENTITY = IdentitySpec(
+    source="none", reason="no identity source declared for this provider"
+)
+
+
 class ProviderSpec(BaseModel):
     """One OAuth 2.0 source app. URL fields may contain ``{input}`` placeholders."""
 
@@ -255,6 +351,8 @@ class ProviderSpec(BaseModel):
     replaces: str | None = None
     #: Discover the issuer's RFC 8414 metadata at startup (always on for operator issuers).
     discover_metadata: bool = False
+    #: Where the connected account's identity comes from (``app/providers/identity.yaml``).
+    identity: IdentitySpec = Field(default_factory=lambda: UNDECLARED_IDENTITY)
 
 
 class ProviderOverride(BaseModel):

@@ -134,9 +134,16 @@ def sandbox_spec(key: str, spec: ProviderSpec, public_base_url: str) -> Provider
                 ]
             }
         )
+    identity = spec.identity
+    if identity.source == "endpoint" and identity.url:
+        # The identity call goes to the sandbox server too, under /api + the real path.
+        real = urlsplit(identity.url)
+        path = real.path + (f"?{real.query}" if real.query else "")
+        identity = identity.model_copy(update={"url": f"{base}/api{path}"})
     return spec.model_copy(
         update={
             "picker": picker,
+            "identity": identity,
             "issuer": base,
             "authorization_url": authorize,
             "token_url": f"{base}/token",

@@ -7,8 +7,10 @@ the rest is non-secret metadata (issuer, client id, granted scope, ``instance_ur
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from app.vault.secret import Secret
 
@@ -32,6 +34,11 @@ class TokenResult:
     #: False when it returned none or the same one; None after a code exchange.
     rotated: bool | None = None
     token_type: str = "bearer"
+    #: The token response without its secrets (no access/refresh/id token): where an
+    #: account identity may be read (``data.gid``, Salesforce ``id`` …).
+    response_fields: Mapping[str, Any] = field(default_factory=dict)
+    #: The OpenID Connect ``id_token`` when the token endpoint returned one.
+    id_token: Secret | None = None
 
     def __repr__(self) -> str:  # never show token values, even masked ones in bulk
         return (

@@ -180,6 +180,24 @@ def check_spec(
                 problems=problems,
             )
 
+    # Identity source: its URL is a provider endpoint like the others.
+    identity = spec.identity
+    if identity.source == "endpoint" and identity.url:
+        for placeholder in PLACEHOLDER.findall(identity.url):
+            if placeholder not in input_names | provided:
+                problems.append(
+                    f"{where}: identity.url uses {{{placeholder}}}, which is not an input"
+                )
+        if check_urls:
+            check_url(
+                f"{where}: identity.url",
+                identity.url,
+                allow_loopback_http=allow_loopback_http,
+                problems=problems,
+            )
+    if identity.source == "input" and identity.id not in input_names:
+        problems.append(f"{where}: identity reads unknown input {identity.id!r}")
+
     # Inputs: anchored, compiling patterns; defaults and enums that match.
     for item in spec.inputs:
         iwhere = f"{where}: input {item.name!r}"

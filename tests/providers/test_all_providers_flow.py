@@ -153,6 +153,11 @@ async def test_oauth_provider_connects(env: Module, provider_key: str) -> None:
     r = await env.client.get(f"/v1/connections/{back['connection_id']}", headers=env.headers)
     body = r.json()
     assert body["state"] == "connected", (body.get("setup_tests"), body.get("state_reason"))
+    # The provider account was identified exactly where the catalog declares a source.
+    if provider.spec.identity.declared:
+        assert body["account"] and body["account"]["id"], body["account"]
+    else:
+        assert body["account"] is None
     remote = await _remote(env, body["fivetran_connection_id"])
     assert remote["service"] == service
     assert remote["status"]["setup_state"] == "connected", remote["status"]

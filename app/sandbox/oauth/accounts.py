@@ -1,377 +1,353 @@
-"""Simulated provider list endpoints (account pickers) — a **simulation** for the sandbox.
+"""Sandbox accounts and the identity each provider reports for them — a **simulation**.
 
-After consent, sources such as Google Ads or Facebook Ads need the end-user to choose what to
-sync (customer ids, ad accounts, GA4 properties, Search Console sites …). The real providers
-list those choices at their API; in sandbox mode the picker's list URLs point here instead
-(``/sandbox/oauth/<provider>/api/<host>/<path>``, see
-:func:`app.providers.startup.sandbox_list_url`), the same way the OAuth endpoints point at the
-sandbox authorization server.
+The sandbox authorization server logs consent in as a *sandbox account* (a user name):
+``sandbox-user`` by default, another one chosen on the consent page (``account``), with
+``login_hint=auto:<name>``, or for every following consent through the control API
+(``POST /sandbox/oauth/_control/account``). Everything a provider reveals about the
+account is derived deterministically from ``(provider, account)``, in the provider's real
+shape (see :mod:`app.providers.identity` and ``identity.yaml``):
 
-Each endpoint checks the access token against the sandbox authorization server's store
-(issued to this provider's sandbox client, not expired, not revoked) and answers in the real
-provider's response shape — including its way of refusing a token (Google/LinkedIn/Pinterest
-401, Facebook HTTP 400 with ``error.code`` 190, TikTok HTTP 200 with ``code`` 40105). The
-accounts are invented, deterministic per sandbox user (``login_hint=auto:<user>``), and
-nothing here talks to a real provider.
+* token-response fields: Salesforce's ``id`` URL (``/id/<org 00D…>/<user 005…>``) and
+  ``instance_url``, Asana's ``data{id,gid,name,email}``, Dropbox ``account_id``, Notion
+  ``workspace_id``/``workspace_name``, Calendly ``owner``/``organization`` URIs;
+* an OpenID Connect ``id_token`` (Google ``sub``/``email``; Entra ``oid``/``tid``/
+  ``preferred_username``) when ``openid`` was granted, signed HS256 with the client secret
+  (the client does not check signatures of tokens it got straight from the token endpoint);
+* identity endpoints under ``/sandbox/oauth/<provider>/api/<real path>`` (HubSpot's account
+  info, Intercom ``/me``, Graph ``/me``, TikTok's ``Access-Token`` header …), answering the
+  body the real endpoint answers;
+* callback parameters (QuickBooks ``realmId``, Amazon ``selling_partner_id``).
 
-Test control: ``POST /_control/misbehave`` with kind ``list_502`` (an HTML 502) or
-``list_malformed`` (a 200 that is not the documented shape) for the next list calls.
+Two sandbox accounts of the same provider always differ; the same account always gives the
+same identity (re-authorization and duplicate tests rely on both).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
+import secrets
 import time
-import uuid
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from joserfc import jwt
+from joserfc.jwk import OctKey
 
-from app.sandbox.oauth.store import IssuedToken, SandboxStore
+from app.providers.spec import IdentitySpec
 
-NO_STORE = {"Cache-Control": "no-store"}
-#: Names of the invented accounts (the sandbox user's "businesses").
-NAMES = ("Acme Retail", "Acme Outlet EU", "Acme Brand Awareness")
+DEFAULT_ACCOUNT = "sandbox-user"
+#: The accounts the consent page offers (any ``[a-z0-9-]`` name works through the hint).
+ACCOUNTS = (DEFAULT_ACCOUNT, "second-account", "third-account")
+ACCOUNT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
-
-def _digits(seed: str, length: int) -> str:
-    digest = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:12], "big")
-    text = str(digest).rjust(length, "7")[-length:]
-    return ("9" + text[1:]) if text[0] == "0" else text
-
-
-def _ids(provider_key: str, user: str, length: int) -> list[str]:
-    return [_digits(f"{provider_key}:{user}:{i}", length) for i in range(len(NAMES))]
+SALESFORCE_KEYS = frozenset({"salesforce", "salesforce_sandbox", "pardot", "pardot_sandbox"})
+ENTRA_CLAIMS = frozenset({"oid", "tid", "preferred_username"})
 
 
-def _uuids(provider_key: str, user: str, kind: str) -> list[str]:
-    return [
-        str(uuid.uuid5(uuid.NAMESPACE_URL, f"sandbox:{provider_key}:{user}:{kind}:{i}"))
-        for i in range(len(NAMES))
-    ]
+def _seed(*parts: str) -> int:
+    return int(hashlib.sha256("|".join(parts).encode()).hexdigest(), 16)
 
 
-def _token_from(request: Request, provider_key: str) -> str | None:
-    if provider_key == "tiktok_ads":
-        return request.headers.get("access-token") or None
-    header = request.headers.get("authorization") or ""
-    scheme, _, value = header.partition(" ")
-    return value.strip() or None if scheme.lower() == "bearer" else None
+def digits(n: int, *parts: str) -> str:
+    value = str(_seed(*parts))
+    return ("1" + value)[:n]
 
 
-def _valid_token(store: SandboxStore, client_id: str, token: str | None) -> IssuedToken | None:
-    issued = store.access_tokens.get(token or "")
-    if (
-        issued is None
-        or issued.client_id != client_id
-        or issued.is_revoked()
-        or issued.is_expired()
-        or not store.grant_active(issued.grant_id)
-    ):
-        return None
-    return issued
+def base62(n: int, *parts: str) -> str:
+    value = _seed(*parts)
+    out = []
+    for _ in range(n):
+        value, rest = divmod(value, 62)
+        out.append(B62[rest])
+    return "".join(out)
 
 
-def _refused(provider_key: str) -> Response:
-    """The provider's own way of refusing an access token."""
-    if provider_key == "facebook_ads":
-        return JSONResponse(
-            {
-                "error": {
-                    "message": "Error validating access token: The session is invalid.",
-                    "type": "OAuthException",
-                    "code": 190,
-                    "fbtrace_id": "SandboxTrace",
-                }
-            },
-            400,
-            NO_STORE,
-        )
-    if provider_key == "tiktok_ads":
-        return JSONResponse(
-            {
-                "code": 40105,
-                "message": "Access token is incorrect or has been revoked.",
-                "request_id": "sandbox",
-                "data": {},
-            },
-            200,
-            NO_STORE,
-        )
-    if provider_key == "snapchat_ads":
-        return JSONResponse(
-            {"request_status": "ERROR", "request_id": "sandbox", "display_message": "Unauthorized"},
-            401,
-            NO_STORE,
-        )
-    if provider_key == "bingads":
-        return JSONResponse(
-            {"Errors": [{"Code": 105, "ErrorCode": "InvalidCredentials"}], "Type": "AdApiFault"},
-            401,
-            NO_STORE,
-        )
-    return JSONResponse(
-        {
-            "error": {
-                "code": 401,
-                "message": "Request had invalid authentication credentials.",
-                "status": "UNAUTHENTICATED",
+def guid(*parts: str) -> str:
+    h = hashlib.sha256("|".join(parts).encode()).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:32]}"
+
+
+def email(account: str) -> str:
+    return f"{account}@sandbox.example"
+
+
+def display_name(account: str) -> str:
+    return " ".join(part.capitalize() for part in account.split("-"))
+
+
+def _nest(doc: dict[str, Any], path: str, value: Any) -> None:
+    """Put ``value`` at a dotted path (numeric parts make one-element lists)."""
+    parts = path.split(".")
+    current: Any = doc
+    for index, part in enumerate(parts):
+        last = index == len(parts) - 1
+        nxt_is_list = not last and parts[index + 1].isdigit()
+        if isinstance(current, list):
+            while len(current) <= int(part):
+                current.append({})
+            if last:
+                current[int(part)] = value
+            else:
+                if not isinstance(current[int(part)], (dict, list)):
+                    current[int(part)] = [] if nxt_is_list else {}
+                current = current[int(part)]
+            continue
+        if last:
+            current.setdefault(part, value)
+        else:
+            current = current.setdefault(part, [] if nxt_is_list else {})
+
+
+def generic_document(provider_key: str, account: str, spec: IdentitySpec) -> dict[str, Any]:
+    """A document holding a generated id (and label) at the spec's paths."""
+    doc: dict[str, Any] = {}
+    if spec.id:
+        _nest(doc, spec.id, digits(12, provider_key, account, "id"))
+    if spec.label:
+        _nest(doc, spec.label, email(account))
+    return doc
+
+
+# --- token response fields ----------------------------------------------------------------
+
+
+def salesforce_ids(provider_key: str, account: str) -> tuple[str, str]:
+    """``(org id, user id)``: 18-character ids with the real prefixes (00D org, 005 user)."""
+    return "00D" + base62(15, provider_key, account, "org"), "005" + base62(
+        15, provider_key, account, "user"
+    )
+
+
+def token_fields(provider_key: str, account: str, spec: IdentitySpec | None) -> dict[str, Any]:
+    """Fields a provider's code-exchange response carries about the account."""
+    if provider_key in SALESFORCE_KEYS:
+        org, user = salesforce_ids(provider_key, account)
+        host = "test.salesforce.com" if "sandbox" in provider_key else "login.salesforce.com"
+        return {
+            "id": f"https://{host}/id/{org}/{user}",
+            "instance_url": f"https://{account}.my.salesforce.com",
+        }
+    if spec is None or spec.source != "token_response":
+        return {}
+    if provider_key == "asana":
+        gid = digits(16, provider_key, account)
+        return {
+            "data": {
+                "id": int(gid),
+                "gid": gid,
+                "name": display_name(account),
+                "email": email(account),
             }
-        },
-        401,
-        NO_STORE,
-    )
+        }
+    if provider_key == "dropbox":
+        return {
+            "account_id": "dbid:AA" + base62(38, provider_key, account),
+            "uid": digits(9, provider_key, account),
+        }
+    if provider_key == "notion":
+        return {
+            "bot_id": guid(provider_key, account, "bot"),
+            "workspace_id": guid(provider_key, account, "workspace"),
+            "workspace_name": f"{display_name(account)}'s Notion",
+            "workspace_icon": None,
+            "owner": {"type": "user", "user": {"object": "user", "id": guid(account)}},
+            "duplicated_template_id": None,
+        }
+    if provider_key == "calendly":
+        return {
+            "owner": f"https://api.calendly.com/users/{base62(16, account, 'user')}",
+            "organization": "https://api.calendly.com/organizations/"
+            + base62(16, provider_key, account, "org"),
+            "owner_type": "users",
+        }
+    return generic_document(provider_key, account, spec)
 
 
-def _not_found() -> Response:
-    return JSONResponse({"error": {"code": 404, "message": "Not found"}}, 404, NO_STORE)
+# --- id_token -------------------------------------------------------------------------------
 
 
-def answer(
+def id_token(
     provider_key: str,
-    path: str,
-    request: Request,
+    account: str,
+    spec: IdentitySpec,
     *,
-    user: str,
+    issuer: str,
     client_id: str,
     client_secret: str,
-    body: Any,
-) -> Response:
-    """The simulated list answer of ``provider_key`` for ``path`` (``<host>/<path>``)."""
-    host, _, rest = path.partition("/")
-    rest = "/" + rest
-    q = request.query_params
-    if provider_key == "google_ads" and host == "googleads.googleapis.com":
-        if not rest.endswith("/customers:listAccessibleCustomers") or request.method != "GET":
-            return _not_found()
-        ids = _ids(provider_key, user, 10)
-        return JSONResponse({"resourceNames": [f"customers/{i}" for i in ids]}, 200, NO_STORE)
-    if provider_key == "google_analytics_4" and host == "analyticsadmin.googleapis.com":
-        if rest != "/v1beta/accountSummaries":
-            return _not_found()
-        accounts = _ids(provider_key, user, 9)
-        props = _ids(provider_key + ":p", user, 9)
-        summaries = []
-        for index, account in enumerate(accounts[:2]):
-            mine = props[index * 2 : index * 2 + 2] if index == 0 else props[2:3]
-            summaries.append(
+) -> str:
+    """An OpenID Connect id_token for the account (Google or Entra claims)."""
+    now = int(time.time())
+    claims: dict[str, Any] = {"iss": issuer, "aud": client_id, "iat": now, "exp": now + 3600}
+    if {spec.id, spec.label} & ENTRA_CLAIMS:
+        tid = guid("tenant", account)
+        oid = guid("user", account)  # one Entra user across all Microsoft providers
+        claims.update(
+            {
+                "iss": f"https://login.microsoftonline.com/{tid}/v2.0",
+                "tid": tid,
+                "oid": oid,
+                "sub": base62(43, provider_key, account),
+                "preferred_username": email(account),
+                "name": display_name(account),
+                "ver": "2.0",
+                "nbf": now,
+            }
+        )
+    else:  # Google: one Google account across all Google providers
+        claims.update(
+            {
+                "azp": client_id,
+                "sub": digits(21, "google", account),
+                "email": email(account),
+                "email_verified": True,
+                "at_hash": base62(22, secrets.token_hex(8)),
+            }
+        )
+    key = OctKey.import_key(client_secret.encode())
+    return jwt.encode({"alg": "HS256", "typ": "JWT"}, claims, key)
+
+
+# --- callback parameters ----------------------------------------------------------------
+
+
+def realm_id(account: str) -> str:
+    digest = hashlib.sha256(account.encode()).hexdigest()
+    return "9130" + str(int(digest[:12], 16))[:12]
+
+
+def callback_params(
+    provider_key: str, account: str, spec: IdentitySpec | None
+) -> list[tuple[str, str]]:
+    """Account parameters a provider adds to its authorization callback."""
+    if provider_key == "quickbooks":
+        return [("realmId", realm_id(account))]
+    if spec is None or spec.source != "callback" or spec.id is None or provider_key == "shopify":
+        return []
+    if provider_key == "amazon_selling_partner":
+        return [(spec.id, "A" + base62(13, provider_key, account).upper())]
+    return [(spec.id, digits(12, provider_key, account))]
+
+
+# --- identity endpoints -----------------------------------------------------------------
+
+
+def endpoint_body(
+    provider_key: str,
+    account: str,
+    spec: IdentitySpec,
+    *,
+    access_token: str,
+    scope: str,
+    client_id: str,
+    expires_in: int,
+) -> dict[str, Any]:
+    """The identity endpoint's answer, in the provider's own shape."""
+    name = display_name(account)
+    mail = email(account)
+    if provider_key == "hubspot":
+        return {
+            "portalId": int(digits(8, provider_key, account)),
+            "accountType": "STANDARD",
+            "timeZone": "Europe/London",
+            "companyCurrency": "GBP",
+            "additionalCurrencies": [],
+            "utcOffset": "+00:00",
+            "utcOffsetMilliseconds": 0,
+            "uiDomain": "app.hubspot.com",
+            "dataHostingLocation": "na1",
+        }
+    if provider_key == "intercom":
+        return {
+            "type": "admin",
+            "id": digits(7, provider_key, account, "admin"),
+            "email": mail,
+            "name": name,
+            "email_verified": True,
+            "app": {
+                "type": "app",
+                "id_code": base62(8, provider_key, account).lower(),
+                "name": f"{name} workspace",
+                "region": "US",
+                "timezone": "Europe/London",
+                "created_at": 1_700_000_000,
+                "identity_verification": False,
+            },
+            "avatar": {"type": "avatar", "image_url": None},
+            "has_inbox_seat": True,
+        }
+    if provider_key in ("facebook_ads", "facebook_pages", "instagram_business"):
+        return {"id": digits(16, "facebook", account), "name": name}
+    if provider_key == "linkedin_ads":
+        return {
+            "elements": [
                 {
-                    "name": f"accountSummaries/{account}",
-                    "account": f"accounts/{account}",
-                    "displayName": NAMES[index],
-                    "propertySummaries": [
-                        {
-                            "property": f"properties/{p}",
-                            "displayName": f"{NAMES[index]} – {('Web', 'App', 'Shop')[n]}",
-                            "propertyType": "PROPERTY_TYPE_ORDINARY",
-                            "parent": f"accounts/{account}",
-                        }
-                        for n, p in enumerate(mine)
-                    ],
+                    "account": f"urn:li:sponsoredAccount:{digits(9, provider_key, account)}",
+                    "user": f"urn:li:person:{base62(10, 'linkedin', account)}",
+                    "role": "ACCOUNT_BILLING_ADMIN",
+                    "changeAuditStamps": {"created": {"time": 1_700_000_000_000}},
                 }
-            )
-        return JSONResponse({"accountSummaries": summaries}, 200, NO_STORE)
-    if provider_key == "google_search_console" and host == "www.googleapis.com":
-        if rest != "/webmasters/v3/sites":
-            return _not_found()
-        slug = user.replace("_", "-").lower()
-        return JSONResponse(
-            {
-                "siteEntry": [
-                    {"siteUrl": f"https://www.{slug}.example/", "permissionLevel": "siteOwner"},
-                    {"siteUrl": f"sc-domain:{slug}.example", "permissionLevel": "siteOwner"},
-                    {"siteUrl": f"https://shop.{slug}.example/", "permissionLevel": "siteFullUser"},
-                ]
+            ],
+            "paging": {"count": 10, "start": 0, "total": 1, "links": []},
+        }
+    if provider_key == "pipedrive":
+        return {
+            "success": True,
+            "data": {
+                "id": int(digits(8, provider_key, account, "user")),
+                "name": name,
+                "email": mail,
+                "company_id": int(digits(8, provider_key, account)),
+                "company_name": f"{name} Ltd",
+                "company_domain": account,
+                "company_country": "GB",
+                "language": {"language_code": "en", "country_code": "US"},
             },
-            200,
-            NO_STORE,
-        )
-    if provider_key == "facebook_ads" and host == "graph.facebook.com":
-        if not rest.endswith("/me/adaccounts"):
-            return _not_found()
-        ids = _ids(provider_key, user, 15)
-        data = [{"account_id": i, "name": NAMES[n], "id": f"act_{i}"} for n, i in enumerate(ids)]
-        return JSONResponse(
-            {"data": data, "paging": {"cursors": {"before": "QVFI-b", "after": "QVFI-a"}}},
-            200,
-            NO_STORE,
-        )
-    if provider_key == "linkedin_ads" and host == "api.linkedin.com":
-        if rest != "/rest/adAccounts" or q.get("q") != "search":
-            return _not_found()
-        if not request.headers.get("linkedin-version"):
-            return JSONResponse(
-                {"status": 426, "code": "VERSION_MISSING", "message": "A version must be present."},
-                426,
-                NO_STORE,
-            )
-        ids = _ids(provider_key, user, 9)
-        return JSONResponse(
-            {
-                "elements": [
-                    {
-                        "id": int(i),
-                        "name": NAMES[n],
-                        "status": "ACTIVE",
-                        "type": "BUSINESS",
-                        "currency": "USD",
-                        "reference": f"urn:li:organization:{_digits(i, 8)}",
-                        "test": False,
-                    }
-                    for n, i in enumerate(ids)
-                ],
-                "metadata": {},
-                "paging": {"start": 0, "count": len(ids), "links": []},
+        }
+    if provider_key == "snapchat_ads":
+        return {
+            "request_status": "SUCCESS",
+            "request_id": secrets.token_hex(16),
+            "me": {
+                "id": guid(provider_key, account, "user"),
+                "updated_at": "2026-01-01T00:00:00.000Z",
+                "created_at": "2025-01-01T00:00:00.000Z",
+                "email": mail,
+                "organization_id": guid(provider_key, account, "org"),
+                "display_name": name,
+                "member_status": "MEMBER",
             },
-            200,
-            NO_STORE,
-        )
-    if provider_key == "bingads" and host == "clientcenter.api.bingads.microsoft.com":
-        if rest != "/CustomerManagement/v13/AccountsInfo/Query" or request.method != "POST":
-            return _not_found()
-        ids = _ids(provider_key, user, 9)
-        return JSONResponse(
-            {
-                "AccountsInfo": [
-                    {
-                        "Id": int(i),
-                        "Name": NAMES[n],
-                        "Number": f"F{i[:7]}",
-                        "AccountLifeCycleStatus": "Active",
-                        "PauseReason": None,
-                    }
-                    for n, i in enumerate(ids)
-                ]
+        }
+    if provider_key == "tiktok_ads":
+        return {
+            "code": 0,
+            "message": "OK",
+            "request_id": secrets.token_hex(12),
+            "data": {
+                "core_user_id": digits(19, provider_key, account),
+                "display_name": name,
+                "email": mail,
+                "avatar_url": None,
+                "create_time": 1_700_000_000,
             },
-            200,
-            NO_STORE,
-        )
-    if provider_key == "tiktok_ads" and host == "business-api.tiktok.com":
-        if rest != "/open_api/v1.3/oauth2/advertiser/get/":
-            return _not_found()
-        if q.get("app_id") != client_id or q.get("secret") != client_secret:
-            return JSONResponse(
-                {"code": 40001, "message": "app_id or secret is invalid", "data": {}}, 200
-            )
-        ids = _ids(provider_key, user, 19)
-        return JSONResponse(
-            {
-                "code": 0,
-                "message": "OK",
-                "request_id": f"sandbox-{int(time.time())}",
-                "data": {
-                    "list": [
-                        {"advertiser_id": i, "advertiser_name": NAMES[n]} for n, i in enumerate(ids)
-                    ]
-                },
-            },
-            200,
-            NO_STORE,
-        )
-    if provider_key == "snapchat_ads" and host == "adsapi.snapchat.com":
-        if rest != "/v1/me/organizations":
-            return _not_found()
-        org = _uuids(provider_key, user, "org")[0]
-        accounts = _uuids(provider_key, user, "ad_account")
-        return JSONResponse(
-            {
-                "request_status": "SUCCESS",
-                "request_id": "sandbox",
-                "organizations": [
-                    {
-                        "sub_request_status": "SUCCESS",
-                        "organization": {
-                            "id": org,
-                            "name": "Acme Corp",
-                            "type": "ENTERPRISE",
-                            "ad_accounts": [
-                                {
-                                    "id": a,
-                                    "name": NAMES[n],
-                                    "type": "PARTNER",
-                                    "status": "ACTIVE",
-                                    "organization_id": org,
-                                    "currency": "USD",
-                                }
-                                for n, a in enumerate(accounts)
-                            ]
-                            if q.get("with_ad_accounts") == "true"
-                            else [],
-                        },
-                    }
-                ],
-            },
-            200,
-            NO_STORE,
-        )
-    if provider_key == "pinterest_ads" and host == "api.pinterest.com":
-        if rest != "/v5/ad_accounts":
-            return _not_found()
-        ids = _ids(provider_key, user, 12)
-        return JSONResponse(
-            {
-                "items": [
-                    {
-                        "id": i,
-                        "name": NAMES[n],
-                        "owner": {"username": user, "id": _digits(user, 18)},
-                        "country": "US",
-                        "currency": "USD",
-                        "permissions": ["OWNER"],
-                    }
-                    for n, i in enumerate(ids)
-                ],
-                "bookmark": None,
-            },
-            200,
-            NO_STORE,
-        )
-    return _not_found()
-
-
-def list_response(
-    store: SandboxStore,
-    provider_key: str,
-    path: str,
-    request: Request,
-    *,
-    client_id: str,
-    client_secret: str,
-    body: Any,
-) -> Response:
-    """Token check, misbehaviour, then :func:`answer`."""
-    kind = store.pop_misbehaviour(provider_key, stage="list")
-    if kind == "list_502":
-        return HTMLResponse("<html><body><h1>502 Bad Gateway</h1></body></html>", 502)
-    issued = _valid_token(store, client_id, _token_from(request, provider_key))
-    if issued is None:
-        return _refused(provider_key)
-    if kind == "list_malformed":
-        # Every provider's list container present, none of the documented type.
-        return JSONResponse(
-            {
-                "code": 0,
-                "request_status": "SUCCESS",
-                "resourceNames": "customers/1",
-                "accountSummaries": 1,
-                "siteEntry": 1,
-                "data": 7,
-                "elements": 1,
-                "AccountsInfo": 1,
-                "items": "not-a-list",
-                "organizations": 1,
-            },
-            200,
-        )
-    grant = store.grants.get(issued.grant_id)
-    user = grant.user.username if grant is not None else "sandbox-user"
-    return answer(
-        provider_key,
-        path,
-        request,
-        user=user,
-        client_id=client_id,
-        client_secret=client_secret,
-        body=body,
-    )
+        }
+    if provider_key in ("pinterest_ads", "pinterest_organic"):
+        return {
+            "account_type": "BUSINESS",
+            "id": digits(18, "pinterest", account),
+            "username": account.replace("-", "_"),
+            "profile_image": None,
+            "website_url": None,
+            "business_name": f"{name} Ltd",
+        }
+    if provider_key == "zoom":
+        return {
+            "id": base62(22, provider_key, account, "user"),
+            "first_name": name.split(" ")[0],
+            "last_name": name.partition(" ")[2],
+            "email": mail,
+            "type": 2,
+            "account_id": base62(22, provider_key, account),
+            "status": "active",
+        }
+    return generic_document(provider_key, account, spec)

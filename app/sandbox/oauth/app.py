@@ -4,10 +4,13 @@ For local use and tests only; mounted at ``/sandbox/oauth`` in sandbox mode (nev
 production) or run standalone via :func:`create_sandbox_oauth_app`. Per provider:
 
 * ``GET  /{provider}/authorize`` — validates the request (exact redirect URI, S256 PKCE),
-  then shows a consent page (Approve / Deny), or decides at once with
-  ``login_hint=auto`` / ``auto:<user>`` / the ``sandbox_auto_approve`` setting, and
-  ``login_hint=deny`` (→ ``error=access_denied``). Every redirect carries ``iss``.
-* ``POST /{provider}/authorize`` — the consent form's decision.
+  then shows a consent page (Approve / Deny, and "Sign in as" a sandbox account), or decides
+  at once with ``login_hint=auto`` / ``auto:<account>`` / the ``sandbox_auto_approve``
+  setting, and ``login_hint=deny`` (→ ``error=access_denied``). Every redirect carries
+  ``iss``.
+* ``POST /{provider}/authorize`` — the consent form's decision (and chosen account).
+* ``GET|POST /{provider}/api/<path>`` — the provider's identity call (the real path, the
+  real answer's shape; :mod:`app.sandbox.oauth.accounts`), for the access token's account.
 * ``POST /{provider}/token`` — authorization code (single use; replay revokes the grant),
   refresh (rotation and reuse detection where the provider rotates), Facebook exchange.
 * ``POST /{provider}/introspect`` (RFC 7662), ``POST /{provider}/revoke`` (RFC 7009),
@@ -18,11 +21,16 @@ request (:mod:`app.sandbox.latency`); ``POST /_control/misbehave`` ``{provider_k
 makes the next token responses misbehave (kinds in ``store.MISBEHAVIOURS``: no RT, HTML 502,
 200 + ``{"error": "invalid_grant"}``, narrowed scope, 307 redirect, string ``expires_in``,
 no ``token_type``) or the next authorization redirects (``authorize_omit_iss``,
-``authorize_wrong_iss``); ``provider_key="*"`` for any provider.
+``authorize_wrong_iss``); ``provider_key="*"`` for any provider; ``identity_500`` /
+``identity_without_id`` break the next identity call. ``POST /_control/account``
+``{provider_key, account}`` chooses the sandbox account the following consents log in as
+(``provider_key="*"`` for any provider).
 ``GET|POST /{provider}/api/<host>/<path>`` — simulated provider list endpoints (account
-pickers after consent, :mod:`app.sandbox.oauth.accounts`), misbehaving on ``list_502`` /
-``list_malformed``. ``GET /_control/token-requests`` lists token-endpoint hits;
-``POST /_control/reset`` clears all state.
+pickers after consent, :mod:`app.sandbox.oauth.account_lists`), misbehaving on ``list_502`` /
+``list_malformed``; the same prefix serves the provider's identity call when the path is the
+one its identity spec names.
+``GET /_control/token-requests`` / ``GET /_control/identity-requests`` list token-endpoint
+and identity-endpoint hits; ``POST /_control/reset`` clears all state.
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ import secrets
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from authlib.oauth2.rfc6749 import OAuth2Error
 from fastapi import FastAPI, Request
@@ -45,11 +53,12 @@ from app.config import Settings, load_settings
 from app.providers.registry import SANDBOX_PATH, Provider, ProviderRegistry
 from app.providers.startup import build_registry
 from app.sandbox.latency import LatencyMiddleware, SimulatedLatency, parse_body
-from app.sandbox.oauth import accounts, quirks
+from app.sandbox.oauth import account_lists, accounts, quirks
 from app.sandbox.oauth.server import SandboxAuthorizationServer, SandboxRequest, SandboxResponse
 from app.sandbox.oauth.store import (
     AUTHORIZE_MISBEHAVIOURS,
     CONSENT_TTL_SECONDS,
+    IDENTITY_MISBEHAVIOURS,
     LIST_MISBEHAVIOURS,
     MISBEHAVIOURS,
     PendingConsent,
@@ -60,7 +69,7 @@ from app.sandbox.oauth.store import (
 from app.sandbox.saving import SaveBeforeAnswer, persistence_of
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-DEFAULT_USER = "sandbox-user"
+DEFAULT_USER = accounts.DEFAULT_ACCOUNT
 AUTH_METHODS = {
     "client_secret_basic": "client_secret_basic",
     "client_secret_post": "client_secret_post",
@@ -153,12 +162,14 @@ def _to_http(
         kind = oauth.store.pop_misbehaviour(provider_key, stage="authorize")
         if kind is not None:
             location = quirks.misbehave_location(kind, location)
+        provider = oauth.provider(provider_key)
         location = quirks.callback_location(
             provider_key,
             location,
             request_params=request_params,
             client_secret=server.client.client_secret,
             username=username or DEFAULT_USER,
+            identity=provider.spec.identity if provider is not None else None,
         )
         return RedirectResponse(location, status_code=302, headers=NO_STORE)
     body = response.body if isinstance(response.body, dict) else {"error": "invalid_request"}
@@ -215,20 +226,46 @@ def _consent_grant(
         ) from None
 
 
-def _login_decision(oauth: SandboxOAuth, params: dict[str, str]) -> tuple[str, str | None]:
-    """``("approve", user)``, ``("deny", None)`` or ``("ask", None)``."""
+def _default_account(oauth: SandboxOAuth, provider_key: str) -> str:
+    """The account set through ``POST /_control/account`` (else ``sandbox-user``)."""
+    chosen = oauth.store.default_accounts
+    return chosen.get(provider_key) or chosen.get("*") or DEFAULT_USER
+
+
+def _login_decision(
+    oauth: SandboxOAuth, provider_key: str, params: dict[str, str]
+) -> tuple[str, str | None]:
+    """``("approve", account)``, ``("deny", None)`` or ``("ask", None)``."""
     hint = params.get("login_hint") or ""
     if hint == "deny":
         return "deny", None
     if hint == "auto" or hint.startswith("auto:"):
-        return "approve", hint.partition(":")[2] or DEFAULT_USER
+        return "approve", hint.partition(":")[2] or _default_account(oauth, provider_key)
     if oauth.settings.oauth.sandbox_auto_approve:
-        return "approve", hint or DEFAULT_USER
+        return "approve", hint or _default_account(oauth, provider_key)
     return "ask", None
 
 
+def _account_choice(selected: str) -> str:
+    names = list(accounts.ACCOUNTS) + ([selected] if selected not in accounts.ACCOUNTS else [])
+    options = "".join(
+        f'<option value="{html.escape(n)}"{" selected" if n == selected else ""}>'
+        f"{html.escape(n)}</option>"
+        for n in names
+    )
+    return (
+        '<p><label for="account">Sign in as (sandbox account)</label><br>'
+        f'<select id="account" name="account">{options}</select></p>'
+    )
+
+
 def _consent_page(
-    provider: Provider, client_id: str, consent_id: str, scope: str, action: str
+    provider: Provider,
+    client_id: str,
+    consent_id: str,
+    scope: str,
+    action: str,
+    account: str = DEFAULT_USER,
 ) -> HTMLResponse:
     scopes = [s for s in scope.replace(",", " ").split(" ") if s]
     items = "".join(f"<li><code>{html.escape(s)}</code></li>" for s in scopes) or (
@@ -255,6 +292,7 @@ padding:.6rem 1.2rem;border-radius:6px;border:1px solid #1d2433;cursor:pointer}}
 <ul>{items}</ul>
 <form method="post" action="{html.escape(action)}" aria-label="Consent decision">
   <input type="hidden" name="consent_id" value="{html.escape(consent_id)}">
+  {_account_choice(account)}
   <div class="actions">
   <button type="submit" name="decision" value="approve"
     aria-describedby="consent-what">Approve</button>
@@ -287,11 +325,37 @@ def _complete(
 
 class MisbehaveBody(BaseModel):
     provider_key: str = Field(description="Provider key, or '*' for any provider.")
-    kind: str = Field(description="One of: " + ", ".join(MISBEHAVIOURS + AUTHORIZE_MISBEHAVIOURS))
+    kind: str = Field(
+        description="One of: "
+        + ", ".join(MISBEHAVIOURS + AUTHORIZE_MISBEHAVIOURS + IDENTITY_MISBEHAVIOURS)
+    )
     count: int = Field(1, ge=1, le=100)
     delay_seconds: float = Field(
         30.0, gt=0, le=600, description="kind 'slow': how long the token answer takes."
     )
+
+
+class AccountBody(BaseModel):
+    provider_key: str = Field(description="Provider key, or '*' for any provider.")
+    account: str = Field(description="Sandbox account name, e.g. 'second-account'.")
+
+
+def _account_of(oauth: SandboxOAuth, access_token: str) -> str | None:
+    """The sandbox account an access token was issued to."""
+    issued = oauth.store.access_tokens.get(access_token)
+    if issued is None:
+        return None
+    grant = oauth.store.grants.get(issued.grant_id)
+    return grant.user.username if grant is not None else None
+
+
+def _presented_token(auth: str, request: Request) -> str | None:
+    """The access token as the provider takes it (bearer, or a named header)."""
+    if auth == "bearer":
+        header = request.headers.get("authorization") or ""
+        scheme, _, value = header.partition(" ")
+        return value.strip() or None if scheme.lower() == "bearer" else None
+    return request.headers.get(auth.split(":", 1)[1]) or None
 
 
 def create_sandbox_oauth_app(
@@ -345,7 +409,7 @@ def _build_app(settings: Settings, get_registry: Callable[[], ProviderRegistry])
         if provider_key == "shopify" and not quirks.SHOP_DOMAIN.match(params.get("shop", "")):
             return _error_page(400, "invalid_request", "Missing or invalid shop.")
         grant = _consent_grant(oauth, provider_key, server, req)
-        decision, username = _login_decision(oauth, params)
+        decision, username = _login_decision(oauth, provider_key, params)
         if decision != "ask":
             return _complete(oauth, provider_key, req, grant, decision, username)
         consent_id = secrets.token_urlsafe(24)
@@ -353,7 +417,12 @@ def _build_app(settings: Settings, get_registry: Callable[[], ProviderRegistry])
         provider = oauth.provider(provider_key)
         assert provider is not None
         return _consent_page(
-            provider, server.client.client_id, consent_id, req.scope or "", str(request.url.path)
+            provider,
+            server.client.client_id,
+            consent_id,
+            req.scope or "",
+            str(request.url.path),
+            _default_account(oauth, provider_key),
         )
 
     @app.post("/{provider_key}/authorize")
@@ -370,8 +439,10 @@ def _build_app(settings: Settings, get_registry: Callable[[], ProviderRegistry])
         req = SandboxRequest("GET", str(request.url), request.headers, pending.query)
         grant = _consent_grant(oauth, provider_key, server, req)
         decision = "approve" if form.get("decision") == "approve" else "deny"
-        hint = req.payload.data.get("login_hint") or None
-        return _complete(oauth, provider_key, req, grant, decision, hint)
+        account = form.get("account") or ""
+        if not accounts.ACCOUNT_NAME.match(account):
+            account = req.payload.data.get("login_hint") or _default_account(oauth, provider_key)
+        return _complete(oauth, provider_key, req, grant, decision, account)
 
     @app.post("/{provider_key}/token")
     async def token(provider_key: str, request: Request) -> Response:
@@ -408,7 +479,26 @@ def _build_app(settings: Settings, get_registry: Callable[[], ProviderRegistry])
             separator = provider.spec.scope_separator if provider else " "
             if kind is not None:
                 body = quirks.misbehave(kind, body, separator)
-            body = quirks.decorate_token(provider_key, body, grant_type=grant_type)
+            account = _account_of(oauth, str(body.get("access_token", "")))
+            identity = provider.spec.identity if provider is not None else None
+            if (
+                account is not None
+                and identity is not None
+                and identity.source == "id_token"
+                and grant_type == "authorization_code"
+                and "openid" in str(body.get("scope", "")).replace(",", " ").split(" ")
+            ):
+                body["id_token"] = accounts.id_token(
+                    provider_key,
+                    account,
+                    identity,
+                    issuer=server.issuer,
+                    client_id=server.client.client_id,
+                    client_secret=server.client.client_secret,
+                )
+            body = quirks.decorate_token(
+                provider_key, body, grant_type=grant_type, account=account, identity=identity
+            )
         return JSONResponse(body, response.status, {**dict(response.headers), **NO_STORE})
 
     async def _endpoint(provider_key: str, request: Request, name: str) -> Response:
@@ -432,15 +522,29 @@ def _build_app(settings: Settings, get_registry: Callable[[], ProviderRegistry])
         return JSONResponse(server.metadata(server.issuer))
 
     @app.api_route("/{provider_key}/api/{path:path}", methods=["GET", "POST"])
+    async def provider_api(provider_key: str, path: str, request: Request) -> Response:
+        """Simulated provider API: the identity call named by the provider's identity spec,
+        otherwise the account-picker list endpoints (:mod:`.account_lists`)."""
+        oauth, _ = _server(request, provider_key, page=False)
+        provider = oauth.provider(provider_key)
+        spec = provider.spec.identity if provider is not None else None
+        if spec is not None and spec.source == "endpoint":
+            expected = urlsplit(spec.url or "").path.removeprefix(
+                f"{SANDBOX_PATH}/{provider_key}/api/"
+            )
+            if path == expected:
+                return await identity_endpoint(provider_key, path, request)
+        return await provider_list(provider_key, path, request)
+
     async def provider_list(provider_key: str, path: str, request: Request) -> Response:
-        """Simulated provider list endpoints (account pickers; :mod:`.accounts`)."""
+        """Simulated provider list endpoints (account pickers; :mod:`.account_lists`)."""
         oauth, server = _server(request, provider_key, page=False)
         raw = await request.body()
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
             return _problem(400, "invalid_request", "malformed JSON body")
-        return accounts.list_response(
+        return account_lists.list_response(
             oauth.store,
             provider_key,
             path,
@@ -450,9 +554,62 @@ def _build_app(settings: Settings, get_registry: Callable[[], ProviderRegistry])
             body=body,
         )
 
+    async def identity_endpoint(provider_key: str, path: str, request: Request) -> Response:
+        """The provider's identity call (e.g. HubSpot account info, Intercom ``/me``)."""
+        oauth, server = _server(request, provider_key, page=False)
+        provider = oauth.provider(provider_key)
+        assert provider is not None
+        spec = provider.spec.identity
+        expected = urlsplit(spec.url or "").path.removeprefix(f"{SANDBOX_PATH}/{provider_key}/api/")
+        if spec.source != "endpoint" or path != expected:
+            return _problem(404, "invalid_request", "not an identity endpoint of this provider")
+        token = _presented_token(spec.auth, request)
+        if token is None:
+            return _problem(401, "invalid_token", "no access token presented")
+        oauth.store.identity_requests.append((provider_key, "/" + path))
+        issued = oauth.store.access_tokens.get(token)
+        if (
+            issued is None
+            or issued.is_revoked()
+            or issued.is_expired()
+            or not oauth.store.grant_active(issued.grant_id)
+        ):
+            return _problem(401, "invalid_token", "unknown, expired or revoked access token")
+        kind = oauth.store.pop_misbehaviour(provider_key, stage="identity")
+        if kind == "identity_500":
+            return JSONResponse({"status": "error", "message": "internal error"}, 500)
+        account = oauth.store.grants[issued.grant_id].user.username
+        body = accounts.endpoint_body(
+            provider_key,
+            account,
+            spec,
+            access_token=token,
+            scope=issued.scope,
+            client_id=server.client.client_id,
+            expires_in=max(0, int(issued.issued_at + issued.expires_in - time.time())),
+        )
+        if kind == "identity_without_id":
+            body = {"note": "answer without the account id"}
+        return JSONResponse(body, headers=NO_STORE)
+
+    @app.post("/_control/account")
+    async def control_account(body: AccountBody, request: Request) -> Response:
+        """Which sandbox account the following consents log in as (per provider or '*')."""
+        if not accounts.ACCOUNT_NAME.match(body.account):
+            return _problem(422, "invalid_request", "account must match [a-z0-9][a-z0-9-]*")
+        _state(request).store.default_accounts[body.provider_key] = body.account
+        return JSONResponse({"provider_key": body.provider_key, "account": body.account})
+
+    @app.get("/_control/identity-requests")
+    async def control_identity_requests(request: Request) -> Response:
+        log = _state(request).store.identity_requests
+        return JSONResponse({"items": [{"provider_key": k, "path": p} for k, p in log]})
+
     @app.post("/_control/misbehave")
     async def control_misbehave(body: MisbehaveBody, request: Request) -> Response:
-        kinds = MISBEHAVIOURS + AUTHORIZE_MISBEHAVIOURS + LIST_MISBEHAVIOURS
+        kinds = (
+            MISBEHAVIOURS + AUTHORIZE_MISBEHAVIOURS + LIST_MISBEHAVIOURS + IDENTITY_MISBEHAVIOURS
+        )
         if body.kind not in kinds:
             return _problem(422, "invalid_request", f"kind must be one of {list(kinds)}")
         if body.kind == "slow":

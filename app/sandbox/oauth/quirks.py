@@ -1,6 +1,7 @@
 """Provider quirks the sandbox authorization server emulates (a simulation).
 
-Only what a connect flow depends on: TikTok's ``app_id``/``auth_code``/JSON body/``data``
+Only what a connect flow depends on (the account identity each provider reports lives in
+:mod:`app.sandbox.oauth.accounts`): TikTok's ``app_id``/``auth_code``/JSON body/``data``
 envelope, QuickBooks' ``realmId`` and Shopify's signed ``shop``/``hmac``/``timestamp``
 callback, Facebook's missing refresh token, Salesforce's ``instance_url`` (and no
 ``expires_in``), Pipedrive's ``api_domain``, and the non-standard token-response shapes of
@@ -10,7 +11,6 @@ Shopify, Intercom and Zendesk.
 from __future__ import annotations
 
 import base64
-import hashlib
 import re
 import secrets
 import time
@@ -18,6 +18,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from app.providers.hooks import shopify_hmac_digest
+from app.providers.spec import IdentitySpec
+from app.sandbox.oauth import accounts
 from app.sandbox.oauth.store import SandboxStore
 
 SHOP_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$")
@@ -53,11 +55,6 @@ def token_params_from_json(
     return items
 
 
-def _realm_id(username: str) -> str:
-    digest = hashlib.sha256(username.encode()).hexdigest()
-    return "9130" + str(int(digest[:12], 16))[:12]
-
-
 def callback_location(
     provider_key: str,
     location: str,
@@ -65,16 +62,16 @@ def callback_location(
     request_params: dict[str, str],
     client_secret: str,
     username: str,
+    identity: IdentitySpec | None = None,
 ) -> str:
-    """Decorate a successful authorization redirect with the provider's extra parameters."""
+    """Decorate a successful authorization redirect with the provider's extra parameters
+    (account parameters such as QuickBooks' ``realmId`` come from :mod:`.accounts`)."""
     parts = urlsplit(location)
     query = parse_qsl(parts.query, keep_blank_values=True)
     if not any(k == "code" for k, _ in query):
         return location
     if provider_key == "tiktok_ads":
         query = [("auth_code" if k == "code" else k, v) for k, v in query]
-    elif provider_key == "quickbooks":
-        query.append(("realmId", _realm_id(username)))
     elif provider_key == "shopify":
         shop = request_params.get("shop", "")
         query.append(("shop", shop))
@@ -82,18 +79,31 @@ def callback_location(
         host = base64.urlsafe_b64encode(f"admin.shopify.com/store/{shop}".encode()).decode()
         query.append(("host", host.rstrip("=")))
         query.append(("hmac", shopify_hmac_digest(dict(query), client_secret)))
+    for name, value in accounts.callback_params(provider_key, username, identity):
+        if not any(k == name for k, _ in query):
+            query.append((name, value))
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def decorate_token(provider_key: str, body: dict[str, Any], *, grant_type: str) -> dict[str, Any]:
-    """Reshape a standard token response the way the real provider answers."""
+def decorate_token(
+    provider_key: str,
+    body: dict[str, Any],
+    *,
+    grant_type: str,
+    account: str | None = None,
+    identity: IdentitySpec | None = None,
+) -> dict[str, Any]:
+    """Reshape a standard token response the way the real provider answers; ``account``
+    (the consenting sandbox account) adds what the provider says about it."""
     body = dict(body)
     has_rt = "refresh_token" in body
+    if account is not None and (
+        grant_type == "authorization_code" or provider_key in accounts.SALESFORCE_KEYS
+    ):
+        for name, value in accounts.token_fields(provider_key, account, identity).items():
+            body.setdefault(name, value)
     if provider_key in ("salesforce", "salesforce_sandbox"):
         body.pop("expires_in", None)
-        org = "00D" + secrets.token_hex(6).upper()
-        body["instance_url"] = "https://sandbox-org.my.salesforce.com"
-        body["id"] = f"https://login.salesforce.com/id/{org}/005{secrets.token_hex(6).upper()}"
         body["issued_at"] = str(int(time.time() * 1000))
     elif provider_key == "pipedrive":
         body["api_domain"] = "https://sandbox-company.pipedrive.com"

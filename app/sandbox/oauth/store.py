@@ -33,6 +33,8 @@ MISBEHAVIOURS = (
 AUTHORIZE_MISBEHAVIOURS = ("authorize_omit_iss", "authorize_wrong_iss")
 #: Misbehaviours of the next simulated provider list call (account pickers).
 LIST_MISBEHAVIOURS = ("list_502", "list_malformed")
+#: Misbehaviours of the next identity-endpoint answer (HTTP 500, or an answer without the id).
+IDENTITY_MISBEHAVIOURS = ("identity_500", "identity_without_id")
 
 
 @dataclass
@@ -212,6 +214,10 @@ class SandboxStore:
         #: How long a ``slow`` token answer takes (set with the misbehaviour).
         self.slow_seconds = 30.0
         self.token_requests: list[TokenRequestLog] = []
+        #: Sandbox account the consent logs in as, per provider key or "*" (test control).
+        self.default_accounts: dict[str, str] = {}
+        #: Identity-endpoint hits: (provider key, path).
+        self.identity_requests: list[tuple[str, str]] = []
 
     # --- grants ---------------------------------------------------------------------------
 
@@ -257,11 +263,13 @@ class SandboxStore:
         queue.extend([kind] * count)
 
     def pop_misbehaviour(self, provider_key: str, *, stage: str = "token") -> str | None:
-        """Next queued misbehaviour of ``stage`` (``token``, ``authorize`` or ``list``) for a
-        provider."""
-        kinds = {"authorize": AUTHORIZE_MISBEHAVIOURS, "list": LIST_MISBEHAVIOURS}.get(
-            stage, MISBEHAVIOURS
-        )
+        """Next queued misbehaviour of ``stage`` (``token``, ``authorize``, ``list`` or
+        ``identity``) for a provider."""
+        kinds = {
+            "authorize": AUTHORIZE_MISBEHAVIOURS,
+            "list": LIST_MISBEHAVIOURS,
+            "identity": IDENTITY_MISBEHAVIOURS,
+        }.get(stage, MISBEHAVIOURS)
         for key in (provider_key, "*"):
             queue = self.misbehaviours.get(key)
             if not queue:
