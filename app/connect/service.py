@@ -56,6 +56,7 @@ from app.connect.schemas import (
     ConnectSessionCreated,
     ConnectSessionView,
 )
+from app.connections import states
 from app.connections.configuration import await_configuration
 from app.connections.models import Connection
 from app.connections.replaced_tokens import keep_replaced_refresh_token
@@ -776,7 +777,11 @@ async def _check_account(
         flow.status = "completed"
         await _emit_outcome(session, row, connection_id=decision.connection_id)
         await session.flush()
-        return _back_to_app(row, status="connected", connection_id=decision.connection_id)
+        existing = await session.get(Connection, decision.connection_id)
+        # The existing connection may still wait for its account choice (pickers).
+        waiting = existing is not None and existing.state == states.NEEDS_CONFIGURATION
+        status = "needs_configuration" if waiting else "connected"
+        return _back_to_app(row, status=status, connection_id=decision.connection_id)
     row.existing_connection_id = decision.existing_connection_id
     await _fail_session(
         session, row=row, flow=flow, error_code=decision.error, oauth_failed=not row.reauthorization

@@ -26,7 +26,7 @@ from app.connections.models import Connection
 from app.events.models import Event
 from app.sandbox.oauth.accounts import email
 from tests.fixtures.browser import query_of, relative
-from tests.fixtures.connect import APP_ORIGIN, FlowHarness, log_text
+from tests.fixtures.connect import APP_ORIGIN, FlowHarness, configure_with_first_choices, log_text
 from tests.fixtures.providers import example_inputs
 
 OTHER = "second-account"
@@ -118,8 +118,12 @@ async def test_connection_records_the_provider_account(
 ) -> None:
     await harness.end_user()
     back, _ = await connect(harness, service)
-    assert back["status"] == "connected", back
+    if back["status"] == "needs_configuration":  # account pickers (GA4 …) choose first
+        await configure_with_first_choices(harness.client, harness.headers, back["connection_id"])
+    else:
+        assert back["status"] == "connected", back
     body = await read(harness, back["connection_id"])
+    assert body["state"] == "connected", body
     account = body["account"]
     assert account is not None and account["id"]
     if label is not None:
@@ -312,6 +316,8 @@ async def test_duplicate_account_returns_the_existing_connection(
     )
     await harness.end_user()
     first, _ = await connect(harness, service)
+    if first["status"] == "needs_configuration":  # google_ads: the account picker first
+        await configure_with_first_choices(harness.client, harness.headers, first["connection_id"])
     tokens = await harness.stored_tokens(first["connection_id"])
     back, created = await connect(harness, service)
     assert back["status"] == "connected" and back["connection_id"] == first["connection_id"]
