@@ -31,7 +31,8 @@ response — or, without ``status``, with the real answer — a slow one), ``DEL
 ``POST /connections/{id}/break``, ``GET /requests`` (method, path, status, masked body),
 ``GET /deliveries``, ``POST /webhooks/drain``, ``POST /reset``, ``GET /state`` (counts,
 running syncs, sync delay, state file), ``POST /latency`` ``{seconds}`` (every other request
-waits that long: :mod:`app.sandbox.latency`).
+waits that long: :mod:`app.sandbox.latency`), ``POST /rate-limit`` ``{per_second, burst?}``
+(429 + Retry-After above it: :mod:`app.sandbox.fivetran.ratelimit`).
 
 Syncs finish by themselves after ``sync_seconds`` (:mod:`app.sandbox.fivetran.syncs`); the
 state survives restarts of the sandbox server (:mod:`app.sandbox.persistence`).
@@ -68,6 +69,7 @@ from app.fivetran.payloads import (
     validate_create_payload,
     validate_update_payload,
 )
+from app.sandbox.fivetran.ratelimit import install_rate_limit
 from app.sandbox.fivetran.setup_tests import TokenChecker, passed, run_setup_tests
 from app.sandbox.fivetran.state import (
     Fault,
@@ -1227,6 +1229,7 @@ def create_simulator(
     )
     app.state.simulator = sim
     app.add_middleware(LatencyMiddleware, latency=sim.latency)  # type: ignore[arg-type]
+    install_rate_limit(app)  # 429 + Retry-After under a configured limit (.ratelimit)
 
     @app.exception_handler(SimError)
     async def _sim_error(request: Request, exc: SimError) -> Response:
