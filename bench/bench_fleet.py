@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import tempfile
 import time
@@ -38,7 +39,7 @@ LATENCY = 0.05
 TARGET = 1.1
 
 
-def run(connections: int = 2000, rate: float = RATE, concurrency: int = 32) -> list[Row]:
+def run(connections: int = 2000, rate: float = RATE, concurrency: int = 16) -> list[Row]:
     from app.sandbox.fivetran.state import generated_schema
 
     with database("sqlite") as db:
@@ -73,6 +74,8 @@ def run(connections: int = 2000, rate: float = RATE, concurrency: int = 32) -> l
                 PBF_LOG_LEVEL="WARNING",
             )
             started = time.monotonic()
+            sim_cpu0 = sim.cpu_seconds()
+            kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             proc = subprocess.run(
                 [
                     PYTHON,
@@ -91,6 +94,9 @@ def run(connections: int = 2000, rate: float = RATE, concurrency: int = 32) -> l
                 text=True,
             )
             wall = time.monotonic() - started
+            kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cli_cpu = (kids.ru_utime - kids0.ru_utime) + (kids.ru_stime - kids0.ru_stime)
+            sim_cpu = sim.cpu_seconds() - sim_cpu0
             lines = [json.loads(x) for x in report.read_text().splitlines() if x.strip()]
             report.unlink(missing_ok=True)
             limit = httpx.get(f"{sim.base}/_control/rate-limit", timeout=30).json()["data"]
@@ -124,6 +130,15 @@ def run(connections: int = 2000, rate: float = RATE, concurrency: int = 32) -> l
         ),
         Row(
             "B3",
+            "  command CPU per Fivetran call (incl. start-up)",
+            cli_cpu * 1000 / max(calls, 1),
+            "ms",
+            f"simulator CPU per call ({sim_cpu:.1f} s in all)",
+            sim_cpu * 1000 / max(calls, 1),
+            extra={"command_cpu_seconds": round(cli_cpu, 2), "sim_cpu_seconds": round(sim_cpu, 2)},
+        ),
+        Row(
+            "B3",
             "  429s that escaped into a connection's result",
             escaped,
             "429s",
@@ -149,6 +164,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=RATE)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
     print(render(run(args.connections, args.rate, args.concurrency)))
