@@ -133,7 +133,7 @@ async def select_targets(session: AsyncSession, selection: FleetSelection) -> li
     if selection.connection_ids:
         stmt = stmt.where(Connection.id.in_(selection.connection_ids))
     rows = (await session.execute(stmt)).all()
-    return [Target(r[0], r[1], r[2], r[3]) for r in rows]
+    return [Target(r[0], r[1] or "", r[2], r[3]) for r in rows]
 
 
 async def apply_to_connection(

@@ -34,8 +34,8 @@ from app.dependencies import ReadCaller, SessionDep, StateDep, WriteCaller
 from app.end_users import service as end_user_service
 from app.end_users.schemas import EndUserOut, SshPublicKeyOut
 from app.kit.pagination import PageLimit
-from app.kit.schemas import json_answer
 from app.kit.problems import API_PROBLEMS
+from app.kit.schemas import json_answer
 
 router = APIRouter(prefix="/v1", responses=API_PROBLEMS)
 

@@ -106,10 +106,12 @@ async def test_a_stricter_handling_chosen_later_is_kept(
 ) -> None:
     app, api, ids = await _fleet(make_app_client)
     cid = sorted(ids)[0]
-    r = await api.patch(f"/v1/connections/{cid}/schema", json={"schema_change_handling": "BLOCK_ALL"})
+    r = await api.patch(
+        f"/v1/connections/{cid}/schema", json={"schema_change_handling": "BLOCK_ALL"}
+    )
     assert r.status_code == 200, r.text
     lenient = SchemaPolicy(schema_change_handling="ALLOW_ALL")
-    summary, results = await _run(app, lenient)
+    summary, _ = await _run(app, lenient)
     assert summary.counts == {UNCHANGED: 3}
     remote = await _remote_schema(Simulator(api), ids[cid])
     assert remote["schema_change_handling"] == "BLOCK_ALL"

@@ -141,8 +141,6 @@ def install_rate_limit(app: FastAPI) -> SimulatedRateLimit:
     async def get_limit(request: Request) -> Response:
         return JSONResponse({"code": "Success", "data": limit.describe()})
 
-    app.add_api_route(
-        "/_control/rate-limit", set_limit, methods=["POST"], include_in_schema=False
-    )
+    app.add_api_route("/_control/rate-limit", set_limit, methods=["POST"], include_in_schema=False)
     app.add_api_route("/_control/rate-limit", get_limit, methods=["GET"], include_in_schema=False)
     return limit
