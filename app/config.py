@@ -94,6 +94,18 @@ class FivetranSettings(BaseModel):
     hourly_request_budget: int = Field(
         18_000, ge=1, description="Client-side cap under Fivetran's 20,000 requests/hour."
     )
+    requests_per_second: float = Field(
+        50.0,
+        ge=0,
+        description="Client-side per-second budget (token bucket, shared through Redis when "
+        "redis_url is set) that smooths bursts such as fleet operations; 0 turns it off.",
+    )
+    requests_burst: int = Field(
+        0,
+        ge=0,
+        description="Requests the per-second budget lets through at once after a quiet spell "
+        "(0: one second's worth).",
+    )
     webhook_secret: SecretStr | None = Field(
         None, description="Secret of the Fivetran webhook (X-Fivetran-Signature-256)."
     )

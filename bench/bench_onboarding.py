@@ -262,7 +262,8 @@ def _flow_rows(
         ),
         Row(
             "B2",
-            f"  CPU per flow, server process incl. in-process counterparties{label} [{kind}]",
+            f"  CPU per flow, server process incl. in-process counterparties, sandbox persistence "
+            f"off{label} [{kind}]",
             r.cpu_ms_per_flow,
             "ms",
             "",

@@ -300,6 +300,11 @@ def api_server(db: Database, *, workers: int = 1, **env: str) -> Any:
         PBF_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
         # every API process has its own simulator, so its own sandbox state file
         PBF_SANDBOX__STATE_FILE=str(db.data_dir / f"sandbox-state-{port}.json"),
+        # The sandbox's restart bookkeeping (a JSON dump of the whole simulated Fivetran and
+        # OAuth state before every state-changing answer, O(state) each time) is not part of
+        # the service: without this it was half of B2's CPU per flow. Benchmarks need no
+        # restart survival.
+        PBF_SANDBOX__PERSIST="false",
         **env,
     )
     return server(argv, environ, port, "/healthz")

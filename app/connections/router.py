@@ -35,6 +35,7 @@ from app.end_users import service as end_user_service
 from app.end_users.schemas import EndUserOut, SshPublicKeyOut
 from app.kit.pagination import PageLimit
 from app.kit.problems import API_PROBLEMS
+from app.kit.schemas import json_answer
 
 router = APIRouter(prefix="/v1", responses=API_PROBLEMS)
 
@@ -112,7 +113,7 @@ async def list_connections(
     service: str | None = None,
     cursor: str | None = None,
     limit: PageLimit = 100,
-) -> ConnectionPage:
+) -> Response:
     """Connections (of one end-user with ``?end_user=``, in one ``state``, of one
     ``service``), from our own state."""
     rows, next_cursor = await conn_service.list_connections(
@@ -124,8 +125,10 @@ async def list_connections(
         state=state,
         service=service,
     )
-    return ConnectionPage(
-        items=[ConnectionOut.of(c, e.external_id) for c, e in rows], next_cursor=next_cursor
+    return json_answer(
+        ConnectionPage(
+            items=[ConnectionOut.of(c, e.external_id) for c, e in rows], next_cursor=next_cursor
+        )
     )
 
 
@@ -133,12 +136,12 @@ async def list_connections(
 async def get_connection(
     target: ReadConnection,
     refresh: bool = False,
-) -> ConnectionOut:
+) -> Response:
     """One connection from our own state (no Fivetran call); ``?refresh=true`` forces one."""
     conn, end_user = await target.load()
     if refresh:
         await conn_service.refresh_from_fivetran(target.session, target.state, conn)
-    return ConnectionOut.of(conn, end_user.external_id)
+    return json_answer(ConnectionOut.of(conn, end_user.external_id))
 
 
 @router.patch("/connections/{connection_id}", response_model=ConnectionOut, tags=["connections"])

@@ -8,7 +8,9 @@
 * ``hashed_columns`` — ``schema.table.column`` glob patterns that are always hashed.
 
 At creation the policy is written to Fivetran as is. Afterwards ``PATCH …/schema`` accepts
-what the policy permits and reports every refused item as ``{path, reason}``.
+what the policy permits and reports every refused item as ``{path, reason}``. A policy
+changed later is brought onto existing connections by the fleet operation
+(:mod:`app.connections.fleet`), which sends :func:`fleet_patch` — only what is out of policy.
 """
 
 from __future__ import annotations
@@ -70,6 +72,42 @@ def creation_patch(policy: SchemaPolicy, current: dict[str, Any]) -> dict[str, A
     if schemas:
         body["schemas"] = schemas
     return body
+
+
+def fleet_patch(policy: SchemaPolicy, current: dict[str, Any]) -> dict[str, Any]:
+    """The schema-config PATCH that brings an existing connection under the policy, or ``{}``
+    when it already complies.
+
+    Unlike :func:`creation_patch` it keeps a handling that is stricter than the policy's
+    ceiling (the end-user or an operator chose it) and lowers only a more permissive one."""
+    body = creation_patch(policy, current)
+    have = current.get("schema_change_handling")
+    if have in _HANDLING_ORDER and (
+        _HANDLING_ORDER[have] <= _HANDLING_ORDER[policy.schema_change_handling]
+    ):
+        body.pop("schema_change_handling")
+    return body
+
+
+def summarize_patch(body: dict[str, Any]) -> dict[str, Any]:
+    """What a policy PATCH changes, in names only: handling, tables disabled, columns hashed."""
+    tables: list[str] = []
+    columns: list[str] = []
+    for s_name, s_cfg in (body.get("schemas") or {}).items():
+        for t_name, t_cfg in (s_cfg.get("tables") or {}).items():
+            if t_cfg.get("enabled") is False:
+                tables.append(f"{s_name}.{t_name}")
+            for c_name, c_cfg in (t_cfg.get("columns") or {}).items():
+                if c_cfg.get("hashed"):
+                    columns.append(f"{s_name}.{t_name}.{c_name}")
+    out: dict[str, Any] = {}
+    if "schema_change_handling" in body:
+        out["schema_change_handling"] = body["schema_change_handling"]
+    if tables:
+        out["tables_disabled"] = tables
+    if columns:
+        out["columns_hashed"] = columns
+    return out
 
 
 @dataclass

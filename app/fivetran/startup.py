@@ -8,7 +8,14 @@ from typing import Any
 import httpx
 
 from app.config import Settings
-from app.fivetran.budget import LocalTokenBucket, RedisWindowBudget, RequestBudget
+from app.fivetran.budget import (
+    CombinedBudget,
+    LocalTokenBucket,
+    RateBucket,
+    RedisRateBucket,
+    RedisWindowBudget,
+    RequestBudget,
+)
 from app.fivetran.client import FivetranClient
 from app.fivetran.index import all_services
 
@@ -16,20 +23,41 @@ log = logging.getLogger("pbf.fivetran")
 
 
 def build_budget(settings: Settings, **kw: Any) -> RequestBudget:
-    """Redis-backed (shared by replicas) when ``redis_url`` is set, else in-process."""
+    """The hourly budget, plus the per-second one when ``fivetran.requests_per_second`` > 0;
+    Redis-backed (shared by replicas) when ``redis_url`` is set, else in-process."""
     cfg = settings.fivetran
+    hourly: RequestBudget
+    per_second: RequestBudget | None = None
+    burst = cfg.requests_burst or None
     if settings.redis_url:
         from redis.asyncio import Redis
 
         redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
-        return RedisWindowBudget(
+        hourly = RedisWindowBudget(
             redis,
             cfg.hourly_request_budget,
             prefix=cfg.budget_redis_prefix,
             max_wait=cfg.max_retry_after_seconds,
             **kw,
         )
-    return LocalTokenBucket(cfg.hourly_request_budget, max_wait=cfg.max_retry_after_seconds, **kw)
+        if cfg.requests_per_second > 0:
+            per_second = RedisRateBucket(
+                redis,
+                cfg.requests_per_second,
+                burst,
+                prefix=cfg.budget_redis_prefix,
+                max_wait=cfg.max_retry_after_seconds,
+                **{k: v for k, v in kw.items() if k == "sleep"},
+            )
+    else:
+        hourly = LocalTokenBucket(
+            cfg.hourly_request_budget, max_wait=cfg.max_retry_after_seconds, **kw
+        )
+        if cfg.requests_per_second > 0:
+            per_second = RateBucket(
+                cfg.requests_per_second, burst, max_wait=cfg.max_retry_after_seconds, **kw
+            )
+    return hourly if per_second is None else CombinedBudget(hourly, per_second)
 
 
 def credentials(settings: Settings) -> tuple[str, str]:

@@ -31,7 +31,8 @@ response — or, without ``status``, with the real answer — a slow one), ``DEL
 ``POST /connections/{id}/break``, ``GET /requests`` (method, path, status, masked body),
 ``GET /deliveries``, ``POST /webhooks/drain``, ``POST /reset``, ``GET /state`` (counts,
 running syncs, sync delay, state file), ``POST /latency`` ``{seconds}`` (every other request
-waits that long: :mod:`app.sandbox.latency`).
+waits that long: :mod:`app.sandbox.latency`), ``POST /rate-limit`` ``{per_second, burst?}``
+(429 + Retry-After above it: :mod:`app.sandbox.fivetran.ratelimit`).
 
 Syncs finish by themselves after ``sync_seconds`` (:mod:`app.sandbox.fivetran.syncs`); the
 state survives restarts of the sandbox server (:mod:`app.sandbox.persistence`).
@@ -57,6 +58,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.sandbox.fivetran import connections, control, groups, schemas, webhook_api
+from app.sandbox.fivetran.ratelimit import install_rate_limit
 from app.sandbox.fivetran.setup_tests import TokenChecker
 from app.sandbox.fivetran.simulator import SimError, Simulator
 from app.sandbox.latency import LatencyMiddleware
@@ -95,6 +97,7 @@ def create_simulator(
     )
     app.state.simulator = sim
     app.add_middleware(LatencyMiddleware, latency=sim.latency)  # type: ignore[arg-type]
+    install_rate_limit(app)  # 429 + Retry-After under a configured limit (.ratelimit)
 
     @app.exception_handler(SimError)
     async def _sim_error(request: Request, exc: SimError) -> Response:
