@@ -36,7 +36,9 @@ waits that long: :mod:`app.sandbox.latency`).
 Syncs finish by themselves after ``sync_seconds`` (:mod:`app.sandbox.fivetran.syncs`); the
 state survives restarts of the sandbox server (:mod:`app.sandbox.persistence`).
 
-Known deviations: no connect-card, users/teams, transformations, metadata or sync-history
+Connect Card (endpoint and a minimal card page): :mod:`app.sandbox.fivetran.connect_card`.
+
+Known deviations: no users/teams, transformations, metadata or sync-history
 endpoints; webhooks are not test-called on creation; certificates are stored but no setup test
 requires one.
 """
@@ -54,7 +56,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 from fastapi import FastAPI, Request
@@ -68,6 +70,8 @@ from app.fivetran.payloads import (
     validate_create_payload,
     validate_update_payload,
 )
+from app.sandbox.fivetran import connect_card
+from app.sandbox.fivetran.connect_card import attach_card, sim_base_url
 from app.sandbox.fivetran.setup_tests import TokenChecker, passed, run_setup_tests
 from app.sandbox.fivetran.state import (
     Fault,
@@ -589,20 +593,7 @@ class Simulator:
             if key in body:
                 connection[key] = body[key]
         if "connect_card_config" in body:
-            card = body["connect_card_config"]
-            token = secrets.token_urlsafe(24)
-            connection["connect_card_config"] = card
-            connection["connect_card"] = {
-                "token": token,
-                "uri": "https://fivetran.com/connect-card/setup?"
-                + urlencode(
-                    {
-                        "redirect_uri": card["redirect_uri"],
-                        "auth": token,
-                        "hide_setup_guide": str(bool(card.get("hide_setup_guide"))).lower(),
-                    }
-                ),
-            }
+            attach_card(connection, body["connect_card_config"], sim_base_url(request))
         self.state.connections[cid] = connection
         if "auth" in body:
             self.state.auth[cid] = dict(body["auth"])
@@ -1248,7 +1239,7 @@ def create_simulator(
         if root and path.startswith(root):
             path = path[len(root) :] or "/"
         raw = await request.body()
-        if path.startswith("/_control"):
+        if path.startswith(("/_control", connect_card.PUBLIC_PREFIX)):
             return await call_next(request)  # type: ignore[no-any-return]
         fault = sim.find_fault(request.method, path)
         response: Response
@@ -1327,4 +1318,5 @@ def create_simulator(
         ]
     for method, path, handler in routes:
         app.add_api_route(path, handler, methods=[method], include_in_schema=False)
+    app.include_router(connect_card.router)
     return app
