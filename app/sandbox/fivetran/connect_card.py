@@ -229,13 +229,13 @@ def _card_form(
     )
     error = (
         f"<p class=fail role=alert>Setup test failed: {html.escape(failure)}</p>"
-        f'<p><a href="{LEAVE_PATH}?{urlencode({"auth": token})}">Leave setup</a></p>'
+        f'<p><a href="leave?{urlencode({"auth": token})}">Leave setup</a></p>'
         if failure
         else ""
     )
     body = (
         f"<h1>Set up {html.escape(service)}</h1>{guide}{error}"
-        f'<form method=post action="{CARD_PATH}">'
+        "<form method=post action=setup>"
         f'<input type=hidden name=auth value="{html.escape(token, True)}">'
         '<label for="f__account">Sign-in account (simulated)</label>'
         f'<input type=text id="f__account" name="_account" value="{account}" required>'
