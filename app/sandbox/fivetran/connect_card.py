@@ -32,7 +32,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from app.fivetran.index import get_service
 
-router = APIRouter()
+_router = APIRouter()
 
 CARD_PATH = "/connect-card/setup"
 LEAVE_PATH = "/connect-card/leave"
@@ -138,7 +138,7 @@ async def create_card(request: Request) -> Response:
 
 
 for _family in ("connections", "connectors"):
-    router.add_api_route(
+    _router.add_api_route(
         f"/v1/{_family}/{{connection_id}}/connect-card",
         create_card,
         methods=["POST"],
@@ -256,7 +256,7 @@ def _coerce(field: Any, raw: str) -> Any:
     return raw
 
 
-@router.get(CARD_PATH, include_in_schema=False)
+@_router.get(CARD_PATH, include_in_schema=False)
 async def card_page(request: Request) -> Response:
     token = request.query_params.get("auth")
     found = _find(_sim(request), token)
@@ -266,7 +266,7 @@ async def card_page(request: Request) -> Response:
     return _card_form(connection, card, token)
 
 
-@router.post(CARD_PATH, include_in_schema=False)
+@_router.post(CARD_PATH, include_in_schema=False)
 async def card_save(request: Request) -> Response:
     """Save & Test: store the fields, run the setup tests, redirect on success."""
     sim = _sim(request)
@@ -285,7 +285,7 @@ async def card_save(request: Request) -> Response:
     connection["config"] = config
     connection["_card_account"] = form.get("_account", "")
     connection["_card_authorized"] = True
-    await sim._run_tests(connection, trust_fingerprints=False, trust_certificates=False)
+    await sim.run_tests(connection, trust_fingerprints=False, trust_certificates=False)
     sim.webhooks.emit("edit_connector", connection)
     if connection["status"]["setup_state"] != "connected":
         failed = next(
@@ -297,7 +297,7 @@ async def card_save(request: Request) -> Response:
     return RedirectResponse(_back_to(card, connection), status_code=303, headers=_HEADERS)
 
 
-@router.get(LEAVE_PATH, include_in_schema=False)
+@_router.get(LEAVE_PATH, include_in_schema=False)
 async def card_leave(request: Request) -> Response:
     """Leave the card unfinished: back to the stored ``redirect_uri`` (card used up)."""
     token = request.query_params.get("auth")
@@ -324,3 +324,8 @@ def card_setup_test(connection: dict[str, Any]) -> dict[str, Any] | None:
         return {"title": "Validate Login", "status": "FAILED", "message": message}
     message = "Authorized in the Connect Card (simulated)."
     return {"title": "Validate Login", "status": "PASSED", "message": message}
+
+
+def router(sim: Any) -> APIRouter:
+    """The card routes (their handlers find ``sim`` as ``app.state.simulator``)."""
+    return _router
