@@ -9,7 +9,8 @@ callback can still be running, and :func:`settle_interrupted_sessions` decides:
   reserved connection is failed like any OAuth failure;
 * the tokens are stored (``exchanged``): the connection owns them. Still ``authorizing`` (the
   crash came before the create) → moved to ``creating`` so :func:`resume_creating` finishes
-  it; ``creating`` → left to the resume; ``connected`` → session ``completed``; anything
+  it (to ``needs_configuration`` for sources with a post-consent choice: session
+  ``completed``); ``creating`` → left to the resume; ``connected`` → session ``completed``; anything
   else → session ``failed``.
 
 It also fails pending sessions whose minting API key has been revoked (sessions die with
@@ -97,13 +98,20 @@ async def _settle(
         )
         await _shred_verifier(session, app_state, flow, flush=False)
         return True
-    if connection.state == states.AUTHORIZING and not row.reauthorization:
+    provider = app_state.providers.find(row.provider_key)
+    picker = provider is not None and provider.spec.picker is not None
+    if connection.state == states.AUTHORIZING and not row.reauthorization and picker:
+        # Tokens stored, choice pending (account pickers): wait for the caller's choice.
+        await states.transition(
+            session, connection, states.NEEDS_CONFIGURATION, reason="callback_interrupted"
+        )
+    elif connection.state == states.AUTHORIZING and not row.reauthorization:
         # Tokens stored, create never started: hand it to the resume (R: no lost token).
         await states.transition(session, connection, states.CREATING, reason="callback_interrupted")
         return False
     if connection.state == states.CREATING:
         return False  # resume_creating finishes it; the next sweep settles the session
-    if connection.state == states.CONNECTED:
+    if connection.state in (states.CONNECTED, states.NEEDS_CONFIGURATION):
         row.status = "completed"
         row.completed_at = utcnow()
         flow.status = "completed"

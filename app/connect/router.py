@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 
 from app.config import Settings
-from app.connect import pages, service
+from app.connect import configure, pages, service
 from app.connect.origins import check_request_origin
 from app.connect.schemas import (
+    ConfigureIn,
+    ConnectionOptions,
     ConnectSessionCreate,
     ConnectSessionCreated,
     ConnectSessionOut,
     ConnectSessionView,
     ReauthorizeIn,
 )
-from app.connections.dependencies import WriteConnection
+from app.connections.dependencies import ReadConnection, WriteConnection
+from app.connections.schemas import ConnectionOut
 from app.dependencies import ReadCaller, SessionDep, StateDep, WriteCaller
 from app.errors import InvalidInput
 from app.kit.problems import API_PROBLEMS
@@ -221,4 +224,59 @@ async def reauthorize_connection(target: WriteConnection, body: ReauthorizeIn) -
         expires_at=created.row.expires_at,
         status=created.row.status,
         connection_id=conn.id,
+    )
+
+
+_PICKER_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    409: {
+        "description": "Wrong state (`invalid_connection_state`), a source without a choice "
+        "(`not_configurable`), a token the provider refused (`needs_reauth`), an expired token "
+        "Fivetran owns (`access_token_expired`), a configure already running "
+        "(`configuration_in_progress`)."
+    },
+    502: {"description": "The provider's list call failed (`provider_list_failed`)."},
+}
+
+
+@reauthorize_router.get(
+    "/connections/{connection_id}/options",
+    response_model=ConnectionOptions,
+    tags=["connections"],
+    responses=_PICKER_PROBLEMS,
+)
+async def connection_options(target: ReadConnection) -> ConnectionOptions:
+    """The choices of a connection's post-consent configuration (`{field: [{value, label}]}`:
+    ad accounts, customer ids, properties, sites), fetched from the provider with the
+    connection's access token (refreshed first when it has expired and we still own the grant).
+    For a connection in `needs_configuration`, or one that exists at Fivetran (to change the
+    selection)."""
+    conn, _ = await target.load()
+    return await configure.connection_options(target.session, target.state, conn)
+
+
+@reauthorize_router.post(
+    "/connections/{connection_id}/configure",
+    response_model=ConnectionOut,
+    tags=["connections"],
+    responses=_PICKER_PROBLEMS,
+)
+async def configure_connection(
+    target: WriteConnection,
+    body: ConfigureIn,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> Response:
+    """Submit the end-user's choice. It is checked against the choices the provider lists now
+    (422 naming `config.<field>`). A `needs_configuration` connection is then created at
+    Fivetran with the choice in its `config` (and ends `connected` or `setup_failed`);
+    `Idempotency-Key` makes a retry safe. On a connection that exists at Fivetran the new
+    selection is PATCHed onto its config."""
+    conn, end_user = await target.load()
+    return await configure.configure_connection(
+        target.session,
+        target.state,
+        caller=target.caller,
+        conn=conn,
+        end_user_external_id=end_user.external_id,
+        body=body,
+        idempotency_key=idempotency_key,
     )

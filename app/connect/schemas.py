@@ -100,3 +100,40 @@ class ConnectCardOut(BaseModel):
     expires_at: datetime = Field(
         description="Until when the card's return to this service is accepted (single use)."
     )
+
+
+# --- post-consent configuration (account pickers) ------------------------------------------
+
+
+class PickerOption(BaseModel):
+    value: str = Field(description="What goes into the Fivetran config field.")
+    label: str = Field(description="What the end-user sees (the provider's name for it).")
+
+
+class PickerFieldOut(BaseModel):
+    name: str = Field(description="The Fivetran config field (`accounts`, `site_urls` …).")
+    title: str
+    multiple: bool = Field(description="A list field: one or more values; else exactly one.")
+
+
+class ConnectionOptions(BaseModel):
+    """The choices of a connection's post-consent configuration, fetched from the provider."""
+
+    connection_id: str
+    state: str
+    fields: list[PickerFieldOut]
+    options: dict[str, list[PickerOption]] = Field(
+        description="`{field: [{value, label}]}`, fetched from the provider with the "
+        "connection's access token."
+    )
+    selected: dict[str, Any] = Field(
+        description="The current choice of each field (empty before the first configure)."
+    )
+
+
+class ConfigureIn(StrictIn):
+    """The end-user's choice: `{field: value}` (a list for `multiple` fields)."""
+
+    config: dict[str, Any] = Field(
+        description='Every picker field of the source, e.g. `{"accounts": ["1234567890"]}`.'
+    )

@@ -19,7 +19,9 @@ Design in one screen:
   any Fivetran call** (durable point "tokens stored"); onboarding then creates or
   re-authorizes the Fivetran connection. The browser is sent ``303`` to the stored
   ``return_to`` with only ``session_id``, ``status`` and ``connection_id`` or an allow-listed
-  ``error`` (R15). Unknown or foreign callbacks get a static page, never a redirect (R22).
+  ``error`` (R15). Sources that need a choice after consent (account pickers) are not created
+  yet: the connection waits in ``needs_configuration`` and ``status=needs_configuration``.
+  Unknown or foreign callbacks get a static page, never a redirect (R22).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from app.connect.schemas import (
     ConnectSessionCreated,
     ConnectSessionView,
 )
+from app.connections.configuration import await_configuration
 from app.connections.models import Connection
 from app.connections.replaced_tokens import keep_replaced_refresh_token
 from app.connections.service import (
@@ -723,6 +726,10 @@ async def _complete(
     if connection is None:
         await _fail_session(session, row=row, flow=flow, error_code="connection_failed")
         return _back_to_app(row, status="error", error="connection_failed")
+    if _needs_configuration(app_state, row, connection):
+        return await _await_configuration(
+            session, app_state, row=row, flow=flow, connection=connection, token_result=token_result
+        )
     row_id, flow_id = row.id, flow.id
     try:
         connection = await complete_oauth(
@@ -758,6 +765,50 @@ async def _complete(
     code = "setup_failed" if connection.state == "setup_failed" else "connection_failed"
     await _fail_session(session, row=row, flow=flow, error_code=code, oauth_failed=False)
     return _back_to_app(row, status="error", error=code, connection_id=connection.id)
+
+
+def _needs_configuration(app_state: AppState, row: ConnectSession, connection: Connection) -> bool:
+    """A new connection of a provider with a post-consent choice (account pickers): it waits
+    in ``needs_configuration`` instead of being created at Fivetran. Re-authorizations of a
+    connection that exists at Fivetran keep their selection."""
+    provider = app_state.providers.find(row.provider_key)
+    return (
+        provider is not None
+        and provider.spec.picker is not None
+        and not row.reauthorization
+        and connection.fivetran_connection_id is None
+    )
+
+
+async def _await_configuration(
+    session: AsyncSession,
+    app_state: AppState,
+    *,
+    row: ConnectSession,
+    flow: OAuthFlow,
+    connection: Connection,
+    token_result: TokenResult,
+) -> BrowserResult:
+    """Consent done, choice pending: the connection goes to ``needs_configuration`` (event
+    ``connection.needs_configuration``), the session is ``completed`` and the browser goes
+    back with ``status=needs_configuration`` and the ``connection_id``. The caller lists the
+    choices (``GET /v1/connections/{id}/options``) and submits one (``…/configure``)."""
+    row_id, flow_id = row.id, flow.id
+    try:
+        connection = await await_configuration(
+            session, app_state, connection=connection, token_result=token_result
+        )
+    except AppError as exc:
+        row, flow = await _after_rollback(session, row_id, flow_id)
+        code = exc.code if exc.code in SESSION_ERROR_CODES else "connection_failed"
+        await _fail_session(session, row=row, flow=flow, error_code=code, oauth_failed=False)
+        return _back_to_app(row, status="error", error=code)
+    row.status = "completed"
+    row.completed_at = utcnow()
+    flow.status = "completed"
+    await _emit_outcome(session, row, connection_id=connection.id)
+    await session.flush()
+    return _back_to_app(row, status="needs_configuration", connection_id=connection.id)
 
 
 async def _after_rollback(

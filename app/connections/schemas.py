@@ -14,7 +14,15 @@ from app.sources.schemas import AuthMethod
 
 #: Connection states (``app.connections.states.STATES``), for filters and the API document.
 ConnectionState = Literal[
-    "pending", "authorizing", "creating", "connected", "setup_failed", "broken", "paused", "deleted"
+    "pending",
+    "authorizing",
+    "needs_configuration",
+    "creating",
+    "connected",
+    "setup_failed",
+    "broken",
+    "paused",
+    "deleted",
 ]
 
 

@@ -936,7 +936,7 @@ async def _discard_tokens_if_configured(
 
 
 #: ``state_reason`` of a ``creating`` connection whose Fivetran create a request is running.
-IN_FLIGHT_REASONS = ("credentials_submitted", "card_requested", "resuming")
+IN_FLIGHT_REASONS = ("credentials_submitted", "card_requested", "resuming", "configured")
 #: After this long without a write, an in-flight create is presumed dead (process killed).
 IN_FLIGHT_GRACE = timedelta(minutes=5)
 

@@ -1,6 +1,7 @@
 """Connection states and transitions (ARCHITECTURE §5).
 
-``pending`` (session started) → ``authorizing`` → ``creating`` → ``connected`` |
+``pending`` (session started) → ``authorizing`` → [``needs_configuration`` (a choice after
+consent: account pickers)] → ``creating`` → ``connected`` |
 ``setup_failed``; a Connect Card connection is ``creating`` (at Fivetran, without auth) →
 ``authorizing`` (the end-user is at Fivetran's card) → ``creating`` → ``connected`` |
 ``setup_failed``; ``connected`` → ``broken`` (Fivetran reports it) → ``connected`` (after
@@ -22,6 +23,7 @@ from app.events.outbox import emit
 
 PENDING = "pending"
 AUTHORIZING = "authorizing"
+NEEDS_CONFIGURATION = "needs_configuration"
 CREATING = "creating"
 CONNECTED = "connected"
 SETUP_FAILED = "setup_failed"
@@ -29,13 +31,24 @@ BROKEN = "broken"
 PAUSED = "paused"
 DELETED = "deleted"
 
-STATES = (PENDING, AUTHORIZING, CREATING, CONNECTED, SETUP_FAILED, BROKEN, PAUSED, DELETED)
+STATES = (
+    PENDING,
+    AUTHORIZING,
+    NEEDS_CONFIGURATION,
+    CREATING,
+    CONNECTED,
+    SETUP_FAILED,
+    BROKEN,
+    PAUSED,
+    DELETED,
+)
 
 #: Allowed moves (``paused`` and ``deleted`` are reachable from every live state).
 ALLOWED: dict[str | None, frozenset[str]] = {
     None: frozenset({PENDING, CREATING}),
     PENDING: frozenset({AUTHORIZING, CREATING, SETUP_FAILED}),
-    AUTHORIZING: frozenset({PENDING, CREATING, SETUP_FAILED}),
+    AUTHORIZING: frozenset({PENDING, NEEDS_CONFIGURATION, CREATING, SETUP_FAILED}),
+    NEEDS_CONFIGURATION: frozenset({CREATING, SETUP_FAILED}),
     CREATING: frozenset({AUTHORIZING, CONNECTED, SETUP_FAILED}),
     CONNECTED: frozenset({BROKEN, SETUP_FAILED}),
     SETUP_FAILED: frozenset({AUTHORIZING, CREATING, CONNECTED, BROKEN}),
@@ -46,6 +59,7 @@ ALLOWED: dict[str | None, frozenset[str]] = {
 
 #: Outbound event per target state (states without an entry emit nothing).
 EVENT_FOR_STATE: dict[str, str] = {
+    NEEDS_CONFIGURATION: "connection.needs_configuration",
     CONNECTED: "connection.connected",
     SETUP_FAILED: "connection.setup_failed",
     BROKEN: "connection.broken",
@@ -138,7 +152,7 @@ async def resume_target(session: AsyncSession, connection: Connection) -> str:
         .order_by(ConnectionTransition.created_at.desc(), ConnectionTransition.id.desc())
         .limit(1)
     )
-    if before in (PENDING, AUTHORIZING, CREATING, SETUP_FAILED):
+    if before in (PENDING, AUTHORIZING, NEEDS_CONFIGURATION, CREATING, SETUP_FAILED):
         return SETUP_FAILED
     return BROKEN if connection.setup_state == "broken" else CONNECTED
 

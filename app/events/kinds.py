@@ -4,6 +4,7 @@ from __future__ import annotations
 
 EVENT_KINDS: tuple[str, ...] = (
     "connection.created",
+    "connection.needs_configuration",
     "connection.connected",
     "connection.setup_failed",
     "connection.broken",

@@ -4,6 +4,8 @@
 file; hand-written entries win for their service. Every entry carries the verification status
 of its facts (``verification:``). Services whose auth block is not filled by a consent
 redirect are listed in :func:`credential_services` (their route is a credential form).
+``pickers.yaml`` holds the post-consent configuration (account pickers) of the providers
+that need one, merged into their entries as ``picker:``.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ def load_catalog_data() -> dict[str, Any]:
             status = facts.get(str(entry.get("fivetran_service")))
             entry = {**entry, "verification": status} if status else entry
         data[key] = entry
+    for key, picker in (_read("pickers.yaml") or {}).items():
+        if key in data and isinstance(data[key], dict) and "picker" not in data[key]:
+            data[key] = {**data[key], "picker": picker}
     return copy.deepcopy(data)  # a fresh copy each call, so callers may change it
 
 

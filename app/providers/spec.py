@@ -114,6 +114,81 @@ class Verification(BaseModel):
         return out
 
 
+class PickerRequest(BaseModel):
+    """One provider list call (the account / property / site list after consent).
+
+    ``url`` is the provider's real list endpoint; in sandbox mode it is rewritten to the
+    sandbox's simulated copy (``/sandbox/oauth/<key>/api/<host>/<path>``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    method: Literal["GET", "POST"] = "GET"
+    query: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)
+    #: JSON body of a ``POST`` list call.
+    json_body: dict[str, Any] | None = None
+    #: Header carrying the access token and its scheme (``Access-Token`` without scheme for
+    #: TikTok; ``Authorization: Bearer`` everywhere else).
+    token_header: str = "Authorization"
+    token_scheme: str | None = "Bearer"
+    #: Query parameters filled from the OAuth app's credentials (TikTok ``app_id``/``secret``).
+    credential_query: dict[str, Literal["client_id", "client_secret"]] = Field(default_factory=dict)
+    #: Headers filled from the OAuth app's extras (Google Ads ``developer-token``); omitted
+    #: when the app has no such extra.
+    app_headers: dict[str, str] = Field(default_factory=dict)
+    #: Where the choices sit: a dotted path where ``[]`` walks every element of a list
+    #: (``accountSummaries[].propertySummaries[]``); ``""`` is the body itself.
+    items: str
+    #: Path of the value / label inside one item (the label falls back to the value).
+    value: str
+    label: str | None = None
+    #: Anchored regular expression with one group taking the value out of the raw value
+    #: (``^customers/([0-9]+)$``); items that do not match are skipped.
+    value_pattern: str | None = None
+    #: A response whose ``status_path`` is not one of ``status_ok`` is a failed call
+    #: (TikTok answers errors as HTTP 200 with ``code != 0``).
+    status_path: str | None = None
+    status_ok: list[str | int] = Field(default_factory=list)
+    #: An error answer whose ``auth_error_path`` is one of ``auth_error_values`` means the
+    #: token was refused (Facebook: HTTP 400 with ``error.code`` 190; TikTok: ``code`` 40105),
+    #: like a 401/403.
+    auth_error_path: str | None = None
+    auth_error_values: list[str | int] = Field(default_factory=list)
+    #: Token pagination: the next page's token (path in the response) sent as
+    #: ``next_token_param``; or ``next_url``: the path of an absolute next-page URL (same
+    #: origin only).
+    next_token: str | None = None
+    next_token_param: str | None = None
+    next_url: str | None = None
+
+
+class PickerField(BaseModel):
+    """One Fivetran ``config`` field the end-user chooses after consent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: The Fivetran config field (``accounts``, ``properties``, ``site_urls`` …).
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    title: str
+    #: A list field (Fivetran ``string_list``): one or more values; else exactly one.
+    multiple: bool = True
+    request: PickerRequest
+
+
+class PickerSpec(BaseModel):
+    """Post-consent configuration: what the end-user picks and where the choices come from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fields: list[PickerField] = Field(min_length=1)
+    #: Constant config set together with the choice (``sync_mode: SpecificAccounts``).
+    config: dict[str, str] = Field(default_factory=dict)
+    #: Verification status of the list-endpoint facts (URL, method, response paths).
+    verification: Verification = Field(default_factory=Verification)
+
+
 class ProviderSpec(BaseModel):
     """One OAuth 2.0 source app. URL fields may contain ``{input}`` placeholders."""
 
@@ -166,6 +241,8 @@ class ProviderSpec(BaseModel):
     authorization_response_iss: bool = False
 
     hooks: list[str] = Field(default_factory=list)
+    #: Post-consent configuration (account pickers); ``None`` for sources without a choice.
+    picker: PickerSpec | None = None
     inputs: list[InputSpec] = Field(default_factory=list)
     fivetran: FivetranMapping = Field(default_factory=FivetranMapping)
 

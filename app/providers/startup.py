@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from fastapi import FastAPI
@@ -101,6 +102,14 @@ def _client_secret(key: str, app: OAuthAppSettings, problems: list[str]) -> Secr
     return None
 
 
+def sandbox_list_url(base: str, url: str) -> str:
+    """A provider list URL served by the sandbox's simulated copy:
+    ``https://graph.facebook.com/v22.0/me/adaccounts`` →
+    ``<base>/api/graph.facebook.com/v22.0/me/adaccounts``."""
+    parts = urlsplit(url)
+    return f"{base}/api/{parts.netloc}{parts.path}"
+
+
 def sandbox_spec(key: str, spec: ProviderSpec, public_base_url: str) -> ProviderSpec:
     """The same provider, pointed at the embedded sandbox authorization server."""
     base = f"{public_base_url.rstrip('/')}{SANDBOX_PATH}/{key}"
@@ -108,8 +117,25 @@ def sandbox_spec(key: str, spec: ProviderSpec, public_base_url: str) -> Provider
     query = spec.sandbox.get("authorize_query")
     if isinstance(query, str) and query:
         authorize = f"{authorize}?{query}"
+    picker = spec.picker
+    if picker is not None:
+        picker = picker.model_copy(
+            update={
+                "fields": [
+                    f.model_copy(
+                        update={
+                            "request": f.request.model_copy(
+                                update={"url": sandbox_list_url(base, f.request.url)}
+                            )
+                        }
+                    )
+                    for f in picker.fields
+                ]
+            }
+        )
     return spec.model_copy(
         update={
+            "picker": picker,
             "issuer": base,
             "authorization_url": authorize,
             "token_url": f"{base}/token",

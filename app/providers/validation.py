@@ -21,6 +21,7 @@ import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+from app.fivetran.index import get_service
 from app.providers.hooks import get_hook
 from app.providers.registry import PLACEHOLDER
 from app.providers.spec import ProviderSpec
@@ -215,6 +216,49 @@ def check_spec(
             problems.append(
                 f"{where}: fivetran mapping {target!r} reads unknown input {source.input!r}"
             )
+    if spec.picker is not None:
+        problems.extend(
+            _picker_problems(where, spec, check_urls=check_urls, allow_loopback=allow_loopback_http)
+        )
+    return problems
+
+
+def _picker_problems(
+    where: str, spec: ProviderSpec, *, check_urls: bool, allow_loopback: bool
+) -> list[str]:
+    """Post-consent configuration: https list URLs, compiling anchored value patterns, field
+    names that are Fivetran config fields of the service, unique field names."""
+    assert spec.picker is not None
+    problems: list[str] = []
+    service = get_service(spec.fivetran_service)
+    known = set(service.config_fields) if service is not None else set()
+    names = [f.name for f in spec.picker.fields]
+    if len(set(names)) != len(names):
+        problems.append(f"{where}: picker field names must be unique")
+    for name in names + list(spec.picker.config):
+        if known and name not in known:
+            problems.append(
+                f"{where}: picker field {name!r} is not a config field of "
+                f"{spec.fivetran_service!r} in Fivetran's definition"
+            )
+    for item in spec.picker.fields:
+        request = item.request
+        fwhere = f"{where}: picker field {item.name!r}"
+        if check_urls:
+            check_url(
+                f"{fwhere} url", request.url, allow_loopback_http=allow_loopback, problems=problems
+            )
+        if request.value_pattern is not None:
+            pattern = request.value_pattern
+            if not (pattern.startswith("^") and pattern.endswith("$")):
+                problems.append(f"{fwhere}: value_pattern must be anchored with ^ and $")
+            try:
+                if re.compile(pattern).groups != 1:
+                    problems.append(f"{fwhere}: value_pattern must have exactly one group")
+            except re.error as exc:
+                problems.append(f"{fwhere}: value_pattern does not compile ({exc})")
+        if (request.next_token is None) != (request.next_token_param is None):
+            problems.append(f"{fwhere}: next_token and next_token_param go together")
     return problems
 
 

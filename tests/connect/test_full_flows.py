@@ -12,7 +12,7 @@ import pytest
 
 from app.providers.catalog_data import hand_written_keys
 from tests.fixtures.browser import query_of, relative
-from tests.fixtures.connect import FlowHarness
+from tests.fixtures.connect import FlowHarness, configure_with_first_choices
 from tests.fixtures.providers import example_inputs
 
 # The hand-written providers (each quirk hook, a fresh app per flow); every one of the 142
@@ -45,9 +45,13 @@ async def test_full_flow_connects(harness: FlowHarness, provider_key: str) -> No
     r = await browser.get(relative(callback))
     assert r.status_code == 303, r.text
     back = query_of(r.headers["location"])
-    assert back["status"] == "connected", back
     assert back["session_id"] == created["id"]
     connection_id = back["connection_id"]
+    if provider.spec.picker is not None:  # account pickers: the choice comes first
+        assert back["status"] == "needs_configuration", back
+        await configure_with_first_choices(harness.client, harness.headers, connection_id)
+    else:
+        assert back["status"] == "connected", back
 
     # Exactly what the flow exchanged: one code exchange (plus Facebook's long-lived swap).
     hits = [h for h in await harness.as_token_requests() if h["provider_key"] == provider_key]

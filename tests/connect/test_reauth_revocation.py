@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from app.vault.models import VaultSecret
 from tests.fixtures.browser import query_of, relative
-from tests.fixtures.connect import FlowHarness
+from tests.fixtures.connect import FlowHarness, configure_with_first_choices
 
 
 async def _introspect(harness: FlowHarness, key: str, token: str) -> bool:
@@ -79,6 +79,8 @@ async def test_no_revocation_where_it_would_end_the_new_grant(harness: FlowHarne
     browser, callback, _ = await harness.callback_url_for("google_analytics_4")
     r = await browser.get(relative(callback))
     connection_id = query_of(r.headers["location"])["connection_id"]
+    # GA4 has an account picker: the connection exists at Fivetran once configured.
+    await configure_with_first_choices(harness.client, harness.headers, connection_id)
     await _reauthorize(harness, "google_analytics_4", connection_id)
     assert harness.spy.requests.count(("POST", "/sandbox/oauth/google_analytics_4/revoke")) == 0
     assert await _kept(harness) == 0

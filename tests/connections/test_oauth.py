@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from app.config import Settings
+from tests.fixtures.connect import configure_with_first_choices
 from tests.fixtures.onboarding import (
     RETURN_TO,
     Simulator,
@@ -60,7 +61,11 @@ async def test_oauth_sources_connect(
     sim = Simulator(api)
     assert (await api.put("/v1/end-users/org-7", json={"name": "Org 7"})).status_code == 201
     result = await oauth_connect(api, "org-7", service, **extra)
-    assert result["status"] == "connected", result
+    if service == "facebook_ads":  # an account picker: the choice comes before the create
+        assert result["status"] == "needs_configuration", result
+        await configure_with_first_choices(api, {}, result["connection_id"])
+    else:
+        assert result["status"] == "connected", result
     r = await api.get(f"/v1/connections/{result['connection_id']}")
     assert r.status_code == 200, r.text
     conn = r.json()

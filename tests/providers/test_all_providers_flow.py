@@ -30,7 +30,7 @@ from app.sources.forms import required_for
 from app.state import app_state
 from tests.fixtures.app import BASE_URL, fresh_database
 from tests.fixtures.browser import Browser, query_of, relative, with_params
-from tests.fixtures.connect import APP_ORIGIN, RETURN_TO
+from tests.fixtures.connect import APP_ORIGIN, RETURN_TO, configure_with_first_choices
 from tests.fixtures.providers import example_inputs
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -144,7 +144,11 @@ async def test_oauth_provider_connects(env: Module, provider_key: str) -> None:
     r = await browser.get(relative(callback))
     assert r.status_code == 303, r.text
     back = query_of(r.headers["location"])
-    assert back.get("status") == "connected", back
+    if provider.spec.picker is not None:  # account pickers: the choice comes first
+        assert back.get("status") == "needs_configuration", back
+        await configure_with_first_choices(env.client, env.headers, back["connection_id"])
+    else:
+        assert back.get("status") == "connected", back
 
     r = await env.client.get(f"/v1/connections/{back['connection_id']}", headers=env.headers)
     body = r.json()

@@ -20,12 +20,14 @@ from tests.fixtures.onboarding import APP_ORIGIN, RETURN_TO, vault_rows
 from tests.reliability.browser import to_callback
 
 
-async def _session(api: httpx.AsyncClient, end_user: str = "org-1") -> dict[str, str]:
+async def _session(
+    api: httpx.AsyncClient, end_user: str = "org-1", service: str = "hubspot"
+) -> dict[str, str]:
     r = await api.put(f"/v1/end-users/{end_user}", json={"name": "Org"})
     assert r.status_code in (200, 201), r.text
     r = await api.post(
         "/v1/connect-sessions",
-        json={"end_user": end_user, "service": "hubspot", "return_to": RETURN_TO},
+        json={"end_user": end_user, "service": service, "return_to": RETURN_TO},
     )
     assert r.status_code == 201, r.text
     return dict(r.json())
@@ -104,6 +106,38 @@ async def test_crash_after_tokens_stored_finishes_the_connection(
     assert body["status"] == "completed", body
     assert await count_rows("events", "kind = 'connect_session.completed'") == 1
     assert await count_rows("connections", "state = 'connected'") == 1
+
+
+async def test_crash_after_tokens_stored_of_a_picker_source_waits_for_the_choice(
+    api: httpx.AsyncClient,
+    app: FastAPI,
+    count_rows: Callable[..., Awaitable[int]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.connect import service as connect_service
+
+    created = await _session(api, service="facebook_ads")
+    browser = Browser(api, origin=APP_ORIGIN)
+    callback = await _to_callback(browser, created["connect_url"])
+
+    async def crash(*args: object, **kwargs: object) -> None:
+        raise asyncio.CancelledError  # the process dies after the tokens were committed
+
+    monkeypatch.setattr(connect_service, "await_configuration", crash)
+    with pytest.raises(BaseException):  # noqa: B017
+        await api.get(callback, headers=browser._cookie_header())
+    monkeypatch.undo()
+    assert await count_rows("connections", "state = 'authorizing'") == 1
+    # Never created without the end-user's choice: it waits for it, the session completes.
+    assert await _settle(app) == 1
+    assert await _settle(app) == 0
+    body = (await api.get(f"/v1/connect-sessions/{created['id']}")).json()
+    assert body["status"] == "completed", body
+    assert await count_rows("connections", "state = 'needs_configuration'") == 1
+    assert await count_rows("events", "kind = 'connection.needs_configuration'") == 1
+    r = await api.get(f"/v1/connections/{body['connection_id']}/options")
+    assert r.status_code == 200, r.text
+    assert r.json()["options"]["accounts"]
 
 
 async def test_session_minted_by_a_revoked_key_cannot_complete(

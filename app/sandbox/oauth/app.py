@@ -19,8 +19,10 @@ makes the next token responses misbehave (kinds in ``store.MISBEHAVIOURS``: no R
 200 + ``{"error": "invalid_grant"}``, narrowed scope, 307 redirect, string ``expires_in``,
 no ``token_type``) or the next authorization redirects (``authorize_omit_iss``,
 ``authorize_wrong_iss``); ``provider_key="*"`` for any provider.
-``GET /_control/token-requests`` lists token-endpoint hits; ``POST /_control/reset`` clears
-all state.
+``GET|POST /{provider}/api/<host>/<path>`` — simulated provider list endpoints (account
+pickers after consent, :mod:`app.sandbox.oauth.accounts`), misbehaving on ``list_502`` /
+``list_malformed``. ``GET /_control/token-requests`` lists token-endpoint hits;
+``POST /_control/reset`` clears all state.
 """
 
 from __future__ import annotations
@@ -42,11 +44,12 @@ from app.config import Settings, load_settings
 from app.providers.registry import SANDBOX_PATH, Provider, ProviderRegistry
 from app.providers.startup import build_registry
 from app.sandbox.latency import LatencyMiddleware, SimulatedLatency, parse_body
-from app.sandbox.oauth import quirks
+from app.sandbox.oauth import accounts, quirks
 from app.sandbox.oauth.server import SandboxAuthorizationServer, SandboxRequest, SandboxResponse
 from app.sandbox.oauth.store import (
     AUTHORIZE_MISBEHAVIOURS,
     CONSENT_TTL_SECONDS,
+    LIST_MISBEHAVIOURS,
     MISBEHAVIOURS,
     PendingConsent,
     SandboxClient,
@@ -422,9 +425,28 @@ def _build_app(settings: Settings, get_registry: Callable[[], ProviderRegistry])
         _, server = _server(request, provider_key, page=False)
         return JSONResponse(server.metadata(server.issuer))
 
+    @app.api_route("/{provider_key}/api/{path:path}", methods=["GET", "POST"])
+    async def provider_list(provider_key: str, path: str, request: Request) -> Response:
+        """Simulated provider list endpoints (account pickers; :mod:`.accounts`)."""
+        oauth, server = _server(request, provider_key, page=False)
+        raw = await request.body()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            return _problem(400, "invalid_request", "malformed JSON body")
+        return accounts.list_response(
+            oauth.store,
+            provider_key,
+            path,
+            request,
+            client_id=server.client.client_id,
+            client_secret=server.client.client_secret,
+            body=body,
+        )
+
     @app.post("/_control/misbehave")
     async def control_misbehave(body: MisbehaveBody, request: Request) -> Response:
-        kinds = MISBEHAVIOURS + AUTHORIZE_MISBEHAVIOURS
+        kinds = MISBEHAVIOURS + AUTHORIZE_MISBEHAVIOURS + LIST_MISBEHAVIOURS
         if body.kind not in kinds:
             return _problem(422, "invalid_request", f"kind must be one of {list(kinds)}")
         _state(request).store.queue_misbehaviour(body.provider_key, body.kind, body.count)

@@ -30,6 +30,8 @@ MISBEHAVIOURS = (
 )
 #: Misbehaviours of the next authorization response (mix-up tests, RFC 9207).
 AUTHORIZE_MISBEHAVIOURS = ("authorize_omit_iss", "authorize_wrong_iss")
+#: Misbehaviours of the next simulated provider list call (account pickers).
+LIST_MISBEHAVIOURS = ("list_502", "list_malformed")
 
 
 @dataclass
@@ -252,8 +254,11 @@ class SandboxStore:
         queue.extend([kind] * count)
 
     def pop_misbehaviour(self, provider_key: str, *, stage: str = "token") -> str | None:
-        """Next queued misbehaviour of ``stage`` (``token`` or ``authorize``) for a provider."""
-        kinds = AUTHORIZE_MISBEHAVIOURS if stage == "authorize" else MISBEHAVIOURS
+        """Next queued misbehaviour of ``stage`` (``token``, ``authorize`` or ``list``) for a
+        provider."""
+        kinds = {"authorize": AUTHORIZE_MISBEHAVIOURS, "list": LIST_MISBEHAVIOURS}.get(
+            stage, MISBEHAVIOURS
+        )
         for key in (provider_key, "*"):
             queue = self.misbehaviours.get(key)
             if not queue:

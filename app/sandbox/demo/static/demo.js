@@ -8,6 +8,8 @@
 //   POST /v1/connections/{id}/connect-card   (card sources: send the browser to Fivetran's card)
 //   GET  /v1/connections?end_user=, /v1/connections/{id}, /v1/events?connection_id=
 //   POST /v1/connections/{id}/sync, /reauthorize; DELETE /v1/connections/{id}
+//   GET  /v1/connections/{id}/options, POST /v1/connections/{id}/configure (account pickers:
+//        the choice after consent, e.g. Google Ads customer ids, Facebook ad accounts)
 // Two things are sandbox-only: POST /sandbox/demo/key (this page's demo-scoped key, loopback
 // only) and the simulator's control API (/sandbox/fivetran/_control/...) behind the
 // "Sandbox:" buttons. In production your backend holds the API key, never the browser.
@@ -21,7 +23,7 @@ const RETURN_TO = `${location.origin}/sandbox/demo`;
 
 const state = {
   key: null, me: null, sources: [], endUser: "", connections: [], connection: null,
-  events: [], pollTimer: null, source: null, rendered: null, confirmDelete: null,
+  events: [], pollTimer: null, source: null, rendered: null, confirmDelete: null, picker: null,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -77,8 +79,8 @@ async function obtainDemoKey() {
   sessionStorage.removeItem(STORE.pasted);
 }
 
-async function api(method, path, body, retried = false) {
-  const headers = { Accept: "application/json", Authorization: `Bearer ${state.key}` };
+async function api(method, path, body, extra = {}, retried = false) {
+  const headers = { Accept: "application/json", Authorization: `Bearer ${state.key}`, ...extra };
   const init = { method, headers };
   if (body !== undefined) {
     headers["Content-Type"] = "application/json";
@@ -87,7 +89,7 @@ async function api(method, path, body, retried = false) {
   const r = await fetch(path, init);
   if (r.status === 401 && !retried && !sessionStorage.getItem(STORE.pasted)) {
     await obtainDemoKey(); // the server restarted or the key was revoked: get the current one
-    return api(method, path, body, true);
+    return api(method, path, body, extra, true);
   }
   const data = r.status === 204 ? null : await r.json().catch(() => null);
   if (!r.ok) throw new ApiError(r.status, data);
@@ -360,7 +362,10 @@ async function poll() {
     const listed = state.connections.find((c) => c.id === id);
     if (listed) Object.assign(listed, conn); else state.connections.push(conn);
     // Re-render only on change: a redraw every poll would steal focus and eat clicks.
-    const signature = JSON.stringify([conn, state.events.map((e) => e.id), state.confirmDelete]);
+    if (conn.state === "needs_configuration" && (!state.picker || state.picker.connection !== id)) {
+      await loadPicker(id);
+    }
+    const signature = JSON.stringify([conn, state.events.map((e) => e.id), state.confirmDelete, state.picker]);
     if (signature !== state.rendered) {
       state.rendered = signature;
       renderConnections();
@@ -372,6 +377,63 @@ async function poll() {
     showError(err);
   }
   if (state.connection === id) state.pollTimer = setTimeout(poll, POLL_MS);
+}
+
+// ---- account pickers: the choice after consent ----------------------------------------------
+// GET /v1/connections/{id}/options lists what the end-user may sync (fetched from the source
+// app with the connection's token); POST /v1/connections/{id}/configure submits the choice.
+
+async function loadPicker(id) {
+  state.picker = { connection: id, loading: true };
+  try {
+    const listed = await api("GET", `/v1/connections/${encodeURIComponent(id)}/options`);
+    if (state.connection === id) state.picker = { connection: id, listed };
+  } catch (err) {
+    state.picker = { connection: id, error: err.message };
+    showError(err);
+  }
+}
+
+function renderPicker(c) {
+  const picker = state.picker;
+  if (!picker || picker.connection !== c.id) return null;
+  if (picker.loading) return el("p", { class: "muted", text: "Loading the accounts…" });
+  if (picker.error) {
+    const retry = el("button", { type: "button", class: "secondary", text: "Try again" });
+    retry.addEventListener("click", async () => { await loadPicker(c.id); state.rendered = null; poll(); });
+    return el("div", { id: "picker" }, el("p", { class: "error", text: picker.error }), retry);
+  }
+  const listed = picker.listed;
+  const form = el("form", { id: "picker", "aria-label": "Choose what to sync" });
+  for (const field of listed.fields) {
+    const selected = [].concat(listed.selected[field.name] || []);
+    const options = listed.options[field.name].map((o, i) => {
+      const input = el("input", { type: field.multiple ? "checkbox" : "radio", name: field.name,
+        value: o.value, id: `pick-${field.name}-${i}` });
+      input.checked = selected.includes(o.value);
+      const text = o.label === o.value ? o.value : `${o.label} (${o.value})`;
+      return el("li", {}, input, el("label", { for: input.id, text }));
+    });
+    form.append(el("fieldset", {}, el("legend", { text: field.title }),
+      options.length ? el("ul", { class: "choices" }, options)
+        : el("p", { class: "muted", text: "The source app lists nothing to choose." })));
+  }
+  const save = el("button", { type: "submit", text: c.state === "needs_configuration" ? "Connect these" : "Save selection" });
+  form.append(save);
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const config = {};
+    for (const field of listed.fields) {
+      const values = [...form.querySelectorAll(`input[name="${CSS.escape(field.name)}"]:checked`)].map((i) => i.value);
+      config[field.name] = field.multiple ? values : values[0];
+    }
+    act(save, "Saved: the connection is being set up with your choice.", async () => {
+      await api("POST", `/v1/connections/${encodeURIComponent(c.id)}/configure`, { config },
+        { "Idempotency-Key": `demo-${c.id}-${Date.now()}` });
+      state.picker = null;
+    });
+  });
+  return form;
 }
 
 function renderGone(id) {
@@ -396,9 +458,11 @@ function renderConnection(c) {
   const path = `/v1/connections/${encodeURIComponent(c.id)}`;
   const buttons = [];
   if (!deleted) {
-    const sync = el("button", { type: "button", text: "Sync now" });
-    sync.addEventListener("click", () => act(sync, "Sync triggered.", () => api("POST", `${path}/sync`, {})));
-    buttons.push(sync);
+    if (c.state !== "needs_configuration") {
+      const sync = el("button", { type: "button", text: "Sync now" });
+      sync.addEventListener("click", () => act(sync, "Sync triggered.", () => api("POST", `${path}/sync`, {})));
+      buttons.push(sync);
+    }
     if (c.fivetran_connection_id) {
       // Sandbox only: the simulator's control API plays Fivetran finishing the sync.
       const finish = el("button", { type: "button", class: "sandbox", text: "Sandbox: finish sync" });
@@ -408,6 +472,11 @@ function renderConnection(c) {
       brk.addEventListener("click", () => act(brk, "Sandbox: the source revoked access.", () =>
         simulator(`connections/${encodeURIComponent(c.fivetran_connection_id)}/break`, {})));
       buttons.push(finish, brk);
+    }
+    if (c.auth_method === "oauth2" && c.fivetran_connection_id && (!state.picker || state.picker.connection !== c.id)) {
+      const change = el("button", { type: "button", class: "secondary", text: "Change accounts…" });
+      change.addEventListener("click", async () => { await loadPicker(c.id); state.rendered = null; poll(); });
+      buttons.push(change);
     }
     if (c.auth_method === "oauth2") {
       const reauth = el("button", { type: "button", class: "secondary", text: "Re-authorize" });
@@ -457,6 +526,8 @@ function renderConnection(c) {
       fact("sync", el("span", { id: "connection-sync", text: c.sync_state || "—" })),
       fact("last sync", el("span", { id: "connection-last-sync", text: lastSync })),
       fact("Fivetran id", c.fivetran_connection_id)),
+    c.state === "needs_configuration" ? el("h4", { text: "Choose what to sync" }) : "",
+    renderPicker(c) || "",
     el("div", { class: "actions" }, buttons),
     el("h4", { text: "Events" }),
     events.length ? el("ol", { class: "events", reversed: true, id: "events" }, events)
@@ -483,6 +554,7 @@ function readReturn() {
   history.replaceState(null, "", location.pathname); // a reload must not show it again
   const back = { status: q.get("status"), connection: q.get("connection_id"), error: q.get("error") };
   if (back.status === "connected") notice(`Connected: connection ${back.connection}.`);
+  else if (back.status === "needs_configuration") notice(`Almost done: choose what to sync for connection ${back.connection}.`);
   else notice(`Not connected: ${back.error || "unknown error"}.`, "error");
   return back;
 }
