@@ -155,6 +155,13 @@ class ConnectSettings(BaseModel):
     flow_ttl_seconds: int = Field(
         600, ge=60, le=600, description="How long the OAuth leg (start to callback) may take."
     )
+    card_ttl_seconds: int = Field(
+        3600,
+        ge=60,
+        le=86400,
+        description="How long the callback of a Connect Card link accepts the end-user's "
+        "return (Fivetran's card URI itself is valid one day).",
+    )
     expiry_sweep_seconds: float = Field(
         60.0,
         ge=0,
@@ -351,6 +358,12 @@ class OnboardingSettings(BaseModel):
     schema_policy: SchemaPolicy = Field(default_factory=SchemaPolicy)
     create_attempts: int = Field(
         3, ge=1, le=10, description="Fivetran create attempts when the outcome is ambiguous."
+    )
+    connect_card: Literal["fallback", "all"] = Field(
+        "fallback",
+        description="Which services /v1/sources offers through Fivetran's Connect Card "
+        "(auth_method connect_card): fallback = those no OAuth or credential route reaches; "
+        "all = every service (after its other ways).",
     )
 
 

@@ -19,6 +19,8 @@ from app.api_docs import install_api_docs
 from app.audit.router import router as audit_router
 from app.callers.router import router as callers_router
 from app.config import Settings, load_settings, production_problems
+from app.connect.card_router import browser_router as card_browser_router
+from app.connect.card_router import router as card_router
 from app.connect.pages import refusal_page_renderer
 from app.connect.ratelimit import BROWSER_PREFIXES, BrowserRateLimitMiddleware
 from app.connect.router import reauthorize_router
@@ -139,6 +141,8 @@ def _include_routers(app: FastAPI, sandbox: bool, *, counterparts: bool) -> None
     app.include_router(sources_router)
     app.include_router(connections_router)
     app.include_router(reauthorize_router)
+    app.include_router(card_router)
+    app.include_router(card_browser_router)
     app_state(app).sandbox_mounted = counterparts
     if sandbox:
         _mount_sandbox(app, counterparts=counterparts)

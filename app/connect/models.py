@@ -6,6 +6,8 @@
 * ``oauth_flows`` — one row per browser start: hashed 256-bit ``state`` (single use), hashed
   browser-binding cookie, the issuer and endpoints pinned at start, the exact redirect URI and
   the expiry. The PKCE verifier lives in the vault (owner ``oauth_flow``, owner id = flow id).
+* ``connect_card_links`` — Fivetran Connect Cards handed out, with the hashed single-use token
+  of their return to us (:mod:`app.connect.card`).
 * ``oauth_grants`` — metadata of the tokens stored in the vault for a connection (issuer,
   client id, granted scope, expiry); the row is the per-connection lock for refreshes (R20).
 """
@@ -92,3 +94,27 @@ class OAuthGrant(Base):
     generation: Mapped[int] = mapped_column(Integer, default=0)
     refreshed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     needs_reauth: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ConnectCardLink(Base):
+    """One Connect Card handed out for a connection (``POST /v1/connections/{id}/connect-card``).
+
+    Fivetran's card redirects the browser to ``/connect-card/return/{token}``; only the
+    SHA-256 of that single-use token is stored. ``status``: ``pending`` → ``consumed`` (the
+    browser came back) → ``completed`` | ``failed``; ``superseded`` when a newer card was
+    issued for the same connection before this one came back.
+    """
+
+    __tablename__ = "connect_card_links"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    connection_id: Mapped[str] = mapped_column(String(40), index=True)
+    end_user_id: Mapped[str] = mapped_column(String(40))
+    caller_key_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    return_to: Mapped[str] = mapped_column(String(2048))
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    error: Mapped[str | None] = mapped_column(String(64), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

@@ -1,4 +1,5 @@
-"""Rate limits of the public browser endpoints: ``/connect/*`` and ``/oauth/callback/*``.
+"""Rate limits of the public browser endpoints: ``/connect/*``, ``/oauth/callback/*`` and
+``/connect-card/return/*``.
 
 These routes take no API key, so anyone can hammer them. Each request counts against its
 client IP and against its session token (the connect start token in the path, or the OAuth
@@ -35,13 +36,14 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-BROWSER_PREFIXES = ("/connect/", "/oauth/callback/")
+BROWSER_PREFIXES = ("/connect/", "/oauth/callback/", "/connect-card/return/")
 
 
 def _session_token(scope: Scope) -> str | None:
     path = str(scope.get("path", ""))
-    if path.startswith("/connect/"):
-        return path[len("/connect/") :].split("/", 1)[0] or None
+    for prefix in ("/connect/", "/connect-card/return/"):
+        if path.startswith(prefix):
+            return path[len(prefix) :].split("/", 1)[0] or None
     for key, value in parse_qsl(scope.get("query_string", b"").decode("latin-1")):
         if key == "state":
             return value[:200] or None

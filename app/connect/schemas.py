@@ -82,6 +82,32 @@ class ConnectSessionOut(BaseModel):
     connection_id: str
 
 
+class ConnectCardIn(StrictIn):
+    """Hand the end-user Fivetran's Connect Card for a ``connect_card`` connection."""
+
+    return_to: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="Where the browser goes back after the card: an https URL on an "
+        "allow-listed origin (PBF_API__ALLOWED_ORIGINS), or an allow-listed native-app redirect.",
+    )
+    hide_setup_guide: bool | None = Field(
+        None, description="Hide Fivetran's embedded setup guide in the card."
+    )
+
+
+class ConnectCardOut(BaseModel):
+    connection_id: str
+    connect_card_url: str = Field(
+        description="Fivetran's Connect Card: send the end-user's browser there. After the "
+        "setup it comes back to return_to with status (connected | error), connection_id "
+        "and an error code."
+    )
+    expires_at: datetime = Field(
+        description="Until when the card's return to this service is accepted (single use)."
+    )
+
+
 # --- post-consent configuration (account pickers) ------------------------------------------
 
 

@@ -1,5 +1,5 @@
-"""``POST /v1/connections``: create a credentials connection, under the ``Idempotency-Key``
-protocol (:func:`app.kit.idempotency.run_create`).
+"""``POST /v1/connections``: create a credentials (or Connect Card) connection, under the
+``Idempotency-Key`` protocol (:func:`app.kit.idempotency.run_create`).
 
 A retry with the same key after a Fivetran failure finishes the connection the first attempt
 committed (``handle.resume_id``) instead of starting a second one.
@@ -45,6 +45,7 @@ async def create_connection_idempotent(
                 service=body.service,
                 config=body.config,
                 credentials=body.credentials,
+                auth_method=body.auth_method,
                 idempotency=handle,
             )
         out = ConnectionOut.of(conn, body.end_user).dump()

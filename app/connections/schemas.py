@@ -38,6 +38,13 @@ class ConnectionCreate(StrictIn):
         description='Secrets, in the same shape as config (e.g. {"pats": ["…"]}, '
         '{"secrets_list": [{"value": "…"}]}); write-only; also accepted inside config.',
     )
+    auth_method: Literal["credentials", "connect_card"] | None = Field(
+        None,
+        description="The way to create a service offered more than one way (GET /v1/sources): "
+        "credentials (tested now) or connect_card (created without auth, state "
+        "authorizing; then POST /v1/connections/{id}/connect-card). Default: credentials "
+        "where offered, else the Connect Card.",
+    )
 
 
 class ConnectionPatch(StrictIn):

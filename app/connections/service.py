@@ -13,6 +13,11 @@ Creating at Fivetran never loses a token and never duplicates a connection:
   retry with the same ``Idempotency-Key``, by :func:`resume_creating` (startup) or by the
   reconciliation worker.
 
+Connect Card sources (``auth_method`` ``connect_card``) take the same create path without
+``auth`` and without setup tests; once the connection exists at Fivetran it waits in
+``authorizing`` for the end-user to finish Fivetran's card (:func:`complete_connect_card`,
+called by the card's return to us, :mod:`app.connect.card`).
+
 Single refresher: once a grant is handed to Fivetran (``grant_handed_off_at``), only Fivetran
 refreshes it; :func:`ensure_refresh_allowed` raises for such a grant.
 """
@@ -87,6 +92,8 @@ __all__ = [
 ]
 
 OWNER = "connection"
+#: ``auth_method`` of connections authorized through Fivetran's Connect Card.
+CONNECT_CARD = "connect_card"
 TOKEN_FIELDS = ("refresh_token", "access_token")
 FAILED_TEST_STATUSES = frozenset({"FAILED", "JOB_FAILED"})
 
@@ -423,22 +430,18 @@ async def create_credentials_connection(
     config: dict[str, Any],
     credentials: dict[str, Any] | None,
     idempotency: Any | None = None,
+    auth_method: str | None = None,
 ) -> Connection:
     """``POST /v1/connections``: validate, store secrets, create at Fivetran (see module doc).
 
-    Validation (including the exact Fivetran payload) happens before anything is written.
+    Credential sources are created with their secrets and tested; Connect Card sources
+    (``auth_method`` ``connect_card``, or a service offered only that way) are created without
+    auth and wait in ``authorizing`` for the card. Validation (including the exact Fivetran
+    payload) happens before anything is written.
     """
     end_user = await end_user_service.get_end_user(session, caller, end_user_external_id)
-    source = app_state.sources.get(service)
-    if source.auth_method != "credentials":
-        try:  # a service that also takes credentials (the caller chose this way)
-            source = app_state.sources.get(service, "credentials")
-        except NotFound:
-            raise InvalidInput(
-                f"Source '{service}' is authorized with OAuth: start a connect session",
-                code="oauth_source",
-                field="service",
-            ) from None
+    source = _creation_source(app_state, service, auth_method)
+    card = source.auth_method == CONNECT_CARD
     plain, secrets = _split_credentials(source, config, credentials)
     plain = forms.with_defaults(source.config_schema, plain)
     validate_config(source, secret_paths.merge_secrets(plain, secrets))
@@ -449,7 +452,7 @@ async def create_credentials_connection(
         source=source,
         config=plain,
         initial_state=states.CREATING,
-        reason="credentials_submitted",
+        reason="card_requested" if card else "credentials_submitted",
         group_id=group_id,
         secret_fields=sorted(secrets),
     )
@@ -473,11 +476,34 @@ async def create_credentials_connection(
         target_type="connection",
         target_id=conn.id,
         end_user=end_user.external_id,
-        details={"service": service, "credentials_set": sorted(secrets)},
+        details={
+            "service": service,
+            "auth_method": source.auth_method,
+            "credentials_set": sorted(secrets),
+        },
     )
     await session.commit()  # durable point: connection row + secrets before the Fivetran call
     await _create_remote(session, app_state, conn, body=body, resumed=False)
     return conn
+
+
+def _creation_source(app_state: AppState, service: str, auth_method: str | None) -> Source:
+    """The way ``POST /v1/connections`` creates ``service``: the one asked for (404 when it
+    is not offered that way), else credentials, else the card; OAuth-only is a 422."""
+    if auth_method is not None:
+        return app_state.sources.get(service, auth_method)
+    source = app_state.sources.get(service)
+    if source.auth_method == "oauth2":
+        try:  # a service that also takes credentials (the caller chose this way)
+            return app_state.sources.get(service, "credentials")
+        except NotFound:
+            raise InvalidInput(
+                f"Source '{service}' is authorized with OAuth: start a connect session"
+                " (or create it with auth_method 'connect_card' where offered)",
+                code="oauth_source",
+                field="service",
+            ) from None
+    return source
 
 
 def _payload(
@@ -506,7 +532,8 @@ def _payload(
         auth=auth if auth is not None else form_auth,
         table=source.table_name,
         paused=True,
-        run_setup_tests=True,
+        # Without auth nothing can pass yet: the card runs the tests (Fivetran's guidance).
+        run_setup_tests=source.auth_method != CONNECT_CARD,
         trust_certificates=trust_certificates,
         trust_fingerprints=trust_fingerprints,
         sync_frequency=conn.sync_frequency,
@@ -786,6 +813,11 @@ async def _create_remote(
     apply_fivetran_status(conn, data)
     conn.state_reason = "fivetran_connection_adopted" if adopted else "fivetran_connection_created"
     await states.emit_event(session, conn, "connection.created")
+    if conn.auth_method == CONNECT_CARD:
+        # Exists at Fivetran without auth: the end-user authorizes it in Fivetran's card.
+        await states.transition(session, conn, states.AUTHORIZING, reason="awaiting_connect_card")
+        await session.commit()
+        return
     await session.commit()  # durable point: the Fivetran id is known
     await _discard_tokens_if_configured(session, app_state, conn)
     if adopted and not data.get("setup_tests"):
@@ -877,6 +909,36 @@ async def _reauthorize_remote(
     await _after_tests(session, app_state, conn, data, reason="reauthorized")
 
 
+async def complete_connect_card(
+    session: AsyncSession, app_state: AppState, conn: Connection
+) -> None:
+    """The end-user came back from Fivetran's Connect Card: read the connection at Fivetran
+    and map what the card did onto our state.
+
+    ``authorizing`` (or ``setup_failed``) → setup passed: schema policy, un-pause,
+    ``connected``; not passed: ``setup_failed``. A ``connected``/``broken`` connection
+    re-authorized by card becomes ``connected`` or ``broken``. Raises an ``AppError`` when
+    Fivetran cannot be read (nothing changed then; the card may be issued again)."""
+    try:
+        data = await app_state.fivetran.get_connection(_remote_id(conn))
+    except FivetranNotFound as exc:
+        await states.transition(session, conn, states.DELETED, reason="deleted_at_fivetran")
+        await session.commit()
+        raise NotFound(
+            "The connection no longer exists at Fivetran", code="connection_gone"
+        ) from exc
+    except FivetranError as exc:
+        raise fivetran_problem(exc) from exc
+    apply_fivetran_status(conn, data)
+    if conn.state in (states.AUTHORIZING, states.SETUP_FAILED) and _tests_failed(data):
+        await states.transition(
+            session, conn, states.SETUP_FAILED, reason="connect_card_setup_incomplete"
+        )
+        await session.commit()
+        return
+    await _after_tests(session, app_state, conn, data, reason="connect_card_completed")
+
+
 async def _after_tests(
     session: AsyncSession,
     app_state: AppState,
@@ -913,7 +975,7 @@ async def _discard_tokens_if_configured(
 
 
 #: ``state_reason`` of a ``creating`` connection whose Fivetran create a request is running.
-IN_FLIGHT_REASONS = ("credentials_submitted", "resuming", "configured")
+IN_FLIGHT_REASONS = ("credentials_submitted", "card_requested", "resuming", "configured")
 #: After this long without a write, an in-flight create is presumed dead (process killed).
 IN_FLIGHT_GRACE = timedelta(minutes=5)
 

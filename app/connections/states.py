@@ -2,6 +2,8 @@
 
 ``pending`` (session started) → ``authorizing`` → [``needs_configuration`` (a choice after
 consent: account pickers)] → ``creating`` → ``connected`` |
+``setup_failed``; a Connect Card connection is ``creating`` (at Fivetran, without auth) →
+``authorizing`` (the end-user is at Fivetran's card) → ``creating`` → ``connected`` |
 ``setup_failed``; ``connected`` → ``broken`` (Fivetran reports it) → ``connected`` (after
 re-authorization); any → ``paused`` / ``deleted``. Every change is stored in
 ``connection_transitions`` with its time and reason and emits the matching outbound event
@@ -47,7 +49,7 @@ ALLOWED: dict[str | None, frozenset[str]] = {
     PENDING: frozenset({AUTHORIZING, CREATING, SETUP_FAILED}),
     AUTHORIZING: frozenset({PENDING, NEEDS_CONFIGURATION, CREATING, SETUP_FAILED}),
     NEEDS_CONFIGURATION: frozenset({CREATING, SETUP_FAILED}),
-    CREATING: frozenset({CONNECTED, SETUP_FAILED}),
+    CREATING: frozenset({AUTHORIZING, CONNECTED, SETUP_FAILED}),
     CONNECTED: frozenset({BROKEN, SETUP_FAILED}),
     SETUP_FAILED: frozenset({AUTHORIZING, CREATING, CONNECTED, BROKEN}),
     BROKEN: frozenset({CONNECTED, SETUP_FAILED}),

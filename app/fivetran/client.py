@@ -422,6 +422,22 @@ class FivetranClient:
             version2=True,
         )
 
+    async def connect_card(
+        self, id: str, *, redirect_uri: str, hide_setup_guide: bool | None = None
+    ) -> dict[str, Any]:
+        """A Connect Card for connection ``id`` (``POST /v1/connections/{id}/connect-card``):
+        ``{connector_id, connect_card: {token, uri}, connect_card_config}``; Fivetran sends
+        the browser to ``redirect_uri`` after a successful setup. Safe to retry (a new card)."""
+        config: dict[str, Any] = {"redirect_uri": redirect_uri}
+        if hide_setup_guide is not None:
+            config["hide_setup_guide"] = hide_setup_guide
+        return await self._request(
+            "POST",
+            f"/v1/connections/{_q(id)}/connect-card",
+            json={"connect_card_config": config},
+            version2=True,
+        )
+
     # Schema config
 
     async def get_schema_config(self, id: str) -> dict[str, Any]:

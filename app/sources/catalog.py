@@ -6,9 +6,14 @@ Generated from Fivetran's definition (``app.fivetran.index``) and the OAuth prov
 * a service with an API ``auth`` block and a **configured** OAuth provider → ``oauth2``;
 * a service without an ``auth`` block whose config carries secret fields (API keys,
   passwords, private keys) → ``credentials``;
-* everything else is not offered: ``auth``-only services without a configured provider,
-  services Fivetran lets authorize only through its own Connect Card (no API auth and no
-  credential fields), and ``schema_table_group`` services (we do not name table groups).
+* a service no other way reaches → ``connect_card``: services Fivetran lets authorize only
+  through its own Connect Card (no API ``auth`` block and no credential fields: slack,
+  mailchimp …; or documented so despite app fields: xero, :data:`CARD_ONLY`), ``auth``-only
+  services without a configured provider or whose ``auth`` block takes no token, and
+  file/table-group services. We create the connection (paused, without
+  auth) and hand the end-user Fivetran's card, which redirects back to our callback
+  (:mod:`app.connect.card`). With ``onboarding.connect_card: all`` every service is also
+  offered by card (after its other ways). Each card item carries a ``reason``.
 
 ``config_schema`` is a JSON Schema of the fields the end-user fills: Fivetran's config fields
 minus the ones we set ourselves (schema naming, auth, read-only fields, the fields the provider
@@ -53,7 +58,7 @@ class Source:
 
     service: str
     name: str
-    auth_method: str  # "oauth2" | "credentials"
+    auth_method: str  # "oauth2" | "credentials" | "connect_card"
     config_schema: dict[str, Any]
     scopes: list[str] | None = None
     provider_key: str | None = None
@@ -67,6 +72,8 @@ class Source:
     verification: Any | None = None
     #: The form fills Fivetran's ``auth`` block (config key ``auth``; credential route).
     fills_auth: bool = False
+    #: Why this service is offered by Fivetran's Connect Card (``connect_card`` only).
+    reason: str | None = None
 
     def public(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -80,6 +87,8 @@ class Source:
         }
         if self.auth_method == "oauth2":
             out["scopes"] = list(self.scopes or [])
+        if self.reason is not None:
+            out["reason"] = self.reason
         if self.verification is not None:
             out.update(self.verification.public())
         return out
@@ -205,11 +214,46 @@ def _source(
     )
 
 
-def ways_of(service: str, provider: Any | None) -> list[str]:
+#: The ``reason`` of each kind of card-offered source (``connect_card`` items).
+CARD_REASONS = {
+    "card_only": "Fivetran authorizes this service only through its Connect Card: its API "
+    "takes no credentials that sign in to it",
+    "no_provider": "No OAuth app is configured here for this service; Fivetran's Connect Card "
+    "authorizes it with Fivetran's own app",
+    "auth_without_token": "Fivetran's API auth block for this service takes no token or key "
+    "we can obtain; Fivetran's Connect Card authorizes it",
+    "table_group": "This service syncs files or tables chosen in Fivetran's setup form; "
+    "Fivetran's Connect Card authorizes it and collects that choice",
+    "everywhere": "Also offered through Fivetran's Connect Card (onboarding.connect_card = all)",
+}
+
+
+#: Services whose config has secret fields that do not authorize them: Fivetran documents that
+#: they authorize only through its Connect Card (or its dashboard). Xero's ``client_id`` /
+#: ``client_secret`` / ``webhook_key`` configure a custom app and webhooks, not the sign-in
+#: (Fivetran's Xero setup docs; research notes on the Fivetran API, auth blocks table).
+CARD_ONLY = frozenset({"xero"})
+
+
+def card_reason(service: str, provider: Any | None) -> str:
+    """Why ``service`` is offered by Connect Card when no other way reaches it (a key of
+    :data:`CARD_REASONS`)."""
+    spec = get_service(service)
+    assert spec is not None
+    if spec.schema_format == "schema_table_group":
+        return "table_group"
+    if spec.has_auth and service not in CARD_ONLY:
+        return "no_provider" if provider is None else "auth_without_token"
+    return "card_only"
+
+
+def ways_of(service: str, provider: Any | None, *, card: str = "fallback") -> list[str]:
     """How ``service`` can be onboarded headlessly, preferred first: ``oauth2`` (an auth block
     and a configured provider whose tokens Fivetran's auth block takes) and/or ``credentials``
     (secret config fields: API keys, passwords, private keys; or an auth block filled by the
-    form, for grants without a consent redirect — see :mod:`app.sources.auth_forms`)."""
+    form, for grants without a consent redirect — see :mod:`app.sources.auth_forms`), then
+    ``connect_card`` when nothing else reaches it (``card="fallback"``) or always
+    (``card="all"``)."""
     spec = get_service(service)
     if spec is None:
         return []
@@ -217,16 +261,63 @@ def ways_of(service: str, provider: Any | None) -> list[str]:
     if provider is not None and spec.has_auth and provider.spec.fivetran.hands_over_token:
         ways.append("oauth2")
     # secrets top-level, nested or in arrays; or the auth block of a credential service
-    if secret_patterns(service) or (spec.has_auth and service in credential_services()):
+    if service not in CARD_ONLY and (
+        secret_patterns(service) or (spec.has_auth and service in credential_services())
+    ):
         ways.append("credentials")
+    if not ways or card == "all":
+        ways.append("connect_card")
     return ways
 
 
+def _card_source(service: str, provider: Any | None, reason: str, settings: Any | None) -> Source:
+    """The card way: the config fields the caller may set before the card (never secrets,
+    never auth: the end-user enters those in Fivetran's card); required only what Fivetran
+    requires to create the connection."""
+    spec = get_service(service)
+    assert spec is not None
+    secret_names = {pattern[0] for pattern in secret_patterns(service)}
+    excluded = set(PLATFORM_FIELDS) | set(spec.readonly_config) | secret_names
+    schema = forms.build_form(spec, excluded=excluded, credentials=False, secret=secret_names)
+    properties: dict[str, Any] = schema["properties"]
+    required = [n for n in spec.required_config if n in properties]
+    schema.pop("allOf", None)  # the card asks for what the chosen options need
+    schema.pop("required", None)
+    for prop in properties.values():
+        prop.pop("x-show-if", None)
+    if required:
+        schema["required"] = required
+    name = getattr(provider, "display_name", None) if provider is not None else None
+    form_auth = credential_services().get(service)
+    if form_auth is not None:
+        name = form_auth.display_name
+    return Source(
+        service=service,
+        name=name or _display_name(service),
+        auth_method="connect_card",
+        config_schema=schema,
+        fivetran_fields=frozenset(n for n in properties if n in spec.config_fields),
+        table_name=service
+        if spec.schema_format in ("schema_table", "schema_table_group")
+        else None,
+        category=category_of(service),
+        icon_url=icon_url(service, settings),
+        reason=CARD_REASONS[reason],
+    )
+
+
 def _build(service: str, provider: Any | None, settings: Any | None = None) -> list[Source]:
-    return [
+    card = getattr(getattr(settings, "onboarding", None), "connect_card", "fallback")
+    ways = ways_of(service, provider, card=card)
+    out = [
         _source(service, provider, auth_method=way, settings=settings)
-        for way in ways_of(service, provider)
+        for way in ways
+        if way != "connect_card"
     ]
+    if "connect_card" in ways:
+        reason = "everywhere" if out else card_reason(service, provider)
+        out.append(_card_source(service, provider, reason, settings))
+    return out
 
 
 class SourceCatalog:

@@ -9,15 +9,22 @@ from pydantic import BaseModel, Field
 # --- sources -----------------------------------------------------------------------------
 
 
-AuthMethod = Literal["oauth2", "credentials"]
+AuthMethod = Literal["oauth2", "credentials", "connect_card"]
 
 
 class SourceOut(BaseModel):
     service: str
     name: str = Field(description="Display name.")
     auth_method: AuthMethod = Field(
-        description="How this form authorizes: ``oauth2`` (connect session) or "
-        "``credentials`` (POST /v1/connections). A service may be offered both ways."
+        description="How this form authorizes: ``oauth2`` (connect session), "
+        "``credentials`` (POST /v1/connections) or ``connect_card`` (POST /v1/connections, "
+        "then POST /v1/connections/{id}/connect-card: Fivetran's Connect Card). A service "
+        "may be offered more than one way; each is its own item."
+    )
+    reason: str | None = Field(
+        None,
+        description="Why the service is offered through Fivetran's Connect Card "
+        "(connect_card items only).",
     )
     category: str = Field(description="Catalog category (database, warehouse, file, …).")
     icon_url: str | None = None

@@ -2,7 +2,7 @@
 and the connection a connect session found already holding that account
 
 Revision ID: 0010_identity
-Revises: 0008_audit
+Revises: 0009_connect_card
 Create Date: 2026-12-01
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010_identity"
-down_revision: str | Sequence[str] | None = "0008_audit"
+down_revision: str | Sequence[str] | None = "0009_connect_card"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -29,7 +29,14 @@ def snapshot(count_rows: Callable[..., Awaitable[int]]) -> Callable[[], Awaitabl
 
 CREATE_CASES: list[tuple[str, dict[str, Any], int, str, str | None]] = [
     ("unknown service", {"service": "no_such_thing"}, 404, "source_not_found", None),
-    ("connect-card-only service", {"service": "mailchimp"}, 404, "source_not_found", None),
+    # A Connect Card service takes no secrets: they are entered in Fivetran's card.
+    (
+        "connect-card-only service with credentials",
+        {"service": "mailchimp"},
+        422,
+        "unknown_config_field",
+        None,
+    ),
     ("oauth-only service", {"service": "google_ads"}, 422, "oauth_source", "service"),
     (
         "missing required field",

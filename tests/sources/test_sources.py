@@ -20,13 +20,13 @@ async def test_catalog_lists_onboardable_services(api: httpx.AsyncClient) -> Non
     for item in r.json()["items"]:  # one item per way, the preferred way first
         items.setdefault(item["service"], item)
     # OAuth sources of the (sandbox-configured) provider catalog, credentials sources from
-    # Fivetran's definition; Connect-Card-only and auth-only-without-provider ones are absent.
+    # Fivetran's definition; Connect-Card-only ones by card (tests/connections/test_connect_card).
     assert items["salesforce"]["auth_method"] == "oauth2"
     assert items["intercom"]["auth_method"] == "oauth2"
     assert items["stripe"]["auth_method"] == "credentials"
     assert items["postgres"]["auth_method"] == "credentials"
-    for absent in ("mailchimp", "slack", "notion", "yahoo_gemini"):
-        assert absent not in items, absent  # Connect Card only
+    for card in ("mailchimp", "slack", "notion", "yahoo_gemini"):
+        assert items[card]["auth_method"] == "connect_card", card  # Connect Card only
     assert len(items) > 100
     # Every provider's facts carry their verification status.
     assert items["airtable"]["auth_method"] == "oauth2"
@@ -92,7 +92,11 @@ async def test_one_source_and_404s(api: httpx.AsyncClient) -> None:
     assert r.status_code == 200 and r.json()["service"] == "stripe"
     assert r.json()["config_schema"]["properties"]["api_key"]["writeOnly"] is True
     problem(await api.get("/v1/sources/no_such_service"), 404, "source_not_found")
-    problem(await api.get("/v1/sources/mailchimp"), 404, "source_not_found")
+    problem(
+        await api.get("/v1/sources/mailchimp", params={"auth_method": "oauth2"}),
+        404,
+        "source_not_found",
+    )
 
 
 async def test_oauth_source_needs_a_configured_app(app: FastAPI, api: httpx.AsyncClient) -> None:

@@ -41,7 +41,10 @@ Layout: :mod:`.simulator` (state and shared helpers) and one router module per r
 (:mod:`.groups`, :mod:`.connections`, :mod:`.schemas`, :mod:`.webhook_api`, :mod:`.control`),
 included by :func:`create_simulator`.
 
-Known deviations: no connect-card, users/teams, transformations, metadata or sync-history
+Connect Card (the endpoint and a minimal, simulated card page):
+:mod:`app.sandbox.fivetran.connect_card`.
+
+Known deviations: no users/teams, transformations, metadata or sync-history
 endpoints; webhooks are not test-called on creation; certificates are stored but no setup test
 requires one.
 """
@@ -57,7 +60,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.sandbox.fivetran import connections, control, groups, schemas, webhook_api
+from app.sandbox.fivetran import connect_card, connections, control, groups, schemas, webhook_api
 from app.sandbox.fivetran.ratelimit import install_rate_limit
 from app.sandbox.fivetran.setup_tests import TokenChecker
 from app.sandbox.fivetran.simulator import SimError, Simulator
@@ -119,7 +122,7 @@ def create_simulator(
         if root and path.startswith(root):
             path = path[len(root) :] or "/"
         raw = await request.body()
-        if path.startswith("/_control"):
+        if path.startswith(("/_control", connect_card.PUBLIC_PREFIX)):
             return await call_next(request)  # type: ignore[no-any-return]
         fault = sim.find_fault(request.method, path)
         response: Response
@@ -149,4 +152,5 @@ def create_simulator(
     app.include_router(schemas.router(sim))
     app.include_router(webhook_api.router(sim))
     app.include_router(control.router(sim))
+    app.include_router(connect_card.router(sim))
     return app

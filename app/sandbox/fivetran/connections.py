@@ -9,15 +9,14 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import secrets
 from typing import Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app.fivetran.index import get_service
 from app.fivetran.payloads import PayloadError, validate_create_payload, validate_update_payload
+from app.sandbox.fivetran.connect_card import attach_card, sim_base_url
 from app.sandbox.fivetran.simulator import (
     SCHEMA_KEYS,
     Handler,
@@ -108,20 +107,7 @@ def router(sim: Simulator) -> APIRouter:
             if key in body:
                 connection[key] = body[key]
         if "connect_card_config" in body:
-            card = body["connect_card_config"]
-            token = secrets.token_urlsafe(24)
-            connection["connect_card_config"] = card
-            connection["connect_card"] = {
-                "token": token,
-                "uri": "https://fivetran.com/connect-card/setup?"
-                + urlencode(
-                    {
-                        "redirect_uri": card["redirect_uri"],
-                        "auth": token,
-                        "hide_setup_guide": str(bool(card.get("hide_setup_guide"))).lower(),
-                    }
-                ),
-            }
+            attach_card(connection, body["connect_card_config"], sim_base_url(request))
         sim.state.connections[cid] = connection
         if "auth" in body:
             sim.state.auth[cid] = dict(body["auth"])

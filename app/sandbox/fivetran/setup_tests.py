@@ -12,6 +12,9 @@
   - "Validate Credentials": fails when the service takes secret credentials (``password``,
     ``api_key``…) and none is given, when ``password`` is the marker ``wrong``, or when any
     config value is the literal string ``invalid``; the message names the field.
+* Connections authorized in the simulated Connect Card: "Validate Login" passes unless the
+  card's sign-in account or a config value is ``invalid``
+  (:func:`app.sandbox.fivetran.connect_card.card_setup_test`).
 * SSH tunnels (``networking_method: SshTunnel`` or a ``config.tunnel_host``): an "SSH Tunnel"
   test first fails with the host's fingerprint in ``details`` (``{"hash", "public_key"}``)
   until that fingerprint is approved (``POST …/fingerprints``) or ``trust_fingerprints`` is
@@ -26,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from app.fivetran.index import get_service
+from app.sandbox.fivetran.connect_card import card_setup_test
 from app.sandbox.fivetran.state import SimState, now_iso, ssh_fingerprint, ssh_rsa_public_key
 
 # (service, token) -> active? (None: the token could not be checked)
@@ -118,6 +122,11 @@ async def run_setup_tests(
             )
             tests.append(_test("Validate Credentials", "SKIPPED", "Skipped: SSH Tunnel failed"))
             return tests
+
+    card = card_setup_test(connection)
+    if card is not None:  # authorized in the (simulated) Connect Card
+        tests.append(card)
+        return tests
 
     spec = get_service(connection["service"])
     auth = state.auth.get(conn_id)

@@ -5,6 +5,7 @@
 //   GET  /v1/sources, /v1/sources/{service}   (render a form from config_schema)
 //   POST /v1/connections                     (credential sources)
 //   POST /v1/connect-sessions                (OAuth sources: send the browser to connect_url)
+//   POST /v1/connections/{id}/connect-card   (card sources: send the browser to Fivetran's card)
 //   GET  /v1/connections?end_user=, /v1/connections/{id}, /v1/events?connection_id=
 //   POST /v1/connections/{id}/sync, /reauthorize; DELETE /v1/connections/{id}
 //   GET  /v1/connections/{id}/options, POST /v1/connections/{id}/configure (account pickers:
@@ -169,7 +170,7 @@ function renderSources() {
   $("source-list").replaceChildren(...hits.slice(0, MAX_LISTED).map((s) => el("li", {},
     el("button", { type: "button", "aria-pressed": state.source && state.source.service === s.service && state.source.auth_method === s.auth_method,
       onclick: () => chooseSource(s.service, s.auth_method) },
-      el("span", { text: s.name }), el("span", { class: "badge", text: s.auth_method === "oauth2" ? "sign in" : "credentials" })))));
+      el("span", { text: s.name }), el("span", { class: "badge", text: { oauth2: "sign in", connect_card: "Fivetran card" }[s.auth_method] || "credentials" })))));
 }
 
 async function chooseSource(service, authMethod) {
@@ -265,14 +266,17 @@ function renderSourceDetail() {
   const box = $("source-detail");
   if (!s) { box.replaceChildren(); return; }
   const oauth = s.auth_method === "oauth2";
+  const card = s.auth_method === "connect_card";
   const form = el("form", { id: "source-form", novalidate: false });
   form.append(el("h3", { text: s.name }),
     el("p", { class: "muted", text: oauth
       ? `Sign in with ${s.name}: you will confirm, then approve access (scopes: ${(s.scopes || []).join(", ") || "none"}), and come back here.`
-      : `Fill in the connection details of ${s.name}. Secrets are write-only: they are never shown again.` }));
+      : card
+        ? `${s.reason}. You will set it up in Fivetran's Connect Card and come back here.`
+        : `Fill in the connection details of ${s.name}. Secrets are write-only: they are never shown again.` }));
   const fields = schemaFields(s.config_schema || {}, form);
   const error = el("p", { class: "form-error", role: "alert" });
-  form.append(error, el("button", { type: "submit", text: oauth ? `Connect ${s.name}` : `Create ${s.name} connection` }));
+  form.append(error, el("button", { type: "submit", text: oauth || card ? `Connect ${s.name}` : `Create ${s.name} connection` }));
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     error.textContent = "";
@@ -284,6 +288,12 @@ function renderSourceDetail() {
           { end_user: state.endUser, service: s.service, return_to: RETURN_TO, ...(Object.keys(config).length ? { config } : {}) });
         sessionStorage.setItem(STORE.connection, session.connection_id || "");
         location.assign(session.connect_url); // a real navigation: confirmation, consent, back here
+        return;
+      }
+      if (card) { // create (paused, no auth), then send the browser to Fivetran's card
+        const made = await api("POST", "/v1/connections", { end_user: state.endUser, service: s.service, config, auth_method: "connect_card" });
+        const issued = await api("POST", `/v1/connections/${encodeURIComponent(made.id)}/connect-card`, { return_to: RETURN_TO });
+        location.assign(issued.connect_card_url);
         return;
       }
       const created = await api("POST", "/v1/connections", { end_user: state.endUser, service: s.service, config });
@@ -478,6 +488,16 @@ function renderConnection(c) {
       });
       buttons.push(reauth);
     }
+    if (c.auth_method === "connect_card" && c.fivetran_connection_id) {
+      const again = el("button", { type: "button", class: "secondary", text: "Set up in Fivetran's card" });
+      again.addEventListener("click", async () => {
+        try {
+          const issued = await api("POST", `${path}/connect-card`, { return_to: RETURN_TO });
+          location.assign(issued.connect_card_url);
+        } catch (err) { showError(err); }
+      });
+      buttons.push(again);
+    }
     const asking = state.confirmDelete === c.id;
     const del = el("button", { type: "button", class: "secondary", text: "Delete…", hidden: asking });
     const confirmDel = el("button", { type: "button", class: "danger", text: "Yes, delete this connection", hidden: !asking });
@@ -525,11 +545,12 @@ async function simulator(path, body) {
   return data;
 }
 
-// ---- coming back from connect_url ---------------------------------------------------------
+// ---- coming back from connect_url (or Fivetran's card) ---------------------------------------------------------
 
 function readReturn() {
   const q = new URLSearchParams(location.search);
-  if (!q.has("session_id")) return null;
+  // connect sessions add session_id; Fivetran's card comes back with connection_id only
+  if (!q.has("session_id") && !(q.has("status") && q.has("connection_id"))) return null;
   history.replaceState(null, "", location.pathname); // a reload must not show it again
   const back = { status: q.get("status"), connection: q.get("connection_id"), error: q.get("error") };
   if (back.status === "connected") notice(`Connected: connection ${back.connection}.`);
