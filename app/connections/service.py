@@ -301,7 +301,7 @@ async def reserve_oauth_connection(
     against the source's form schema first (422 naming the field); nothing is written then.
     """
     source = app_state.sources.get(service)
-    if source.auth_method != "oauth2":
+    if source.auth_method not in ("oauth2", "oauth1"):
         raise InvalidInput(
             f"Source '{service}' is set up with credentials (POST /v1/connections), not OAuth",
             code="not_an_oauth_source",

@@ -53,7 +53,7 @@ class Source:
 
     service: str
     name: str
-    auth_method: str  # "oauth2" | "credentials"
+    auth_method: str  # "oauth2" | "oauth1" | "credentials"
     config_schema: dict[str, Any]
     scopes: list[str] | None = None
     provider_key: str | None = None
@@ -65,7 +65,8 @@ class Source:
     icon_url: str | None = None
     #: Verification of the provider facts (None for plain credential sources).
     verification: Any | None = None
-    #: The form fills Fivetran's ``auth`` block (config key ``auth``; credential route).
+    #: The stored config carries Fivetran's ``auth`` block under ``auth`` (filled by the
+    #: credential form, or by the OAuth 1.0a flow's tokens); split out of the Fivetran body.
     fills_auth: bool = False
 
     def public(self) -> dict[str, Any]:
@@ -78,7 +79,7 @@ class Source:
             "required_source": self.config_schema.get("x-required-source", "derived"),
             "config_schema": self.config_schema,
         }
-        if self.auth_method == "oauth2":
+        if self.auth_method in ("oauth2", "oauth1"):
             out["scopes"] = list(self.scopes or [])
         if self.verification is not None:
             out.update(self.verification.public())
@@ -142,7 +143,7 @@ def _source(
     # Top-level fields holding a secret anywhere (``pats``, ``secrets_list``, ``password``).
     secret_names = {pattern[0] for pattern in secret_patterns(service)}
     excluded = set(PLATFORM_FIELDS - {"auth"}) | set(spec.readonly_config)
-    if auth_method == "oauth2":
+    if auth_method in ("oauth2", "oauth1"):
         excluded |= (
             OAUTH_EXCLUDED_FIELDS
             | OAUTH_OTHER_PATH_FIELDS
@@ -182,6 +183,19 @@ def _source(
     verification = None
     if auth_method == "oauth2" and provider is not None:
         verification = provider.spec.verification
+    elif auth_method == "oauth1" and provider is not None:
+        verification = provider.verification
+        name = provider.display_name
+        provider_key = provider.key
+        scopes = []
+        # The flow sets these from the app (e.g. twitter_ads is_custom_api_credentials).
+        for key in provider.fivetran_config:
+            properties.pop(key, None)
+            schema["x-order"] = [k for k in schema["x-order"] if k != key]
+            for group in schema["x-groups"]:
+                group["fields"] = [k for k in group["fields"] if k != key]
+            if key in schema.get("required", []):
+                schema["required"] = [k for k in schema["required"] if k != key]
     elif form_auth is not None:
         verification = form_auth.verification
         name = form_auth.display_name
@@ -201,13 +215,15 @@ def _source(
         category=category_of(service),
         icon_url=icon_url(service, settings),
         verification=verification,
-        fills_auth=form_auth is not None,
+        fills_auth=form_auth is not None or auth_method == "oauth1",
     )
 
 
-def ways_of(service: str, provider: Any | None) -> list[str]:
+def ways_of(service: str, provider: Any | None, oauth1: Any | None = None) -> list[str]:
     """How ``service`` can be onboarded headlessly, preferred first: ``oauth2`` (an auth block
-    and a configured provider whose tokens Fivetran's auth block takes) and/or ``credentials``
+    and a configured provider whose tokens Fivetran's auth block takes), ``oauth1`` (an OAuth
+    1.0a provider with an app: X / Twitter, see :mod:`app.providers.oauth1`) and/or
+    ``credentials``
     (secret config fields: API keys, passwords, private keys; or an auth block filled by the
     form, for grants without a consent redirect — see :mod:`app.sources.auth_forms`)."""
     spec = get_service(service)
@@ -216,16 +232,22 @@ def ways_of(service: str, provider: Any | None) -> list[str]:
     ways = []
     if provider is not None and spec.has_auth and provider.spec.fivetran.hands_over_token:
         ways.append("oauth2")
+    if oauth1 is not None and spec.has_auth:
+        ways.append("oauth1")
     # secrets top-level, nested or in arrays; or the auth block of a credential service
     if secret_patterns(service) or (spec.has_auth and service in credential_services()):
         ways.append("credentials")
     return ways
 
 
-def _build(service: str, provider: Any | None, settings: Any | None = None) -> list[Source]:
+def _build(
+    service: str, provider: Any | None, settings: Any | None = None, oauth1: Any | None = None
+) -> list[Source]:
     return [
-        _source(service, provider, auth_method=way, settings=settings)
-        for way in ways_of(service, provider)
+        _source(
+            service, oauth1 if way == "oauth1" else provider, auth_method=way, settings=settings
+        )
+        for way in ways_of(service, provider, oauth1)
     ]
 
 
@@ -246,6 +268,7 @@ class SourceCatalog:
                     service,
                     registry.for_service(service) if registry is not None else None,
                     self._settings,
+                    registry.oauth1.for_service(service) if registry is not None else None,
                 )
                 for service in all_services()
             }

@@ -9,15 +9,16 @@ from pydantic import BaseModel, Field
 # --- sources -----------------------------------------------------------------------------
 
 
-AuthMethod = Literal["oauth2", "credentials"]
+AuthMethod = Literal["oauth2", "oauth1", "credentials"]
 
 
 class SourceOut(BaseModel):
     service: str
     name: str = Field(description="Display name.")
     auth_method: AuthMethod = Field(
-        description="How this form authorizes: ``oauth2`` (connect session) or "
-        "``credentials`` (POST /v1/connections). A service may be offered both ways."
+        description="How this form authorizes: ``oauth2`` (connect session, OAuth 2.0), "
+        "``oauth1`` (connect session, OAuth 1.0a: the same browser flow, X / Twitter) or "
+        "``credentials`` (POST /v1/connections). A service may be offered more than one way."
     )
     category: str = Field(description="Catalog category (database, warehouse, file, …).")
     icon_url: str | None = None
