@@ -12,6 +12,7 @@ code as every other connection's (:func:`app.connections.service._payload`, whic
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,6 +35,7 @@ from app.fivetran.payloads import build_auth_patch
 from app.providers.oauth1 import OAuth1Provider, OAuth1Token
 from app.sources.auth_forms import AUTH_KEY
 from app.state import AppState
+from app.vault.secret import Secret
 
 log = logging.getLogger("pbf.connections.oauth1")
 
@@ -71,6 +73,19 @@ async def store_oauth1_grant(
     connection.oauth_metadata = dict(token.metadata)
     connection.updated_at = utcnow()
     await session.flush()
+
+
+def preview_config(app_state: AppState, service: str) -> dict[str, Any]:
+    """Config additions of ``POST /v1/payloads/preview`` for an OAuth 1.0a source: the app's
+    config fields and the auth block with placeholder tokens (masked like every secret)."""
+    provider = app_state.providers.oauth1.for_service(service)
+    if provider is None:
+        return {}
+    token = OAuth1Token(
+        oauth_token=Secret("preview-oauth-token"),
+        oauth_token_secret=Secret("preview-oauth-token-secret"),
+    )
+    return {**provider.fivetran_config, AUTH_KEY: provider.fivetran_auth(token)}
 
 
 async def complete_oauth1(

@@ -28,9 +28,9 @@ async def get_sources(
     item per way (``auth_method``); filter by ``category``, ``auth_method`` and search ``q``
     (service or display name). The default page holds the whole catalog."""
     after = decode_cursor(cursor, "after", str)
-    # In listing order: by service, the preferred way (oauth2) first. " " sorts before every
-    # service-name character and, unlike NUL, is valid cursor text.
-    key = lambda s: f"{s.service} {int(s.auth_method != 'oauth2')}"  # noqa: E731
+    # In listing order: by service, the preferred way (a consent flow: oauth2 or oauth1) first.
+    # " " sorts before every service-name character and, unlike NUL, is valid cursor text.
+    key = lambda s: f"{s.service} {int(s.auth_method not in ('oauth2', 'oauth1'))}"  # noqa: E731
     listed = state.sources.list(category=category, auth_method=auth_method, query=q)
     sources = [s for s in listed if after is None or key(s) > after]
     page = sources[:limit]

@@ -11,16 +11,19 @@ harness checks every value the test saw against the captured logs after each tes
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+from app.connect import oauth1 as oauth1_flow
 from app.connect.models import OAuthFlow
 from app.connections.models import Connection
 from app.connections.service import stored_secrets
 from app.fivetran.payloads import validate_create_payload
+from app.providers.errors import OAuthProviderError
 from app.vault.models import VaultSecret
 from tests.fixtures.browser import Browser, query_of, relative
 from tests.fixtures.connect import COOKIE, FlowHarness
@@ -308,3 +311,91 @@ async def test_flow_row_pins_the_access_token_url_and_callback(harness: FlowHarn
     assert flow.redirect_uri == "http://127.0.0.1:8000/oauth/callback/twitter"
     assert flow.token_endpoint.endswith("/sandbox/oauth/oauth1/twitter/access_token")
     assert flow.client_id == "sandbox-twitter"
+
+
+async def test_concurrent_replays_make_exactly_one_exchange(harness: FlowHarness) -> None:
+    browser, authorize_url, _ = await _authorize(harness, "twitter")
+    callback = await _decide(harness, authorize_url)
+    answers = await asyncio.gather(*(browser.get(relative(callback)) for _ in range(10)))
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses.count(303) == 1 and statuses.count(400) == 9, statuses
+    assert len(_access_token_requests(harness.spy)) == 1
+    assert len(await harness.fivetran_connections()) == 1
+
+
+async def test_request_token_failure_fails_the_session_and_writes_no_flow(
+    harness: FlowHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def unreachable(provider: Any, **_: Any) -> Any:
+        raise OAuthProviderError("token_endpoint_unavailable", provider_key=provider.key)
+
+    monkeypatch.setattr(oauth1_flow, "fetch_request_token", unreachable)
+    await harness.end_user()
+    created = await harness.session("twitter")
+    browser = harness.browser()
+    r = await browser.post(created["connect_url"])
+    assert r.status_code == 303
+    back = query_of(r.headers["location"])
+    assert back["status"] == "error" and back["error"] == "token_endpoint_unavailable", back
+    assert COOKIE not in browser.cookies
+    assert await harness.count(OAuthFlow) == 0
+    assert (await harness.session_status(created["id"]))["status"] == "failed"
+    await _nothing_left(harness)
+
+
+async def test_reauthorization_patches_the_new_token_credentials(harness: FlowHarness) -> None:
+    browser, authorize_url, _ = await _authorize(harness, "twitter")
+    r = await browser.get(relative(await _decide(harness, authorize_url)))
+    connection_id = query_of(r.headers["location"])["connection_id"]
+    async with harness.app.state.sessionmaker() as s:
+        row = await s.get(Connection, connection_id)
+        assert row is not None
+        before = await stored_secrets(s, harness.app.state, row)
+    harness.secrets_seen += [before["auth.oauth_token"], before["auth.oauth_token_secret"]]
+
+    r = await harness.client.post(
+        f"/v1/connections/{connection_id}/reauthorize",
+        json={"return_to": "https://app.example.com/connected"},
+        headers=harness.headers,
+    )
+    assert r.status_code == 201, r.text
+    browser2 = harness.browser()
+    authorize_url = await harness.start(browser2, r.json()["connect_url"])
+    r = await browser2.get(relative(await _decide(harness, authorize_url)))
+    back = query_of(r.headers["location"])
+    assert back["status"] == "connected" and back["connection_id"] == connection_id, back
+    async with harness.app.state.sessionmaker() as s:
+        row = await s.get(Connection, connection_id)
+        assert row is not None
+        after = await stored_secrets(s, harness.app.state, row)
+    harness.secrets_seen += [after["auth.oauth_token"], after["auth.oauth_token_secret"]]
+    assert after["auth.oauth_token"] != before["auth.oauth_token"]
+    log = (await harness.client.get("/sandbox/fivetran/_control/requests")).json()["data"]
+    patches = [e for e in log["items"] if e["method"] == "PATCH"]
+    assert patches and set(patches[-1]["body"]["auth"]) == {
+        "consumer_key",
+        "consumer_secret",
+        "oauth_token",
+        "oauth_token_secret",
+    }
+    assert len(await harness.fivetran_connections()) == 1  # the same connection
+
+
+async def test_payload_preview_shows_the_oauth1_auth_block_masked(harness: FlowHarness) -> None:
+    await harness.end_user()
+    r = await harness.client.post(
+        "/v1/payloads/preview",
+        json={"end_user": "acme", "service": "twitter_ads", "config": {}},
+        headers=harness.headers,
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()["body"]
+    validate_create_payload(body)
+    assert body["config"]["is_custom_api_credentials"] is True
+    assert set(body["auth"]) == {
+        "consumer_key",
+        "consumer_secret",
+        "oauth_token",
+        "oauth_token_secret",
+    }
+    assert "preview-oauth-token" not in r.text  # masked

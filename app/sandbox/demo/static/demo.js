@@ -167,7 +167,7 @@ function renderSources() {
   $("source-list").replaceChildren(...hits.slice(0, MAX_LISTED).map((s) => el("li", {},
     el("button", { type: "button", "aria-pressed": state.source && state.source.service === s.service && state.source.auth_method === s.auth_method,
       onclick: () => chooseSource(s.service, s.auth_method) },
-      el("span", { text: s.name }), el("span", { class: "badge", text: s.auth_method === "oauth2" ? "sign in" : "credentials" })))));
+      el("span", { text: s.name }), el("span", { class: "badge", text: s.auth_method === "credentials" ? "credentials" : "sign in" })))));
 }
 
 async function chooseSource(service, authMethod) {
@@ -262,7 +262,7 @@ function renderSourceDetail() {
   const s = state.source;
   const box = $("source-detail");
   if (!s) { box.replaceChildren(); return; }
-  const oauth = s.auth_method === "oauth2";
+  const oauth = s.auth_method === "oauth2" || s.auth_method === "oauth1";
   const form = el("form", { id: "source-form", novalidate: false });
   form.append(el("h3", { text: s.name }),
     el("p", { class: "muted", text: oauth
@@ -399,7 +399,7 @@ function renderConnection(c) {
         simulator(`connections/${encodeURIComponent(c.fivetran_connection_id)}/break`, {})));
       buttons.push(finish, brk);
     }
-    if (c.auth_method === "oauth2") {
+    if (c.auth_method === "oauth2" || c.auth_method === "oauth1") {
       const reauth = el("button", { type: "button", class: "secondary", text: "Re-authorize" });
       reauth.addEventListener("click", async () => {
         try {
