@@ -540,6 +540,27 @@ def _build_app(settings: Settings, get_registry: Callable[[], ProviderRegistry])
             )
         return JSONResponse({"id_str": credential.user_id, "screen_name": credential.user_id})
 
+    # --- client credentials check (simulated Microsoft Entra token endpoint) ----------------
+
+    @app.post("/client-credentials/{service}/{tenant}/token")
+    async def client_credentials_token(service: str, tenant: str, request: Request) -> Response:
+        """Simulated client credentials grant: refuses the secret ``wrong``/``invalid`` and the
+        client id ``invalid`` (401 invalid_client) and the tenant ``invalid`` (400
+        invalid_request); otherwise issues a throw-away token."""
+        form = dict(parse_qsl((await request.body()).decode(errors="replace")))
+        _state(request).store.log_token_request(f"cc:{service}", form.get("grant_type", ""))
+        if form.get("grant_type") != "client_credentials":
+            return _problem(400, "unsupported_grant_type", "client_credentials only")
+        client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
+        if not client_id or not secret:
+            return _problem(401, "invalid_client", "client authentication failed")
+        if tenant == "invalid":
+            return _problem(400, "invalid_request", "AADSTS90002: tenant not found")
+        if secret in ("wrong", "invalid") or client_id == "invalid":
+            return _problem(401, "invalid_client", "AADSTS7000215: invalid client secret")
+        token = {"access_token": secrets.token_urlsafe(24), "token_type": "Bearer"}
+        return JSONResponse({**token, "expires_in": 3599}, 200, NO_STORE)
+
     @app.post("/_control/misbehave")
     async def control_misbehave(body: MisbehaveBody, request: Request) -> Response:
         kinds = MISBEHAVIOURS + AUTHORIZE_MISBEHAVIOURS
