@@ -17,7 +17,7 @@ Entra ID, ``https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/token``,
 token endpoint is the sandbox's simulated one (``/sandbox/oauth/client-credentials/…``).
 The other non-redirect grants are not checked; see the README (the private key stays with
 Fivetran, the token URL is the end-user's own, or the auth block carries tokens, not a
-client). The tenant is a URL path segment: only ``[A-Za-z0-9.-]`` is accepted.
+client). The tenant is a URL path segment: only ``[A-Za-z0-9._-]`` is accepted.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ with warnings.catch_warnings():
 log = logging.getLogger("pbf.providers.client_credentials")
 
 SANDBOX_PATH = "/sandbox/oauth/client-credentials"
-TENANT = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,98}[A-Za-z0-9])?$")
+TENANT = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9])?$")
 #: Provider answers that mean "these credentials are wrong" (anything else: unverifiable).
 REFUSALS = frozenset(
     {"invalid_client", "unauthorized_client", "invalid_request", "invalid_grant", "invalid_scope"}
