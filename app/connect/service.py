@@ -793,9 +793,8 @@ async def _after_rollback(
 async def _shred_verifier(
     session: AsyncSession, app_state: AppState, flow: OAuthFlow, *, flush: bool = True
 ) -> None:
-    await app_state.vault.delete(
-        session, owner_type=FLOW_OWNER, owner_id=flow.id, field="code_verifier"
-    )
+    # Every secret of the flow: the PKCE verifier, or an OAuth 1.0a request token's secret.
+    await app_state.vault.delete(session, owner_type=FLOW_OWNER, owner_id=flow.id)
     if flush:
         await session.flush()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -20,8 +21,10 @@ from sqlalchemy import select
 
 from app.connect import oauth1 as oauth1_flow
 from app.connect.models import OAuthFlow
+from app.connect.service import expire_stale_sessions
 from app.connections.models import Connection
 from app.connections.service import stored_secrets
+from app.db import utcnow
 from app.fivetran.payloads import validate_create_payload
 from app.providers.errors import OAuthProviderError
 from app.vault.models import VaultSecret
@@ -399,3 +402,16 @@ async def test_payload_preview_shows_the_oauth1_auth_block_masked(harness: FlowH
         "oauth_token_secret",
     }
     assert "preview-oauth-token" not in r.text  # masked
+
+
+async def test_expired_flow_sheds_the_request_token_secret(harness: FlowHarness) -> None:
+    _, authorize_url, created = await _authorize(harness, "twitter")
+    harness.secrets_seen.append(query_of(authorize_url)["oauth_token"])
+    assert await harness.count(VaultSecret, VaultSecret.owner_type == "oauth_flow") == 1
+    async with harness.app.state.sessionmaker() as s, s.begin():
+        expired = await expire_stale_sessions(
+            s, harness.app.state, now=utcnow() + timedelta(hours=1)
+        )
+    assert expired == 1
+    assert (await harness.session_status(created["id"]))["status"] == "expired"
+    assert await harness.count(VaultSecret, VaultSecret.owner_type == "oauth_flow") == 0
