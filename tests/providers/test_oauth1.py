@@ -3,11 +3,14 @@ sandbox OAuth 1.0a server, whose signature checks are real (a wrong secret is re
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from app.cli import cli
 from app.config import Settings
 from app.providers import ProviderConfigError
 from app.providers.errors import OAuthProviderError
@@ -106,3 +109,13 @@ async def sandbox_app(settings_factory: Any) -> Any:
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application)
         yield application, transport
+
+
+def test_providers_list_shows_the_oauth1_route() -> None:
+    listed = CliRunner().invoke(cli, ["providers", "list", "--sandbox", "--json"])
+    assert listed.exit_code == 0, listed.output
+    routes = {(r["key"], r["route"]) for r in json.loads(listed.output)}
+    for key in ("twitter", "twitter_ads"):
+        assert (key, "oauth1") in routes and (key, "credentials") in routes
+    row = next(r for r in json.loads(listed.output) if r["route"] == "oauth1")
+    assert "verified" in row
