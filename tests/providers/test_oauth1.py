@@ -119,3 +119,102 @@ def test_providers_list_shows_the_oauth1_route() -> None:
         assert (key, "oauth1") in routes and (key, "credentials") in routes
     row = next(r for r in json.loads(listed.output) if r["route"] == "oauth1")
     assert "verified" in row
+
+
+def _mock(handler: Any) -> tuple[httpx.MockTransport, list[httpx.Request]]:
+    seen: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return handler(request)  # type: ignore[no-any-return]
+
+    return httpx.MockTransport(record), seen
+
+
+def _provider(monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("PBF_MODE", "production")
+    monkeypatch.setenv("PBF_OAUTH__APPS__TWITTER__CLIENT_ID", "ck")
+    monkeypatch.setenv("PBF_OAUTH__APPS__TWITTER__CLIENT_SECRET", "c+s%2F:x")
+    return build_registry(Settings()).oauth1.get("twitter")
+
+
+async def test_request_token_is_signed_hmac_sha1_with_our_callback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    provider = _provider(monkeypatch)
+    transport, seen = _mock(
+        lambda r: httpx.Response(
+            200, text="oauth_token=rt&oauth_token_secret=rs&oauth_callback_confirmed=true"
+        )
+    )
+    token, secret = await fetch_request_token(
+        provider,
+        callback_url="https://connect.example.com/oauth/callback/twitter",
+        request_token_url=provider.endpoints().request_token_url,
+        transport=transport,
+    )
+    assert (token, secret.reveal()) == ("rt", "rs")
+    header = seen[0].headers["authorization"]
+    assert header.startswith("OAuth ")
+    assert 'oauth_signature_method="HMAC-SHA1"' in header
+    assert 'oauth_consumer_key="ck"' in header
+    callback = "https%3A%2F%2Fconnect.example.com%2Foauth%2Fcallback%2Ftwitter"
+    assert f'oauth_callback="{callback}"' in header
+    assert str(seen[0].url) == "https://api.twitter.com/oauth/request_token"
+
+
+@pytest.mark.parametrize(
+    ("answer", "code"),
+    [
+        (
+            httpx.Response(200, text="oauth_token=rt&oauth_token_secret=rs"),
+            "invalid_token_response",
+        ),
+        (httpx.Response(200, text="<html>ok</html>"), "invalid_token_response"),
+        (
+            httpx.Response(307, headers={"location": "https://other.example/rt"}),
+            "token_endpoint_redirect",
+        ),
+        (httpx.Response(401, text="Invalid signature"), "invalid_grant"),
+        (httpx.Response(503, text="down"), "temporarily_unavailable"),
+    ],
+)
+async def test_bad_request_token_answers_are_refused_without_a_second_request(
+    monkeypatch: pytest.MonkeyPatch, answer: httpx.Response, code: str
+) -> None:
+    provider = _provider(monkeypatch)
+    transport, seen = _mock(lambda r: answer)
+    with pytest.raises(OAuthProviderError) as info:
+        await fetch_request_token(
+            provider,
+            callback_url="https://connect.example.com/oauth/callback/twitter",
+            request_token_url=provider.endpoints().request_token_url,
+            transport=transport,
+        )
+    assert info.value.error_code == code
+    assert len(seen) == 1  # never follows a redirect (R14)
+    assert "Invalid signature" not in str(info.value)  # the provider's text is dropped
+
+
+async def test_access_token_request_carries_the_verifier_and_request_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    provider = _provider(monkeypatch)
+    transport, seen = _mock(
+        lambda r: httpx.Response(
+            200,
+            text="oauth_token=at&oauth_token_secret=as&user_id=42&screen_name=acme",
+        )
+    )
+    token = await fetch_access_token(
+        provider,
+        access_token_url=provider.endpoints().access_token_url,
+        request_token="rt",
+        request_token_secret=Secret("rs"),
+        verifier="v123",
+        transport=transport,
+    )
+    assert (token.oauth_token.reveal(), token.oauth_token_secret.reveal()) == ("at", "as")
+    assert token.metadata == {"user_id": "42", "screen_name": "acme"}
+    header = seen[0].headers["authorization"]
+    assert 'oauth_verifier="v123"' in header and 'oauth_token="rt"' in header
