@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from app.sandbox.fivetran.app import Simulator
+from app.sandbox.fivetran.simulator import Simulator
 from app.sandbox.fivetran.state import SimState, now_iso
 from app.sandbox.oauth.store import (
     Grant,
