@@ -5,7 +5,8 @@ confirmation page, single-use start token, ``__Host-`` binding cookie, one ``oau
 per start, single-use consumption of the callback, error codes, events and ``return_to``. What
 differs is the protocol:
 
-* **Start** (``POST /connect/{token}``, R4): the start token is consumed, then a request token
+* **Start** (``POST /connect/{token}``, R4): the start token is consumed (first statement of
+  the transaction, as for OAuth 2.0), then a request token
   is obtained from the provider, signed with our consumer credentials (HMAC-SHA1, authlib),
   with ``oauth_callback`` = our one configured callback URL ``<public_base_url>/oauth/callback/
   <provider>`` (R7; never from request headers). The **request token plays the role of
@@ -49,7 +50,6 @@ from app.connect.service import (
     _session_code,
     _sha256,
     _single_params,
-    consume_start_token,
     redirect_uri_for,
 )
 from app.connections.models import Connection
@@ -80,13 +80,12 @@ def provider_of(app_state: AppState, provider_key: str | None) -> OAuth1Provider
     return app_state.providers.oauth1.find(provider_key)
 
 
-async def start_flow(session: AsyncSession, app_state: AppState, *, token: str) -> BrowserResult:
-    """Consume the start token, obtain a request token, redirect to the provider."""
+async def start_for_session(
+    session: AsyncSession, app_state: AppState, row: ConnectSession
+) -> BrowserResult:
+    """For a session whose start token was just consumed (:func:`app.connect.service.
+    start_flow`): obtain a request token, bind the browser, redirect to the provider."""
     settings = app_state.settings
-    consumed = await consume_start_token(session, token)
-    if isinstance(consumed, BrowserResult):
-        return consumed
-    row = consumed
     provider = app_state.providers.oauth1.get(row.provider_key)
     endpoints = provider.endpoints()
     callback = redirect_uri_for(settings, provider.key)

@@ -133,11 +133,9 @@ async def connect_start(
         return pages.error_page(
             "origin_not_allowed", 403, ctx=pages.page_context(request), back=back
         )
-    row = await service.session_by_token(session, token)
-    if row is not None and oauth1.provider_of(state, row.provider_key) is not None:
-        result = await oauth1.start_flow(session, state, token=token)  # X / Twitter
-    else:
-        result = await service.start_flow(session, state, token=token)
+    result = await service.start_flow(
+        session, state, token=token, oauth1_start=oauth1.start_for_session
+    )
     return _browser_response(request, state.settings, result)
 
 

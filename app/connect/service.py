@@ -28,7 +28,7 @@ import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -373,17 +373,31 @@ async def consume_start_token(session: AsyncSession, token: str) -> ConnectSessi
     return row
 
 
-async def start_flow(session: AsyncSession, app_state: AppState, *, token: str) -> BrowserResult:
-    """Consume the start token atomically and begin the authorization request.
+#: Starts the authorization of a consumed session whose provider is OAuth 1.0a (X / Twitter):
+#: :func:`app.connect.oauth1.start_for_session`, passed in by the router.
+OAuth1Start = Callable[[AsyncSession, AppState, ConnectSession], Awaitable[BrowserResult]]
+
+
+async def start_flow(
+    session: AsyncSession,
+    app_state: AppState,
+    *,
+    token: str,
+    oauth1_start: OAuth1Start | None = None,
+) -> BrowserResult:
+    """Consume the start token atomically and begin the authorization request (an OAuth 1.0a
+    provider's through ``oauth1_start``).
 
     The caller (router) has already checked the request's ``Origin``.
     """
     settings = app_state.settings
-    now = utcnow()
     consumed = await consume_start_token(session, token)
     if isinstance(consumed, BrowserResult):
         return consumed
     row = consumed
+    if oauth1_start is not None and app_state.providers.oauth1.find(row.provider_key):
+        return await oauth1_start(session, app_state, row)
+    now = utcnow()
     provider = app_state.providers.get(row.provider_key)
     # RFC 8414: an operator-configured issuer's metadata decides e.g. whether iss is required.
     provider = await app_state.providers.resolved(provider, app_state.http)
