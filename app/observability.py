@@ -2,9 +2,10 @@
 
 Redaction (oauth-security.md R16) is a logging filter installed on the root handler and on
 uvicorn's loggers: every record's final message and every extra field pass through
-:func:`redact` before any handler formats them, so OAuth ``code``/``state``/``iss`` query
-values, bearer tokens and anything token-, secret- or password-like never reach a log line —
-including uvicorn's access log, which prints the path with its query string.
+:func:`redact` before any handler formats them, so OAuth ``code``/``state``/``iss`` (and
+OAuth 1.0a ``oauth_token``/``oauth_verifier``/``denied``) query values, bearer tokens and
+anything token-, secret- or password-like never reach a log line — including uvicorn's access
+log, which prints the path with its query string.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ _SENSITIVE_WORDS = (
 # Callback parameters that name the consenting account (personal data, never logged).
 _ACCOUNT_PARAMS = r"realmId|selling_partner_id|shop"
 _SENSITIVE_PARAM = (
-    rf"(?:code|state|iss|auth_code|session_state|{_ACCOUNT_PARAMS}|{_SENSITIVE_WORDS})"
+    rf"(?:code|state|iss|auth_code|session_state|denied|{_ACCOUNT_PARAMS}|{_SENSITIVE_WORDS})"
 )
 # key=value in query strings / form bodies / free text. An unquoted value runs to the next
 # '&' or whitespace: codes are 1*VSCHAR (RFC 6749 A.11), so ',', ';' and quotes may be in it.

@@ -172,8 +172,8 @@ def _enums() -> dict[tuple[str, str], list[str]]:
         _ENUMS.update(
             {
                 ("ConnectionOut", "state"): list(states.STATES),
-                ("ConnectionOut", "auth_method"): ["oauth2", "credentials"],
-                ("SourceOut", "auth_method"): ["oauth2", "credentials"],
+                ("ConnectionOut", "auth_method"): ["oauth2", "oauth1", "credentials"],
+                ("SourceOut", "auth_method"): ["oauth2", "oauth1", "credentials"],
                 ("EventOut", "type"): list(EVENT_KINDS),
             }
         )

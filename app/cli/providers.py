@@ -75,6 +75,24 @@ def list_providers(
         }
         for p in registry.all()
     ]
+    for o1 in registry.oauth1.all():  # X / Twitter: an OAuth 1.0a browser flow
+        rows.append(
+            {
+                "key": o1.key,
+                "fivetran_service": o1.fivetran_service,
+                "configured": True,
+                "sandboxed": o1.sandboxed,
+                "origin": "catalog",
+                "token_auth_method": "oauth1_hmac_sha1",
+                "pkce": False,
+                "requires_refresh_token": False,
+                "rotation": "n/a",
+                "inputs": [],
+                "route": "oauth1",
+                "grant": "oauth1a",
+                **o1.verification.public(),
+            }
+        )
     for service in credential_services().values():
         rows.append(
             {

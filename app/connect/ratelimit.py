@@ -45,7 +45,7 @@ def _session_token(scope: Scope) -> str | None:
         if path.startswith(prefix):
             return path[len(prefix) :].split("/", 1)[0] or None
     for key, value in parse_qsl(scope.get("query_string", b"").decode("latin-1")):
-        if key == "state":
+        if key in ("state", "oauth_token", "denied"):  # OAuth 2.0 / OAuth 1.0a (X)
             return value[:200] or None
     return None
 

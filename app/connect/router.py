@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 
 from app.config import Settings
-from app.connect import configure, pages, service
+from app.connect import configure, oauth1, pages, service
 from app.connect.origins import check_request_origin
 from app.connect.schemas import (
     ConfigureIn,
@@ -136,7 +136,9 @@ async def connect_start(
         return pages.error_page(
             "origin_not_allowed", 403, ctx=pages.page_context(request), back=back
         )
-    result = await service.start_flow(session, state, token=token)
+    result = await service.start_flow(
+        session, state, token=token, oauth1_start=oauth1.start_for_session
+    )
     return _browser_response(request, state.settings, result)
 
 
@@ -151,7 +153,18 @@ async def oauth_callback(
     provider_key: str, request: Request, state: StateDep, session: SessionDep
 ) -> Response:
     """Verifies state, browser binding and `iss`, exchanges the code, stores the tokens
-    encrypted, creates or re-authorizes the connection, then `303` to `return_to`."""
+    encrypted, creates or re-authorizes the connection, then `303` to `return_to`. For an
+    OAuth 1.0a provider (X / Twitter): `oauth_token` + `oauth_verifier` (or `denied`)."""
+    provider1 = oauth1.provider_of(state, provider_key)
+    if provider1 is not None:  # OAuth 1.0a: oauth_token + oauth_verifier
+        result = await oauth1.handle_callback(
+            session,
+            state,
+            provider=provider1,
+            query=request.query_params.multi_items(),
+            binding_cookie=request.cookies.get(service.BINDING_COOKIE),
+        )
+        return _browser_response(request, state.settings, result)
     result = await service.handle_callback(
         session,
         state,
@@ -203,7 +216,7 @@ async def reauthorize_connection(target: WriteConnection, body: ReauthorizeIn) -
     """A connect session that re-authorizes this (OAuth) connection; send the end-user to
     its ``connect_url``."""
     conn, end_user = await target.load()
-    if conn.auth_method != "oauth2":
+    if conn.auth_method not in ("oauth2", "oauth1"):
         raise InvalidInput(
             "Only OAuth connections are re-authorized; PATCH the credentials instead",
             code="not_an_oauth_connection",

@@ -30,7 +30,7 @@ import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -79,6 +79,7 @@ from app.providers.errors import (
     CallbackVerificationError,
     OAuthProviderError,
 )
+from app.providers.oauth1 import OAuth1Provider
 from app.providers.registry import Provider
 from app.providers.tokens import TokenResult
 from app.state import AppState
@@ -168,10 +169,13 @@ def effective_status(row: ConnectSession, now: datetime | None = None) -> str:
     return row.status  # pending | completed | failed | expired (closed by the sweep)
 
 
-def _provider_for_service(app_state: AppState, service: str) -> Provider:
+def _provider_for_service(app_state: AppState, service: str) -> Provider | OAuth1Provider:
     provider = app_state.providers.for_service(service)
     if provider is not None:
         return provider
+    oauth1 = app_state.providers.oauth1.for_service(service)  # X / Twitter (OAuth 1.0a)
+    if oauth1 is not None:
+        return oauth1
 
     known = get_service(service) is not None or any(
         p.fivetran_service == service for p in app_state.providers.all()
@@ -186,7 +190,9 @@ def _provider_for_service(app_state: AppState, service: str) -> Provider:
     )
 
 
-def _validated_inputs(provider: Provider, config: Mapping[str, Any]) -> dict[str, str]:
+def _validated_inputs(
+    provider: Provider | OAuth1Provider, config: Mapping[str, Any]
+) -> dict[str, str]:
     """The provider's end-user inputs (``shop``, ``subdomain`` …) taken from ``config`` and
     checked against their patterns; 422 naming ``config.<name>``."""
     names = {s.name for s in provider.input_specs}
@@ -319,7 +325,9 @@ async def confirmation_for(
     row = await _usable_session_by_token(session, token)
     if row is None:
         return None
-    provider = app_state.providers.find(row.provider_key)
+    provider = app_state.providers.find(row.provider_key) or app_state.providers.oauth1.find(
+        row.provider_key
+    )
     return Confirmation(
         source=provider.display_name if provider else row.service,
         end_user=row.end_user_name or row.end_user_external_id,
@@ -349,12 +357,9 @@ def redirect_uri_for(settings: Settings, provider_key: str) -> str:
     return f"{settings.public_base_url}/oauth/callback/{provider_key}"
 
 
-async def start_flow(session: AsyncSession, app_state: AppState, *, token: str) -> BrowserResult:
-    """Consume the start token atomically and begin the authorization request.
-
-    The caller (router) has already checked the request's ``Origin``.
-    """
-    settings = app_state.settings
+async def consume_start_token(session: AsyncSession, token: str) -> ConnectSession | BrowserResult:
+    """Consume the single-use start token atomically (R4); its session, or the error page.
+    A session whose caller key was revoked meanwhile is failed (``key_revoked``)."""
     now = utcnow()
     token_hash = _sha256(token)
     # First statement of the transaction: on SQLite it takes the write lock right away.
@@ -378,6 +383,34 @@ async def start_flow(session: AsyncSession, app_state: AppState, *, token: str) 
     if await key_is_revoked(session, row.caller_key_id):  # sessions die with their key
         await _fail_session(session, row=row, flow=None, error_code="key_revoked")
         return BrowserResult.error_page("link_invalid")
+    return row
+
+
+#: Starts the authorization of a consumed session whose provider is OAuth 1.0a (X / Twitter):
+#: :func:`app.connect.oauth1.start_for_session`, passed in by the router.
+OAuth1Start = Callable[[AsyncSession, AppState, ConnectSession], Awaitable[BrowserResult]]
+
+
+async def start_flow(
+    session: AsyncSession,
+    app_state: AppState,
+    *,
+    token: str,
+    oauth1_start: OAuth1Start | None = None,
+) -> BrowserResult:
+    """Consume the start token atomically and begin the authorization request (an OAuth 1.0a
+    provider's through ``oauth1_start``).
+
+    The caller (router) has already checked the request's ``Origin``.
+    """
+    settings = app_state.settings
+    consumed = await consume_start_token(session, token)
+    if isinstance(consumed, BrowserResult):
+        return consumed
+    row = consumed
+    if oauth1_start is not None and app_state.providers.oauth1.find(row.provider_key):
+        return await oauth1_start(session, app_state, row)
+    now = utcnow()
     provider = app_state.providers.get(row.provider_key)
     # RFC 8414: an operator-configured issuer's metadata decides e.g. whether iss is required.
     provider = await app_state.providers.resolved(provider, app_state.http)
@@ -905,9 +938,8 @@ async def _after_rollback(
 async def _shred_verifier(
     session: AsyncSession, app_state: AppState, flow: OAuthFlow, *, flush: bool = True
 ) -> None:
-    await app_state.vault.delete(
-        session, owner_type=FLOW_OWNER, owner_id=flow.id, field="code_verifier"
-    )
+    # Every secret of the flow: the PKCE verifier, or an OAuth 1.0a request token's secret.
+    await app_state.vault.delete(session, owner_type=FLOW_OWNER, owner_id=flow.id)
     if flush:
         await session.flush()
 

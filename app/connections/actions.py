@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import audit
 from app.callers.service import Caller
-from app.connections import schema_policy, states
+from app.connections import oauth1, schema_policy, states
 from app.connections import service as conn_service
 from app.connections.models import Connection
 from app.end_users import names
@@ -442,6 +442,8 @@ async def preview_payload(
     if source.auth_method == "oauth2":
         auth, extra = await _preview_oauth_parts(session, app_state, probe)
         fivetran_config.update(extra)
+    elif source.auth_method == "oauth1":  # X / Twitter: placeholder token credentials
+        fivetran_config.update(oauth1.preview_config(app_state, service))
     body = conn_service._payload(source, probe, fivetran_config, auth=auth)
     return {"service": service, "body": mask_secrets(body)}
 

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import audit
 from app.callers.service import Caller, end_user_prefix_clause
 from app.connections import schema_policy, states
+from app.connections.client_credentials import check_client_credentials
 from app.connections.models import Connection
 from app.connections.replaced_tokens import revoke_replaced_refresh_token
 from app.db import new_id, try_insert, utcnow
@@ -308,7 +309,7 @@ async def reserve_oauth_connection(
     against the source's form schema first (422 naming the field); nothing is written then.
     """
     source = app_state.sources.get(service)
-    if source.auth_method != "oauth2":
+    if source.auth_method not in ("oauth2", "oauth1"):
         raise InvalidInput(
             f"Source '{service}' is set up with credentials (POST /v1/connections), not OAuth",
             code="not_an_oauth_source",
@@ -445,6 +446,10 @@ async def create_credentials_connection(
     plain, secrets = _split_credentials(source, config, credentials)
     plain = forms.with_defaults(source.config_schema, plain)
     validate_config(source, secret_paths.merge_secrets(plain, secrets))
+    if source.fills_auth:  # a service principal is tried at the provider first (422/502)
+        await check_client_credentials(
+            app_state, service, secret_paths.merge_secrets(plain, secrets)
+        )
     group_id = await end_user_service.group_for_connection(session, app_state, end_user, service)
     conn = await _new_connection(
         session,

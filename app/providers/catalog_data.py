@@ -65,6 +65,11 @@ def load_catalog_data() -> dict[str, Any]:
     return copy.deepcopy(data)  # a fresh copy each call, so callers may change it
 
 
+def load_verification() -> dict[str, Any]:
+    """``{service: verification facts}`` of every record of the facts file (raw data)."""
+    return copy.deepcopy(dict(_generated().get("verification") or {}))
+
+
 def hand_written_keys() -> list[str]:
     """Keys of the hand-written providers (``catalog.yaml``: the ones with named quirks)."""
     return sorted(_read("catalog.yaml"))

@@ -21,6 +21,7 @@ from app.fivetran.payloads import AuthValues
 from app.providers.discovery import MetadataCache
 from app.providers.errors import ProviderNotConfigured, UnknownProvider
 from app.providers.hooks import get_hook
+from app.providers.oauth1 import OAuth1Registry
 from app.providers.spec import InputSpec, ProviderSpec, ValueSource
 from app.providers.tokens import TokenResult
 from app.vault.secret import Secret
@@ -371,10 +372,13 @@ class ProviderRegistry:
         apps: Mapping[str, AppConfig],
         *,
         vault: Callable[[], Any] | None = None,
+        oauth1: OAuth1Registry | None = None,
     ) -> None:
         self._providers = dict(providers)
         self._apps = dict(apps)
         self._vault = vault
+        #: The OAuth 1.0a providers (X / Twitter), beside the OAuth 2.0 ones.
+        self.oauth1 = oauth1 or OAuth1Registry()
         #: RFC 8414 metadata of operator-configured issuers (set by ``start_providers``).
         self.metadata = MetadataCache(allow_http=False)
 

@@ -24,9 +24,10 @@ from pydantic import ValidationError
 
 from app.config import OAuthAppSettings, Settings
 from app.fivetran.index import all_services
-from app.providers.catalog_data import load_catalog_data
+from app.providers.catalog_data import load_catalog_data, load_verification
 from app.providers.discovery import MetadataCache
 from app.providers.errors import ProviderConfigError
+from app.providers.oauth1 import OAUTH1_KEYS, build_oauth1_registry
 from app.providers.overrides import apply_overrides, override_values
 from app.providers.registry import (
     SANDBOX_PATH,
@@ -36,7 +37,7 @@ from app.providers.registry import (
     sandbox_client_id,
     sandbox_client_secret,
 )
-from app.providers.spec import ProviderSpec
+from app.providers.spec import ProviderSpec, Verification
 from app.providers.validation import check_issuers, check_spec
 from app.vault.secret import Secret
 
@@ -217,7 +218,13 @@ def build_registry(settings: Settings) -> ProviderRegistry:
     apps: dict[str, AppConfig] = {}
     #: Providers whose issuer the operator configured: RFC 8414 metadata is discovered.
     discover: set[str] = {k for k, s in specs.items() if s.discover_metadata}
+    oauth1_apps: dict[str, tuple[str, Secret]] = {}
     for key, app_settings in settings.oauth.apps.items():
+        if key in OAUTH1_KEYS and key not in specs:  # an OAuth 1.0a consumer (X / Twitter)
+            oauth1_secret = _oauth1_app(key, app_settings, problems)
+            if oauth1_secret is not None:
+                oauth1_apps[key] = oauth1_secret
+            continue
         if key not in specs:
             problems.append(
                 f"PBF_OAUTH__APPS__{key.upper()}: there is no provider {key!r} "
@@ -297,7 +304,51 @@ def build_registry(settings: Settings) -> ProviderRegistry:
         )
         for key, spec in specs.items()
     }
-    return ProviderRegistry(providers, apps)
+    facts = load_verification()
+    oauth1 = build_oauth1_registry(
+        is_sandbox=settings.is_sandbox,
+        public_base_url=settings.public_base_url,
+        apps=oauth1_apps,
+        sandbox_credentials={
+            key: (sandbox_client_id(key), Secret(sandbox_client_secret(key))) for key in OAUTH1_KEYS
+        },
+        verification={s: Verification.model_validate(v) for s, v in facts.items()},
+        timeout_seconds=settings.oauth.token_timeout_seconds,
+    )
+    return ProviderRegistry(providers, apps, oauth1=oauth1)
+
+
+def _oauth1_app(key: str, app: OAuthAppSettings, problems: list[str]) -> tuple[str, Secret] | None:
+    """(consumer key, consumer secret) of an OAuth 1.0a app; only the credentials (and no
+    endpoint override) are accepted for these providers."""
+    env = f"PBF_OAUTH__APPS__{key.upper()}"
+    unsupported = sorted(
+        name
+        for name in (*type(app).model_fields, *(app.model_extra or {}))
+        if name
+        not in (
+            "client_id",
+            "client_secret",
+            "client_secret_file",
+            "client_secret_in_vault",
+            "extras",
+        )
+        and getattr(app, name, None) not in (None, [], {})
+    )
+    if unsupported:
+        problems.append(
+            f"{env}: {', '.join(n.upper() for n in unsupported)} cannot be set for an OAuth 1.0a "
+            "provider (only __CLIENT_ID and __CLIENT_SECRET / __CLIENT_SECRET_FILE)"
+        )
+        return None
+    if app.client_secret_in_vault:
+        problems.append(f"{env}__CLIENT_SECRET_IN_VAULT is not supported for OAuth 1.0a apps")
+        return None
+    if not app.client_id:
+        problems.append(f"{env}__CLIENT_ID is not set")
+        return None
+    secret = _client_secret(key, app, problems)
+    return (app.client_id, secret) if secret is not None else None
 
 
 async def start_providers(app: FastAPI, settings: Settings) -> ProviderRegistry:

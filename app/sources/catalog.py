@@ -58,7 +58,7 @@ class Source:
 
     service: str
     name: str
-    auth_method: str  # "oauth2" | "credentials" | "connect_card"
+    auth_method: str  # "oauth2" | "oauth1" | "credentials" | "connect_card"
     config_schema: dict[str, Any]
     scopes: list[str] | None = None
     provider_key: str | None = None
@@ -70,7 +70,8 @@ class Source:
     icon_url: str | None = None
     #: Verification of the provider facts (None for plain credential sources).
     verification: Any | None = None
-    #: The form fills Fivetran's ``auth`` block (config key ``auth``; credential route).
+    #: The stored config carries Fivetran's ``auth`` block under ``auth`` (filled by the
+    #: credential form, or by the OAuth 1.0a flow's tokens); split out of the Fivetran body.
     fills_auth: bool = False
     #: Why this service is offered by Fivetran's Connect Card (``connect_card`` only).
     reason: str | None = None
@@ -85,7 +86,7 @@ class Source:
             "required_source": self.config_schema.get("x-required-source", "derived"),
             "config_schema": self.config_schema,
         }
-        if self.auth_method == "oauth2":
+        if self.auth_method in ("oauth2", "oauth1"):
             out["scopes"] = list(self.scopes or [])
         if self.reason is not None:
             out["reason"] = self.reason
@@ -151,7 +152,7 @@ def _source(
     # Top-level fields holding a secret anywhere (``pats``, ``secrets_list``, ``password``).
     secret_names = {pattern[0] for pattern in secret_patterns(service)}
     excluded = set(PLATFORM_FIELDS - {"auth"}) | set(spec.readonly_config)
-    if auth_method == "oauth2":
+    if auth_method in ("oauth2", "oauth1"):
         excluded |= (
             OAUTH_EXCLUDED_FIELDS
             | OAUTH_OTHER_PATH_FIELDS
@@ -191,6 +192,19 @@ def _source(
     verification = None
     if auth_method == "oauth2" and provider is not None:
         verification = provider.spec.verification
+    elif auth_method == "oauth1" and provider is not None:
+        verification = provider.verification
+        name = provider.display_name
+        provider_key = provider.key
+        scopes = []
+        # The flow sets these from the app (e.g. twitter_ads is_custom_api_credentials).
+        for key in provider.fivetran_config:
+            properties.pop(key, None)
+            schema["x-order"] = [k for k in schema["x-order"] if k != key]
+            for group in schema["x-groups"]:
+                group["fields"] = [k for k in group["fields"] if k != key]
+            if key in schema.get("required", []):
+                schema["required"] = [k for k in schema["required"] if k != key]
     elif form_auth is not None:
         verification = form_auth.verification
         name = form_auth.display_name
@@ -210,7 +224,7 @@ def _source(
         category=category_of(service),
         icon_url=icon_url(service, settings),
         verification=verification,
-        fills_auth=form_auth is not None,
+        fills_auth=form_auth is not None or auth_method == "oauth1",
     )
 
 
@@ -247,9 +261,13 @@ def card_reason(service: str, provider: Any | None) -> str:
     return "card_only"
 
 
-def ways_of(service: str, provider: Any | None, *, card: str = "fallback") -> list[str]:
+def ways_of(
+    service: str, provider: Any | None, oauth1: Any | None = None, *, card: str = "fallback"
+) -> list[str]:
     """How ``service`` can be onboarded headlessly, preferred first: ``oauth2`` (an auth block
-    and a configured provider whose tokens Fivetran's auth block takes) and/or ``credentials``
+    and a configured provider whose tokens Fivetran's auth block takes), ``oauth1`` (an OAuth
+    1.0a provider with an app: X / Twitter, see :mod:`app.providers.oauth1`) and/or
+    ``credentials``
     (secret config fields: API keys, passwords, private keys; or an auth block filled by the
     form, for grants without a consent redirect — see :mod:`app.sources.auth_forms`), then
     ``connect_card`` when nothing else reaches it (``card="fallback"``) or always
@@ -260,6 +278,8 @@ def ways_of(service: str, provider: Any | None, *, card: str = "fallback") -> li
     ways = []
     if provider is not None and spec.has_auth and provider.spec.fivetran.hands_over_token:
         ways.append("oauth2")
+    if oauth1 is not None and spec.has_auth:
+        ways.append("oauth1")
     # secrets top-level, nested or in arrays; or the auth block of a credential service
     if service not in CARD_ONLY and (
         secret_patterns(service) or (spec.has_auth and service in credential_services())
@@ -306,11 +326,15 @@ def _card_source(service: str, provider: Any | None, reason: str, settings: Any 
     )
 
 
-def _build(service: str, provider: Any | None, settings: Any | None = None) -> list[Source]:
+def _build(
+    service: str, provider: Any | None, settings: Any | None = None, oauth1: Any | None = None
+) -> list[Source]:
     card = getattr(getattr(settings, "onboarding", None), "connect_card", "fallback")
-    ways = ways_of(service, provider, card=card)
+    ways = ways_of(service, provider, oauth1, card=card)
     out = [
-        _source(service, provider, auth_method=way, settings=settings)
+        _source(
+            service, oauth1 if way == "oauth1" else provider, auth_method=way, settings=settings
+        )
         for way in ways
         if way != "connect_card"
     ]
@@ -337,6 +361,7 @@ class SourceCatalog:
                     service,
                     registry.for_service(service) if registry is not None else None,
                     self._settings,
+                    registry.oauth1.for_service(service) if registry is not None else None,
                 )
                 for service in all_services()
             }

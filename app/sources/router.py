@@ -14,7 +14,7 @@ from app.sources.schemas import AuthMethod, SourceList, SourceOut
 router = APIRouter(prefix="/v1", responses=API_PROBLEMS)
 
 #: Listing order of one service's ways (the catalog lists them so).
-_WAY_RANK = {"oauth2": 0, "credentials": 1, "connect_card": 2}
+_WAY_RANK = {"oauth2": 0, "oauth1": 1, "credentials": 2, "connect_card": 3}
 
 
 @router.get("/sources", response_model=SourceList, tags=["sources"])
@@ -31,8 +31,9 @@ async def get_sources(
     item per way (``auth_method``); filter by ``category``, ``auth_method`` and search ``q``
     (service or display name). The default page holds the whole catalog."""
     after = decode_cursor(cursor, "after", str)
-    # In listing order: by service, the preferred way first (oauth2, credentials, card). " "
-    # sorts before every service-name character and, unlike NUL, is valid cursor text.
+    # In listing order: by service, the preferred way first (a consent flow: oauth2 or oauth1,
+    # then credentials, then card). " " sorts before every service-name character and, unlike
+    # NUL, is valid cursor text.
     key = lambda s: f"{s.service} {_WAY_RANK.get(s.auth_method, 9)}"  # noqa: E731
     listed = state.sources.list(category=category, auth_method=auth_method, query=q)
     sources = [s for s in listed if after is None or key(s) > after]

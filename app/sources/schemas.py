@@ -9,14 +9,15 @@ from pydantic import BaseModel, Field
 # --- sources -----------------------------------------------------------------------------
 
 
-AuthMethod = Literal["oauth2", "credentials", "connect_card"]
+AuthMethod = Literal["oauth2", "oauth1", "credentials", "connect_card"]
 
 
 class SourceOut(BaseModel):
     service: str
     name: str = Field(description="Display name.")
     auth_method: AuthMethod = Field(
-        description="How this form authorizes: ``oauth2`` (connect session), "
+        description="How this form authorizes: ``oauth2`` (connect session, OAuth 2.0), "
+        "``oauth1`` (connect session, OAuth 1.0a: the same browser flow, X / Twitter), "
         "``credentials`` (POST /v1/connections) or ``connect_card`` (POST /v1/connections, "
         "then POST /v1/connections/{id}/connect-card: Fivetran's Connect Card). A service "
         "may be offered more than one way; each is its own item."

@@ -37,9 +37,14 @@ async def test_catalog_lists_onboardable_services(api: httpx.AsyncClient) -> Non
     assert any(
         f.startswith("token_client_auth") for f in items["adobe_workfront"]["unverified_facts"]
     )
-    # Non-redirect grants are offered as credential forms that fill the auth block.
-    twitter = items["twitter"]
-    assert twitter["auth_method"] == "credentials"
+    # OAuth 1.0a (X) is offered by its own browser flow first, and still as a credential form
+    # that fills the auth block (for customers holding their own tokens).
+    assert items["twitter"]["auth_method"] == "oauth1"
+    twitter = next(
+        i
+        for i in r.json()["items"]
+        if i["service"] == "twitter" and i["auth_method"] == "credentials"
+    )
     auth = twitter["config_schema"]["properties"]["auth"]  # the auth block, in its own shape
     assert auth["properties"]["oauth_token_secret"]["writeOnly"] is True
     assert auth["properties"]["client_access"]["properties"]["client_secret"]["writeOnly"]

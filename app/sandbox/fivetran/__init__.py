@@ -14,10 +14,12 @@ silently disagree about what "Fivetran" holds. Syncs finish by themselves after
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI
 
+from app.providers.oauth1 import verify_token
 from app.sandbox.fivetran.app import Simulator, create_simulator
 from app.sandbox.fivetran.setup_tests import TokenChecker
 from app.sandbox.oauth import introspect_at, introspect_token
@@ -40,13 +42,17 @@ def sandbox_oauth_checker(app: Any) -> TokenChecker:
     A token of a sandboxed provider is introspected at the sandbox OAuth server. A token of
     an operator-configured (real) provider is introspected at that provider's RFC 7662
     endpoint when it has one; otherwise the answer is ``None`` ("not checked"), which the
-    setup test reports as such instead of failing a token it cannot know.
+    setup test reports as such instead of failing a token it cannot know. OAuth 1.0a token
+    credentials of a sandboxed X provider are checked with a signed request at the sandbox
+    OAuth 1.0a server (``verify_credentials``).
     """
 
-    async def check(service: str, token: str) -> bool | None:
+    async def check(service: str, token: str | Mapping[str, str]) -> bool | None:
         registry = getattr(app.state, "providers", None)
         if registry is None:
             return None
+        if not isinstance(token, str):  # OAuth 1.0a token credentials (X / Twitter)
+            return await _check_oauth1(app, registry, service, token)
         provider = registry.for_service(service)
         if provider is None:
             return None
@@ -62,6 +68,26 @@ def sandbox_oauth_checker(app: Any) -> TokenChecker:
         return await introspect_at(app.state.http, url, provider.key, credentials, token)
 
     return check
+
+
+async def _check_oauth1(
+    app: Any, registry: Any, service: str, values: Mapping[str, str]
+) -> bool | None:
+    """A signed request with the handed-over consumer and token credentials at the sandbox
+    OAuth 1.0a server's protected resource (``None``: not a sandboxed provider)."""
+    provider = registry.oauth1.for_service(service)
+    if provider is None or provider.verify_url is None:
+        return None
+    if values["consumer_key"] != provider.credentials.client_id:
+        return None  # another app's tokens (credential form): the sandbox cannot know them
+    return await verify_token(
+        url=provider.verify_url,
+        consumer_key=values["consumer_key"],
+        consumer_secret=values["consumer_secret"],
+        oauth_token=values["oauth_token"],
+        oauth_token_secret=values["oauth_token_secret"],
+        transport=app.state.outbound_transport,
+    )
 
 
 def mount_fivetran_simulator(app: FastAPI) -> Simulator:

@@ -2,7 +2,9 @@
 
 * Services with an ``auth`` block (OAuth sources): "Validate Login" introspects the handed-over
   ``refresh_token`` (else ``access_token``) at the sandbox OAuth server through a
-  :data:`TokenChecker`; an inactive, revoked or unknown token fails the test.
+  :data:`TokenChecker`; an inactive, revoked or unknown token fails the test. An OAuth 1.0a
+  block (``consumer_key``/``consumer_secret``/``oauth_token``/``oauth_token_secret``: X) is
+  checked with a signed request at the sandbox OAuth 1.0a server.
 * Credential sources (no ``auth`` block) fail on what a user would expect to fail (the
   documented sandbox rules, see the README):
 
@@ -25,15 +27,18 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from app.fivetran.index import get_service
 from app.sandbox.fivetran.connect_card import card_setup_test
 from app.sandbox.fivetran.state import SimState, now_iso, ssh_fingerprint, ssh_rsa_public_key
 
-# (service, token) -> active? (None: the token could not be checked)
-TokenChecker = Callable[[str, str], Awaitable[bool | None]]
+# (service, token) -> active? (None: the token could not be checked). For an OAuth 1.0a auth
+# block (X / Twitter) the token is the block's four values (consumer_key, consumer_secret,
+# oauth_token, oauth_token_secret), checked with a signed request.
+TokenChecker = Callable[[str, "str | Mapping[str, str]"], Awaitable[bool | None]]
+OAUTH1_FIELDS = ("consumer_key", "consumer_secret", "oauth_token", "oauth_token_secret")
 INVALID = "invalid"
 #: Auth-block fields that carry an OAuth token, in the order the setup test checks them.
 TOKEN_FIELDS = (
@@ -145,6 +150,14 @@ async def run_setup_tests(
                 )
             )
             return tests
+        if (
+            token is None
+            and auth
+            and all(isinstance(auth.get(n), str) and auth[n] for n in OAUTH1_FIELDS)
+        ):
+            oauth1 = {n: str(auth[n]) for n in OAUTH1_FIELDS}
+            tests.append(await _validate_login(checker, connection["service"], oauth1))
+            return tests
         if token is not None:
             tests.append(await _validate_login(checker, connection["service"], token))
             return tests
@@ -174,7 +187,9 @@ async def run_setup_tests(
     return tests
 
 
-async def _validate_login(checker: TokenChecker, service: str, token: str) -> dict[str, Any]:
+async def _validate_login(
+    checker: TokenChecker, service: str, token: str | Mapping[str, str]
+) -> dict[str, Any]:
     try:
         active = await checker(service, token)
     except Exception as exc:

@@ -105,7 +105,7 @@ def schema_name(service: str, config: dict[str, Any]) -> str:
     return ".".join(str(config[k]) for k in keys if k in config)
 
 
-async def _no_checker(service: str, token: str) -> bool:
+async def _no_checker(service: str, token: Any) -> bool:
     raise RuntimeError("no token checker configured")
 
 

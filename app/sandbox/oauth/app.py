@@ -54,6 +54,14 @@ from app.providers.registry import SANDBOX_PATH, Provider, ProviderRegistry
 from app.providers.startup import build_registry
 from app.sandbox.latency import LatencyMiddleware, SimulatedLatency, parse_body
 from app.sandbox.oauth import account_lists, accounts, quirks
+from app.sandbox.oauth.oauth1 import (
+    Consumer,
+    OAuth1Error,
+    OAuth1Request,
+    OAuth1Store,
+    SandboxOAuth1Protector,
+    SandboxOAuth1Server,
+)
 from app.sandbox.oauth.server import SandboxAuthorizationServer, SandboxRequest, SandboxResponse
 from app.sandbox.oauth.store import (
     AUTHORIZE_MISBEHAVIOURS,
@@ -86,6 +94,23 @@ class SandboxOAuth:
         self._registry = registry
         self.store = SandboxStore()
         self._servers: dict[str, SandboxAuthorizationServer] = {}
+        #: OAuth 1.0a (X / Twitter): :mod:`app.sandbox.oauth.oauth1`.
+        self.oauth1_store = OAuth1Store()
+
+    def oauth1(self, key: str) -> tuple[SandboxOAuth1Server, SandboxOAuth1Protector] | None:
+        """The sandbox OAuth 1.0a server and resource protector of a sandboxed provider."""
+        provider = self._registry().oauth1.find(key)
+        if provider is None or not provider.sandboxed:
+            return None
+        consumer = Consumer(
+            client_id=provider.credentials.client_id,
+            client_secret=provider.credentials.client_secret.reveal(),
+            callback=f"{self.settings.public_base_url}/oauth/callback/{key}",
+        )
+        return (
+            SandboxOAuth1Server(consumer, self.oauth1_store),
+            SandboxOAuth1Protector(consumer, self.oauth1_store),
+        )
 
     def provider(self, key: str) -> Provider | None:
         provider = self._registry().find(key)
@@ -266,6 +291,8 @@ def _consent_page(
     scope: str,
     action: str,
     account: str = DEFAULT_USER,
+    *,
+    field: str = "consent_id",
 ) -> HTMLResponse:
     scopes = [s for s in scope.replace(",", " ").split(" ") if s]
     items = "".join(f"<li><code>{html.escape(s)}</code></li>" for s in scopes) or (
@@ -291,7 +318,7 @@ padding:.6rem 1.2rem;border-radius:6px;border:1px solid #1d2433;cursor:pointer}}
 <code>{html.escape(client_id)}</code>) asks for access to your {name} data:</p>
 <ul>{items}</ul>
 <form method="post" action="{html.escape(action)}" aria-label="Consent decision">
-  <input type="hidden" name="consent_id" value="{html.escape(consent_id)}">
+  <input type="hidden" name="{field}" value="{html.escape(consent_id)}">
   {_account_choice(account)}
   <div class="actions">
   <button type="submit" name="decision" value="approve"
@@ -605,6 +632,117 @@ def _build_app(settings: Settings, get_registry: Callable[[], ProviderRegistry])
         log = _state(request).store.identity_requests
         return JSONResponse({"items": [{"provider_key": k, "path": p} for k, p in log]})
 
+    # --- OAuth 1.0a (X / Twitter), see app.sandbox.oauth.oauth1 -----------------------------
+
+    def _oauth1(request: Request, key: str) -> tuple[SandboxOAuth1Server, SandboxOAuth1Protector]:
+        found = _state(request).oauth1(key)
+        if found is None:
+            raise _Answered(
+                _error_page(404, "unknown_provider", "No sandbox provider with this key.")
+            )
+        _state(request).oauth1_store.prune()
+        return found
+
+    def _form_answer(answer: tuple[int, str, Any]) -> Response:
+        status, body, headers = answer
+        out = Response(body, status, media_type="application/x-www-form-urlencoded")
+        for name, value in headers or []:
+            if name.lower() != "content-type":
+                out.headers[name] = value
+        out.headers.update(NO_STORE)
+        return out
+
+    async def _signed(request: Request) -> OAuth1Request:
+        body = (await request.body()).decode(errors="replace")
+        return OAuth1Request(request.method, str(request.url), body, request.headers)
+
+    @app.post("/oauth1/{provider_key}/request_token")
+    async def oauth1_request_token(provider_key: str, request: Request) -> Response:
+        server, _ = _oauth1(request, provider_key)
+        try:
+            req = await _signed(request)
+        except OAuth1Error as error:
+            return _form_answer(server.handle_error_response(error))
+        return _form_answer(server.create_temporary_credentials_response(req))
+
+    @app.get("/oauth1/{provider_key}/authorize")
+    async def oauth1_authorize(provider_key: str, request: Request) -> Response:
+        server, _ = _oauth1(request, provider_key)
+        request_token = request.query_params.get("oauth_token", "")
+        if server.pending(request_token) is None:
+            return _error_page(400, "invalid_token", "Unknown, used or expired request token.")
+        oauth = _state(request)
+        if oauth.settings.oauth.sandbox_auto_approve:
+            return RedirectResponse(server.approve(request_token, DEFAULT_USER), 302, NO_STORE)
+        provider = oauth._registry().oauth1.get(provider_key)
+        return _consent_page(
+            provider,  # type: ignore[arg-type]
+            server.consumer.client_id,
+            request_token,
+            "",
+            str(request.url.path),
+            field="oauth_token",
+        )
+
+    @app.post("/oauth1/{provider_key}/authorize")
+    async def oauth1_consent(provider_key: str, request: Request) -> Response:
+        server, _ = _oauth1(request, provider_key)
+        form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
+        request_token = form.get("oauth_token", "")
+        if server.pending(request_token) is None:
+            return _error_page(400, "invalid_token", "Unknown, used or expired request token.")
+        if form.get("decision") == "approve":
+            account = form.get("account") or DEFAULT_USER
+            if not accounts.ACCOUNT_NAME.match(account):
+                return _error_page(400, "invalid_request", "Unknown sandbox account.")
+            return RedirectResponse(server.approve(request_token, account), 302, NO_STORE)
+        return RedirectResponse(server.deny(request_token), 302, NO_STORE)
+
+    @app.post("/oauth1/{provider_key}/access_token")
+    async def oauth1_access_token(provider_key: str, request: Request) -> Response:
+        server, _ = _oauth1(request, provider_key)
+        _state(request).store.log_token_request(provider_key, "oauth1_access_token")
+        try:
+            req = await _signed(request)
+        except OAuth1Error as error:
+            return _form_answer(server.handle_error_response(error))
+        return _form_answer(server.create_token_response(req))
+
+    @app.get("/oauth1/{provider_key}/verify_credentials")
+    async def oauth1_verify(provider_key: str, request: Request) -> Response:
+        _, protector = _oauth1(request, provider_key)
+        body = (await request.body()).decode(errors="replace")
+        try:
+            credential = protector.check(request.method, str(request.url), body, request.headers)
+        except OAuth1Error:
+            credential = None
+        if credential is None:
+            return JSONResponse(
+                {"errors": [{"code": 89, "message": "Invalid or expired token."}]}, 401
+            )
+        return JSONResponse({"id_str": credential.user_id, "screen_name": credential.user_id})
+
+    # --- client credentials check (simulated Microsoft Entra token endpoint) ----------------
+
+    @app.post("/client-credentials/{service}/{tenant}/token")
+    async def client_credentials_token(service: str, tenant: str, request: Request) -> Response:
+        """Simulated client credentials grant: refuses the secret ``wrong``/``invalid`` and the
+        client id ``invalid`` (401 invalid_client) and the tenant ``invalid`` (400
+        invalid_request); otherwise issues a throw-away token."""
+        form = dict(parse_qsl((await request.body()).decode(errors="replace")))
+        _state(request).store.log_token_request(f"cc:{service}", form.get("grant_type", ""))
+        if form.get("grant_type") != "client_credentials":
+            return _problem(400, "unsupported_grant_type", "client_credentials only")
+        client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
+        if not client_id or not secret:
+            return _problem(401, "invalid_client", "client authentication failed")
+        if tenant == "invalid":
+            return _problem(400, "invalid_request", "AADSTS90002: tenant not found")
+        if secret in ("wrong", "invalid") or client_id == "invalid":
+            return _problem(401, "invalid_client", "AADSTS7000215: invalid client secret")
+        token = {"access_token": secrets.token_urlsafe(24), "token_type": "Bearer"}
+        return JSONResponse({**token, "expires_in": 3599}, 200, NO_STORE)
+
     @app.post("/_control/misbehave")
     async def control_misbehave(body: MisbehaveBody, request: Request) -> Response:
         kinds = (
@@ -635,6 +773,7 @@ def _build_app(settings: Settings, get_registry: Callable[[], ProviderRegistry])
     @app.post("/_control/reset")
     async def control_reset(request: Request) -> Response:
         _state(request).store.reset()
+        _state(request).oauth1_store.reset()
         return JSONResponse({"reset": True})
 
     return app

@@ -170,7 +170,7 @@ function renderSources() {
   $("source-list").replaceChildren(...hits.slice(0, MAX_LISTED).map((s) => el("li", {},
     el("button", { type: "button", "aria-pressed": state.source && state.source.service === s.service && state.source.auth_method === s.auth_method,
       onclick: () => chooseSource(s.service, s.auth_method) },
-      el("span", { text: s.name }), el("span", { class: "badge", text: { oauth2: "sign in", connect_card: "Fivetran card" }[s.auth_method] || "credentials" })))));
+      el("span", { text: s.name }), el("span", { class: "badge", text: { oauth2: "sign in", oauth1: "sign in", connect_card: "Fivetran card" }[s.auth_method] || "credentials" })))));
 }
 
 async function chooseSource(service, authMethod) {
@@ -265,7 +265,7 @@ function renderSourceDetail() {
   const s = state.source;
   const box = $("source-detail");
   if (!s) { box.replaceChildren(); return; }
-  const oauth = s.auth_method === "oauth2";
+  const oauth = s.auth_method === "oauth2" || s.auth_method === "oauth1";
   const card = s.auth_method === "connect_card";
   const form = el("form", { id: "source-form", novalidate: false });
   form.append(el("h3", { text: s.name }),
@@ -478,7 +478,7 @@ function renderConnection(c) {
       change.addEventListener("click", async () => { await loadPicker(c.id); state.rendered = null; poll(); });
       buttons.push(change);
     }
-    if (c.auth_method === "oauth2") {
+    if (c.auth_method === "oauth2" || c.auth_method === "oauth1") {
       const reauth = el("button", { type: "button", class: "secondary", text: "Re-authorize" });
       reauth.addEventListener("click", async () => {
         try {
