@@ -37,12 +37,14 @@ SECRETS = {
         "POST /connect/RT-very-secret-987-abcdefghijklmnop 303",
     ],
 )
+@pytest.mark.db_independent
 def test_redact_removes_values(text):
     out = redact(text)
     for value in ("C0DE-VALUE-123456", "ST4TE-VALUE-abcdef", "ISSVALUE", "RT-very-secret-987"):
         assert value not in out
 
 
+@pytest.mark.db_independent
 def test_redact_keeps_harmless_text():
     assert redact("GET /v1/sources?limit=10 200") == "GET /v1/sources?limit=10 200"
 
@@ -133,6 +135,7 @@ def test_real_server_access_log_is_redacted(database_url, tmp_path):
         '{"url":"/cb?code=C0DE","refresh_token": "RT-VALUE-123456"}',
     ],
 )
+@pytest.mark.db_independent
 def test_redact_removes_whole_query_values_with_punctuation(line):
     """The access log must not keep the tail of a code or state after a ',', ';' or quote."""
     out = redact(line)
