@@ -30,12 +30,12 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.config import Settings
 from app.end_users.models import EndUser, ServiceGroup
 from app.errors import Conflict, ServiceUnavailable
 from app.events.outbox import emit
 from app.fivetran.client import FivetranClient
 from app.fivetran.errors import FivetranError, FivetranNotFound
-from app.state import AppState
 
 log = logging.getLogger("pbf.onboarding.group_repair")
 
@@ -75,11 +75,15 @@ async def _is_gone(client: FivetranClient, group_id: str) -> bool:
 
 
 async def forget_missing_groups(
-    session: AsyncSession, app_state: AppState, row: EndUser, *, destination_given: bool
+    session: AsyncSession,
+    row: EndUser,
+    *,
+    fivetran: FivetranClient,
+    settings: Settings,
+    destination_given: bool,
 ) -> list[MissingGroup]:
     """Forget the groups of ``row``'s strategy that are gone at Fivetran (see module doc)."""
-    client = app_state.fivetran
-    settings = app_state.settings
+    client = fivetran
     missing: list[MissingGroup] = []
     if row.group_strategy == "per_end_user":
         if row.fivetran_group_id is None or not await _is_gone(client, row.fivetran_group_id):

@@ -42,7 +42,8 @@ async def put_end_user(
     )
     row, created = await end_user_service.upsert_end_user(
         session,
-        state,
+        fivetran=state.fivetran,
+        settings=state.settings,
         caller=caller,
         external_id=external_id,
         name=body.name,

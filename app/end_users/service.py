@@ -103,8 +103,9 @@ class DestinationRequest:
 
 async def upsert_end_user(
     session: AsyncSession,
-    app_state: AppState,
     *,
+    fivetran: FivetranClient,
+    settings: Settings,
     caller: Caller,
     external_id: str,
     name: str | None,
@@ -117,7 +118,6 @@ async def upsert_end_user(
     """
     validate_external_id(external_id)
     caller.require_end_user(external_id)
-    settings: Settings = app_state.settings
     row = await _by_external_id(session, external_id)
     created = False
     now = utcnow()
@@ -143,7 +143,11 @@ async def upsert_end_user(
     # A group deleted at Fivetran is forgotten here and re-created by the ensure step below.
     repaired = (
         await group_repair.forget_missing_groups(
-            session, app_state, row, destination_given=destination is not None
+            session,
+            row,
+            fivetran=fivetran,
+            settings=settings,
+            destination_given=destination is not None,
         )
         if row is not None
         else []
@@ -178,9 +182,11 @@ async def upsert_end_user(
             )
         row.updated_at = now
     if row.group_strategy == "per_end_user":
-        await _ensure_dedicated_group(session, app_state, row, destination)
+        await _ensure_dedicated_group(
+            session, row, destination, fivetran=fivetran, settings=settings
+        )
     elif row.group_strategy == "shared":
-        row.fivetran_group_id = await shared_group_id(session, app_state)
+        row.fivetran_group_id = await shared_group_id(session, fivetran=fivetran, settings=settings)
     await audit.record(
         session,
         action="end_user.create" if created else "end_user.update",
@@ -248,11 +254,13 @@ async def _create_or_find_group(client: FivetranClient, name: str) -> str:
 
 async def _ensure_dedicated_group(
     session: AsyncSession,
-    app_state: AppState,
     row: EndUser,
     destination: DestinationRequest | None,
+    *,
+    fivetran: FivetranClient,
+    settings: Settings,
 ) -> None:
-    client = app_state.fivetran
+    client = fivetran
     if row.fivetran_group_id is None:
         row.fivetran_group_id = await _create_or_find_group(
             client, names.end_user_group_name(row.slug)
@@ -261,7 +269,7 @@ async def _ensure_dedicated_group(
         await session.flush()
     if row.destination is not None and row.destination.get("ready"):
         return
-    template = app_state.settings.onboarding.destination_template
+    template = settings.onboarding.destination_template
     body: dict[str, Any] = {
         "group_id": row.fivetran_group_id,
         "service": destination.service if destination else template.service,
@@ -296,8 +304,9 @@ async def _ensure_dedicated_group(
     row.destination = summary
 
 
-async def shared_group_id(session: AsyncSession, app_state: AppState) -> str:
-    settings: Settings = app_state.settings
+async def shared_group_id(
+    session: AsyncSession, *, fivetran: FivetranClient, settings: Settings
+) -> str:
     if settings.onboarding.shared_group_id:
         return settings.onboarding.shared_group_id
     if not settings.is_sandbox:
@@ -305,14 +314,16 @@ async def shared_group_id(session: AsyncSession, app_state: AppState) -> str:
             "The shared group strategy needs PBF_ONBOARDING__SHARED_GROUP_ID",
             code="shared_group_not_configured",
         )
-    return await _service_group(session, app_state, "_shared", names.SHARED_GROUP_NAME)
+    return await _service_group(session, "_shared", names.SHARED_GROUP_NAME, fivetran=fivetran)
 
 
-async def _service_group(session: AsyncSession, app_state: AppState, key: str, name: str) -> str:
+async def _service_group(
+    session: AsyncSession, key: str, name: str, *, fivetran: FivetranClient
+) -> str:
     row = await session.get(ServiceGroup, key)
     if row is not None:
         return row.fivetran_group_id
-    group_id = await _create_or_find_group(app_state.fivetran, name)
+    group_id = await _create_or_find_group(fivetran, name)
     # False: created concurrently under the same deterministic name.
     await try_insert(
         session, ServiceGroup(key=key, fivetran_group_id=group_id, created_at=utcnow())
@@ -323,17 +334,27 @@ async def _service_group(session: AsyncSession, app_state: AppState, key: str, n
 async def group_for_connection(
     session: AsyncSession, app_state: AppState, end_user: EndUser, service: str
 ) -> str:
-    """The Fivetran group a new connection of ``service`` goes to (created on demand)."""
+    """The Fivetran group a new connection of ``service`` goes to (created on demand).
+
+    Takes the application state because app.connections calls it so; it hands on only the
+    Fivetran client and the settings.
+    """
+    fivetran, settings = app_state.fivetran, app_state.settings
     if end_user.group_strategy == "per_service":
         return await _service_group(
-            session, app_state, f"service:{service}", names.service_group_name(service)
+            session,
+            f"service:{service}",
+            names.service_group_name(service),
+            fivetran=fivetran,
         )
     if end_user.group_strategy == "shared":
         if end_user.fivetran_group_id is None:
-            end_user.fivetran_group_id = await shared_group_id(session, app_state)
+            end_user.fivetran_group_id = await shared_group_id(
+                session, fivetran=fivetran, settings=settings
+            )
         return end_user.fivetran_group_id
     if end_user.fivetran_group_id is None or not (end_user.destination or {}).get("ready"):
-        await _ensure_dedicated_group(session, app_state, end_user, None)
+        await _ensure_dedicated_group(session, end_user, None, fivetran=fivetran, settings=settings)
     assert end_user.fivetran_group_id is not None
     return end_user.fivetran_group_id
 

@@ -6,18 +6,20 @@ import asyncio
 import contextlib
 import logging
 from contextlib import AsyncExitStack
-from typing import Any
+
+from fastapi import FastAPI
 
 from app.config import Settings
 from app.events.metrics import EventsMetrics
 from app.events.registration import ensure_webhook
 from app.events.worker import EventsWorker, Reconciler
+from app.fivetran.client import FivetranClient
 
 log = logging.getLogger("pbf.events")
 
 
 async def start_events(
-    app: Any, settings: Settings, stack: AsyncExitStack, *, reconciler: Reconciler | None = None
+    app: FastAPI, settings: Settings, stack: AsyncExitStack, *, reconciler: Reconciler | None = None
 ) -> EventsWorker:
     """Create ``app.state.events_worker``; start its loops when ``run_worker_in_api``.
 
@@ -38,15 +40,16 @@ async def start_events(
         stack.push_async_callback(worker.stop)
         app.state.readiness_checks["events_worker"] = worker.readiness
     if settings.events.register_webhook_on_startup:
-        task = asyncio.create_task(_register_webhook(app, settings))
+        fivetran: FivetranClient = app.state.fivetran
+        task = asyncio.create_task(_register_webhook(fivetran, settings))
         stack.push_async_callback(_cancel, task)
     return worker
 
 
-async def _register_webhook(app: Any, settings: Settings) -> None:
+async def _register_webhook(fivetran: FivetranClient, settings: Settings) -> None:
     """Background: register/update the Fivetran webhook (failures are logged, not fatal)."""
     try:
-        result = await ensure_webhook(app.state.fivetran, settings)
+        result = await ensure_webhook(fivetran, settings)
     except Exception as exc:
         log.warning(
             "could not register the Fivetran webhook", extra={"error_type": type(exc).__name__}

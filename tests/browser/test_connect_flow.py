@@ -11,7 +11,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 from tests.fixtures.live_server import LiveServer, shot
+
+pytestmark = pytest.mark.db_independent  # never uses the database under test
 
 
 def _query(url: str) -> dict[str, str]:

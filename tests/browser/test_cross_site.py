@@ -13,6 +13,8 @@ import pytest
 
 from tests.fixtures.live_server import LiveServer
 
+pytestmark = pytest.mark.db_independent  # never uses the database under test
+
 EVIL = "http://evil.example"
 
 

@@ -10,7 +10,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
+
 from tests.fixtures.live_server import LiveServer, shot
+
+pytestmark = pytest.mark.db_independent  # never uses the database under test
 
 TIMEOUT_MS = 20_000
 

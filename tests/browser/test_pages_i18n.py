@@ -21,6 +21,8 @@ import pytest
 
 from tests.fixtures.live_server import LiveServer, shot
 
+pytestmark = pytest.mark.db_independent  # never uses the database under test
+
 COMPANY = "Northwind Analytics"
 LOGO_HITS: list[str] = []
 

@@ -9,6 +9,8 @@ from typer.testing import CliRunner
 
 from app.cli import cli
 
+pytestmark = pytest.mark.db_independent  # never uses the database under test
+
 
 def test_providers_check_ok_and_list_json() -> None:
     runner = CliRunner()

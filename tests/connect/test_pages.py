@@ -139,6 +139,7 @@ def test_branding_settings_accepted_and_normalised(
         settings_factory(mode="production", branding=loopback)
 
 
+@pytest.mark.db_independent
 def test_branding_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PBF_BRANDING__COMPANY_NAME", "Northwind")
     monkeypatch.setenv("PBF_BRANDING__ACCENT_COLOR", "#00AA00")
@@ -170,10 +171,12 @@ def test_branding_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         ("x" * 600 + ",de", "en"),  # overlong headers are not parsed past the cap
     ],
 )
+@pytest.mark.db_independent
 def test_accept_language_negotiation(header: str | None, expected: str) -> None:
     assert str(i18n.negotiate(header)) == expected
 
 
+@pytest.mark.db_independent
 def test_parse_accept_language_orders_by_weight_then_position() -> None:
     assert i18n.parse_accept_language("fr;q=0.5, de, ja;q=0.5, es;q=0.9") == [
         "de",
@@ -191,6 +194,7 @@ def _fields(text: str) -> set[str]:
 
 
 @pytest.mark.parametrize("language", [lang for lang in i18n.SUPPORTED_LOCALES if lang != "en"])
+@pytest.mark.db_independent
 def test_every_message_is_translated_with_the_same_placeholders(language: str) -> None:
     locale = Locale.parse(language)
     for message in MESSAGE_IDS:
@@ -199,6 +203,7 @@ def test_every_message_is_translated_with_the_same_placeholders(language: str) -
         assert _fields(translated) == _fields(message), (language, message, translated)
 
 
+@pytest.mark.db_independent
 def test_relative_time_is_localised() -> None:
     now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
     later = now + timedelta(minutes=4)

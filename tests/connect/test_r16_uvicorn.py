@@ -6,10 +6,7 @@ appears anywhere in the server's output."""
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
@@ -17,13 +14,9 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import pytest
 
+from tests.fixtures.live_server import PBF_EXE, free_port, server_env
+
 APP_ORIGIN = "https://app.example.com"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _query(url: str) -> dict[str, str]:
@@ -35,17 +28,16 @@ def test_r16_uvicorn_access_log_never_shows_code_or_state(
 ) -> None:
     if not database_url.startswith("sqlite"):
         pytest.skip("the process-level check runs once, on SQLite")
-    exe = Path(sys.executable).parent / "pbf-headless"
-    port = _free_port()
+    exe = PBF_EXE
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PBF_", "DATABASE_URL"))}
-    env.update(
+    env = server_env(
+        database_url=database_url,
+        data_dir=tmp_path / "var",
+        base=base,
         PBF_MODE="sandbox",
-        PBF_DATABASE_URL=database_url,
-        PBF_DATA_DIR=str(tmp_path / "var"),
         PBF_LOG_LEVEL="DEBUG",
         PBF_LOG_JSON="true",  # the production default; sandbox mode would log plain lines
-        PBF_PUBLIC_BASE_URL=base,
         PBF_API__ALLOWED_ORIGINS=json.dumps([APP_ORIGIN]),
     )
     made = subprocess.run(

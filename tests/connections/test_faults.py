@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ from tests.fixtures.onboarding import Simulator, problem
 
 STRIPE = {"end_user": "acme", "service": "stripe", "credentials": {"api_key": "sk_fault"}}
 CREATE = r"^/v1/connections/?$"
+TIMEOUT_SECONDS = 3.0
 
 
 async def _posts(sim: Simulator) -> int:
@@ -58,7 +60,10 @@ async def slow_fivetran(
     from app.callers.service import create_api_key
     from app.main import create_app
 
-    settings = settings_factory(fivetran={"timeout_seconds": 0.3})
+    # Every Fivetran call of this app has this timeout, so it must be long enough for a
+    # normal in-process call on a loaded machine (0.3 s was not: a group create or look-up
+    # timed out under parallel load); the faulted create hangs until the timeout cancels it.
+    settings = settings_factory(fivetran={"timeout_seconds": TIMEOUT_SECONDS})
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         async with application.state.sessionmaker() as s, s.begin():
@@ -77,8 +82,11 @@ async def test_timeout_during_create_yields_exactly_one_connection(
     _, api = slow_fivetran
     sim = Simulator(api)
     assert (await api.put("/v1/end-users/acme", json={})).status_code == 201
-    await sim.fault(method="POST", path_regex=CREATE, status=None, delay_seconds=1.0, count=1)
+    # The first create hangs (far past the client's timeout) before Fivetran processes it.
+    await sim.fault(method="POST", path_regex=CREATE, status=None, delay_seconds=3600, count=1)
+    started = time.monotonic()
     r = await api.post("/v1/connections", json=STRIPE)
+    assert time.monotonic() - started >= TIMEOUT_SECONDS  # the hung create did time out
     assert r.status_code == 201, r.text
     conn = r.json()
     assert conn["state"] == "connected"

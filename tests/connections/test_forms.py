@@ -183,6 +183,7 @@ async def test_every_preview_is_valid_for_fivetran_with_and_without_nested_secre
     assert checked > 1000 and nested >= 8, (checked, nested)
 
 
+@pytest.mark.db_independent
 def test_curated_fields_exist_in_the_definition() -> None:
     for service, fields in form_catalog.CURATED.items():
         spec = get_service(service)

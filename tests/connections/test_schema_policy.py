@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from app.config import SchemaPolicy
 from app.connections import schema_policy
+
+pytestmark = pytest.mark.db_independent  # never uses the database under test
 
 CURRENT = {
     "schema_change_handling": "ALLOW_ALL",

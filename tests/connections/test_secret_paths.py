@@ -62,6 +62,7 @@ def _clear(haystack: str, values: list[str]) -> list[str]:
     return [v for v in values if v in haystack]
 
 
+@pytest.mark.db_independent
 def test_secret_locations_cover_nested_places() -> None:
     found = {s: [pattern_text(p) for p in secret_patterns(s)] for s in SERVICES_WITH_SECRETS}
     assert "pats[]" in found["github"]
@@ -75,6 +76,7 @@ def test_secret_locations_cover_nested_places() -> None:
 
 
 @pytest.mark.parametrize("service", SERVICES_WITH_SECRETS)
+@pytest.mark.db_independent
 def test_every_secret_location_is_split_masked_and_merged(service: str) -> None:
     config, values = _plant(service)
     config["_plain_marker"] = "kept"

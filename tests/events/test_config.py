@@ -8,6 +8,7 @@ from app.config import Settings, production_problems
 from app.events.receivers import configured_endpoints
 
 
+@pytest.mark.db_independent
 def test_production_refuses_plain_http_and_short_secrets() -> None:
     settings = Settings(
         mode="production",

@@ -94,6 +94,7 @@ async def test_receiver_down_then_up_delivers_everything_in_order(
     assert sorted(receiver.unique_ids()) == sorted(ids)
 
 
+@pytest.mark.db_independent
 async def test_backoff_grows_with_jitter_and_honours_retry_after() -> None:
     import random
 

@@ -6,7 +6,11 @@ import hashlib
 import hmac
 import time
 
+import pytest
+
 from app.events.signing import sign, verify_fivetran_signature, verify_signature
+
+pytestmark = pytest.mark.db_independent  # never uses the database under test
 
 BODY = b'{"id":"evt_1","type":"connection.broken","data":{"connection_id":"con_1"}}'
 

@@ -15,6 +15,7 @@ from app.events import delivery
 from app.events.models import EventDelivery, EventDeliveryAttempt
 from tests.fixtures.app import TEST_DB
 from tests.fixtures.events import emit_events
+from tests.fixtures.sandbox import eventually
 
 postgres_only = pytest.mark.skipif(
     TEST_DB != "postgresql",
@@ -166,20 +167,26 @@ async def test_metrics_and_readiness(events_settings, receiver) -> None:
 
     settings = events_settings(run_worker_in_api=True, poll_interval_seconds=0.05)
     app = create_app(settings, outbound_transport=httpx.ASGITransport(receiver))
+    delivered = 'pbf_event_delivery_attempts_total{endpoint="main",outcome="delivered"} 1.0'
     async with app.router.lifespan_context(app):
         await emit_events(app, [("connection.broken", "con_A")])
-        for _ in range(200):
-            if receiver.received:
-                break
-            await asyncio.sleep(0.02)
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8000"
         ) as c:
+
+            async def metrics_after_delivery() -> str | None:
+                # The receiver gets the request before the worker counts the attempt: wait
+                # for the count itself, not for the receiver (that race was the flake).
+                text = (await c.get("/metrics")).text
+                return text if delivered in text else None
+
+            text = await eventually(metrics_after_delivery, what="the delivery is counted")
+            assert len(receiver.received) == 1
             bad = await c.post("/v1/webhooks/fivetran", content=b"{}")
             assert bad.status_code == 401
             ready = (await c.get("/readyz")).json()
             text = (await c.get("/metrics")).text
     assert ready["checks"]["events_worker"] == {"ok": True}
     assert 'pbf_events_emitted_total{type="connection.broken"} 1.0' in text
-    assert 'pbf_event_delivery_attempts_total{endpoint="main",outcome="delivered"} 1.0' in text
+    assert delivered in text
     assert 'pbf_fivetran_webhooks_total{event="-",outcome="rejected"} 1.0' in text

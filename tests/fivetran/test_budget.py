@@ -19,6 +19,8 @@ from app.fivetran.budget import (
 from app.fivetran.errors import FivetranBudgetExhausted, FivetranTooManyRequests
 from app.fivetran.startup import build_budget, credentials
 
+pytestmark = pytest.mark.db_independent  # never uses the database under test
+
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 

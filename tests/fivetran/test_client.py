@@ -25,6 +25,8 @@ from app.fivetran.errors import (
 from app.fivetran.payloads import PayloadError, auth_block_for, build_create_payload
 from tests.fixtures.fivetran import HOOK_BASE, SIM_BASE, Env, Sleeps
 
+pytestmark = pytest.mark.db_independent  # never uses the database under test
+
 _names = itertools.count()
 
 

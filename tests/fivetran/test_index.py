@@ -11,6 +11,8 @@ from app.fivetran import build_index
 from app.fivetran.index import all_services, destination_services, get_service, request_fields
 from tests.fixtures.fivetran import SPEC_PATH
 
+pytestmark = pytest.mark.db_independent  # never uses the database under test
+
 COMMITTED = Path(build_index.__file__).resolve().parent / "data" / "service_index.json"
 
 

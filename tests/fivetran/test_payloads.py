@@ -20,6 +20,8 @@ from app.fivetran.payloads import (
 )
 from tests.fixtures.definition import definition_or_skip
 
+pytestmark = pytest.mark.db_independent  # never uses the database under test
+
 
 @pytest.fixture(scope="module")
 def official() -> Any:

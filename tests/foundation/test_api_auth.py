@@ -64,6 +64,7 @@ async def test_key_is_stored_only_as_hash(app, make_api_key):
     assert secret not in repr(rows)
 
 
+@pytest.mark.db_independent
 async def test_insufficient_scope_is_403():
     from app.callers.service import Caller, check_scope
     from app.errors import Forbidden

@@ -12,6 +12,8 @@ import pytest
 from app.config import Settings, production_problems
 from app.main import ConfigurationError, create_app
 
+pytestmark = pytest.mark.db_independent  # never uses the database under test
+
 EXE = str(Path(sys.executable).parent / "pbf-headless")
 
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from app.settings_doc import settings_markdown
+
+pytestmark = pytest.mark.db_independent  # never uses the database under test
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 START, END = "<!-- settings:start -->\n", "<!-- settings:end -->"

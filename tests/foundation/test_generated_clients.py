@@ -54,6 +54,7 @@ def _node_workdir() -> Path:
     return work
 
 
+@pytest.mark.db_independent
 def test_typescript_types_generate_and_type_check() -> None:
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.skip("node/npm not installed: TypeScript client check skipped (CI runs it)")
@@ -151,6 +152,7 @@ def python_client(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.db_independent
 def test_python_client_generates_and_type_checks(python_client: Path) -> None:
     (python_client / "usage.py").write_text(USAGE_PY)
     (python_client / "mypy.ini").write_text(MYPY_INI)
@@ -219,6 +221,7 @@ async def test_python_client_talks_to_the_app(
     assert none.items == []
 
 
+@pytest.mark.db_independent
 def test_document_enums_match_the_code() -> None:
     from typing import get_args
 

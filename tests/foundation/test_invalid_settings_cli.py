@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.foundation.test_cli_and_config import _run
+
+pytestmark = pytest.mark.db_independent  # never uses the database under test
 
 
 def test_serve_refuses_invalid_branding_and_app_redirects(tmp_path: Path) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from app.config import Settings, production_problems
+
+pytestmark = pytest.mark.db_independent  # never uses the database under test
 
 
 def test_production_needs_a_real_destination_template_or_shared_group() -> None:

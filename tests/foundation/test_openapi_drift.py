@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from app.openapi_doc import render_openapi
+
+pytestmark = pytest.mark.db_independent  # never uses the database under test
 
 COMMITTED = Path(__file__).resolve().parents[2] / "openapi" / "openapi.json"
 

@@ -5,17 +5,14 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
-import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
 from app.observability import configure_logging, redact
+from tests.fixtures.live_server import PBF_EXE, free_port, server_env
 
 SECRETS = {
     "code": "C0DE-VALUE-123456",
@@ -37,12 +34,14 @@ SECRETS = {
         "POST /connect/RT-very-secret-987-abcdefghijklmnop 303",
     ],
 )
+@pytest.mark.db_independent
 def test_redact_removes_values(text):
     out = redact(text)
     for value in ("C0DE-VALUE-123456", "ST4TE-VALUE-abcdef", "ISSVALUE", "RT-very-secret-987"):
         assert value not in out
 
 
+@pytest.mark.db_independent
 def test_redact_keeps_harmless_text():
     assert redact("GET /v1/sources?limit=10 200") == "GET /v1/sources?limit=10 200"
 
@@ -72,25 +71,18 @@ async def test_request_with_secrets_in_query_and_body_is_redacted_in_logs(client
         assert value.split("/")[-1] not in captured
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_real_server_access_log_is_redacted(database_url, tmp_path):
     """`pbf-headless serve` on loopback: uvicorn's and our access lines carry no secrets."""
     if not database_url.startswith("sqlite"):
         pytest.skip("one backend is enough for the process-level check")
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PBF_", "DATABASE_URL"))}
-    env.update(
-        PBF_DATABASE_URL=database_url,
-        PBF_DATA_DIR=str(tmp_path / "var"),
+    port = free_port()
+    env = server_env(
+        database_url=database_url,
+        data_dir=tmp_path / "var",
+        base=f"http://127.0.0.1:{port}",
         PBF_LOG_LEVEL="DEBUG",
-        PBF_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
     )
-    exe = Path(sys.executable).parent / "pbf-headless"
+    exe = PBF_EXE
     proc = subprocess.Popen(
         [str(exe), "serve", "--sandbox", "--port", str(port)],
         env=env,
@@ -133,6 +125,7 @@ def test_real_server_access_log_is_redacted(database_url, tmp_path):
         '{"url":"/cb?code=C0DE","refresh_token": "RT-VALUE-123456"}',
     ],
 )
+@pytest.mark.db_independent
 def test_redact_removes_whole_query_values_with_punctuation(line):
     """The access log must not keep the tail of a code or state after a ',', ';' or quote."""
     out = redact(line)

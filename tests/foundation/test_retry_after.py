@@ -10,6 +10,8 @@ import pytest
 
 from app.kit.transport import retry_after_seconds
 
+pytestmark = pytest.mark.db_independent  # never uses the database under test
+
 
 def _response(value: str | None) -> httpx.Response:
     return httpx.Response(429, headers={} if value is None else {"Retry-After": value})

@@ -45,6 +45,7 @@ def _active_sandbox_keys(cwd: Path) -> list[dict[str, object]]:
     return [k for k in listed if k["name"] == "sandbox" and not k["revoked"]]
 
 
+@pytest.mark.db_independent
 def test_ensure_sandbox_reuses_the_stored_key_and_replaces_a_dead_one(tmp_path: Path) -> None:
     assert _run(["migrate"], tmp_path).returncode == 0
     first = _run(["api-keys", "ensure-sandbox"], tmp_path)
@@ -81,6 +82,7 @@ def test_ensure_sandbox_reuses_the_stored_key_and_replaces_a_dead_one(tmp_path: 
     assert fixed not in (web_key, newest) and stored.read_text().strip() == fixed
 
 
+@pytest.mark.db_independent
 def test_ensure_sandbox_refuses_production_mode(tmp_path: Path) -> None:
     r = _run(["api-keys", "ensure-sandbox"], tmp_path, PBF_MODE="production")
     assert r.returncode == 2
@@ -124,6 +126,7 @@ def _serve_once(tmp_path: Path, port: int, run: int) -> tuple[str, str]:
     return out.read_text(), err.read_text()
 
 
+@pytest.mark.db_independent
 def test_serve_sandbox_prints_one_banner_and_reuses_its_key(tmp_path: Path) -> None:
     port = _free_port()
     base = f"http://127.0.0.1:{port}"

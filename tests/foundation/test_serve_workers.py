@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.fixtures.live_server import PBF_EXE, free_port, server_env
 
 
 def _workers(pid: int) -> list[int]:
@@ -36,14 +30,11 @@ def _workers(pid: int) -> list[int]:
 def test_serve_with_two_workers(database_url: str, tmp_path: Path) -> None:
     if not database_url.startswith("sqlite"):
         pytest.skip("one backend is enough for the process-level check")
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PBF_", "DATABASE_URL"))}
-    env.update(
-        PBF_DATABASE_URL=database_url,
-        PBF_DATA_DIR=str(tmp_path / "var"),
-        PBF_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
+    port = free_port()
+    env = server_env(
+        database_url=database_url, data_dir=tmp_path / "var", base=f"http://127.0.0.1:{port}"
     )
-    exe = Path(sys.executable).parent / "pbf-headless"
+    exe = PBF_EXE
     log = (tmp_path / "serve.log").open("wb")
     proc = subprocess.Popen(
         [str(exe), "serve", "--sandbox", "--port", str(port), "--workers", "2"],

@@ -102,6 +102,7 @@ async def _remote(env: Module, fivetran_id: str) -> dict[str, Any]:
     return dict(r.json()["data"])
 
 
+@pytest.mark.db_independent
 async def test_every_auth_block_service_is_covered() -> None:
     from app.fivetran.index import all_services, get_service
 

@@ -52,6 +52,7 @@ def problems_of(settings: Settings) -> list[str]:
     return info.value.problems
 
 
+@pytest.mark.db_independent
 def test_catalog_has_every_required_provider_and_real_fivetran_services() -> None:
     data = load_catalog_data()
     assert REQUIRED_PROVIDERS <= set(data)
@@ -64,6 +65,7 @@ def test_catalog_has_every_required_provider_and_real_fivetran_services() -> Non
     assert registry.for_service("salesforce") is None
 
 
+@pytest.mark.db_independent
 def test_production_endpoints_are_https_and_templated_from_inputs() -> None:
     registry = build_registry(production())
     for provider in registry.all():
@@ -81,6 +83,7 @@ def test_production_endpoints_are_https_and_templated_from_inputs() -> None:
     )
 
 
+@pytest.mark.db_independent
 def test_sandbox_points_every_provider_at_the_sandbox_server() -> None:
     registry = build_registry(Settings(mode="sandbox", public_base_url="http://127.0.0.1:8000"))
     assert {p.key for p in registry.configured()} >= REQUIRED_PROVIDERS
@@ -96,6 +99,7 @@ def test_sandbox_points_every_provider_at_the_sandbox_server() -> None:
         assert "+" in secret and "%" in secret and ":" in secret
 
 
+@pytest.mark.db_independent
 def test_operator_app_from_environment_overrides_sandbox(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -121,6 +125,7 @@ def test_operator_app_from_environment_overrides_sandbox(
     assert "real" not in repr(settings.oauth) or "file+secret" not in repr(settings.oauth)
 
 
+@pytest.mark.db_independent
 async def test_credentials_are_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     secret_file = tmp_path / "secret"
     secret_file.write_text("file+secret:value\n")
@@ -148,6 +153,7 @@ async def test_credentials_are_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path
         registry.get("nope")
 
 
+@pytest.mark.db_independent
 def test_custom_provider_from_configuration() -> None:
     settings = production(
         providers={"acme_crm": custom()},
@@ -159,6 +165,7 @@ def test_custom_provider_from_configuration() -> None:
     assert registry.for_service("hubspot") is provider
 
 
+@pytest.mark.db_independent
 def test_custom_provider_from_yaml_file(tmp_path: Path) -> None:
     path = tmp_path / "providers.yaml"
     path.write_text(
@@ -220,6 +227,7 @@ def test_custom_provider_from_yaml_file(tmp_path: Path) -> None:
         (custom(extra_token_params={"grant_type": "password"}), "must not set 'grant_type'"),
     ],
 )
+@pytest.mark.db_independent
 def test_invalid_provider_configuration_is_a_clear_startup_error(
     entry: dict[str, Any], expected: str
 ) -> None:
@@ -229,6 +237,7 @@ def test_invalid_provider_configuration_is_a_clear_startup_error(
     assert expected in problems[0], problems
 
 
+@pytest.mark.db_independent
 def test_http_loopback_allowed_only_with_sandbox_or_test_flag() -> None:
     entry = custom(
         issuer="http://127.0.0.1:9000",
@@ -259,6 +268,7 @@ def test_http_loopback_allowed_only_with_sandbox_or_test_flag() -> None:
     assert "must be an https:// URL" in problems[0]
 
 
+@pytest.mark.db_independent
 def test_every_problem_is_reported_at_once() -> None:
     problems = problems_of(
         production(
@@ -299,6 +309,7 @@ async def test_startup_refuses_an_invalid_configuration(settings_factory: Any) -
             pass
 
 
+@pytest.mark.db_independent
 def test_production_settings_problems_for_oauth_apps() -> None:
     from app.config import production_problems
 
@@ -316,6 +327,7 @@ def test_production_settings_problems_for_oauth_apps() -> None:
     ["Acme", "acme.evil.example/x", "-acme", "acme_store", "acme store", "", "a" * 61,
      "acme.myshopify.com", "acme\n"],
 )  # fmt: skip
+@pytest.mark.db_independent
 def test_shop_input_is_validated(shop: str) -> None:
     provider = build_registry(production()).get("shopify")
     with pytest.raises(InvalidInput) as info:
@@ -323,6 +335,7 @@ def test_shop_input_is_validated(shop: str) -> None:
     assert info.value.extra["field"] == "inputs.shop"
 
 
+@pytest.mark.db_independent
 def test_inputs_schema_defaults_and_unknown_inputs() -> None:
     registry = build_registry(production())
     shopify = registry.get("shopify")
@@ -365,6 +378,7 @@ def _result(key: str, **metadata: str) -> TokenResult:
     )
 
 
+@pytest.mark.db_independent
 def test_fivetran_auth_and_config_mapping() -> None:
     registry = build_registry(production())
     app = AppCredentials("cid", Secret("csecret"), {"developer_token": Secret("dev")})
@@ -396,6 +410,7 @@ def test_fivetran_auth_and_config_mapping() -> None:
     assert registry.get("google_sheets").fivetran_config(None, {}) == {"auth_type": "OAuth"}
 
 
+@pytest.mark.db_independent
 def test_loose_operator_pattern_cannot_inject_into_urls() -> None:
     entry = custom(
         authorization_url="https://{host}/authorize",

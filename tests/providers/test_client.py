@@ -38,6 +38,7 @@ def _query(url: str) -> dict[str, list[str]]:
 # --- authorization URL ---------------------------------------------------------------------
 
 
+@pytest.mark.db_independent
 def test_authorization_url_carries_s256_challenge_exact_redirect_and_extras() -> None:
     registry = build_registry(Settings(mode="production"))
     verifier = "v" * 43 + "-._~abc"
@@ -66,6 +67,7 @@ def test_authorization_url_carries_s256_challenge_exact_redirect_and_extras() ->
     assert verifier not in url
 
 
+@pytest.mark.db_independent
 def test_authorization_url_provider_specifics() -> None:
     registry = build_registry(Settings(mode="production"))
     common = {"state": "s", "code_verifier": "x" * 64, "redirect_uri": "https://c.example/cb"}
@@ -136,6 +138,7 @@ async def test_code_exchange_for_every_provider(harness: Harness, key: str) -> N
     assert first.extensions.get("pbf_target") == f"oauth:{key}"
 
 
+@pytest.mark.db_independent
 def test_both_client_authentication_methods_are_exercised() -> None:
     registry = build_registry(Settings(mode="sandbox"))
     methods = {p.token_auth_method for p in registry.all()}
@@ -342,6 +345,7 @@ async def test_revocation_then_introspection_inactive(harness: Harness, key: str
     assert info.value.error_code == "invalid_grant"
 
 
+@pytest.mark.db_independent
 async def test_revoke_without_endpoint_returns_false() -> None:
     from app.providers import AppCredentials
     from app.vault.secret import Secret

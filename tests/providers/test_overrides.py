@@ -29,6 +29,7 @@ def salesforce_app_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PBF_OAUTH__APPS__SALESFORCE__CLIENT_SECRET", "secret")
 
 
+@pytest.mark.db_independent
 def test_unknown_override_key_from_the_environment_refuses_startup(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -52,6 +53,7 @@ async def test_unknown_override_key_refuses_app_startup(settings_factory: Any) -
     assert "PBF_OAUTH__APPS__HUBSPOT__SCOPE: unknown setting" in str(info.value)
 
 
+@pytest.mark.db_independent
 def test_every_provider_field_is_overridable_and_validated(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -70,6 +72,7 @@ def test_every_provider_field_is_overridable_and_validated(
     assert provider.spec.pkce is False
 
 
+@pytest.mark.db_independent
 def test_invalid_override_values_name_the_variable() -> None:
     problems = problems_of(
         Settings(
@@ -92,6 +95,7 @@ def test_invalid_override_values_name_the_variable() -> None:
     assert problems[0].startswith("PBF_OAUTH__APPS__SALESFORCE__FIVETRAN_SERVICE: unknown")
 
 
+@pytest.mark.db_independent
 def test_placeholder_endpoints_must_be_overridden() -> None:
     problems = problems_of(
         Settings(mode="production", oauth={"apps": {"gainsight_customer_success": app()}})
@@ -123,6 +127,7 @@ CUSTOM = {
 }
 
 
+@pytest.mark.db_independent
 def test_custom_provider_for_a_catalog_service_is_refused_without_replaces() -> None:
     problems = problems_of(
         Settings(
@@ -135,6 +140,7 @@ def test_custom_provider_for_a_catalog_service_is_refused_without_replaces() -> 
     assert "replaces: salesforce" in problems[0]
 
 
+@pytest.mark.db_independent
 def test_custom_provider_replaces_the_catalog_provider_explicitly(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -164,6 +170,7 @@ def test_custom_provider_replaces_the_catalog_provider_explicitly(
     )
 
 
+@pytest.mark.db_independent
 def test_operator_issuer_turns_on_metadata_discovery() -> None:
     registry = build_registry(
         Settings(

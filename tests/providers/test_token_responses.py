@@ -17,6 +17,8 @@ from app.providers import AppCredentials, OAuthProviderError, Provider, exchange
 from app.providers.startup import build_registry
 from app.vault.secret import Secret
 
+pytestmark = pytest.mark.db_independent  # never uses the database under test
+
 TOKEN_URL = "https://auth.acme.example/token"
 
 

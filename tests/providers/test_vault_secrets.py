@@ -63,6 +63,7 @@ async def test_client_secret_from_the_vault(
                 await registry.credentials(session, "hubspot")
 
 
+@pytest.mark.db_independent
 def test_vault_secret_and_inline_secret_conflict() -> None:
     from app.providers import ProviderConfigError
     from app.providers.startup import build_registry
@@ -74,6 +75,7 @@ def test_vault_secret_and_inline_secret_conflict() -> None:
         build_registry(Settings(mode="production", oauth={"apps": apps}))
 
 
+@pytest.mark.db_independent
 def test_set_secret_needs_a_vault_configured_app(monkeypatch: pytest.MonkeyPatch) -> None:
     result = CliRunner().invoke(cli, ["providers", "set-secret", "zoom", "--stdin"], input="x\n")
     assert result.exit_code == 2

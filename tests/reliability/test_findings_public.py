@@ -101,6 +101,7 @@ async def test_long_query_strings_are_logged_bounded_once(
     assert len(access[0].getMessage()) < 1200
 
 
+@pytest.mark.db_independent
 def test_fivetran_error_codes_survive_redaction_oauth_codes_do_not() -> None:
     from app.observability import REDACTED, redact_value
 

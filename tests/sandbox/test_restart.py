@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import signal
 import stat
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,17 +19,10 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.fixtures.live_server import PBF_EXE, free_port, server_env
 from tests.fixtures.onboarding import RETURN_TO, browse_connect
 
-PBF = Path(sys.executable).parent / "pbf-headless"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+PBF = PBF_EXE
 
 
 @dataclass
@@ -107,14 +98,13 @@ class Sandbox:
 
 @pytest.fixture
 def sandbox(database_url: str, tmp_path: Path) -> Iterator[Sandbox]:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PBF_", "DATABASE_URL"))}
-    env.update(
+    env = server_env(
+        database_url=database_url,
+        data_dir=tmp_path / "var",
+        base=base,
         PBF_MODE="sandbox",
-        PBF_DATABASE_URL=database_url,
-        PBF_DATA_DIR=str(tmp_path / "var"),
-        PBF_PUBLIC_BASE_URL=base,
         PBF_LOG_JSON="true",
         PBF_OAUTH__SANDBOX_AUTO_APPROVE="true",
     )
@@ -205,7 +195,7 @@ def test_state_survives_a_restart_and_has_one_owner(sandbox: Sandbox) -> None:
         first = asyncio.run(_first_run(sandbox.base, key))
 
         # A second server on the same data dir refuses instead of growing a second simulator.
-        other = sandbox.start(port=_free_port())
+        other = sandbox.start(port=free_port())
         assert other.wait(timeout=60) != 0
         assert "another sandbox server is using" in sandbox.log()
 

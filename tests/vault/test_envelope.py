@@ -24,6 +24,7 @@ OTHERS = [
 
 
 @pytest.mark.parametrize("other", OTHERS)
+@pytest.mark.db_independent
 def test_data_layer_rejects_any_other_owner(other):
     dek = new_dek()
     nonce, ct = encrypt_data(dek, "value", CTX)
@@ -33,6 +34,7 @@ def test_data_layer_rejects_any_other_owner(other):
         decrypt_data(dek, sealed, other)
 
 
+@pytest.mark.db_independent
 def test_unknown_format_version_is_refused():
     dek = new_dek()
     nonce, ct = encrypt_data(dek, "value", CTX)
@@ -41,6 +43,7 @@ def test_unknown_format_version_is_refused():
 
 
 @pytest.mark.parametrize("other", OTHERS)
+@pytest.mark.db_independent
 async def test_local_wrap_binds_owner(other):
     ring = LocalKeyring({"k1": b"\x01" * 32}, "k1")
     dek = new_dek()
@@ -50,6 +53,7 @@ async def test_local_wrap_binds_owner(other):
         await ring.unwrap(kid, blob, other.as_dict())
 
 
+@pytest.mark.db_independent
 async def test_local_wrap_binds_key_id_even_with_identical_key_material():
     """Two key ids holding the same bytes still cannot stand in for each other."""
     ring = LocalKeyring({"k1": b"\x01" * 32, "k2": b"\x01" * 32}, "k1")

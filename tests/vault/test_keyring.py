@@ -38,6 +38,7 @@ async def test_sandbox_keyring_is_generated_0600_and_reused(settings, running_ap
         assert (await get(app, **A)).reveal() == PLAINTEXTS["refresh_token"]
 
 
+@pytest.mark.db_independent
 def test_pbf_encryption_keys_env_var_reaches_the_vault(monkeypatch, tmp_path):
     monkeypatch.setenv("PBF_ENCRYPTION_KEYS", keyring_json("env-k", "env-k", "old-k"))
     monkeypatch.setenv("PBF_DATA_DIR", str(tmp_path / "var"))
@@ -77,6 +78,7 @@ def _production(**overrides) -> Settings:
     return Settings(**values)
 
 
+@pytest.mark.db_independent
 def test_production_without_keys_refuses_to_start(tmp_path):
     settings = _production(data_dir=tmp_path)
     problems = production_problems(settings)
@@ -106,6 +108,7 @@ def test_production_without_keys_refuses_to_start(tmp_path):
         asyncio.run(build_vault(settings))
 
 
+@pytest.mark.db_independent
 def test_production_key_configuration_problems(tmp_path):
     ok = _production(encryption_keys=keyring_json("k1"))
     assert not [p for p in production_problems(ok) if "key" in p.lower()]
@@ -132,6 +135,7 @@ MATERIAL = base64.b64encode(b"\x07" * 32).decode()
         (json.dumps({"active": "k1", "keys": {}}), "no keys"),
     ],
 )
+@pytest.mark.db_independent
 def test_bad_keyrings_are_refused_without_echoing_material(doc, message):
     with pytest.raises(KeyringError) as err:
         parse_keyring(doc, source="PBF_ENCRYPTION_KEYS")
@@ -140,6 +144,7 @@ def test_bad_keyrings_are_refused_without_echoing_material(doc, message):
     assert MATERIAL[:16] not in repr(err.value)
 
 
+@pytest.mark.db_independent
 def test_keyring_accepts_urlsafe_base64_and_never_prints_keys():
     raw = bytes(range(32))
     ring = parse_keyring(

@@ -12,6 +12,8 @@ from pydantic import BaseModel
 
 from app.vault import Secret
 
+pytestmark = pytest.mark.db_independent  # never uses the database under test
+
 VALUE = "rt-PLAINTEXT-secretwrapper"
 
 

@@ -15,6 +15,8 @@ import pytest
 from app.fivetran.payloads import auth_block_for, build_create_payload
 from tests.fixtures.fivetran import HOOK_BASE, SIM_BASE, Env
 
+pytestmark = pytest.mark.db_independent  # never uses the database under test
+
 AUTH = "Basic " + base64.b64encode(b"sandbox_key:sandbox_secret").decode()
 
 

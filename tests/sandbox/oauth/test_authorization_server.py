@@ -287,6 +287,7 @@ async def test_introspect_token_helper(app: Any, harness: Harness) -> None:
     assert await introspect_token(http, base, "no_such_provider", "x") is False
 
 
+@pytest.mark.db_independent
 async def test_standalone_app_factory() -> None:
     settings = Settings(mode="sandbox", public_base_url="http://127.0.0.1:9999")
     sub = create_sandbox_oauth_app(settings)
@@ -355,6 +356,7 @@ async def test_expired_code_is_invalid_grant(app: Any, client: httpx.AsyncClient
     assert r.json()["error"] == "invalid_grant"
 
 
+@pytest.mark.db_independent
 def test_sandbox_accepts_a_plain_http_public_base_url() -> None:
     from app.providers.startup import build_registry
 
