@@ -498,7 +498,7 @@ def _creation_source(app_state: AppState, service: str, auth_method: str | None)
     if auth_method is not None:
         return app_state.sources.get(service, auth_method)
     source = app_state.sources.get(service)
-    if source.auth_method == "oauth2":
+    if source.auth_method in ("oauth2", "oauth1"):
         try:  # a service that also takes credentials (the caller chose this way)
             return app_state.sources.get(service, "credentials")
         except NotFound:

@@ -74,6 +74,13 @@ def strict(
                         "issuer": ISSUER,
                         "authorization_url": f"{ISSUER}/authorize",
                         "token_url": f"{ISSUER}/token",
+                        # The account identity call goes to the overriding server too.
+                        "identity": {
+                            "source": "endpoint",
+                            "url": f"{ISSUER}/api/account-info/v3/details",
+                            "id": "portalId",
+                            "label_format": "HubSpot portal {id}",
+                        },
                         **app_overrides,
                     }
                 }

@@ -176,13 +176,17 @@ async def test_oauth_provider_connects(env: Module, provider_key: str) -> None:
         assert head in auth, (path, auth)
 
 
-async def test_connect_card_only_services_are_not_offered(env: Module) -> None:
+async def test_connect_card_only_services_are_offered_by_card_alone(env: Module) -> None:
+    # An auth block without a token we can obtain: Fivetran's Connect Card is the only way
+    # (with its reason); a connect session is refused.
     r = await env.client.get("/v1/sources", headers=env.headers, params={"limit": 1000})
     assert r.status_code == 200, r.text
-    offered = {s["service"] for s in _items(r.json())}
+    ways: dict[str, list[str]] = {}
+    for item in _items(r.json()):
+        ways.setdefault(item["service"], []).append(item["auth_method"])
     for key in CONNECT_CARD_ONLY:
         service = _REGISTRY.get(key).fivetran_service
-        assert service not in offered, service
+        assert ways.get(service) == ["connect_card"], (service, ways.get(service))
         r = await env.client.post(
             "/v1/connect-sessions",
             json={"end_user": "acme", "service": service, "return_to": RETURN_TO},

@@ -63,7 +63,8 @@ def test_authorization_url_carries_s256_challenge_exact_redirect_and_extras() ->
     assert q["state"] == ["state-1"]
     assert q["access_type"] == ["offline"] and q["prompt"] == ["consent"]
     assert q["include_granted_scopes"] == ["true"]
-    assert q["scope"] == ["https://www.googleapis.com/auth/adwords"]
+    # the data scope, plus the OpenID scopes of the account identity (id_token sub/email)
+    assert q["scope"] == ["https://www.googleapis.com/auth/adwords openid email"]
     assert verifier not in url
 
 
@@ -73,7 +74,7 @@ def test_authorization_url_provider_specifics() -> None:
     common = {"state": "s", "code_verifier": "x" * 64, "redirect_uri": "https://c.example/cb"}
     bing = _query(build_authorization_url(registry.get("bingads"), client_id="c", **common))
     assert bing["response_mode"] == ["query"] and bing["prompt"] == ["login"]
-    assert bing["scope"] == ["https://ads.microsoft.com/msads.manage offline_access"]
+    assert bing["scope"] == ["https://ads.microsoft.com/msads.manage offline_access openid profile"]
     tiktok_url = build_authorization_url(registry.get("tiktok_ads"), client_id="app", **common)
     tiktok = _query(tiktok_url)
     assert tiktok["app_id"] == ["app"] and "client_id" not in tiktok
@@ -166,7 +167,7 @@ async def test_provider_metadata_is_kept(harness: Harness) -> None:
     }
     _, g = await harness.connect("google_ads")
     assert g.expires_at is not None and g.expires_at > utcnow()
-    assert g.granted_scope == "https://www.googleapis.com/auth/adwords"
+    assert g.granted_scope == "https://www.googleapis.com/auth/adwords openid email"
 
 
 async def test_facebook_long_lived_exchange(harness: Harness) -> None:
@@ -310,7 +311,7 @@ async def test_bingads_refresh_repeats_scope(harness: Harness) -> None:
         transport=harness.recorder,
     )
     body = dict(parse_qsl(harness.recorder.requests[-1].content.decode()))
-    assert body["scope"] == "https://ads.microsoft.com/msads.manage offline_access"
+    assert body["scope"] == "https://ads.microsoft.com/msads.manage offline_access openid profile"
     assert again.rotated is True
 
 
