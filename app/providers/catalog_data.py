@@ -22,9 +22,10 @@ from app.providers.errors import ProviderConfigError
 from app.providers.spec import Verification
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=None)
 def _read(name: str) -> dict[str, Any]:
-    # Parsed once per process: the files ship with the code and never change under it.
+    # Parsed once per process: the files ship with the code and never change under it (one
+    # cache slot per file: catalog, generated catalog, pickers, identity).
     text = resources.files("app.providers").joinpath(name).read_text("utf-8")
     data = yaml.safe_load(text) or {}
     if not isinstance(data, dict):
