@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -22,7 +22,7 @@ from app.providers.errors import ProviderConfigError
 from app.providers.spec import Verification
 
 
-@lru_cache(maxsize=None)
+@cache
 def _read(name: str) -> dict[str, Any]:
     # Parsed once per process: the files ship with the code and never change under it (one
     # cache slot per file: catalog, generated catalog, pickers, identity).
