@@ -391,7 +391,15 @@ async def live_connection_with_account(
     exclude_id: str,
 ) -> Connection | None:
     """The oldest non-deleted connection of this end-user and service holding the provider
-    account ``account_id`` ("already connected"), other than ``exclude_id``."""
+    account ``account_id`` ("already connected"), other than ``exclude_id``.
+
+    Locks the end-user's row first with a no-op UPDATE (a row lock on PostgreSQL, the write
+    lock on SQLite, both held until the caller's commit, which records the new account in the
+    same transaction), so two consents of the same account arriving together cannot both find
+    "not connected yet": the second waits, then sees the first."""
+    await session.execute(
+        update(EndUser).where(EndUser.id == end_user_id).values(slug=EndUser.slug)
+    )
     return await session.scalar(
         select(Connection)
         .where(

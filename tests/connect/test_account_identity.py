@@ -15,6 +15,7 @@ and chooses the sandbox account the consent logs in as (``login_hint=auto:<accou
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -376,3 +377,32 @@ async def test_sandbox_control_chooses_the_consenting_account(harness: FlowHarne
         "/sandbox/oauth/_control/account", json={"provider_key": "*", "account": "Bad Name"}
     )
     assert r.status_code == 422
+
+
+async def test_two_concurrent_consents_of_one_account_make_one_connection(
+    harness: FlowHarness,
+) -> None:
+    # The race: two flows of the same end-user consent as the same account and their
+    # callbacks arrive together. Both must not see "not connected yet": one connects, the
+    # other is refused as a duplicate, and Fivetran gets exactly one create.
+    await harness.end_user()
+    pending = []
+    for _ in range(2):
+        created = await harness.session("hubspot", config={})
+        browser = harness.browser()
+        authorize_url = await harness.start(browser, created["connect_url"])
+        callback = await harness.consent(authorize_url, login_hint="auto:sandbox-user")
+        pending.append((browser, relative(callback)))
+    answers = await asyncio.gather(*(browser.get(url) for browser, url in pending))
+    outcomes = sorted(
+        (
+            query_of(r.headers["location"]).get("status"),
+            query_of(r.headers["location"]).get("error"),
+        )
+        for r in answers
+    )
+    assert outcomes == [("connected", None), ("error", "account_already_connected")], outcomes
+    assert len(await harness.fivetran_connections()) == 1
+    async with harness.app.state.sessionmaker() as s:
+        live = (await s.scalars(select(Connection).where(Connection.state == "connected"))).all()
+    assert len(live) == 1 and live[0].account_id
