@@ -40,23 +40,21 @@ from app.callers.service import key_is_revoked
 from app.connect.models import ConnectSession, OAuthFlow
 from app.connect.service import (
     FLOW_OWNER,
-    SESSION_ERROR_CODES,
     BrowserResult,
     _after_rollback,
     _back_to_app,
     _consume_state,
-    _emit_outcome,
     _fail_session,
     _session_code,
     _sha256,
     _single_params,
+    finish_with_connection,
     redirect_uri_for,
 )
 from app.connections.models import Connection
 from app.connections.oauth1 import complete_oauth1, store_oauth1_grant
 from app.connections.service import mark_authorizing
 from app.db import new_id, utcnow
-from app.errors import AppError
 from app.providers.errors import OAuthProviderError
 from app.providers.oauth1 import (
     OAuth1Provider,
@@ -274,37 +272,12 @@ async def _complete(
 ) -> BrowserResult:
     connection = await session.get(Connection, row.connection_id)
     assert connection is not None
-    row_id, flow_id = row.id, flow.id
-    try:
-        connection = await complete_oauth1(
+    return await finish_with_connection(
+        session,
+        row=row,
+        flow=flow,
+        complete=lambda: complete_oauth1(
             session, app_state, connection=connection, provider=provider, token=token
-        )
-    except AppError as exc:
-        row, flow = await _after_rollback(session, row_id, flow_id)
-        code = exc.code if exc.code in SESSION_ERROR_CODES else "fivetran_error"
-        await _fail_session(session, row=row, flow=flow, error_code=code, oauth_failed=False)
-        log.warning(
-            "oauth1 connection could not be completed after consent",
-            extra={"session_id": row.id, "error": exc.code},
-        )
-        return _back_to_app(row, status="error", error=code)
-    except Exception as exc:
-        row, flow = await _after_rollback(session, row_id, flow_id)
-        await _fail_session(
-            session, row=row, flow=flow, error_code="internal_error", oauth_failed=False
-        )
-        log.error(
-            "oauth1 connection completion crashed",
-            extra={"session_id": row.id, "error_type": type(exc).__name__},
-        )
-        return _back_to_app(row, status="error", error="internal_error")
-    if connection.state == "connected":
-        row.status = "completed"
-        row.completed_at = utcnow()
-        flow.status = "completed"
-        await _emit_outcome(session, row, connection_id=connection.id)
-        await session.flush()
-        return _back_to_app(row, status="connected", connection_id=connection.id)
-    code = "setup_failed" if connection.state == "setup_failed" else "connection_failed"
-    await _fail_session(session, row=row, flow=flow, error_code=code, oauth_failed=False)
-    return _back_to_app(row, status="error", error=code, connection_id=connection.id)
+        ),
+        what="oauth1 connection",
+    )

@@ -843,17 +843,36 @@ async def _complete(
         return await _await_configuration(
             session, app_state, row=row, flow=flow, connection=connection, token_result=token_result
         )
+    return await finish_with_connection(
+        session,
+        row=row,
+        flow=flow,
+        complete=lambda: complete_oauth(
+            session, app_state, connection=connection, token_result=token_result
+        ),
+    )
+
+
+async def finish_with_connection(
+    session: AsyncSession,
+    *,
+    row: ConnectSession,
+    flow: OAuthFlow,
+    complete: Callable[[], Awaitable[Connection]],
+    what: str = "connection",
+) -> BrowserResult:
+    """Run ``complete`` (the Fivetran create or re-authorization after the tokens' commit)
+    and end the session by its outcome: completed when the connection is ``connected``,
+    failed with an allow-listed code otherwise (OAuth 2.0 and OAuth 1.0a flows alike)."""
     row_id, flow_id = row.id, flow.id
     try:
-        connection = await complete_oauth(
-            session, app_state, connection=connection, token_result=token_result
-        )
+        connection = await complete()
     except AppError as exc:
         row, flow = await _after_rollback(session, row_id, flow_id)
         code = exc.code if exc.code in SESSION_ERROR_CODES else "fivetran_error"
         await _fail_session(session, row=row, flow=flow, error_code=code, oauth_failed=False)
         log.warning(
-            "connection could not be completed after consent",
+            f"{what} could not be completed after consent",
             extra={"session_id": row.id, "error": exc.code},
         )
         return _back_to_app(row, status="error", error=code)
@@ -863,11 +882,10 @@ async def _complete(
             session, row=row, flow=flow, error_code="internal_error", oauth_failed=False
         )
         log.error(
-            "connection completion crashed",
+            f"{what} completion crashed",
             extra={"session_id": row.id, "error_type": type(exc).__name__},
         )
         return _back_to_app(row, status="error", error="internal_error")
-
     if connection.state == "connected":
         row.status = "completed"
         row.completed_at = utcnow()

@@ -50,7 +50,8 @@ async def test_every_fivetran_service_is_offered(api: httpx.AsyncClient) -> None
     assert offered == expected, sorted(expected - offered)
     card_only = {i["service"] for i in items if i["auth_method"] == "connect_card"}
     print(
-        f"\nsources offered: oauth2={by_route['oauth2']} credentials={by_route['credentials']}"
+        f"\nsources offered: oauth2={by_route['oauth2']} oauth1={by_route['oauth1']}"
+        f" credentials={by_route['credentials']}"
         f" connect_card={by_route['connect_card']} distinct={len(offered)}/{len(expected)}"
     )
     # Each card item says why, and only services no other route reaches are card items.
