@@ -52,6 +52,7 @@ def test_schemathesis_all_phases_no_server_error(database_url: str, tmp_path: Pa
             capture_output=True,
             text=True,
             timeout=900,
+            cwd=tmp_path,  # schemathesis keeps its cache in ./.schemathesis
         )
     finally:
         server.stop()
