@@ -187,6 +187,7 @@ async def _startup(
         loopback_prefix=settings.public_base_url if in_process else None,
         loopback_app=app if in_process else None,
     )
+    stack.push_async_callback(transport.shutdown)  # last: the pool outlives its clients
     http = build_client(transport)
     stack.push_async_callback(http.aclose)
     app.state.http = http

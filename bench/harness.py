@@ -290,11 +290,38 @@ def server(argv: list[str], env: dict[str, str], port: int, health: str) -> Iter
         srv.log_path.unlink(missing_ok=True)
 
 
-def api_server(db: Database, *, workers: int = 1, **env: str) -> Any:
+def counterparties_server(db: Database, api_port: int) -> Any:
+    """``pbf-headless sandbox-counterparties`` (the simulated Fivetran and OAuth provider) in
+    a process of its own, for the service that will listen on ``api_port``: its CPU then is
+    not counted as the service's (B2). Persistence off, as for :func:`api_server`."""
     port = free_port()
+    argv = [PYTHON, "-m", "app.cli", "sandbox-counterparties", "--port", str(port)]
+    environ = service_env(
+        db,
+        PBF_PUBLIC_BASE_URL=f"http://127.0.0.1:{api_port}",
+        PBF_SANDBOX__COUNTERPARTIES_URL=f"http://127.0.0.1:{port}",
+        PBF_SANDBOX__STATE_FILE=str(db.data_dir / f"sandbox-state-{port}.json"),
+        PBF_SANDBOX__PERSIST="false",
+    )
+    return server(argv, environ, port, "/healthz")
+
+
+def api_server(
+    db: Database,
+    *,
+    workers: int = 1,
+    port: int | None = None,
+    counterparties: Server | None = None,
+    **env: str,
+) -> Any:
+    """``pbf-headless serve --sandbox`` on ``port`` (a free one by default); with
+    ``counterparties`` it mounts neither sandbox app and talks to that process instead."""
+    port = port or free_port()
     argv = [PYTHON, "-m", "app.cli", "serve", "--sandbox", "--port", str(port)]
     if workers > 1:
         argv += ["--workers", str(workers)]
+    if counterparties is not None:
+        env = {"PBF_SANDBOX__COUNTERPARTIES_URL": counterparties.base, **env}
     environ = service_env(
         db,
         PBF_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",

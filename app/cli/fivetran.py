@@ -24,13 +24,15 @@ fivetran_cli.add_typer(webhooks_cli, name="webhooks")
 async def _ensure_over_network(settings: Settings, group: str | None) -> EnsureResult:
     """Talk to Fivetran (or, in sandbox mode, to the running sandbox server) over the network:
     an in-process simulator of this short-lived command would forget the webhook at exit."""
-    http = build_client(build_transport(Metrics()))
+    transport = build_transport(Metrics())
+    http = build_client(transport)
     client = build_fivetran_client(http, settings)
     try:
         return await ensure_webhook(client, settings, group_id=group)
     finally:
         await client.aclose()
         await http.aclose()
+        await transport.shutdown()
 
 
 @webhooks_cli.command("ensure")

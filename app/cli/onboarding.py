@@ -86,7 +86,8 @@ async def _apply_policy(
     progress: bool,
 ) -> FleetSummary:
     engine = create_engine(settings.effective_database_url)
-    http = build_client(build_transport(Metrics()))
+    transport = build_transport(Metrics())
+    http = build_client(transport)
     client = build_fivetran_client(http, settings)
     seen = [0]
 
@@ -114,6 +115,7 @@ async def _apply_policy(
     finally:
         await client.aclose()
         await http.aclose()
+        await transport.shutdown()
         await engine.dispose()
 
 

@@ -43,6 +43,30 @@ class LoopbackRoutingTransport(httpx.AsyncBaseTransport):
         await self._remote.aclose()
 
 
+class SharedTransport(httpx.AsyncBaseTransport):
+    """The process's one outbound transport (a connection pool), lent to short-lived clients.
+
+    authlib's per-call OAuth clients, the identity and account-list calls open an
+    ``httpx.AsyncClient`` on it and close it when done; closing a client closes its
+    transport, which would drop every pooled connection under the requests other flows have
+    in flight (they fail with ``ReadError`` mid-request). So :meth:`aclose` does nothing
+    here, and the owner — the lifespan, a CLI command — calls :meth:`shutdown` at exit.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        """A borrowing client is done: the pool stays open for the others."""
+
+    async def shutdown(self) -> None:
+        """Close the pool (the owner, once, at exit)."""
+        await self._inner.aclose()
+
+
 @functools.cache
 def default_ssl_context() -> ssl.SSLContext:
     """The verifying TLS context of outbound calls, built once per process (loading the CA
@@ -56,15 +80,16 @@ def build_transport(
     base_transport: httpx.AsyncBaseTransport | None = None,
     loopback_prefix: str | None = None,
     loopback_app: object | None = None,
-) -> httpx.AsyncBaseTransport:
-    """Instrumented transport; with ``loopback_app`` our own base URL is served in-process."""
+) -> SharedTransport:
+    """Instrumented transport; with ``loopback_app`` our own base URL is served in-process.
+    Whoever builds it owns it: call :meth:`SharedTransport.shutdown` at exit."""
     inner: httpx.AsyncBaseTransport = base_transport or httpx.AsyncHTTPTransport(
         retries=0, verify=default_ssl_context()
     )
     if loopback_prefix and loopback_app is not None:
         local = httpx.ASGITransport(app=loopback_app)  # type: ignore[arg-type]
         inner = LoopbackRoutingTransport(loopback_prefix, local, inner)
-    return InstrumentedTransport(inner, metrics)
+    return SharedTransport(InstrumentedTransport(inner, metrics))
 
 
 def build_client(transport: httpx.AsyncBaseTransport) -> httpx.AsyncClient:

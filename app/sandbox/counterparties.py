@@ -53,6 +53,7 @@ def create_counterparties_app(settings: Settings) -> FastAPI:
             transport = build_transport(
                 metrics, loopback_prefix=settings.sandbox_base_url, loopback_app=app
             )
+            stack.push_async_callback(transport.shutdown)
             http = build_client(transport)
             stack.push_async_callback(http.aclose)
             app.state.http = http
