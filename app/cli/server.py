@@ -111,7 +111,7 @@ def serve(
             access_log=False,
         )
         return
-    app = create_app(settings)
+    app = create_app(settings, freeze_heap=True)
     run_server(
         app,
         host=host,
@@ -179,7 +179,7 @@ def worker_app() -> FastAPI:
     """App factory of one ``serve --workers N`` process (settings from the environment)."""
     settings = load_settings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
-    return create_app(settings)
+    return create_app(settings, freeze_heap=True)
 
 
 def openapi(
