@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import httpx
+from redis.asyncio import Redis
 
 from app.config import Settings
 from app.fivetran.budget import (
@@ -30,8 +31,6 @@ def build_budget(settings: Settings, **kw: Any) -> RequestBudget:
     per_second: RequestBudget | None = None
     burst = cfg.requests_burst or None
     if settings.redis_url:
-        from redis.asyncio import Redis
-
         redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
         hourly = RedisWindowBudget(
             redis,
