@@ -25,6 +25,7 @@ import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from sqlalchemy.pool import Pool
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "pbf_request_id", default=None
@@ -316,7 +317,7 @@ class Metrics:
 class PoolCollector(Collector):
     """Reports the SQLAlchemy pool of an engine (checked out, idle, overflow, size)."""
 
-    def __init__(self, get_pool: Callable[[], Any]) -> None:
+    def __init__(self, get_pool: Callable[[], Pool]) -> None:
         self._get_pool = get_pool
 
     def collect(self) -> Iterable[GaugeMetricFamily]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,6 +32,7 @@ from app.connect.service import _emit_outcome, _fail_session, _shred_verifier
 from app.connections import states
 from app.connections.models import Connection
 from app.db import utcnow
+from app.state import AppState
 
 log = logging.getLogger("pbf.connect")
 
@@ -42,7 +42,7 @@ CALLBACK_GRACE = timedelta(minutes=10)
 
 async def settle_interrupted_sessions(
     session: AsyncSession,
-    app_state: Any,
+    app_state: AppState,
     *,
     now: datetime | None = None,
     grace: timedelta = CALLBACK_GRACE,
@@ -90,7 +90,7 @@ async def settle_interrupted_sessions(
 
 
 async def _settle(
-    session: AsyncSession, app_state: Any, row: ConnectSession, flow: OAuthFlow
+    session: AsyncSession, app_state: AppState, row: ConnectSession, flow: OAuthFlow
 ) -> bool:
     connection = await session.get(Connection, row.connection_id)
     if flow.status in ("consumed", "started") or connection is None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,7 +27,9 @@ from app.providers.client import refresh
 from app.providers.errors import (
     OAuthProviderError,
 )
+from app.providers.tokens import TokenResult
 from app.state import AppState
+from app.vault import Secret
 
 log = logging.getLogger("pbf.connect")
 
@@ -37,7 +38,7 @@ log = logging.getLogger("pbf.connect")
 class RefreshOutcome:
     """The access token to use after :func:`refresh_owned_grant` (never logged)."""
 
-    access_token: Any
+    access_token: Secret
     expires_at: datetime | None
     generation: int
     #: False when a concurrent caller refreshed while this one waited for the lock.
@@ -67,7 +68,7 @@ async def _lock_grant(session: AsyncSession, connection_id: str) -> OAuthGrant |
 async def refresh_owned_grant(
     session: AsyncSession,
     app_state: AppState,
-    connection: Any,
+    connection: Connection,
     *,
     reuse_within_seconds: float = 30.0,
 ) -> RefreshOutcome:
@@ -111,8 +112,8 @@ async def refresh_owned_grant(
         await session.rollback()
         raise Conflict("The grant was revoked; re-authorize the connection", code="needs_reauth")
 
-    def _get(field_name: str) -> Any:
-        return vault.get(
+    async def _get(field_name: str) -> Secret | None:
+        return await vault.get(
             session,
             end_user_id=end_user_id,
             owner_type=CONNECTION_OWNER,
@@ -120,8 +121,8 @@ async def refresh_owned_grant(
             field=field_name,
         )
 
-    def _put(field_name: str, value: str) -> Any:
-        return vault.put(
+    async def _put(field_name: str, value: Secret) -> None:
+        await vault.put(
             session,
             end_user_id=end_user_id,
             owner_type=CONNECTION_OWNER,
@@ -164,7 +165,7 @@ async def refresh_owned_grant(
         ).token_url
     )
 
-    async def _call() -> Any:
+    async def _call() -> TokenResult:
         return await refresh(
             provider,
             refresh_token=refresh_token,
@@ -202,11 +203,14 @@ async def refresh_owned_grant(
             f"Refreshing the grant failed ({exc.error_code})", code="refresh_failed"
         ) from None
 
+    access_token = result.access_token
+    if access_token is None:  # validate_token_body already refuses such an answer
+        await session.rollback()
+        raise UpstreamError("Refreshing the grant returned no access token", code="refresh_failed")
     # Durable point "rotated grant stored": before anyone uses the new access token.
     if result.refresh_token is not None:
         await _put("refresh_token", result.refresh_token)
-    if result.access_token is not None:
-        await _put("access_token", result.access_token)
+    await _put("access_token", access_token)
     now = utcnow()
     grant.generation = grant.generation + 1
     grant.refreshed_at = now
@@ -220,4 +224,4 @@ async def refresh_owned_grant(
         "grant refreshed",
         extra={"connection_id": connection_id, "rotated": bool(result.rotated)},
     )
-    return RefreshOutcome(result.access_token, expires_at, generation, refreshed=True)
+    return RefreshOutcome(access_token, expires_at, generation, refreshed=True)

@@ -1097,7 +1097,7 @@ async def create_connect_session_idempotent(
         stored_body["connect_url"] = None  # the start token is never stored in clear
         return out, stored_body
 
-    async def replay(stored: Any) -> Response | ConnectSessionCreated:
+    async def replay(stored: dict[str, Any]) -> Response | ConnectSessionCreated:
         created = await _reissue_start_token(session, app_state, str(stored.get("id")))
         out = _created_out(created)
         return JSONResponse(

@@ -17,12 +17,13 @@ from app.connections import service as conn_service
 from app.connections.models import Connection
 from app.end_users import names
 from app.end_users import service as end_user_service
-from app.end_users.models import ServiceGroup
+from app.end_users.models import EndUser, ServiceGroup
 from app.errors import Conflict, InvalidInput, NotFound, invalid_fields
 from app.fivetran import secret_paths
 from app.fivetran.client import FivetranClient
 from app.fivetran.errors import FivetranError, FivetranNotFound, fivetran_problem
 from app.fivetran.payloads import AuthValues, mask_secrets
+from app.providers.registry import Provider
 from app.providers.tokens import TokenResult
 from app.sources import forms
 from app.sources.catalog import validate_config
@@ -463,7 +464,7 @@ async def _connections_of(
 
 
 async def _known_group(
-    session: AsyncSession, app_state: AppState, end_user: Any, service: str
+    session: AsyncSession, app_state: AppState, end_user: EndUser, service: str
 ) -> str:
     if end_user.group_strategy == "per_service":
         row = await session.get(ServiceGroup, f"service:{service}")
@@ -475,7 +476,7 @@ async def _known_group(
     return names.end_user_group_name(end_user.slug)
 
 
-def _preview_metadata(provider: Any) -> dict[str, Any]:
+def _preview_metadata(provider: Provider) -> dict[str, Any]:
     """Placeholders for what the token response and callback would carry (QuickBooks
     ``realm_id``, Pinterest ``refresh_token_expires_at`` …), so the preview has every field."""
     spec = provider.spec
@@ -490,11 +491,9 @@ async def _preview_oauth_parts(
     placeholder = TokenResult(
         provider_key=provider.key,
         access_token=Secret("preview-access-token"),
-        refresh_token=Secret("preview-refresh-token")
-        if getattr(provider, "requires_refresh_token", True)
-        else None,
+        refresh_token=Secret("preview-refresh-token") if provider.requires_refresh_token else None,
         expires_at=None,
-        granted_scope=" ".join(getattr(provider, "scopes", []) or []),
+        granted_scope=" ".join(provider.scopes),
         issuer="",
         client_id="",
         metadata=_preview_metadata(provider),

@@ -26,6 +26,7 @@ from app.db import utcnow
 from app.end_users import service as end_user_service
 from app.errors import AppError, Conflict, NotFound
 from app.fivetran.errors import FivetranError, FivetranNotFound, fivetran_problem
+from app.kit.idempotency import IdempotencyHandle
 from app.providers.tokens import TokenResult
 from app.state import AppState
 
@@ -66,7 +67,7 @@ async def create_configured(
     *,
     choice: dict[str, Any],
     end_user_external_id: str,
-    idempotency: Any | None = None,
+    idempotency: IdempotencyHandle | None = None,
 ) -> Connection:
     """``needs_configuration`` → ``creating`` → created at Fivetran with ``choice`` in its
     ``config`` (the validated picker fields plus the picker's constant config).

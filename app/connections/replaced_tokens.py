@@ -15,9 +15,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.connections.models import Connection
 from app.errors import AppError
 from app.providers.client import revoke
 from app.providers.errors import OAuthProviderError
+from app.state import AppState
+from app.vault import Secret
 
 log = logging.getLogger("pbf.connect")
 OWNER = "connection"
@@ -26,11 +29,11 @@ FIELD = "replaced_refresh_token"
 
 async def keep_replaced_refresh_token(
     session: AsyncSession,
-    app_state: Any,
+    app_state: AppState,
     *,
     end_user_id: str,
     connection_id: str,
-    new_token: Any | None,
+    new_token: Secret | None,
 ) -> None:
     """Before new tokens overwrite the old ones: keep the old refresh token for revocation."""
     vault = app_state.vault
@@ -51,7 +54,7 @@ async def keep_replaced_refresh_token(
 
 
 async def revoke_replaced_refresh_token(
-    session: AsyncSession, app_state: Any, conn: Any, *, inputs: dict[str, Any]
+    session: AsyncSession, app_state: AppState, conn: Connection, *, inputs: dict[str, Any]
 ) -> bool:
     """Revoke and shred the kept refresh token; True when the provider confirmed it."""
     vault = app_state.vault

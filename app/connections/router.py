@@ -3,7 +3,7 @@ them), payload preview."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
 from fastapi.responses import JSONResponse
@@ -95,7 +95,7 @@ async def create_connection(
     session: SessionDep,
     caller: WriteCaller,
     idempotency_key: IdempotencyKey = None,
-) -> Any:
+) -> JSONResponse:
     """Create a connection of a credentials source (API key, username/password, database,
     SSH tunnel). Secrets go to the vault and never echo back. Supports
     ``Idempotency-Key``; a retry after a Fivetran failure finishes the same connection."""

@@ -70,6 +70,7 @@ from app.fivetran.payloads import (
     reported_schema,
 )
 from app.fivetran.timestamps import parse_fivetran_time
+from app.kit.idempotency import IdempotencyHandle
 from app.kit.pagination import decode_cursor, encode_cursor
 from app.providers.client import revoke
 from app.providers.registry import Provider, ProviderRegistry
@@ -438,7 +439,7 @@ async def create_credentials_connection(
     service: str,
     config: dict[str, Any],
     credentials: dict[str, Any] | None,
-    idempotency: Any | None = None,
+    idempotency: IdempotencyHandle | None = None,
     auth_method: str | None = None,
 ) -> Connection:
     """``POST /v1/connections``: validate, store secrets, create at Fivetran (see module doc).

@@ -26,7 +26,7 @@ async def fivetran_webhook(
     session: SessionDep,
     settings: SettingsDep,
     x_fivetran_signature_256: Annotated[str | None, Header(include_in_schema=True)] = None,
-) -> Any:
+) -> dict[str, Any]:
     """Fivetran's webhook target. No API key: authenticated by ``X-Fivetran-Signature-256``
     (hex HMAC-SHA256 of the raw body with the webhook secret). Duplicates are acknowledged
     without effect; webhooks for unknown connections are acknowledged and logged."""

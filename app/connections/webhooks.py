@@ -179,13 +179,15 @@ async def _find_connection(session: AsyncSession, fivetran_id: str) -> Connectio
     return await find_by_fivetran_id(session, fivetran_id)
 
 
-async def _end_user_external_id(session: AsyncSession, connection: Any) -> str | None:
+async def _end_user_external_id(session: AsyncSession, connection: Connection) -> str | None:
     return await session.scalar(
         select(EndUser.external_id).where(EndUser.id == connection.end_user_id)
     )
 
 
-async def _transition(session: AsyncSession, connection: Any, new_state: str, reason: str) -> str:
+async def _transition(
+    session: AsyncSession, connection: Connection, new_state: str, reason: str
+) -> str:
     if connection.state == new_state:
         return "unchanged"
     if not states.can_transition(connection.state, new_state):
@@ -259,7 +261,7 @@ async def _apply(
 
 async def _setup_reported(
     session: AsyncSession,
-    connection: Any,
+    connection: Connection,
     now: datetime,
     event: str,
     setup_state: str,
@@ -277,7 +279,7 @@ async def _setup_reported(
 
 async def _sync_start(
     session: AsyncSession,
-    connection: Any,
+    connection: Connection,
     payload: dict[str, Any],
     connector_id: str,
     created: datetime,
@@ -306,7 +308,7 @@ async def _sync_start(
 
 async def _sync_end(
     session: AsyncSession,
-    connection: Any,
+    connection: Connection,
     data: dict[str, Any],
     created: datetime,
     payload: dict[str, Any],

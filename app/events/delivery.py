@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import and_, exists, select, text, update
+from sqlalchemy import ColumnElement, and_, exists, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -106,7 +106,7 @@ def new_delivery(event: Event, endpoint_id: str, *, now: datetime) -> EventDeliv
     )
 
 
-def _eligible(now: datetime, endpoint_ids: list[str]) -> Any:
+def _eligible(now: datetime, endpoint_ids: list[str]) -> ColumnElement[bool]:
     earlier = aliased(EventDelivery)
     blocked = exists().where(
         and_(

@@ -31,7 +31,7 @@ async def list_events(
     status: Annotated[str | None, Query(description="pending | delivered | dead | skipped")] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> Any:
+) -> EventList:
     """Outbound events, oldest first (cursor-paginated). Keys restricted to an end-user
     prefix see only their end-users' events."""
     items, next_cursor = await service.list_events(
@@ -48,7 +48,7 @@ async def list_events(
 
 
 @router.get("/v1/events/{event_id}", response_model=EventOut, responses={404: _PROBLEM})
-async def get_event(session: SessionDep, caller: ReadCaller, event_id: str) -> Any:
+async def get_event(session: SessionDep, caller: ReadCaller, event_id: str) -> EventOut:
     """One event with its delivery state per endpoint."""
     return await service.get_event(session, caller=caller, event_id=event_id)
 
@@ -65,7 +65,7 @@ async def redeliver_event(
     caller: WriteCaller,
     event_id: str,
     body: Annotated[RedeliverRequest | None, Body()] = None,
-) -> Any:
+) -> EventOut:
     """Queue an event again (all its endpoints, or ``endpoint_id``); delivered by the worker
     with the same ``PBF-Event-Id``."""
     return await service.redeliver(
@@ -80,7 +80,7 @@ async def redeliver_event(
 @router.get("/v1/event-endpoints", response_model=EventEndpointList)
 async def list_event_endpoints(
     session: SessionDep, settings: SettingsDep, caller: AdminCaller
-) -> Any:
+) -> EventEndpointList:
     """Configured outbound endpoints with their backlog. Secrets are never returned."""
     items = await service.list_endpoints(session, configured_endpoints(settings))
     return EventEndpointList(items=items)

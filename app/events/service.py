@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from sqlalchemy import and_, exists, func, not_, select, text, update
+from sqlalchemy import ColumnElement, Exists, and_, exists, func, not_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.callers.service import Caller, end_user_prefix_clause
@@ -27,11 +26,11 @@ from app.kit.pagination import decode_cursor, encode_cursor
 STATUSES = ("pending", "delivered", "dead", "skipped")
 
 
-def _has_delivery(*conditions: Any) -> Any:
+def _has_delivery(*conditions: ColumnElement[bool]) -> Exists:
     return exists().where(EventDelivery.event_seq == Event.seq, *conditions)
 
 
-def _status_filter(status: str) -> Any:
+def _status_filter(status: str) -> ColumnElement[bool]:
     pending = Event.fanned_out_at.is_(None) | _has_delivery(
         EventDelivery.status == DELIVERY_PENDING
     )
@@ -47,7 +46,7 @@ def _status_filter(status: str) -> Any:
     return and_(Event.fanned_out_at.is_not(None), not_(_has_delivery()))
 
 
-def _visible(caller: Caller) -> Any:
+def _visible(caller: Caller) -> ColumnElement[bool] | None:
     if caller.end_user_prefix is None:
         return None
     return end_user_prefix_clause(Event.end_user_external_id, caller.end_user_prefix)

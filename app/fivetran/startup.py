@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from app.config import Settings
@@ -85,7 +86,7 @@ def build_fivetran_client(http: httpx.AsyncClient, settings: Settings) -> Fivetr
     )
 
 
-def start_fivetran(app: Any, settings: Settings) -> FivetranClient:
+def start_fivetran(app: FastAPI, settings: Settings) -> FivetranClient:
     """Create the Fivetran client on ``app.state.http`` and store it as ``app.state.fivetran``.
 
     Returns it so the lifespan can register ``client.aclose`` (closes the Redis budget).

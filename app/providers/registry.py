@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import InvalidInput
@@ -25,6 +26,7 @@ from app.providers.oauth1 import OAuth1Registry
 from app.providers.spec import InputSpec, ProviderSpec, ValueSource
 from app.providers.tokens import TokenResult
 from app.vault.secret import Secret
+from app.vault.service import Vault
 
 PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 #: Characters a templated URL part may contain, whatever the input pattern admits: an
@@ -371,7 +373,7 @@ class ProviderRegistry:
         providers: Mapping[str, Provider],
         apps: Mapping[str, AppConfig],
         *,
-        vault: Callable[[], Any] | None = None,
+        vault: Callable[[], Vault] | None = None,
         oauth1: OAuth1Registry | None = None,
     ) -> None:
         self._providers = dict(providers)
@@ -382,11 +384,11 @@ class ProviderRegistry:
         #: RFC 8414 metadata of operator-configured issuers (set by ``start_providers``).
         self.metadata = MetadataCache(allow_http=False)
 
-    async def resolved(self, provider: Provider, http: Any) -> Provider:
+    async def resolved(self, provider: Provider, http: httpx.AsyncClient) -> Provider:
         """``provider`` as its issuer's metadata describes it (cached discovery)."""
         return await self.metadata.apply(provider, http)
 
-    def bind_vault(self, vault: Callable[[], Any]) -> None:
+    def bind_vault(self, vault: Callable[[], Vault]) -> None:
         """Where vault-held client secrets are read from (``app.state.vault``, lazily)."""
         self._vault = vault
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from fastapi import FastAPI
+
 
 class Saver(Protocol):
     def save(self) -> None: ...
 
 
-def persistence_of(app: Any) -> Callable[[], Saver | None]:
+def persistence_of(app: FastAPI) -> Callable[[], Saver | None]:
     """The persistence of ``app`` once its lifespan started it (None when not persisting)."""
     return lambda: getattr(app.state, "sandbox_persistence", None)
 
@@ -22,7 +24,7 @@ class SaveBeforeAnswer:
     """ASGI wrapper of a sandbox sub-app: after a state-changing request (not GET/HEAD/OPTIONS)
     the state is saved before the answer's first byte is sent."""
 
-    def __init__(self, app: Any, persistence: Callable[[], Saver | None]) -> None:
+    def __init__(self, app: FastAPI, persistence: Callable[[], Saver | None]) -> None:
         self.app = app
         self._persistence = persistence
 

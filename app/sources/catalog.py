@@ -32,7 +32,8 @@ from app.errors import NotFound, invalid_fields
 from app.fivetran.index import all_services, get_service
 from app.fivetran.secret_paths import secret_patterns
 from app.providers.catalog_data import credential_services
-from app.providers.registry import ProviderRegistry
+from app.providers.oauth1 import OAuth1Provider
+from app.providers.registry import Provider, ProviderRegistry
 from app.sources import forms
 from app.sources.auth_forms import add_auth_block
 from app.sources.categories import category_of, icon_url
@@ -99,7 +100,7 @@ def _display_name(service: str) -> str:
     return " ".join(part.capitalize() for part in service.split("_"))
 
 
-def _provider_inputs(provider: Any) -> tuple[dict[str, Any], list[str]]:
+def _provider_inputs(provider: Provider) -> tuple[dict[str, Any], list[str]]:
     """The provider's end-user inputs as JSON-Schema properties + required names."""
     inputs = getattr(provider, "inputs", None)
     if isinstance(inputs, dict):  # already a JSON Schema fragment
@@ -130,7 +131,7 @@ def _provider_inputs(provider: Any) -> tuple[dict[str, Any], list[str]]:
     return props, required
 
 
-def _provider_set_fields(provider: Any) -> set[str]:
+def _provider_set_fields(provider: Provider | OAuth1Provider | None) -> set[str]:
     """Config fields the provider mapping fills from the token response or app settings."""
     for path in ("fivetran_config_fields", "spec.fivetran.config", "fivetran.config"):
         obj: Any = provider
@@ -144,7 +145,11 @@ def _provider_set_fields(provider: Any) -> set[str]:
 
 
 def _source(
-    service: str, provider: Any | None, *, auth_method: str, settings: Any | None
+    service: str,
+    provider: Provider | OAuth1Provider | None,
+    *,
+    auth_method: str,
+    settings: Settings | None,
 ) -> Source:
     spec = get_service(service)
     assert spec is not None
@@ -168,7 +173,7 @@ def _source(
     scopes: list[str] | None = None
     name = _display_name(service)
     provider_key = None
-    if provider is not None and auth_method == "oauth2":
+    if isinstance(provider, Provider) and auth_method == "oauth2":
         input_props, input_required = _provider_inputs(provider)
         for key, prop in input_props.items():
             if key not in properties:
@@ -190,9 +195,9 @@ def _source(
     if form_auth is not None:  # the Fivetran auth block, filled by the form (``auth``)
         add_auth_block(schema, spec, form_auth.auth_fields)
     verification = None
-    if auth_method == "oauth2" and provider is not None:
+    if auth_method == "oauth2" and isinstance(provider, Provider):
         verification = provider.spec.verification
-    elif auth_method == "oauth1" and provider is not None:
+    elif auth_method == "oauth1" and isinstance(provider, OAuth1Provider):
         verification = provider.verification
         name = provider.display_name
         provider_key = provider.key
@@ -249,7 +254,7 @@ CARD_REASONS = {
 CARD_ONLY = frozenset({"xero"})
 
 
-def card_reason(service: str, provider: Any | None) -> str:
+def card_reason(service: str, provider: Provider | None) -> str:
     """Why ``service`` is offered by Connect Card when no other way reaches it (a key of
     :data:`CARD_REASONS`)."""
     spec = get_service(service)
@@ -262,7 +267,11 @@ def card_reason(service: str, provider: Any | None) -> str:
 
 
 def ways_of(
-    service: str, provider: Any | None, oauth1: Any | None = None, *, card: str = "fallback"
+    service: str,
+    provider: Provider | None,
+    oauth1: OAuth1Provider | None = None,
+    *,
+    card: str = "fallback",
 ) -> list[str]:
     """How ``service`` can be onboarded headlessly, preferred first: ``oauth2`` (an auth block
     and a configured provider whose tokens Fivetran's auth block takes), ``oauth1`` (an OAuth
@@ -290,7 +299,9 @@ def ways_of(
     return ways
 
 
-def _card_source(service: str, provider: Any | None, reason: str, settings: Any | None) -> Source:
+def _card_source(
+    service: str, provider: Provider | None, reason: str, settings: Settings | None
+) -> Source:
     """The card way: the config fields the caller may set before the card (never secrets,
     never auth: the end-user enters those in Fivetran's card); required only what Fivetran
     requires to create the connection."""
@@ -327,7 +338,10 @@ def _card_source(service: str, provider: Any | None, reason: str, settings: Any 
 
 
 def _build(
-    service: str, provider: Any | None, settings: Any | None = None, oauth1: Any | None = None
+    service: str,
+    provider: Provider | None,
+    settings: Settings | None = None,
+    oauth1: OAuth1Provider | None = None,
 ) -> list[Source]:
     card = getattr(getattr(settings, "onboarding", None), "connect_card", "fallback")
     ways = ways_of(service, provider, oauth1, card=card)

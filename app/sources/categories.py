@@ -9,7 +9,8 @@ Icons use the URL pattern of Fivetran's connector metadata (``icon_url`` of
 from __future__ import annotations
 
 import re
-from typing import Any
+
+from app.config import Settings
 
 CATEGORIES = (
     "database",
@@ -203,6 +204,6 @@ def category_of(service: str) -> str:
     return "application"
 
 
-def icon_url(service: str, settings: Any | None = None) -> str:
+def icon_url(service: str, settings: Settings | None = None) -> str:
     """The icon of ``service`` (Fivetran's connector icon)."""
     return ICON_URL_TEMPLATE.format(service=service, slug=service.replace("_", "-"))

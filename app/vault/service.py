@@ -20,10 +20,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy import delete, select, text
+from sqlalchemy import Row, delete, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -304,7 +303,7 @@ class Vault:
         return int(getattr(result, "rowcount", 0) or 0)
 
 
-def _sealed(row: Any) -> SealedSecret:
+def _sealed(row: Row[str, str, str, str, bytes, bytes, bytes]) -> SealedSecret:
     return SealedSecret(
         row.alg,
         row.kek_provider,

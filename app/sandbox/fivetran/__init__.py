@@ -15,11 +15,11 @@ silently disagree about what "Fivetran" holds. Syncs finish by themselves after
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from fastapi import FastAPI
 
 from app.providers.oauth1 import verify_token
+from app.providers.registry import ProviderRegistry
 from app.sandbox.fivetran.app import Simulator, create_simulator
 from app.sandbox.fivetran.setup_tests import TokenChecker
 from app.sandbox.oauth import introspect_at, introspect_token
@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 
-def sandbox_oauth_checker(app: Any) -> TokenChecker:
+def sandbox_oauth_checker(app: FastAPI) -> TokenChecker:
     """Token checker of the simulator's setup tests.
 
     A token of a sandboxed provider is introspected at the sandbox OAuth server. A token of
@@ -71,7 +71,7 @@ def sandbox_oauth_checker(app: Any) -> TokenChecker:
 
 
 async def _check_oauth1(
-    app: Any, registry: Any, service: str, values: Mapping[str, str]
+    app: FastAPI, registry: ProviderRegistry, service: str, values: Mapping[str, str]
 ) -> bool | None:
     """A signed request with the handed-over consumer and token credentials at the sandbox
     OAuth 1.0a server's protected resource (``None``: not a sandboxed provider)."""
