@@ -32,7 +32,6 @@ import hmac
 import logging
 import secrets
 from collections.abc import Sequence
-from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -49,12 +48,11 @@ from app.connect.service import (
     _sha256,
     _single_params,
     finish_with_connection,
+    record_flow,
     redirect_uri_for,
 )
 from app.connections.models import Connection
 from app.connections.oauth1 import complete_oauth1, store_oauth1_grant
-from app.connections.service import mark_authorizing
-from app.db import new_id, utcnow
 from app.providers.errors import OAuthProviderError
 from app.providers.oauth1 import (
     OAuth1Provider,
@@ -101,15 +99,13 @@ async def start_for_session(
             extra={"session_id": row.id, "provider": provider.key, "error": exc.error_code},
         )
         return _back_to_app(row, status="error", error=_session_code(exc.error_code))
-    now = utcnow()
     binding = secrets.token_urlsafe(32)
-    flow = OAuthFlow(
-        id=new_id("flw"),
-        state_hash=_sha256(request_token),
-        session_id=row.id,
-        end_user_id=row.end_user_id,
-        connection_id=row.connection_id,
-        provider_key=provider.key,
+    flow = await record_flow(
+        session,
+        app_state,
+        row,
+        state=request_token,
+        binding=binding,
         issuer=endpoints.issuer,
         iss_parameter_supported=False,
         authorization_endpoint=endpoints.authorization_url,
@@ -117,27 +113,9 @@ async def start_for_session(
         client_id=provider.credentials.client_id,
         redirect_uri=callback,
         requested_scope=None,
-        return_to=row.return_to,
-        ua_binding_hash=_sha256(binding),
-        status="started",
-        created_at=now,
-        expires_at=now + timedelta(seconds=settings.connect.flow_ttl_seconds),
+        secret_field=SECRET_FIELD,
+        secret=request_secret,
     )
-    session.add(flow)
-    await session.flush()
-    await app_state.vault.put(
-        session,
-        end_user_id=row.end_user_id,
-        owner_type=FLOW_OWNER,
-        owner_id=flow.id,
-        field=SECRET_FIELD,
-        value=request_secret,
-    )
-    row.expires_at = flow.expires_at
-    connection = await session.get(Connection, row.connection_id)
-    if connection is not None:
-        await mark_authorizing(session, connection)
-    await session.flush()
     log.info(
         "oauth1 flow started",
         extra={"session_id": row.id, "flow_id": flow.id, "provider": provider.key},

@@ -84,6 +84,7 @@ from app.providers.registry import Provider
 from app.providers.tokens import TokenResult
 from app.state import AppState
 from app.vault.errors import VaultError
+from app.vault.secret import Secret
 
 log = logging.getLogger("pbf.connect")
 
@@ -410,7 +411,6 @@ async def start_flow(
     row = consumed
     if oauth1_start is not None and app_state.providers.oauth1.find(row.provider_key):
         return await oauth1_start(session, app_state, row)
-    now = utcnow()
     provider = app_state.providers.get(row.provider_key)
     # RFC 8414: an operator-configured issuer's metadata decides e.g. whether iss is required.
     provider = await app_state.providers.resolved(provider, app_state.http)
@@ -423,13 +423,12 @@ async def start_flow(
     binding = secrets.token_urlsafe(32)
     redirect_uri = redirect_uri_for(settings, provider.key)
     scope = scope_string(provider) or None
-    flow = OAuthFlow(
-        id=new_id("flw"),
-        state_hash=_sha256(state),
-        session_id=row.id,
-        end_user_id=row.end_user_id,
-        connection_id=row.connection_id,
-        provider_key=provider.key,
+    flow = await record_flow(
+        session,
+        app_state,
+        row,
+        state=state,
+        binding=binding,
         issuer=endpoints.issuer,
         iss_parameter_supported=bool(provider.spec.authorization_response_iss),
         authorization_endpoint=endpoints.authorization_url,
@@ -437,21 +436,8 @@ async def start_flow(
         client_id=credentials.client_id,
         redirect_uri=redirect_uri,
         requested_scope=scope,
-        return_to=row.return_to,
-        ua_binding_hash=_sha256(binding),
-        status="started",
-        created_at=now,
-        expires_at=now + timedelta(seconds=settings.connect.flow_ttl_seconds),
-    )
-    session.add(flow)
-    await session.flush()
-    await app_state.vault.put(
-        session,
-        end_user_id=row.end_user_id,
-        owner_type=FLOW_OWNER,
-        owner_id=flow.id,
-        field="code_verifier",
-        value=verifier,
+        secret_field="code_verifier",
+        secret=verifier,
     )
     url = build_authorization_url(
         provider,
@@ -462,16 +448,71 @@ async def start_flow(
         inputs=inputs,
         authorization_endpoint=endpoints.authorization_url,
     )
-    row.expires_at = flow.expires_at
-    connection = await session.get(Connection, row.connection_id)
-    if connection is not None:
-        await mark_authorizing(session, connection)
-    await session.flush()
     log.info(
         "oauth flow started",
         extra={"session_id": row.id, "flow_id": flow.id, "provider": provider.key},
     )
     return BrowserResult(location=url, set_binding_cookie=binding)
+
+
+async def record_flow(
+    session: AsyncSession,
+    app_state: AppState,
+    row: ConnectSession,
+    *,
+    state: str,
+    binding: str,
+    issuer: str | None,
+    iss_parameter_supported: bool,
+    authorization_endpoint: str,
+    token_endpoint: str,
+    client_id: str,
+    redirect_uri: str,
+    requested_scope: str | None,
+    secret_field: str,
+    secret: str | Secret,
+) -> OAuthFlow:
+    """Record a started authorization request (OAuth 2.0 and OAuth 1.0a alike): the flow row —
+    its ``state`` (the OAuth 1.0a request token) and browser ``binding`` stored as SHA-256
+    only — with the flow's secret (PKCE verifier, request-token secret) in the vault; the
+    session now expires with the flow, and the reserved connection is ``authorizing``."""
+    now = utcnow()
+    flow = OAuthFlow(
+        id=new_id("flw"),
+        state_hash=_sha256(state),
+        session_id=row.id,
+        end_user_id=row.end_user_id,
+        connection_id=row.connection_id,
+        provider_key=row.provider_key,
+        issuer=issuer,
+        iss_parameter_supported=iss_parameter_supported,
+        authorization_endpoint=authorization_endpoint,
+        token_endpoint=token_endpoint,
+        client_id=client_id,
+        redirect_uri=redirect_uri,
+        requested_scope=requested_scope,
+        return_to=row.return_to,
+        ua_binding_hash=_sha256(binding),
+        status="started",
+        created_at=now,
+        expires_at=now + timedelta(seconds=app_state.settings.connect.flow_ttl_seconds),
+    )
+    session.add(flow)
+    await session.flush()
+    await app_state.vault.put(
+        session,
+        end_user_id=row.end_user_id,
+        owner_type=FLOW_OWNER,
+        owner_id=flow.id,
+        field=secret_field,
+        value=secret,
+    )
+    row.expires_at = flow.expires_at
+    connection = await session.get(Connection, row.connection_id)
+    if connection is not None:
+        await mark_authorizing(session, connection)
+    await session.flush()
+    return flow
 
 
 # --------------------------------------------------------------------------------------------
