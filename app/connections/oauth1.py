@@ -21,15 +21,15 @@ from app.connections.models import Connection
 from app.connections.service import (
     OWNER,
     _after_tests,
-    _create_remote,
     _credential_field,
     _payload,
     _remote_id,
     apply_fivetran_status,
+    create_authorized,
+    live_end_user,
 )
 from app.db import utcnow
-from app.end_users import service as end_user_service
-from app.errors import AppError, NotFound
+from app.errors import NotFound
 from app.fivetran.errors import FivetranError, FivetranNotFound, fivetran_problem
 from app.fivetran.payloads import build_auth_patch
 from app.providers.oauth1 import OAuth1Provider, OAuth1Token
@@ -100,30 +100,19 @@ async def complete_oauth1(
     once :func:`store_oauth1_grant` was committed. Same outcomes as
     :func:`app.connections.service.complete_oauth`."""
     conn = connection
-    end_user = await end_user_service.get_end_user_by_id(session, conn.end_user_id)
-    if conn.state == states.DELETED or end_user.offboarding_state is not None:
-        await app_state.vault.delete(session, owner_type=OWNER, owner_id=conn.id)
-        await session.commit()
-        raise NotFound("Connection not found", code="connection_not_found")
+    end_user = await live_end_user(session, app_state, conn)
     auth = provider.fivetran_auth(token)
     if conn.fivetran_connection_id is not None:
         await _reauthorize(session, app_state, conn, auth=auth)
         return conn
-    try:
-        conn.group_id = await end_user_service.group_for_connection(
-            session, app_state, end_user, conn.service
-        )
-    except AppError as exc:
-        if exc.status not in (429, 502, 503, 504):
-            raise
-        await states.transition(session, conn, states.CREATING, reason="group_unavailable")
-        await session.commit()
-        raise
     source = app_state.sources.get(conn.service, "oauth1")
-    body = _payload(source, conn, {**conn.config, AUTH_KEY: auth}, auth=None)
-    await states.transition(session, conn, states.CREATING, reason="oauth_completed")
-    await session.commit()  # durable point: state creating (the grant is already committed)
-    await _create_remote(session, app_state, conn, body=body, resumed=False)
+    await create_authorized(
+        session,
+        app_state,
+        conn,
+        end_user,
+        body=lambda: _payload(source, conn, {**conn.config, AUTH_KEY: auth}, auth=None),
+    )
     return conn
 
 

@@ -25,6 +25,7 @@ refreshes it; :func:`ensure_refresh_allowed` raises for such a grant.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -633,13 +634,7 @@ async def complete_oauth(
     error is raised as an ``AppError`` (503/429); :func:`resume_creating` finishes it.
     """
     conn = connection
-    end_user = await end_user_service.get_end_user_by_id(session, conn.end_user_id)
-    if conn.state == states.DELETED or end_user.offboarding_state is not None:
-        # Deleted or offboarded while the end-user was at the provider: the tokens the
-        # callback just stored must not outlive that. Shred them and commit before raising.
-        await app_state.vault.delete(session, owner_type=OWNER, owner_id=conn.id)
-        await session.commit()
-        raise NotFound("Connection not found", code="connection_not_found")
+    end_user = await live_end_user(session, app_state, conn)
     conn.provider_key = token_result.provider_key or conn.provider_key
     # The provider's metadata (realm_id, instance_url…) the auth mapping reads on a resume;
     # the grant itself (scope, issuer, client id) is recorded once, in the connect flow's grant.
@@ -649,6 +644,41 @@ async def complete_oauth(
     if conn.fivetran_connection_id is not None:
         await _reauthorize_remote(session, app_state, conn, auth=auth)
         return conn
+    source = app_state.sources.get(conn.service)
+    await create_authorized(
+        session,
+        app_state,
+        conn,
+        end_user,
+        body=lambda: _payload(source, conn, {**conn.config, **extra}, auth=auth),
+    )
+    return conn
+
+
+async def live_end_user(session: AsyncSession, app_state: AppState, conn: Connection) -> EndUser:
+    """The connection's end-user, once an authorization came back. Deleted or offboarded while
+    the end-user was at the provider: the tokens the callback just stored must not outlive
+    that — shredded and committed, then 404 ``connection_not_found``."""
+    end_user = await end_user_service.get_end_user_by_id(session, conn.end_user_id)
+    if conn.state == states.DELETED or end_user.offboarding_state is not None:
+        await app_state.vault.delete(session, owner_type=OWNER, owner_id=conn.id)
+        await session.commit()
+        raise NotFound("Connection not found", code="connection_not_found")
+    return end_user
+
+
+async def create_authorized(
+    session: AsyncSession,
+    app_state: AppState,
+    conn: Connection,
+    end_user: EndUser,
+    *,
+    body: Callable[[], dict[str, Any]],
+) -> None:
+    """Create the Fivetran connection of a freshly authorized ``conn`` (its tokens are
+    committed): its group first, then ``body()`` (built once the group is known), ``creating``
+    made durable, then the create. Fivetran unavailable for the group keeps the connection
+    resumable (``creating``; resume resolves the group first) instead of ``authorizing``."""
     try:
         conn.group_id = await end_user_service.group_for_connection(
             session, app_state, end_user, conn.service
@@ -656,17 +686,13 @@ async def complete_oauth(
     except AppError as exc:
         if exc.status not in (429, 502, 503, 504):
             raise
-        # Fivetran unavailable for the group: the tokens are stored, so keep the connection
-        # resumable (resume_connection resolves the group first) instead of 'authorizing'.
         await states.transition(session, conn, states.CREATING, reason="group_unavailable")
         await session.commit()
         raise
-    source = app_state.sources.get(conn.service)
-    body = _payload(source, conn, {**conn.config, **extra}, auth=auth)
+    payload = body()
     await states.transition(session, conn, states.CREATING, reason="oauth_completed")
-    await session.commit()  # durable point: state creating (the connect flow committed the tokens)
-    await _create_remote(session, app_state, conn, body=body, resumed=False)
-    return conn
+    await session.commit()  # durable point: state creating (the tokens are already committed)
+    await _create_remote(session, app_state, conn, body=payload, resumed=False)
 
 
 # --- Fivetran create / finish ------------------------------------------------------------
