@@ -3,9 +3,9 @@ end-users keep their groups, OAuth refresh tokens still refresh, a second server
 data dir refuses to start, and the worker reaches the server's simulator over HTTP.
 
 ``serve`` is the real console script (a restart is a new process); ``migrate``, ``api-keys``,
-``worker --once`` and ``onboarding resume`` run in-process (:func:`tests.fixtures.cli.run_cli`):
-they are separate processes from the server either way, talking to it over HTTP and to the
-same database file."""
+``worker --once`` and ``onboarding resume`` run in the test's process
+(:func:`tests.fixtures.cli.run_cli`), which is as separate from the server as their own
+process would be: it reaches the server over HTTP and shares only the database file."""
 
 from __future__ import annotations
 
