@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import pytest
 
+from tests.fixtures.cli import pbf_env, run_cli
 from tests.fixtures.live_server import PBF_EXE, free_port, server_env
 
 APP_ORIGIN = "https://app.example.com"
@@ -40,14 +41,9 @@ def test_r16_uvicorn_access_log_never_shows_code_or_state(
         PBF_LOG_JSON="true",  # the production default; sandbox mode would log plain lines
         PBF_API__ALLOWED_ORIGINS=json.dumps([APP_ORIGIN]),
     )
-    made = subprocess.run(
-        [str(exe), "api-keys", "create", "--name", "r16", "--scope", "admin"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    # The admin key in-process (same command); the server under test is a real process.
+    made = run_cli(["api-keys", "create", "--name", "r16", "--scope", "admin"], env=pbf_env(env))
+    assert made.returncode == 0, made.stderr
     key = made.stdout.strip().splitlines()[-1]
     headers = {"Authorization": f"Bearer {key}"}
     # Output goes to a file: an unread pipe would fill up at DEBUG and block the server.

@@ -1,4 +1,9 @@
-"""CLI contract (api-keys, migrate, serve refusals) and production-mode settings checks."""
+"""CLI contract (api-keys, migrate, serve refusals) and production-mode settings checks.
+
+The commands run in-process (:func:`tests.fixtures.cli.run_cli`); one test runs the real
+console script, for what only a process proves: the entry point works and its exit code and
+stderr cross the process boundary.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +16,21 @@ import pytest
 
 from app.config import Settings, production_problems
 from app.main import ConfigurationError, create_app
+from tests.fixtures.cli import CliResult, run_cli
 
 pytestmark = pytest.mark.db_independent  # never uses the database under test
 
 EXE = str(Path(sys.executable).parent / "pbf-headless")
 
 
-def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def _run(args: list[str], cwd: Path, **env: str) -> CliResult:
+    """``pbf-headless *args`` in ``cwd`` (in-process), the test's clean environment plus
+    ``env``."""
+    return run_cli(args, cwd=cwd, env=env)
+
+
+def _run_process(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """The real console script in a subprocess (the developer's PBF_* removed)."""
     base = {
         k: v
         for k, v in os.environ.items()
@@ -73,7 +86,9 @@ def test_cli_refuses_unmigrated_database(tmp_path):
 
 
 def test_production_serve_refuses_with_one_message_per_item(tmp_path):
-    r = _run(["serve"], tmp_path, PBF_MODE="production")
+    """The one real process of this file: the console script runs, and the refusal's exit code
+    and its lines on stderr come out of the process."""
+    r = _run_process(["serve"], tmp_path, PBF_MODE="production")
     assert r.returncode == 2
     for needle in (
         "DATABASE_URL",

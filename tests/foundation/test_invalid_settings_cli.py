@@ -1,4 +1,8 @@
-"""Invalid settings stop ``serve`` with one line per setting (exit 2), not a traceback."""
+"""Invalid settings stop ``serve`` with one line per setting (exit 2), not a traceback.
+
+In-process (:func:`tests.fixtures.cli.run_cli`): an unexpected exception is raised to the test
+instead of printed, and a ``serve`` that got past its checks fails the test instead of
+serving."""
 
 from __future__ import annotations
 

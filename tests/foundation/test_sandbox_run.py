@@ -1,6 +1,10 @@
 """What a newcomer's ``make run`` does: one banner with the URLs and a sandbox key that is
 reused across restarts (or replaced, revoking the old one — never piled up), plain
-one-line-per-request logs, and API docs whose assets are served by the app itself."""
+one-line-per-request logs, and API docs whose assets are served by the app itself.
+
+``api-keys`` commands run in-process (:func:`tests.fixtures.cli.run_cli`); ``serve`` runs as
+the real console script, twice, since its banner, its log lines and the key reused across a
+restart are what a real process shows."""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.callers.sandbox_keys import SANDBOX_KEY_FILE
+from tests.fixtures.cli import CliResult, run_cli
 
 EXE = str(Path(sys.executable).parent / "pbf-headless")
 
@@ -34,10 +39,10 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [EXE, *args], cwd=cwd, env=_env(**env), capture_output=True, text=True, timeout=120
-    )
+def _run(args: list[str], cwd: Path, **env: str) -> CliResult:
+    """``pbf-headless *args`` in ``cwd`` (in-process), the test's clean environment plus
+    ``env``."""
+    return run_cli(args, cwd=cwd, env=env)
 
 
 def _active_sandbox_keys(cwd: Path) -> list[dict[str, object]]:

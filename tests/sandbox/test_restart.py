@@ -1,6 +1,11 @@
 """The sandbox survives a restart of ``pbf-headless serve --sandbox`` (a real subprocess):
 end-users keep their groups, OAuth refresh tokens still refresh, a second server on the same
-data dir refuses to start, and the worker reaches the server's simulator over HTTP."""
+data dir refuses to start, and the worker reaches the server's simulator over HTTP.
+
+``serve`` is the real console script (a restart is a new process); ``migrate``, ``api-keys``,
+``worker --once`` and ``onboarding resume`` run in the test's process
+(:func:`tests.fixtures.cli.run_cli`), which is as separate from the server as their own
+process would be: it reaches the server over HTTP and shares only the database file."""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.fixtures.cli import CliResult, pbf_env, run_cli
 from tests.fixtures.live_server import PBF_EXE, free_port, server_env
 from tests.fixtures.onboarding import RETURN_TO, browse_connect
 
@@ -77,14 +83,9 @@ class Sandbox:
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
-    def cli(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(PBF), *args],
-            env={**self.env, **env},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+    def cli(self, *args: str, **env: str) -> CliResult:
+        """``pbf-headless *args`` in-process, with the server's configuration plus ``env``."""
+        return run_cli(list(args), env={**pbf_env(self.env), **env})
 
     def worker_reconciling_everything(self) -> int:
         """``pbf-headless worker --once`` with every connection stale; returns how many it
