@@ -46,6 +46,7 @@ def reads(kind: str, seconds: float, runs: int) -> list[Row]:
         with floor_server(db) as floor, api_server(db) as api:
             none = (floor, f"{floor.base}/floor/none")
             row = (floor, f"{floor.base}/floor/connections/{cid}")
+            page = (floor, f"{floor.base}/floor/connections?end_user={s.end_user}")
 
             def pair(
                 base: tuple[Server, str], path: str, c: int, headers: dict[str, str]
@@ -64,7 +65,7 @@ def reads(kind: str, seconds: float, runs: int) -> list[Row]:
             me = pair(row, "/v1/me", 16, auth)
             one = {c: pair(row, f"/v1/connections/{cid}", c, auth) for c in LEVELS}
             listing = {
-                c: pair(row, f"/v1/connections?end_user={s.end_user}", c, auth) for c in LEVELS
+                c: pair(page, f"/v1/connections?end_user={s.end_user}", c, auth) for c in LEVELS
             }
             calls = fivetran_request_count(api.base) - before
     reads_made = sum(p.figure.requests for p in (*one.values(), *listing.values()))
@@ -75,12 +76,12 @@ def reads(kind: str, seconds: float, runs: int) -> list[Row]:
         _row(f"/healthz c16 [{kind}]", "floor no DB c16", health),
         _row(f"/v1/me (API-key auth) c16 [{kind}]", "floor row read c16", me),
     ]
-    for label, results in (
-        ("GET /v1/connections/{id}", one),
-        ("GET /v1/connections?end_user=", listing),
+    for label, floor_name, results in (
+        ("GET /v1/connections/{id}", "floor row read", one),
+        ("GET /v1/connections?end_user= (10 items)", "floor page read", listing),
     ):
         for c, p in results.items():
-            rows.append(_row(f"{label} c{c} [{kind}]", f"floor row read c{c}", p, READ_TARGET))
+            rows.append(_row(f"{label} c{c} [{kind}]", f"{floor_name} c{c}", p, READ_TARGET))
             rows.append(
                 Row(
                     "B1",

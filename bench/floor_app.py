@@ -3,7 +3,9 @@ engine factory and database), with no middleware, no authentication and no loggi
 
 ``GET /floor/none`` answers a constant JSON body (the cost of the HTTP stack alone);
 ``GET /floor/connections/{id}`` reads one ``connections`` row by primary key in one
-transaction and returns some of its columns (the least a status read can cost).
+transaction and returns some of its columns (the least a status read can cost);
+``GET /floor/connections?end_user=`` reads one end-user's connections (joined with the
+end-user, ordered by id, 50 at most) the same way (the least a list page can cost).
 
 Run: ``python -m bench.floor_app --port P`` with ``DATABASE_URL`` set as for the service.
 """
@@ -22,6 +24,7 @@ from sqlalchemy import select
 
 from app.connections.models import Connection
 from app.db import create_engine, create_sessionmaker, import_all_models
+from app.end_users.models import EndUser
 
 
 def create_floor_app(url: str) -> FastAPI:
@@ -54,6 +57,31 @@ def create_floor_app(url: str) -> FastAPI:
                 "fivetran_connection_id": row.fivetran_connection_id,
                 "config": row.config,
                 "created_at": row.created_at,
+            }
+
+    @app.get("/floor/connections")
+    async def page(end_user: str) -> dict[str, Any]:
+        async with state["maker"]() as session, session.begin():
+            rows = await session.execute(
+                select(Connection, EndUser)
+                .join(EndUser, EndUser.id == Connection.end_user_id)
+                .where(EndUser.external_id == end_user)
+                .order_by(Connection.id)
+                .limit(51)
+            )
+            return {
+                "items": [
+                    {
+                        "id": c.id,
+                        "end_user": e.external_id,
+                        "service": c.service,
+                        "state": c.state,
+                        "fivetran_connection_id": c.fivetran_connection_id,
+                        "config": c.config,
+                        "created_at": c.created_at,
+                    }
+                    for c, e in rows.all()[:50]
+                ]
             }
 
     return app
