@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -179,6 +179,16 @@ def sandbox_spec(key: str, spec: ProviderSpec, public_base_url: str) -> Provider
     )
 
 
+@lru_cache(maxsize=32)
+def _sandboxed_catalog(sandbox_base_url: str) -> Mapping[str, ProviderSpec]:
+    """Every shipped provider pointed at the sandbox server at ``sandbox_base_url`` (a pure
+    function of the catalog and the URL: built once per URL and process)."""
+    specs, _ = catalog_specs()
+    return MappingProxyType(
+        {key: sandbox_spec(key, spec, sandbox_base_url) for key, spec in specs.items()}
+    )
+
+
 def replaced_catalog_providers(
     catalog: dict[str, ProviderSpec], custom: dict[str, ProviderSpec], problems: list[str]
 ) -> list[str]:
@@ -290,9 +300,14 @@ def build_registry(settings: Settings) -> ProviderRegistry:
 
     sandboxed: set[str] = set()
     if settings.is_sandbox:
+        ready = _sandboxed_catalog(settings.sandbox_base_url)
         for key in specs:
             if key not in apps:
-                specs[key] = sandbox_spec(key, specs[key], settings.sandbox_base_url)
+                # A shipped spec left as it is has its sandboxed copy built already.
+                same = specs[key] is shipped.get(key)
+                specs[key] = (
+                    ready[key] if same else sandbox_spec(key, specs[key], settings.sandbox_base_url)
+                )
                 apps[key] = AppConfig(
                     client_id=sandbox_client_id(key),
                     client_secret=Secret(sandbox_client_secret(key)),
