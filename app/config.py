@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from limits import parse
 from pydantic import (
     AliasChoices,
     BaseModel,
@@ -210,8 +211,6 @@ class RateLimitSettings(BaseModel):
     @field_validator("per_ip", "per_session")
     @classmethod
     def _parses(cls, value: str) -> str:
-        from limits import parse
-
         try:
             parse(value)
         except ValueError as exc:

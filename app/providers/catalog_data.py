@@ -43,10 +43,10 @@ def identity_data() -> dict[str, Any]:
     return {k: v for k, v in _read("identity.yaml").items() if not str(k).startswith("_")}
 
 
-def load_catalog_data() -> dict[str, Any]:
-    """Every catalog provider entry (raw data, validated by the registry builder); a fresh
-    copy each call. Each entry gets its ``identity`` from ``identity.yaml`` unless it
-    declares one itself."""
+@cache
+def _merged_catalog() -> dict[str, Any]:
+    # The merged entries, built once per process and shared: never handed out (callers get
+    # a deep copy from load_catalog_data), never changed.
     hand = _read("catalog.yaml")
     generated = _generated()
     facts: dict[str, Any] = generated.get("verification") or {}
@@ -63,7 +63,14 @@ def load_catalog_data() -> dict[str, Any]:
     for key, entry in data.items():
         if isinstance(entry, dict) and "identity" not in entry and key in identities:
             data[key] = {**entry, "identity": identities[key]}
-    return copy.deepcopy(data)  # a fresh copy each call, so callers may change it
+    return data
+
+
+def load_catalog_data() -> dict[str, Any]:
+    """Every catalog provider entry (raw data, validated by the registry builder); a fresh
+    copy each call. Each entry gets its ``identity`` from ``identity.yaml`` unless it
+    declares one itself."""
+    return copy.deepcopy(_merged_catalog())  # a fresh copy each call, so callers may change it
 
 
 def load_verification() -> dict[str, Any]:

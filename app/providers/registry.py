@@ -378,6 +378,11 @@ class ProviderRegistry:
     ) -> None:
         self._providers = dict(providers)
         self._apps = dict(apps)
+        #: The configured provider of each Fivetran service (the first, in registry order).
+        self._by_service: dict[str, Provider] = {}
+        for key, provider in self._providers.items():
+            if key in self._apps:
+                self._by_service.setdefault(provider.fivetran_service, provider)
         self._vault = vault
         #: The OAuth 1.0a providers (X / Twitter), beside the OAuth 2.0 ones.
         self.oauth1 = oauth1 or OAuth1Registry()
@@ -413,10 +418,7 @@ class ProviderRegistry:
 
     def for_service(self, service: str) -> Provider | None:
         """The configured provider for a Fivetran service (``None`` when there is none)."""
-        for provider in self.configured():
-            if provider.fivetran_service == service:
-                return provider
-        return None
+        return self._by_service.get(service)
 
     def app_config(self, provider_key: str) -> AppConfig:
         self.get(provider_key)

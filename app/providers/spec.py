@@ -22,7 +22,7 @@ DEFAULT_AUTH: tuple[AuthValue, ...] = ("client_access", "refresh_token")
 class InputSpec(BaseModel):
     """One value the end-user enters (subdomain, shop, My Domain host, region …)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
     title: str
@@ -39,7 +39,7 @@ class InputSpec(BaseModel):
 class ValueSource(BaseModel):
     """Where one Fivetran field's value comes from; exactly one key is set."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     input: str | None = None
     metadata: str | None = None
@@ -64,7 +64,7 @@ class ValueSource(BaseModel):
 class FivetranMapping(BaseModel):
     """How a token result maps onto the Fivetran create-connection ``auth``/``config``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     auth: list[AuthValue] = Field(default_factory=lambda: list(DEFAULT_AUTH))
     #: Additional ``auth`` targets (dotted, e.g. ``realm_id``, ``client_access.developer_token``).
@@ -91,7 +91,7 @@ class Verification(BaseModel):
     operator must override before a real app can be configured (startup says so).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     #: Where the endpoints come from: nango | airbyte | docs | inferred | curated.
     confidence: str = "curated"
@@ -122,7 +122,7 @@ class PickerRequest(BaseModel):
     sandbox's simulated copy (``/sandbox/oauth/<key>/api/<host>/<path>``).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     url: str
     method: Literal["GET", "POST"] = "GET"
@@ -168,7 +168,7 @@ class PickerRequest(BaseModel):
 class PickerField(BaseModel):
     """One Fivetran ``config`` field the end-user chooses after consent."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     #: The Fivetran config field (``accounts``, ``properties``, ``site_urls`` …).
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
@@ -181,7 +181,7 @@ class PickerField(BaseModel):
 class PickerSpec(BaseModel):
     """Post-consent configuration: what the end-user picks and where the choices come from."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     fields: list[PickerField] = Field(min_length=1)
     #: Constant config set together with the choice (``sync_mode: SpecificAccounts``).
@@ -217,7 +217,7 @@ class IdentitySpec(BaseModel):
     records how far these facts are established, like other catalog facts.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     source: IdentitySource
     id: str | None = None
@@ -288,7 +288,7 @@ UNDECLARED_IDENTITY = IdentitySpec(
 class ProviderSpec(BaseModel):
     """One OAuth 2.0 source app. URL fields may contain ``{input}`` placeholders."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     display_name: str
     fivetran_service: str
@@ -358,7 +358,7 @@ class ProviderSpec(BaseModel):
 class ProviderOverride(BaseModel):
     """Operator overrides of a catalog provider's endpoints (custom domains, testing)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     issuer: str | None = None
     authorization_url: str | None = None

@@ -14,7 +14,10 @@ credentials (client id ``sandbox-<key>``; a secret containing ``+``, ``%`` and `
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from functools import cache, lru_cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -57,6 +60,27 @@ def _parse(origin: str, raw: dict[str, Any], problems: list[str]) -> dict[str, P
                 loc = ".".join(str(p) for p in err["loc"]) or "(entry)"
                 problems.append(f"{origin} provider {key!r}: {loc}: {err['msg']}")
     return specs
+
+
+@cache
+def catalog_specs() -> tuple[Mapping[str, ProviderSpec], tuple[str, ...]]:
+    """The shipped catalog as validated specs, with its problems (empty when it is sound).
+
+    A pure function of the packaged files, so parsed once per process; every registry built
+    in the process shares these spec objects (pydantic models that are frozen: a registry
+    that changes one — overrides, sandbox endpoints — gets a ``model_copy``).
+    """
+    problems: list[str] = []
+    specs = _parse("catalog", load_catalog_data(), problems)
+    return MappingProxyType(specs), tuple(problems)
+
+
+@cache
+def verification_facts() -> Mapping[str, Verification]:
+    """``{service: Verification}`` of the facts file, parsed once per process."""
+    return MappingProxyType(
+        {s: Verification.model_validate(v) for s, v in load_verification().items()}
+    )
 
 
 def _known_services() -> set[str] | None:
@@ -155,6 +179,16 @@ def sandbox_spec(key: str, spec: ProviderSpec, public_base_url: str) -> Provider
     )
 
 
+@lru_cache(maxsize=32)
+def _sandboxed_catalog(sandbox_base_url: str) -> Mapping[str, ProviderSpec]:
+    """Every shipped provider pointed at the sandbox server at ``sandbox_base_url`` (a pure
+    function of the catalog and the URL: built once per URL and process)."""
+    specs, _ = catalog_specs()
+    return MappingProxyType(
+        {key: sandbox_spec(key, spec, sandbox_base_url) for key, spec in specs.items()}
+    )
+
+
 def replaced_catalog_providers(
     catalog: dict[str, ProviderSpec], custom: dict[str, ProviderSpec], problems: list[str]
 ) -> list[str]:
@@ -201,8 +235,9 @@ def replaced_catalog_providers(
 
 def build_registry(settings: Settings) -> ProviderRegistry:
     """Catalog + configuration → validated :class:`ProviderRegistry` (or every problem)."""
-    problems: list[str] = []
-    catalog = _parse("catalog", load_catalog_data(), problems)
+    shipped, shipped_problems = catalog_specs()
+    problems: list[str] = list(shipped_problems)
+    catalog = dict(shipped)
     custom = _parse("custom", _custom_provider_data(settings, problems), problems)
     for key in custom:
         if key in catalog:
@@ -265,9 +300,14 @@ def build_registry(settings: Settings) -> ProviderRegistry:
 
     sandboxed: set[str] = set()
     if settings.is_sandbox:
+        ready = _sandboxed_catalog(settings.sandbox_base_url)
         for key in specs:
             if key not in apps:
-                specs[key] = sandbox_spec(key, specs[key], settings.sandbox_base_url)
+                # A shipped spec left as it is has its sandboxed copy built already.
+                same = specs[key] is shipped.get(key)
+                specs[key] = (
+                    ready[key] if same else sandbox_spec(key, specs[key], settings.sandbox_base_url)
+                )
                 apps[key] = AppConfig(
                     client_id=sandbox_client_id(key),
                     client_secret=Secret(sandbox_client_secret(key)),
@@ -304,7 +344,6 @@ def build_registry(settings: Settings) -> ProviderRegistry:
         )
         for key, spec in specs.items()
     }
-    facts = load_verification()
     oauth1 = build_oauth1_registry(
         is_sandbox=settings.is_sandbox,
         public_base_url=settings.public_base_url,
@@ -312,7 +351,7 @@ def build_registry(settings: Settings) -> ProviderRegistry:
         sandbox_credentials={
             key: (sandbox_client_id(key), Secret(sandbox_client_secret(key))) for key in OAUTH1_KEYS
         },
-        verification={s: Verification.model_validate(v) for s, v in facts.items()},
+        verification=verification_facts(),
         timeout_seconds=settings.oauth.token_timeout_seconds,
     )
     return ProviderRegistry(providers, apps, oauth1=oauth1)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from app.config import Settings
@@ -358,27 +359,45 @@ def _build(
     return out
 
 
+@cache
+def _service_names() -> frozenset[str]:
+    """Every service of Fivetran's definition (a packaged file: read once per process)."""
+    return frozenset(all_services())
+
+
 class SourceCatalog:
-    """Every service's ways (empty = not onboardable), built on first use from Fivetran's
-    definition, the provider registry and the settings; one per app (the lifespan builds it)."""
+    """Every service's ways (empty = not onboardable) from Fivetran's definition, the provider
+    registry and the settings; one per app (the lifespan builds it). A service's sources are
+    built on its first use (:meth:`get`), every service's only when they are listed."""
 
     def __init__(self, registry: ProviderRegistry | None, settings: Settings | None) -> None:
         self._registry = registry
         self._settings = settings
-        self._sources: dict[str, list[Source]] | None = None
+        self._sources: dict[str, list[Source]] = {}
+        self._complete = False
+
+    def _ways(self, service: str) -> list[Source]:
+        """The sources of one service, built on first use (``[]`` for an unknown service,
+        which is not remembered: a request names any string)."""
+        found = self._sources.get(service)
+        if found is not None:
+            return found
+        if service not in _service_names():
+            return []
+        registry = self._registry
+        built = _build(
+            service,
+            registry.for_service(service) if registry is not None else None,
+            self._settings,
+            registry.oauth1.for_service(service) if registry is not None else None,
+        )
+        self._sources[service] = built
+        return built
 
     def _all(self) -> dict[str, list[Source]]:
-        if self._sources is None:
-            registry = self._registry
-            self._sources = {
-                service: _build(
-                    service,
-                    registry.for_service(service) if registry is not None else None,
-                    self._settings,
-                    registry.oauth1.for_service(service) if registry is not None else None,
-                )
-                for service in all_services()
-            }
+        if not self._complete:
+            self._sources = {service: self._ways(service) for service in all_services()}
+            self._complete = True
         return self._sources
 
     def list(
@@ -404,7 +423,7 @@ class SourceCatalog:
     def get(self, service: str, auth_method: str | None = None) -> Source:
         """One source (its preferred way, or the one asked for); 404 ``source_not_found``
         for unknown or not enabled services and ways."""
-        for source in self._all().get(service, []):
+        for source in self._ways(service):
             if auth_method is None or source.auth_method == auth_method:
                 return source
         how = f" with {auth_method}" if auth_method else ""

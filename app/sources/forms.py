@@ -141,11 +141,23 @@ def _derived_required(spec: ServiceSpec, props: dict[str, Any], secret: set[str]
     return out
 
 
-def _group_of(name: str) -> str:
-    for gid, _, names in catalog.GROUPS:
-        if name in names:
-            return gid
-    return catalog.ADVANCED[0]
+def _group_positions() -> dict[str, tuple[int, str]]:
+    out: dict[str, tuple[int, str]] = {}
+    for position, (gid, _, names) in enumerate(catalog.GROUPS):
+        for name in names:
+            out.setdefault(name, (position, gid))
+    return out
+
+
+#: Field name → (position, id) of the first group that lists it (``catalog.GROUPS``).
+_GROUP_OF = _group_positions()
+#: Fields no group lists go last, in the advanced group.
+_ADVANCED = (len(catalog.GROUPS), catalog.ADVANCED[0])
+
+
+def _group_of(name: str) -> tuple[int, str]:
+    """(position, id) of the form group of a field (advanced when no group lists it)."""
+    return _GROUP_OF.get(name, _ADVANCED)
 
 
 def build_form(
@@ -176,19 +188,13 @@ def build_form(
     required = list(dict.fromkeys(required))
     for name in required:
         props[name].pop("x-show-if", None)
+    group_of = {n: _group_of(n) for n in props}
     order = sorted(
         props,
-        key=lambda n: (
-            [g[0] for g in catalog.GROUPS].index(_group_of(n))
-            if _group_of(n) != catalog.ADVANCED[0]
-            else len(catalog.GROUPS),
-            n not in required,
-            "x-show-if" in props[n],
-            n,
-        ),
+        key=lambda n: (group_of[n][0], n not in required, "x-show-if" in props[n], n),
     )
     groups = [
-        {"id": gid, "title": title, "fields": [n for n in order if _group_of(n) == gid]}
+        {"id": gid, "title": title, "fields": [n for n in order if group_of[n][1] == gid]}
         for gid, title in [(g[0], g[1]) for g in catalog.GROUPS] + [catalog.ADVANCED]
     ]
     schema: dict[str, Any] = {

@@ -18,6 +18,7 @@ Metrics: ``pbf_vault_operations_total{op, result}`` — alert on
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -135,8 +136,6 @@ class Vault:
 
     async def self_test(self) -> tuple[bool, str]:
         """Wrap + unwrap + seal + open a random value with the active key (readiness)."""
-        import secrets
-
         probe = secrets.token_urlsafe(16)
         try:
             sealed = await self.seal(SELF_TEST_CONTEXT, probe)

@@ -6,10 +6,11 @@ import logging
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from app.config import Settings
 from app.providers import ProviderConfigError
-from app.providers.startup import build_registry
+from app.providers.startup import build_registry, catalog_specs
 
 
 def problems_of(settings: Settings) -> list[str]:
@@ -185,3 +186,41 @@ def test_operator_issuer_turns_on_metadata_discovery() -> None:
     )
     assert registry.get("hubspot").spec.discover_metadata is True
     assert registry.get("asana").spec.discover_metadata is False
+
+
+@pytest.mark.db_independent
+def test_registries_share_the_parsed_catalog_and_overrides_stay_in_theirs() -> None:
+    """The catalog is parsed once per process and its specs are shared: an override, a
+    sandbox base URL or a custom provider changes only the registry that configured it."""
+    shipped, problems = catalog_specs()
+    assert problems == ()
+    real_token_url = shipped["hubspot"].token_url
+    overridden = build_registry(
+        Settings(
+            mode="sandbox",
+            oauth={"apps": {"hubspot": app(token_url="https://override.example/token")}},
+        )
+    )
+    on_a = build_registry(Settings(mode="sandbox", public_base_url="http://a.example:8000"))
+    on_b = build_registry(Settings(mode="sandbox", public_base_url="http://b.example:8000"))
+    again = build_registry(
+        Settings(
+            mode="sandbox",
+            oauth={"apps": {"hubspot": app(token_url="https://again.example/token")}},
+        )
+    )
+    assert overridden.get("hubspot").endpoints().token_url == "https://override.example/token"
+    assert again.get("hubspot").endpoints().token_url == "https://again.example/token"
+    assert on_a.get("hubspot").endpoints().token_url == (
+        "http://a.example:8000/sandbox/oauth/hubspot/token"
+    )
+    assert on_b.get("hubspot").endpoints().token_url == (
+        "http://b.example:8000/sandbox/oauth/hubspot/token"
+    )
+    assert catalog_specs()[0]["hubspot"].token_url == real_token_url
+    # Unchanged providers are the very same objects in registries on one base URL …
+    same_url = build_registry(Settings(mode="sandbox", public_base_url="http://a.example:8000"))
+    assert same_url.get("salesforce").spec is on_a.get("salesforce").spec
+    # … which is safe because a spec cannot be changed in place.
+    with pytest.raises(ValidationError):
+        on_a.get("salesforce").spec.token_url = "https://elsewhere.example/token"  # type: ignore[misc]

@@ -145,12 +145,13 @@ def create_simulator(
         sim.log_request(request, path, response.status_code, raw, fault is not None)
         return response
 
-    # One router per resource family. A new simulated resource: a module with
-    # ``router(sim) -> APIRouter`` and one line here.
-    app.include_router(groups.router(sim))
-    app.include_router(connections.router(sim))
-    app.include_router(schemas.router(sim))
-    app.include_router(webhook_api.router(sim))
-    app.include_router(control.router(sim))
-    app.include_router(connect_card.router(sim))
+    # One router per resource family, built once per process and included by reference;
+    # handlers find ``sim`` through the request (``simulator_of``). A new simulated
+    # resource: a module with ``router() -> APIRouter`` and one line here.
+    app.include_router(groups.router())
+    app.include_router(connections.router())
+    app.include_router(schemas.router())
+    app.include_router(webhook_api.router())
+    app.include_router(control.router())
+    app.include_router(connect_card.router())
     return app

@@ -326,6 +326,6 @@ def card_setup_test(connection: dict[str, Any]) -> dict[str, Any] | None:
     return {"title": "Validate Login", "status": "PASSED", "message": message}
 
 
-def router(sim: Any) -> APIRouter:
+def router() -> APIRouter:
     """The card routes (their handlers find ``sim`` as ``app.state.simulator``)."""
     return _router

@@ -405,6 +405,13 @@ class Simulator:
         return self.state.schema_configs[cid]
 
 
+def simulator_of(request: Request) -> Simulator:
+    """The simulator of the app serving ``request`` (``app.state.simulator``): the routers
+    are built once per process and shared by every simulator app."""
+    sim: Simulator = request.app.state.simulator
+    return sim
+
+
 def routes_router(routes: list[tuple[str, str, Handler]]) -> APIRouter:
     """An :class:`APIRouter` of ``(method, path, handler)`` rows, hidden from any schema."""
     router = APIRouter()

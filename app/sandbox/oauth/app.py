@@ -45,7 +45,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from authlib.oauth2.rfc6749 import OAuth2Error
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
@@ -413,8 +413,383 @@ def create_sandbox_oauth_app(
     return root
 
 
+#: The routes of the sandbox authorization server, built once per process: handlers find
+#: their app's state through the request (``request.app.state.sandbox_oauth``).
+router = APIRouter()
+
+
+@router.get("/{provider_key}/authorize")
+async def authorize(provider_key: str, request: Request) -> Response:
+    oauth, server = _server(request, provider_key, page=True)
+    oauth.store.prune()
+    items = quirks.authorize_params(provider_key, list(request.query_params.multi_items()))
+    req = SandboxRequest("GET", str(request.url), request.headers, items)
+    params = req.payload.data
+    if provider_key == "shopify" and not quirks.SHOP_DOMAIN.match(params.get("shop", "")):
+        return _error_page(400, "invalid_request", "Missing or invalid shop.")
+    grant = _consent_grant(oauth, provider_key, server, req)
+    decision, username = _login_decision(oauth, provider_key, params)
+    if decision != "ask":
+        return _complete(oauth, provider_key, req, grant, decision, username)
+    consent_id = secrets.token_urlsafe(24)
+    oauth.store.consents[consent_id] = PendingConsent(consent_id, provider_key, items)
+    provider = oauth.provider(provider_key)
+    assert provider is not None
+    return _consent_page(
+        provider,
+        server.client.client_id,
+        consent_id,
+        req.scope or "",
+        str(request.url.path),
+        _default_account(oauth, provider_key),
+    )
+
+
+@router.post("/{provider_key}/authorize")
+async def consent(provider_key: str, request: Request) -> Response:
+    oauth, server = _server(request, provider_key, page=True)
+    form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
+    pending = oauth.store.consents.pop(form.get("consent_id", ""), None)
+    if (
+        pending is None
+        or pending.provider_key != provider_key
+        or pending.created_at + CONSENT_TTL_SECONDS < time.time()
+    ):
+        return _error_page(400, "invalid_request", "Unknown or expired consent.")
+    req = SandboxRequest("GET", str(request.url), request.headers, pending.query)
+    grant = _consent_grant(oauth, provider_key, server, req)
+    decision = "approve" if form.get("decision") == "approve" else "deny"
+    account = form.get("account") or ""
+    if not accounts.ACCOUNT_NAME.match(account):
+        account = req.payload.data.get("login_hint") or _default_account(oauth, provider_key)
+    return _complete(oauth, provider_key, req, grant, decision, account)
+
+
+@router.post("/{provider_key}/token")
+async def token(provider_key: str, request: Request) -> Response:
+    oauth, server = _server(request, provider_key, page=False)
+    raw = await request.body()
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    is_json = content_type == "application/json"
+    if is_json:
+        try:
+            payload = json.loads(raw or b"{}")
+        except ValueError:
+            return _problem(400, "invalid_request", "malformed JSON body")
+        if not isinstance(payload, dict):
+            return _problem(400, "invalid_request", "malformed JSON body")
+        items = quirks.token_params_from_json(provider_key, payload, oauth.store)
+    else:
+        items = parse_qsl(raw.decode(errors="replace"), keep_blank_values=True)
+    grant_type = dict(items).get("grant_type", "")
+    oauth.store.log_token_request(provider_key, grant_type)
+    kind = oauth.store.pop_misbehaviour(provider_key)
+    if kind == "slow":  # a correct answer, too late (beyond the client's timeout)
+        await asyncio.sleep(oauth.store.slow_seconds)
+    if kind == "html_502":
+        return HTMLResponse("<html><body><h1>502 Bad Gateway</h1></body></html>", 502)
+    if kind == "redirect_307":
+        return Response(status_code=307, headers={"Location": "https://other.example/token"})
+    if kind == "error_200":
+        return JSONResponse({"error": "invalid_grant"}, 200, NO_STORE)
+    req = SandboxRequest("POST", str(request.url), request.headers, items, is_json=is_json)
+    response = server.create_token_response(req)
+    body = response.body if isinstance(response.body, dict) else {}
+    if response.status == 200:
+        provider = oauth.provider(provider_key)
+        separator = provider.spec.scope_separator if provider else " "
+        if kind is not None:
+            body = quirks.misbehave(kind, body, separator)
+        account = _account_of(oauth, str(body.get("access_token", "")))
+        identity = provider.spec.identity if provider is not None else None
+        if (
+            account is not None
+            and identity is not None
+            and identity.source == "id_token"
+            and grant_type == "authorization_code"
+            and "openid" in str(body.get("scope", "")).replace(",", " ").split(" ")
+        ):
+            body["id_token"] = accounts.id_token(
+                provider_key,
+                account,
+                identity,
+                issuer=server.issuer,
+                client_id=server.client.client_id,
+                client_secret=server.client.client_secret,
+            )
+        body = quirks.decorate_token(
+            provider_key, body, grant_type=grant_type, account=account, identity=identity
+        )
+    return JSONResponse(body, response.status, {**dict(response.headers), **NO_STORE})
+
+
+async def _endpoint(provider_key: str, request: Request, name: str) -> Response:
+    _, server = _server(request, provider_key, page=False)
+    items = parse_qsl((await request.body()).decode(errors="replace"), keep_blank_values=True)
+    req = SandboxRequest("POST", str(request.url), request.headers, items)
+    response = server.create_endpoint_response(name, req)
+    return JSONResponse(response.body, response.status, {**dict(response.headers), **NO_STORE})
+
+
+@router.post("/{provider_key}/introspect")
+async def introspect(provider_key: str, request: Request) -> Response:
+    return await _endpoint(provider_key, request, "introspection")
+
+
+@router.post("/{provider_key}/revoke")
+async def revoke(provider_key: str, request: Request) -> Response:
+    return await _endpoint(provider_key, request, "revocation")
+
+
+@router.get("/{provider_key}/.well-known/oauth-authorization-server")
+async def metadata(provider_key: str, request: Request) -> Response:
+    _, server = _server(request, provider_key, page=False)
+    return JSONResponse(server.metadata(server.issuer))
+
+
+@router.api_route("/{provider_key}/api/{path:path}", methods=["GET", "POST"])
+async def provider_api(provider_key: str, path: str, request: Request) -> Response:
+    """Simulated provider API: the identity call named by the provider's identity spec,
+    otherwise the account-picker list endpoints (:mod:`.account_lists`)."""
+    oauth, _ = _server(request, provider_key, page=False)
+    provider = oauth.provider(provider_key)
+    spec = provider.spec.identity if provider is not None else None
+    if spec is not None and spec.source == "endpoint":
+        expected = urlsplit(spec.url or "").path.removeprefix(f"{SANDBOX_PATH}/{provider_key}/api/")
+        if path == expected:
+            return await identity_endpoint(provider_key, path, request)
+    return await provider_list(provider_key, path, request)
+
+
+async def provider_list(provider_key: str, path: str, request: Request) -> Response:
+    """Simulated provider list endpoints (account pickers; :mod:`.account_lists`)."""
+    oauth, server = _server(request, provider_key, page=False)
+    raw = await request.body()
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        return _problem(400, "invalid_request", "malformed JSON body")
+    return account_lists.list_response(
+        oauth.store,
+        provider_key,
+        path,
+        request,
+        client_id=server.client.client_id,
+        client_secret=server.client.client_secret,
+        body=body,
+    )
+
+
+async def identity_endpoint(provider_key: str, path: str, request: Request) -> Response:
+    """The provider's identity call (e.g. HubSpot account info, Intercom ``/me``)."""
+    oauth, server = _server(request, provider_key, page=False)
+    provider = oauth.provider(provider_key)
+    assert provider is not None
+    spec = provider.spec.identity
+    expected = urlsplit(spec.url or "").path.removeprefix(f"{SANDBOX_PATH}/{provider_key}/api/")
+    if spec.source != "endpoint" or path != expected:
+        return _problem(404, "invalid_request", "not an identity endpoint of this provider")
+    token = _presented_token(spec.auth, request)
+    if token is None:
+        return _problem(401, "invalid_token", "no access token presented")
+    oauth.store.identity_requests.append((provider_key, "/" + path))
+    issued = oauth.store.access_tokens.get(token)
+    if (
+        issued is None
+        or issued.is_revoked()
+        or issued.is_expired()
+        or not oauth.store.grant_active(issued.grant_id)
+    ):
+        return _problem(401, "invalid_token", "unknown, expired or revoked access token")
+    kind = oauth.store.pop_misbehaviour(provider_key, stage="identity")
+    if kind == "identity_500":
+        return JSONResponse({"status": "error", "message": "internal error"}, 500)
+    account = oauth.store.grants[issued.grant_id].user.username
+    body = accounts.endpoint_body(
+        provider_key,
+        account,
+        spec,
+        access_token=token,
+        scope=issued.scope,
+        client_id=server.client.client_id,
+        expires_in=max(0, int(issued.issued_at + issued.expires_in - time.time())),
+    )
+    if kind == "identity_without_id":
+        body = {"note": "answer without the account id"}
+    return JSONResponse(body, headers=NO_STORE)
+
+
+@router.post("/_control/account")
+async def control_account(body: AccountBody, request: Request) -> Response:
+    """Which sandbox account the following consents log in as (per provider or '*')."""
+    if not accounts.ACCOUNT_NAME.match(body.account):
+        return _problem(422, "invalid_request", "account must match [a-z0-9][a-z0-9-]*")
+    _state(request).store.default_accounts[body.provider_key] = body.account
+    return JSONResponse({"provider_key": body.provider_key, "account": body.account})
+
+
+@router.get("/_control/identity-requests")
+async def control_identity_requests(request: Request) -> Response:
+    log = _state(request).store.identity_requests
+    return JSONResponse({"items": [{"provider_key": k, "path": p} for k, p in log]})
+
+
+# --- OAuth 1.0a (X / Twitter), see app.sandbox.oauth.oauth1 -----------------------------
+
+
+def _oauth1(request: Request, key: str) -> tuple[SandboxOAuth1Server, SandboxOAuth1Protector]:
+    found = _state(request).oauth1(key)
+    if found is None:
+        raise _Answered(_error_page(404, "unknown_provider", "No sandbox provider with this key."))
+    _state(request).oauth1_store.prune()
+    return found
+
+
+def _form_answer(answer: tuple[int, str, Any]) -> Response:
+    status, body, headers = answer
+    out = Response(body, status, media_type="application/x-www-form-urlencoded")
+    for name, value in headers or []:
+        if name.lower() != "content-type":
+            out.headers[name] = value
+    out.headers.update(NO_STORE)
+    return out
+
+
+async def _signed(request: Request) -> OAuth1Request:
+    body = (await request.body()).decode(errors="replace")
+    return OAuth1Request(request.method, str(request.url), body, request.headers)
+
+
+@router.post("/oauth1/{provider_key}/request_token")
+async def oauth1_request_token(provider_key: str, request: Request) -> Response:
+    server, _ = _oauth1(request, provider_key)
+    try:
+        req = await _signed(request)
+    except OAuth1Error as error:
+        return _form_answer(server.handle_error_response(error))
+    return _form_answer(server.create_temporary_credentials_response(req))
+
+
+@router.get("/oauth1/{provider_key}/authorize")
+async def oauth1_authorize(provider_key: str, request: Request) -> Response:
+    server, _ = _oauth1(request, provider_key)
+    request_token = request.query_params.get("oauth_token", "")
+    if server.pending(request_token) is None:
+        return _error_page(400, "invalid_token", "Unknown, used or expired request token.")
+    oauth = _state(request)
+    if oauth.settings.oauth.sandbox_auto_approve:
+        return RedirectResponse(server.approve(request_token, DEFAULT_USER), 302, NO_STORE)
+    provider = oauth._registry().oauth1.get(provider_key)
+    return _consent_page(
+        provider,  # type: ignore[arg-type]
+        server.consumer.client_id,
+        request_token,
+        "",
+        str(request.url.path),
+        field="oauth_token",
+    )
+
+
+@router.post("/oauth1/{provider_key}/authorize")
+async def oauth1_consent(provider_key: str, request: Request) -> Response:
+    server, _ = _oauth1(request, provider_key)
+    form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
+    request_token = form.get("oauth_token", "")
+    if server.pending(request_token) is None:
+        return _error_page(400, "invalid_token", "Unknown, used or expired request token.")
+    if form.get("decision") == "approve":
+        account = form.get("account") or DEFAULT_USER
+        if not accounts.ACCOUNT_NAME.match(account):
+            return _error_page(400, "invalid_request", "Unknown sandbox account.")
+        return RedirectResponse(server.approve(request_token, account), 302, NO_STORE)
+    return RedirectResponse(server.deny(request_token), 302, NO_STORE)
+
+
+@router.post("/oauth1/{provider_key}/access_token")
+async def oauth1_access_token(provider_key: str, request: Request) -> Response:
+    server, _ = _oauth1(request, provider_key)
+    _state(request).store.log_token_request(provider_key, "oauth1_access_token")
+    try:
+        req = await _signed(request)
+    except OAuth1Error as error:
+        return _form_answer(server.handle_error_response(error))
+    return _form_answer(server.create_token_response(req))
+
+
+@router.get("/oauth1/{provider_key}/verify_credentials")
+async def oauth1_verify(provider_key: str, request: Request) -> Response:
+    _, protector = _oauth1(request, provider_key)
+    body = (await request.body()).decode(errors="replace")
+    try:
+        credential = protector.check(request.method, str(request.url), body, request.headers)
+    except OAuth1Error:
+        credential = None
+    if credential is None:
+        return JSONResponse({"errors": [{"code": 89, "message": "Invalid or expired token."}]}, 401)
+    return JSONResponse({"id_str": credential.user_id, "screen_name": credential.user_id})
+
+
+# --- client credentials check (simulated Microsoft Entra token endpoint) ----------------
+
+
+@router.post("/client-credentials/{service}/{tenant}/token")
+async def client_credentials_token(service: str, tenant: str, request: Request) -> Response:
+    """Simulated client credentials grant: refuses the secret ``wrong``/``invalid`` and the
+    client id ``invalid`` (401 invalid_client) and the tenant ``invalid`` (400
+    invalid_request); otherwise issues a throw-away token."""
+    form = dict(parse_qsl((await request.body()).decode(errors="replace")))
+    _state(request).store.log_token_request(f"cc:{service}", form.get("grant_type", ""))
+    if form.get("grant_type") != "client_credentials":
+        return _problem(400, "unsupported_grant_type", "client_credentials only")
+    client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
+    if not client_id or not secret:
+        return _problem(401, "invalid_client", "client authentication failed")
+    if tenant == "invalid":
+        return _problem(400, "invalid_request", "AADSTS90002: tenant not found")
+    if secret in ("wrong", "invalid") or client_id == "invalid":
+        return _problem(401, "invalid_client", "AADSTS7000215: invalid client secret")
+    token = {"access_token": secrets.token_urlsafe(24), "token_type": "Bearer"}
+    return JSONResponse({**token, "expires_in": 3599}, 200, NO_STORE)
+
+
+@router.post("/_control/misbehave")
+async def control_misbehave(body: MisbehaveBody, request: Request) -> Response:
+    kinds = MISBEHAVIOURS + AUTHORIZE_MISBEHAVIOURS + LIST_MISBEHAVIOURS + IDENTITY_MISBEHAVIOURS
+    if body.kind not in kinds:
+        return _problem(422, "invalid_request", f"kind must be one of {list(kinds)}")
+    if body.kind == "slow":
+        _state(request).store.slow_seconds = body.delay_seconds
+    _state(request).store.queue_misbehaviour(body.provider_key, body.kind, body.count)
+    return JSONResponse({"queued": body.count, "kind": body.kind})
+
+
+@router.get("/_control/token-requests")
+async def control_token_requests(request: Request) -> Response:
+    log = _state(request).store.token_requests
+    return JSONResponse(
+        {"items": [{"provider_key": r.provider_key, "grant_type": r.grant_type} for r in log]}
+    )
+
+
+@router.post("/_control/latency")
+async def control_latency(request: Request) -> Response:
+    try:
+        seconds = request.app.state.sandbox_latency.set(parse_body(await request.body()))
+    except ValueError as exc:
+        return _problem(422, "invalid_request", str(exc))
+    return JSONResponse({"seconds": seconds})
+
+
+@router.post("/_control/reset")
+async def control_reset(request: Request) -> Response:
+    _state(request).store.reset()
+    _state(request).oauth1_store.reset()
+    return JSONResponse({"reset": True})
+
+
 def _build_app(settings: Settings, get_registry: Callable[[], ProviderRegistry]) -> FastAPI:
-    """The routes, relative to the mount point (``/sandbox/oauth``)."""
+    """The server of one app, relative to the mount point (``/sandbox/oauth``): its own state
+    and simulated latency over the shared :data:`router`."""
     app = FastAPI(
         title="pbf-headless sandbox authorization server (simulation)",
         docs_url=None,
@@ -424,358 +799,9 @@ def _build_app(settings: Settings, get_registry: Callable[[], ProviderRegistry])
     app.state.sandbox_oauth = SandboxOAuth(settings, get_registry)
     app.add_exception_handler(_Answered, _send_answer)
     latency = SimulatedLatency()
+    app.state.sandbox_latency = latency
     app.add_middleware(LatencyMiddleware, latency=latency)  # type: ignore[arg-type]
-
-    @app.get("/{provider_key}/authorize")
-    async def authorize(provider_key: str, request: Request) -> Response:
-        oauth, server = _server(request, provider_key, page=True)
-        oauth.store.prune()
-        items = quirks.authorize_params(provider_key, list(request.query_params.multi_items()))
-        req = SandboxRequest("GET", str(request.url), request.headers, items)
-        params = req.payload.data
-        if provider_key == "shopify" and not quirks.SHOP_DOMAIN.match(params.get("shop", "")):
-            return _error_page(400, "invalid_request", "Missing or invalid shop.")
-        grant = _consent_grant(oauth, provider_key, server, req)
-        decision, username = _login_decision(oauth, provider_key, params)
-        if decision != "ask":
-            return _complete(oauth, provider_key, req, grant, decision, username)
-        consent_id = secrets.token_urlsafe(24)
-        oauth.store.consents[consent_id] = PendingConsent(consent_id, provider_key, items)
-        provider = oauth.provider(provider_key)
-        assert provider is not None
-        return _consent_page(
-            provider,
-            server.client.client_id,
-            consent_id,
-            req.scope or "",
-            str(request.url.path),
-            _default_account(oauth, provider_key),
-        )
-
-    @app.post("/{provider_key}/authorize")
-    async def consent(provider_key: str, request: Request) -> Response:
-        oauth, server = _server(request, provider_key, page=True)
-        form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
-        pending = oauth.store.consents.pop(form.get("consent_id", ""), None)
-        if (
-            pending is None
-            or pending.provider_key != provider_key
-            or pending.created_at + CONSENT_TTL_SECONDS < time.time()
-        ):
-            return _error_page(400, "invalid_request", "Unknown or expired consent.")
-        req = SandboxRequest("GET", str(request.url), request.headers, pending.query)
-        grant = _consent_grant(oauth, provider_key, server, req)
-        decision = "approve" if form.get("decision") == "approve" else "deny"
-        account = form.get("account") or ""
-        if not accounts.ACCOUNT_NAME.match(account):
-            account = req.payload.data.get("login_hint") or _default_account(oauth, provider_key)
-        return _complete(oauth, provider_key, req, grant, decision, account)
-
-    @app.post("/{provider_key}/token")
-    async def token(provider_key: str, request: Request) -> Response:
-        oauth, server = _server(request, provider_key, page=False)
-        raw = await request.body()
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        is_json = content_type == "application/json"
-        if is_json:
-            try:
-                payload = json.loads(raw or b"{}")
-            except ValueError:
-                return _problem(400, "invalid_request", "malformed JSON body")
-            if not isinstance(payload, dict):
-                return _problem(400, "invalid_request", "malformed JSON body")
-            items = quirks.token_params_from_json(provider_key, payload, oauth.store)
-        else:
-            items = parse_qsl(raw.decode(errors="replace"), keep_blank_values=True)
-        grant_type = dict(items).get("grant_type", "")
-        oauth.store.log_token_request(provider_key, grant_type)
-        kind = oauth.store.pop_misbehaviour(provider_key)
-        if kind == "slow":  # a correct answer, too late (beyond the client's timeout)
-            await asyncio.sleep(oauth.store.slow_seconds)
-        if kind == "html_502":
-            return HTMLResponse("<html><body><h1>502 Bad Gateway</h1></body></html>", 502)
-        if kind == "redirect_307":
-            return Response(status_code=307, headers={"Location": "https://other.example/token"})
-        if kind == "error_200":
-            return JSONResponse({"error": "invalid_grant"}, 200, NO_STORE)
-        req = SandboxRequest("POST", str(request.url), request.headers, items, is_json=is_json)
-        response = server.create_token_response(req)
-        body = response.body if isinstance(response.body, dict) else {}
-        if response.status == 200:
-            provider = oauth.provider(provider_key)
-            separator = provider.spec.scope_separator if provider else " "
-            if kind is not None:
-                body = quirks.misbehave(kind, body, separator)
-            account = _account_of(oauth, str(body.get("access_token", "")))
-            identity = provider.spec.identity if provider is not None else None
-            if (
-                account is not None
-                and identity is not None
-                and identity.source == "id_token"
-                and grant_type == "authorization_code"
-                and "openid" in str(body.get("scope", "")).replace(",", " ").split(" ")
-            ):
-                body["id_token"] = accounts.id_token(
-                    provider_key,
-                    account,
-                    identity,
-                    issuer=server.issuer,
-                    client_id=server.client.client_id,
-                    client_secret=server.client.client_secret,
-                )
-            body = quirks.decorate_token(
-                provider_key, body, grant_type=grant_type, account=account, identity=identity
-            )
-        return JSONResponse(body, response.status, {**dict(response.headers), **NO_STORE})
-
-    async def _endpoint(provider_key: str, request: Request, name: str) -> Response:
-        _, server = _server(request, provider_key, page=False)
-        items = parse_qsl((await request.body()).decode(errors="replace"), keep_blank_values=True)
-        req = SandboxRequest("POST", str(request.url), request.headers, items)
-        response = server.create_endpoint_response(name, req)
-        return JSONResponse(response.body, response.status, {**dict(response.headers), **NO_STORE})
-
-    @app.post("/{provider_key}/introspect")
-    async def introspect(provider_key: str, request: Request) -> Response:
-        return await _endpoint(provider_key, request, "introspection")
-
-    @app.post("/{provider_key}/revoke")
-    async def revoke(provider_key: str, request: Request) -> Response:
-        return await _endpoint(provider_key, request, "revocation")
-
-    @app.get("/{provider_key}/.well-known/oauth-authorization-server")
-    async def metadata(provider_key: str, request: Request) -> Response:
-        _, server = _server(request, provider_key, page=False)
-        return JSONResponse(server.metadata(server.issuer))
-
-    @app.api_route("/{provider_key}/api/{path:path}", methods=["GET", "POST"])
-    async def provider_api(provider_key: str, path: str, request: Request) -> Response:
-        """Simulated provider API: the identity call named by the provider's identity spec,
-        otherwise the account-picker list endpoints (:mod:`.account_lists`)."""
-        oauth, _ = _server(request, provider_key, page=False)
-        provider = oauth.provider(provider_key)
-        spec = provider.spec.identity if provider is not None else None
-        if spec is not None and spec.source == "endpoint":
-            expected = urlsplit(spec.url or "").path.removeprefix(
-                f"{SANDBOX_PATH}/{provider_key}/api/"
-            )
-            if path == expected:
-                return await identity_endpoint(provider_key, path, request)
-        return await provider_list(provider_key, path, request)
-
-    async def provider_list(provider_key: str, path: str, request: Request) -> Response:
-        """Simulated provider list endpoints (account pickers; :mod:`.account_lists`)."""
-        oauth, server = _server(request, provider_key, page=False)
-        raw = await request.body()
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            return _problem(400, "invalid_request", "malformed JSON body")
-        return account_lists.list_response(
-            oauth.store,
-            provider_key,
-            path,
-            request,
-            client_id=server.client.client_id,
-            client_secret=server.client.client_secret,
-            body=body,
-        )
-
-    async def identity_endpoint(provider_key: str, path: str, request: Request) -> Response:
-        """The provider's identity call (e.g. HubSpot account info, Intercom ``/me``)."""
-        oauth, server = _server(request, provider_key, page=False)
-        provider = oauth.provider(provider_key)
-        assert provider is not None
-        spec = provider.spec.identity
-        expected = urlsplit(spec.url or "").path.removeprefix(f"{SANDBOX_PATH}/{provider_key}/api/")
-        if spec.source != "endpoint" or path != expected:
-            return _problem(404, "invalid_request", "not an identity endpoint of this provider")
-        token = _presented_token(spec.auth, request)
-        if token is None:
-            return _problem(401, "invalid_token", "no access token presented")
-        oauth.store.identity_requests.append((provider_key, "/" + path))
-        issued = oauth.store.access_tokens.get(token)
-        if (
-            issued is None
-            or issued.is_revoked()
-            or issued.is_expired()
-            or not oauth.store.grant_active(issued.grant_id)
-        ):
-            return _problem(401, "invalid_token", "unknown, expired or revoked access token")
-        kind = oauth.store.pop_misbehaviour(provider_key, stage="identity")
-        if kind == "identity_500":
-            return JSONResponse({"status": "error", "message": "internal error"}, 500)
-        account = oauth.store.grants[issued.grant_id].user.username
-        body = accounts.endpoint_body(
-            provider_key,
-            account,
-            spec,
-            access_token=token,
-            scope=issued.scope,
-            client_id=server.client.client_id,
-            expires_in=max(0, int(issued.issued_at + issued.expires_in - time.time())),
-        )
-        if kind == "identity_without_id":
-            body = {"note": "answer without the account id"}
-        return JSONResponse(body, headers=NO_STORE)
-
-    @app.post("/_control/account")
-    async def control_account(body: AccountBody, request: Request) -> Response:
-        """Which sandbox account the following consents log in as (per provider or '*')."""
-        if not accounts.ACCOUNT_NAME.match(body.account):
-            return _problem(422, "invalid_request", "account must match [a-z0-9][a-z0-9-]*")
-        _state(request).store.default_accounts[body.provider_key] = body.account
-        return JSONResponse({"provider_key": body.provider_key, "account": body.account})
-
-    @app.get("/_control/identity-requests")
-    async def control_identity_requests(request: Request) -> Response:
-        log = _state(request).store.identity_requests
-        return JSONResponse({"items": [{"provider_key": k, "path": p} for k, p in log]})
-
-    # --- OAuth 1.0a (X / Twitter), see app.sandbox.oauth.oauth1 -----------------------------
-
-    def _oauth1(request: Request, key: str) -> tuple[SandboxOAuth1Server, SandboxOAuth1Protector]:
-        found = _state(request).oauth1(key)
-        if found is None:
-            raise _Answered(
-                _error_page(404, "unknown_provider", "No sandbox provider with this key.")
-            )
-        _state(request).oauth1_store.prune()
-        return found
-
-    def _form_answer(answer: tuple[int, str, Any]) -> Response:
-        status, body, headers = answer
-        out = Response(body, status, media_type="application/x-www-form-urlencoded")
-        for name, value in headers or []:
-            if name.lower() != "content-type":
-                out.headers[name] = value
-        out.headers.update(NO_STORE)
-        return out
-
-    async def _signed(request: Request) -> OAuth1Request:
-        body = (await request.body()).decode(errors="replace")
-        return OAuth1Request(request.method, str(request.url), body, request.headers)
-
-    @app.post("/oauth1/{provider_key}/request_token")
-    async def oauth1_request_token(provider_key: str, request: Request) -> Response:
-        server, _ = _oauth1(request, provider_key)
-        try:
-            req = await _signed(request)
-        except OAuth1Error as error:
-            return _form_answer(server.handle_error_response(error))
-        return _form_answer(server.create_temporary_credentials_response(req))
-
-    @app.get("/oauth1/{provider_key}/authorize")
-    async def oauth1_authorize(provider_key: str, request: Request) -> Response:
-        server, _ = _oauth1(request, provider_key)
-        request_token = request.query_params.get("oauth_token", "")
-        if server.pending(request_token) is None:
-            return _error_page(400, "invalid_token", "Unknown, used or expired request token.")
-        oauth = _state(request)
-        if oauth.settings.oauth.sandbox_auto_approve:
-            return RedirectResponse(server.approve(request_token, DEFAULT_USER), 302, NO_STORE)
-        provider = oauth._registry().oauth1.get(provider_key)
-        return _consent_page(
-            provider,  # type: ignore[arg-type]
-            server.consumer.client_id,
-            request_token,
-            "",
-            str(request.url.path),
-            field="oauth_token",
-        )
-
-    @app.post("/oauth1/{provider_key}/authorize")
-    async def oauth1_consent(provider_key: str, request: Request) -> Response:
-        server, _ = _oauth1(request, provider_key)
-        form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
-        request_token = form.get("oauth_token", "")
-        if server.pending(request_token) is None:
-            return _error_page(400, "invalid_token", "Unknown, used or expired request token.")
-        if form.get("decision") == "approve":
-            account = form.get("account") or DEFAULT_USER
-            if not accounts.ACCOUNT_NAME.match(account):
-                return _error_page(400, "invalid_request", "Unknown sandbox account.")
-            return RedirectResponse(server.approve(request_token, account), 302, NO_STORE)
-        return RedirectResponse(server.deny(request_token), 302, NO_STORE)
-
-    @app.post("/oauth1/{provider_key}/access_token")
-    async def oauth1_access_token(provider_key: str, request: Request) -> Response:
-        server, _ = _oauth1(request, provider_key)
-        _state(request).store.log_token_request(provider_key, "oauth1_access_token")
-        try:
-            req = await _signed(request)
-        except OAuth1Error as error:
-            return _form_answer(server.handle_error_response(error))
-        return _form_answer(server.create_token_response(req))
-
-    @app.get("/oauth1/{provider_key}/verify_credentials")
-    async def oauth1_verify(provider_key: str, request: Request) -> Response:
-        _, protector = _oauth1(request, provider_key)
-        body = (await request.body()).decode(errors="replace")
-        try:
-            credential = protector.check(request.method, str(request.url), body, request.headers)
-        except OAuth1Error:
-            credential = None
-        if credential is None:
-            return JSONResponse(
-                {"errors": [{"code": 89, "message": "Invalid or expired token."}]}, 401
-            )
-        return JSONResponse({"id_str": credential.user_id, "screen_name": credential.user_id})
-
-    # --- client credentials check (simulated Microsoft Entra token endpoint) ----------------
-
-    @app.post("/client-credentials/{service}/{tenant}/token")
-    async def client_credentials_token(service: str, tenant: str, request: Request) -> Response:
-        """Simulated client credentials grant: refuses the secret ``wrong``/``invalid`` and the
-        client id ``invalid`` (401 invalid_client) and the tenant ``invalid`` (400
-        invalid_request); otherwise issues a throw-away token."""
-        form = dict(parse_qsl((await request.body()).decode(errors="replace")))
-        _state(request).store.log_token_request(f"cc:{service}", form.get("grant_type", ""))
-        if form.get("grant_type") != "client_credentials":
-            return _problem(400, "unsupported_grant_type", "client_credentials only")
-        client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
-        if not client_id or not secret:
-            return _problem(401, "invalid_client", "client authentication failed")
-        if tenant == "invalid":
-            return _problem(400, "invalid_request", "AADSTS90002: tenant not found")
-        if secret in ("wrong", "invalid") or client_id == "invalid":
-            return _problem(401, "invalid_client", "AADSTS7000215: invalid client secret")
-        token = {"access_token": secrets.token_urlsafe(24), "token_type": "Bearer"}
-        return JSONResponse({**token, "expires_in": 3599}, 200, NO_STORE)
-
-    @app.post("/_control/misbehave")
-    async def control_misbehave(body: MisbehaveBody, request: Request) -> Response:
-        kinds = (
-            MISBEHAVIOURS + AUTHORIZE_MISBEHAVIOURS + LIST_MISBEHAVIOURS + IDENTITY_MISBEHAVIOURS
-        )
-        if body.kind not in kinds:
-            return _problem(422, "invalid_request", f"kind must be one of {list(kinds)}")
-        if body.kind == "slow":
-            _state(request).store.slow_seconds = body.delay_seconds
-        _state(request).store.queue_misbehaviour(body.provider_key, body.kind, body.count)
-        return JSONResponse({"queued": body.count, "kind": body.kind})
-
-    @app.get("/_control/token-requests")
-    async def control_token_requests(request: Request) -> Response:
-        log = _state(request).store.token_requests
-        return JSONResponse(
-            {"items": [{"provider_key": r.provider_key, "grant_type": r.grant_type} for r in log]}
-        )
-
-    @app.post("/_control/latency")
-    async def control_latency(request: Request) -> Response:
-        try:
-            seconds = latency.set(parse_body(await request.body()))
-        except ValueError as exc:
-            return _problem(422, "invalid_request", str(exc))
-        return JSONResponse({"seconds": seconds})
-
-    @app.post("/_control/reset")
-    async def control_reset(request: Request) -> Response:
-        _state(request).store.reset()
-        _state(request).oauth1_store.reset()
-        return JSONResponse({"reset": True})
-
+    app.include_router(router)
     return app
 
 
