@@ -71,10 +71,12 @@ def create_counterparties_app(settings: Settings) -> FastAPI:
     state.sandbox_mounted = True
     app.state = state
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
+    app.add_api_route("/healthz", healthz, methods=["GET"])
     mount_fivetran_simulator(app)
     mount_sandbox_oauth(app)
     return app
+
+
+async def healthz() -> dict[str, str]:
+    """Liveness of the counterparties process."""
+    return {"status": "ok"}

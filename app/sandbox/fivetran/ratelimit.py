@@ -131,16 +131,23 @@ def install_rate_limit(app: FastAPI) -> SimulatedRateLimit:
     app.state.rate_limit = limit
     app.add_middleware(RateLimitMiddleware, limit=limit)  # type: ignore[arg-type]
 
-    async def set_limit(request: Request) -> Response:
-        try:
-            data = limit.set(json.loads(await request.body() or b"{}"))
-        except ValueError as exc:
-            return JSONResponse({"code": "InvalidInput", "message": str(exc)}, status_code=400)
-        return JSONResponse({"code": "Success", "message": "Rate limit set", "data": data})
-
-    async def get_limit(request: Request) -> Response:
-        return JSONResponse({"code": "Success", "data": limit.describe()})
-
     app.add_api_route("/_control/rate-limit", set_limit, methods=["POST"], include_in_schema=False)
     app.add_api_route("/_control/rate-limit", get_limit, methods=["GET"], include_in_schema=False)
     return limit
+
+
+async def set_limit(request: Request) -> Response:
+    """``POST /_control/rate-limit {per_second, burst?}`` (module-level: see
+    :func:`app.api_docs.install_api_docs` on endpoints closing over their app)."""
+    limit: SimulatedRateLimit = request.app.state.rate_limit
+    try:
+        data = limit.set(json.loads(await request.body() or b"{}"))
+    except ValueError as exc:
+        return JSONResponse({"code": "InvalidInput", "message": str(exc)}, status_code=400)
+    return JSONResponse({"code": "Success", "message": "Rate limit set", "data": data})
+
+
+async def get_limit(request: Request) -> Response:
+    """``GET /_control/rate-limit``."""
+    limit: SimulatedRateLimit = request.app.state.rate_limit
+    return JSONResponse({"code": "Success", "data": limit.describe()})
