@@ -89,6 +89,13 @@ class FivetranSettings(BaseModel):
     api_secret: SecretStr | None = Field(None, description="Fivetran API secret.")
     timeout_seconds: float = Field(30.0, gt=0, description="Per-request timeout.")
     max_retries: int = Field(3, ge=0, le=10, description="Retries of idempotent calls.")
+    retry_backoff_seconds: float = Field(
+        0.5,
+        gt=0,
+        le=60,
+        description="First retry delay after a 5xx or timeout (doubles per retry, capped at "
+        "10 s, jittered between half and all of it).",
+    )
     max_retry_after_seconds: float = Field(
         60.0, ge=0, description="Longest Retry-After we wait inline before giving up."
     )

@@ -81,6 +81,7 @@ def build_fivetran_client(http: httpx.AsyncClient, settings: Settings) -> Fivetr
         api_secret=secret,
         timeout=cfg.timeout_seconds,
         max_retries=cfg.max_retries,
+        backoff_base=cfg.retry_backoff_seconds,
         max_retry_after=cfg.max_retry_after_seconds,
         budget=build_budget(settings),
     )

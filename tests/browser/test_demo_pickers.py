@@ -21,6 +21,8 @@ from tests.browser.test_demo import (
 )
 from tests.fixtures.live_server import LiveServer, shot
 
+pytestmark = pytest.mark.db_independent  # the live server keeps its own SQLite file
+
 
 def _consent(live: LiveServer, page: Any, source: str, label: str) -> None:
     page.wait_for_url(re.compile(re.escape(live.base) + "/connect/"))

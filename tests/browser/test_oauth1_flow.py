@@ -8,7 +8,11 @@ import re
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 from tests.fixtures.live_server import LiveServer, shot
+
+pytestmark = pytest.mark.db_independent  # the live server keeps its own SQLite file
 
 
 def _query(url: str) -> dict[str, str]:

@@ -7,6 +7,7 @@ import itertools
 import httpx
 import pytest
 
+from app.config import Settings
 from app.fivetran.budget import LocalTokenBucket
 from app.fivetran.client import V1, V2, FivetranClient
 from app.fivetran.errors import (
@@ -23,6 +24,7 @@ from app.fivetran.errors import (
     FivetranUnavailable,
 )
 from app.fivetran.payloads import PayloadError, auth_block_for, build_create_payload
+from app.fivetran.startup import build_fivetran_client
 from tests.fixtures.fivetran import HOOK_BASE, SIM_BASE, Env, Sleeps
 
 pytestmark = pytest.mark.db_independent  # never uses the database under test
@@ -342,6 +344,21 @@ async def test_429_gives_up_after_max_retries(env: Env) -> None:
         await env.client.list_groups()
     assert env.sleeps.calls == [1.0, 1.0, 1.0]
     assert len(env.requests("GET", "/v1/groups")) == 4
+
+
+async def test_the_first_retry_delay_is_a_setting() -> None:
+    """``fivetran.retry_backoff_seconds`` reaches the client the service builds."""
+    async with httpx.AsyncClient() as http:
+        default = build_fivetran_client(http, Settings(mode="sandbox"))
+        quick = build_fivetran_client(
+            http, Settings(mode="sandbox", fivetran={"retry_backoff_seconds": 0.02})
+        )
+        # Equal jitter: the n-th retry waits between half and all of base * 2**n.
+        assert 0.25 <= default._backoff(0) <= 0.5
+        assert 0.01 <= quick._backoff(0) <= 0.02
+        assert 0.04 <= quick._backoff(2) <= 0.08
+        await default.aclose()
+        await quick.aclose()
 
 
 async def test_5xx_on_idempotent_calls_backs_off_and_recovers(env: Env) -> None:

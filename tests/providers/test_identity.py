@@ -29,6 +29,8 @@ from app.providers.startup import build_registry
 from app.providers.tokens import TokenResult
 from app.vault.secret import Secret
 
+pytestmark = pytest.mark.db_independent  # never uses the database under test
+
 REGISTRY = build_registry(Settings(mode="sandbox"))
 
 

@@ -22,6 +22,8 @@ from app.providers.startup import build_registry
 from app.providers.validation import check_spec
 from app.vault.secret import Secret
 
+pytestmark = pytest.mark.db_independent  # never uses the database under test
+
 CREDS = AppCredentials("app-id", Secret("app-secret"), {"developer_token": Secret("dev-tok")})
 
 

@@ -14,6 +14,8 @@ from app.fivetran.errors import FivetranTooManyRequests
 from app.sandbox.fivetran.ratelimit import SimulatedRateLimit
 from tests.fixtures.fivetran import SIM_BASE, Env
 
+pytestmark = pytest.mark.db_independent  # never uses the database under test
+
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"sandbox_key:sandbox_secret").decode()}
 
 
