@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import gc
 import weakref
+from collections.abc import Callable
 
 import httpx
+import pytest
+from fastapi import FastAPI
 
 from app.config import Settings
 from app.main import create_app
@@ -21,21 +24,15 @@ async def _use(app: object) -> None:
             await client.get(path)
 
 
-async def test_a_dropped_sandbox_app_is_collected(settings: Settings) -> None:
-    app = create_app(settings)
+@pytest.mark.parametrize("factory", [create_app, create_counterparties_app])
+async def test_a_dropped_app_is_collected(
+    settings: Settings, factory: Callable[[Settings], FastAPI]
+) -> None:
+    """The service in sandbox mode, and the counterparties app of ``serve --sandbox``."""
+    app = factory(settings)
     async with app.router.lifespan_context(app):
         await _use(app)
     ref = weakref.ref(app)
     del app
     gc.collect()
     assert ref() is None, [type(r).__name__ for r in gc.get_referrers(ref())]
-
-
-async def test_a_dropped_counterparties_app_is_collected(settings: Settings) -> None:
-    app = create_counterparties_app(settings)
-    async with app.router.lifespan_context(app):
-        await _use(app)
-    ref = weakref.ref(app)
-    del app
-    gc.collect()
-    assert ref() is None
