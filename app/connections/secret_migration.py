@@ -24,29 +24,48 @@ from app.state import AppState
 log = logging.getLogger("pbf.onboarding")
 
 
+#: Rows read per page: the scan runs at every start, so it must not load every connection
+#: at once (10,000 rows as ORM objects were a ~30 MB high-water mark in the worker's RSS).
+PAGE_SIZE = 500
+
+
 async def vault_plaintext_secrets(session: AsyncSession, app_state: AppState) -> int:
     """Vault every clear secret left in a live connection's config; returns how many rows
-    changed. Flushes; the caller commits (one transaction: all rows or none)."""
+    changed. Reads ``(id, service, config)`` a page at a time and loads only the rows it
+    changes. Flushes; the caller commits (one transaction: all rows or none)."""
     changed = 0
-    rows = await session.scalars(select(Connection).where(Connection.state != states.DELETED))
-    for conn in list(rows.all()):
-        if not conn.config:
-            continue
-        split = secret_paths.split_secrets(conn.service, dict(conn.config), allow_kept=True)
-        if not split.secrets:
-            continue
-        for path, value in split.secrets.items():
-            await app_state.vault.put(
-                session,
-                end_user_id=conn.end_user_id,
-                owner_type=OWNER,
-                owner_id=conn.id,
-                field=f"credentials.{path}",
-                value=value,
+    after = ""
+    while True:
+        page = (
+            await session.execute(
+                select(Connection.id, Connection.service, Connection.config)
+                .where(Connection.state != states.DELETED, Connection.id > after)
+                .order_by(Connection.id)
+                .limit(PAGE_SIZE)
             )
-        conn.config = split.stored
-        conn.secret_fields = sorted(set(conn.secret_fields or []) | set(split.secrets))
-        changed += 1
+        ).all()
+        if not page:
+            break
+        after = page[-1].id
+        for conn_id, service, config in page:
+            if not config:
+                continue
+            split = secret_paths.split_secrets(service, dict(config), allow_kept=True)
+            if not split.secrets:
+                continue
+            conn = await session.get_one(Connection, conn_id)
+            for path, value in split.secrets.items():
+                await app_state.vault.put(
+                    session,
+                    end_user_id=conn.end_user_id,
+                    owner_type=OWNER,
+                    owner_id=conn.id,
+                    field=f"credentials.{path}",
+                    value=value,
+                )
+            conn.config = split.stored
+            conn.secret_fields = sorted(set(conn.secret_fields or []) | set(split.secrets))
+            changed += 1
     await session.flush()
     if changed:
         log.info("vaulted clear secrets of older connections", extra={"connections": changed})

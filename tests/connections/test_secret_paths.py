@@ -93,9 +93,13 @@ def test_every_secret_location_is_split_masked_and_merged(service: str) -> None:
 
 
 async def test_clear_secrets_of_older_rows_move_to_the_vault(
-    app: FastAPI, api: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+    app: FastAPI,
+    api: httpx.AsyncClient,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Rows written before secrets were located by path: every service, every location."""
+    """Rows written before secrets were located by path: every service, every location; read
+    a few rows at a time (pages far smaller than the planted rows)."""
     from app.connections.models import Connection
     from app.connections.secret_migration import vault_plaintext_secrets
     from app.connections.service import stored_secrets
@@ -135,6 +139,7 @@ async def test_clear_secrets_of_older_rows_move_to_the_vault(
     # DEBUG: its hundreds of INSERTs would only cost time, holding the values on purpose.
     caplog.clear()
     caplog.set_level(logging.DEBUG)
+    monkeypatch.setattr("app.connections.secret_migration.PAGE_SIZE", 7)
 
     async with app.state.sessionmaker() as session:
         changed = await vault_plaintext_secrets(session, app.state)
