@@ -577,6 +577,13 @@ class Settings(BaseSettings):
     log_json: bool = Field(True, description="JSON log lines (false: plain text for humans).")
     db_pool_size: int = Field(5, ge=1, description="PostgreSQL connection pool size.")
     db_max_overflow: int = Field(10, ge=0, description="Extra connections above the pool.")
+    db_sqlite_cache_kib: int = Field(
+        256,
+        ge=16,
+        description="SQLite only: page cache of each pooled connection, in KiB (SQLite's own "
+        "default is 2,048; with pool size + overflow connections open, each caching the same "
+        "file over the operating system's cache, that was ~30 MB of a worker's memory).",
+    )
 
     api: ApiSettings = Field(default_factory=ApiSettings)
     fivetran: FivetranSettings = Field(default_factory=FivetranSettings)

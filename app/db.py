@@ -88,7 +88,12 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_urlsafe(16)}"
 
 
-def create_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> AsyncEngine:
+def create_engine(
+    url: str, *, pool_size: int = 5, max_overflow: int = 10, sqlite_cache_kib: int = 256
+) -> AsyncEngine:
+    """The async engine for ``url``. SQLite: a fixed pool of ``pool_size + max_overflow``
+    connections, each with foreign keys on, WAL, a 30 s busy timeout and a page cache of
+    ``sqlite_cache_kib`` KiB."""
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": 30}
@@ -107,6 +112,7 @@ def create_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> As
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA cache_size=-{int(sqlite_cache_kib)}")  # negative: KiB
             cur.close()
 
     return engine

@@ -183,6 +183,7 @@ async def _startup(
         settings.effective_database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
+        sqlite_cache_kib=settings.db_sqlite_cache_kib,
     )
     stack.push_async_callback(engine.dispose)
     app.state.engine = engine

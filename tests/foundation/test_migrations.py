@@ -1,14 +1,19 @@
-"""Migrations apply from empty, match the models exactly, and downgrade cleanly."""
+"""Migrations apply from empty, match the models exactly, and downgrade cleanly; the engine's
+SQLite connections get their configured pragmas."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
+from app.config import Settings
 from app.db import create_engine, import_all_models
+from app.main import create_app
 from app.migrations_runner import downgrade, head_revisions, upgrade
 
 
@@ -39,3 +44,18 @@ def test_upgrade_matches_models_and_downgrades(database_url):
     assert heads == head_revisions()
     assert diff == [], f"models and migrations differ: {diff}"
     assert {t.name for t in import_all_models().sorted_tables} <= tables
+
+
+async def test_sqlite_connections_keep_the_configured_page_cache(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """Every pooled SQLite connection caches ``db_sqlite_cache_kib`` KiB, not SQLite's 2 MiB
+    (15 connections each caching the same file were ~30 MB of a worker's memory)."""
+    settings = settings_factory(db_sqlite_cache_kib=96)
+    if not settings.effective_database_url.startswith("sqlite"):
+        pytest.skip("a SQLite pragma")
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        async with app.state.engine.connect() as conn:
+            pragma = await conn.exec_driver_sql("PRAGMA cache_size")
+            assert pragma.scalar_one() == -96
