@@ -34,18 +34,22 @@ NAMED: dict[str, tuple[set[str], dict[str, Any], dict[str, Any]]] = {
     "postgres": (
         {"host", "database", "user", "password"},
         {"host": "db.example.com", "database": "app", "user": "fivetran"},
-        {"password": "pw"},
+        {"password": "pw-9f3Kq-secret"},
     ),
-    "mysql": ({"host", "user", "password"}, {"host": "db", "user": "ft"}, {"password": "pw"}),
+    "mysql": (
+        {"host", "user", "password"},
+        {"host": "db", "user": "ft"},
+        {"password": "pw-9f3Kq-secret"},
+    ),
     "sql_server": (
         {"host", "database", "user", "password"},
         {"host": "db", "database": "app", "user": "ft"},
-        {"password": "pw"},
+        {"password": "pw-9f3Kq-secret"},
     ),
     "snowflake_db": (
         {"host", "user", "database", "password"},
         {"host": "acme.snowflakecomputing.com", "user": "ft", "database": "DB"},
-        {"password": "pw"},
+        {"password": "pw-9f3Kq-secret"},
     ),
     "bigquery_db": ({"project_id"}, {"project_id": "acme-1"}, {}),
     "s3": (
@@ -56,7 +60,7 @@ NAMED: dict[str, tuple[set[str], dict[str, Any], dict[str, Any]]] = {
     "mongo": (
         {"hosts", "user", "password"},
         {"hosts": ["m1:27017"], "user": "ft"},
-        {"password": "pw"},
+        {"password": "pw-9f3Kq-secret"},
     ),
     "stripe": ({"api_key"}, {}, {"api_key": "rk_test_1"}),
     "shopify": ({"shop", "api_access_token"}, {"shop": "acme"}, {"api_access_token": "shpat_1"}),
