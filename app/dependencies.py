@@ -24,18 +24,21 @@ async def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
-    async for session in session_scope(state.sessionmaker):
+# The dependencies below read the app state from the request themselves instead of depending
+# on ``StateDep``: every sub-dependency is one more node FastAPI analyses per route (at each
+# app's first request) and solves per request.
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async for session in session_scope(app_state(request.app).sessionmaker):
         yield session
 
 
 # async: FastAPI runs a plain ``def`` dependency in the thread pool (a thread hop per request).
-async def get_settings(state: StateDep) -> Settings:
-    return state.settings
+async def get_settings(request: Request) -> Settings:
+    return app_state(request.app).settings
 
 
-async def get_http(state: StateDep) -> httpx.AsyncClient:
-    return state.http
+async def get_http(request: Request) -> httpx.AsyncClient:
+    return app_state(request.app).http
 
 
 # scope="function": commit/rollback happens before the response is sent, so a client never

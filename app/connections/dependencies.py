@@ -5,15 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.callers.service import Caller
 from app.connections import service as conn_service
 from app.connections.models import Connection
-from app.dependencies import ReadCaller, SessionDep, StateDep, WriteCaller
+from app.dependencies import ReadCaller, SessionDep, WriteCaller
 from app.end_users.models import EndUser
-from app.state import AppState
+from app.state import AppState, app_state
 
 
 @dataclass(frozen=True)
@@ -35,16 +35,17 @@ class ConnectionRef:
         return await conn_service.get_connection(self.session, self.caller, self.connection_id)
 
 
+# The app state comes from the request (not ``StateDep``): one dependency node less per route.
 async def _read_ref(
-    connection_id: str, state: StateDep, session: SessionDep, caller: ReadCaller
+    connection_id: str, request: Request, session: SessionDep, caller: ReadCaller
 ) -> ConnectionRef:
-    return ConnectionRef(session, state, caller, connection_id)
+    return ConnectionRef(session, app_state(request.app), caller, connection_id)
 
 
 async def _write_ref(
-    connection_id: str, state: StateDep, session: SessionDep, caller: WriteCaller
+    connection_id: str, request: Request, session: SessionDep, caller: WriteCaller
 ) -> ConnectionRef:
-    return ConnectionRef(session, state, caller, connection_id)
+    return ConnectionRef(session, app_state(request.app), caller, connection_id)
 
 
 #: The path's connection, for a caller with the ``read`` scope.
