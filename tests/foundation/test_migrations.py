@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from app.config import Settings
 from app.db import create_engine, import_all_models
@@ -59,3 +59,23 @@ async def test_sqlite_connections_keep_the_configured_page_cache(
         async with app.state.engine.connect() as conn:
             pragma = await conn.exec_driver_sql("PRAGMA cache_size")
             assert pragma.scalar_one() == -96
+
+
+async def test_sqlite_checkouts_do_not_ping(
+    settings_factory: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SQLite connection is a file handle nothing outside can close: a checkout does not
+    ping it first (a ping was a thread round trip per request)."""
+    settings = settings_factory()
+    if not settings.effective_database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL pings on checkout (its connections die with a restart)")
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        engine = app.state.engine
+        pings: list[object] = []
+        real_ping = engine.dialect.do_ping
+        monkeypatch.setattr(engine.dialect, "do_ping", lambda c: pings.append(c) or real_ping(c))
+        for _ in range(3):
+            async with app.state.sessionmaker() as session:
+                assert (await session.execute(text("SELECT 42"))).scalar_one() == 42
+    assert pings == []
