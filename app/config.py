@@ -582,7 +582,7 @@ class Settings(BaseSettings):
         ge=16,
         description="SQLite only: page cache of each pooled connection, in KiB (SQLite's own "
         "default is 2,048; with pool size + overflow connections open, each caching the same "
-        "file over the operating system's cache, that was ~30 MB of a worker's memory).",
+        "file over the operating system's cache, that was ~25 MB of a worker's memory).",
     )
 
     api: ApiSettings = Field(default_factory=ApiSettings)

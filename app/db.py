@@ -97,8 +97,9 @@ def create_engine(
     # PostgreSQL connections die with a server restart: each checkout pings first. A SQLite
     # connection is a file handle in this process that nothing outside can close; its ping
     # was a thread round trip per request (~12 % of a status read's CPU).
-    kwargs: dict[str, Any] = {"pool_pre_ping": not url.startswith("sqlite")}
-    if url.startswith("sqlite"):
+    sqlite = url.startswith("sqlite")
+    kwargs: dict[str, Any] = {"pool_pre_ping": not sqlite}
+    if sqlite:
         kwargs["connect_args"] = {"timeout": 30}
         # A fixed pool: an overflow connection is closed on return and re-opened for the next
         # request (a thread start, a file open and three PRAGMAs each time) — under load
@@ -107,7 +108,7 @@ def create_engine(
     else:
         kwargs.update(pool_size=pool_size, max_overflow=max_overflow)
     engine = create_async_engine(url, **kwargs)
-    if url.startswith("sqlite"):
+    if sqlite:
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

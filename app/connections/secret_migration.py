@@ -25,7 +25,8 @@ log = logging.getLogger("pbf.onboarding")
 
 
 #: Rows read per page: the scan runs at every start, so it must not load every connection
-#: at once (10,000 rows as ORM objects were a ~30 MB high-water mark in the worker's RSS).
+#: at once (10,000 rows as ORM objects raised a worker's peak RSS by up to ~30 MB when the
+#: scan overlapped requests).
 PAGE_SIZE = 500
 
 

@@ -50,7 +50,7 @@ async def test_sqlite_connections_keep_the_configured_page_cache(
     settings_factory: Callable[..., Settings],
 ) -> None:
     """Every pooled SQLite connection caches ``db_sqlite_cache_kib`` KiB, not SQLite's 2 MiB
-    (15 connections each caching the same file were ~30 MB of a worker's memory)."""
+    (15 connections each caching the same file were ~25 MB of a worker's memory)."""
     settings = settings_factory(db_sqlite_cache_kib=96)
     if not settings.effective_database_url.startswith("sqlite"):
         pytest.skip("a SQLite pragma")
