@@ -108,6 +108,8 @@ def sandbox(database_url: str, tmp_path: Path) -> Iterator[Sandbox]:
         PBF_MODE="sandbox",
         PBF_LOG_JSON="true",
         PBF_OAUTH__SANDBOX_AUTO_APPROVE="true",
+        # Simulated syncs end soon, so the test can wait for them before reconciling.
+        PBF_SANDBOX__SYNC_SECONDS="0.5",
     )
     yield Sandbox(env, base, port, tmp_path / "var", tmp_path / "server.log")
 
@@ -162,6 +164,19 @@ async def _states(base: str, key: str) -> list[str]:
         return [c["state"] for c in r.json()["items"]]
 
 
+async def _syncs_ended(base: str, key: str) -> None:
+    """Wait (bounded) until no connection is syncing: a sync_end webhook landing during a
+    reconcile pass makes its connection fresh, and a fresh connection is rightly skipped."""
+    async with _api(base, key) as api:
+        for _ in range(150):
+            r = await api.get("/v1/connections", params={"end_user": "acme"})
+            assert r.status_code == 200, r.text
+            if all(c["sync_state"] != "syncing" for c in r.json()["items"]):
+                return
+            await asyncio.sleep(0.2)
+    pytest.fail("the simulated syncs did not end")
+
+
 async def _connection_test(base: str, key: str, connection_id: str) -> httpx.Response:
     async with _api(base, key) as api:
         return await api.post(f"/v1/connections/{connection_id}/test", json={})
@@ -202,6 +217,7 @@ def test_state_survives_a_restart_and_has_one_owner(sandbox: Sandbox) -> None:
 
         # The worker reaches this server's simulator over HTTP: reconciling finds the
         # connections (an empty simulator of its own would take them for deleted).
+        asyncio.run(_syncs_ended(sandbox.base, key))
         assert sandbox.worker_reconciling_everything() == 2
         states = asyncio.run(_states(sandbox.base, key))
         assert states == ["connected", "connected"]
@@ -233,6 +249,7 @@ def test_state_survives_a_restart_and_has_one_owner(sandbox: Sandbox) -> None:
         result = asyncio.run(_refresh_at_sandbox(sandbox, refresh_token))
         assert result.access_token.reveal()
         # The worker sees the same connections, none taken for deleted.
+        asyncio.run(_syncs_ended(sandbox.base, key))
         assert sandbox.worker_reconciling_everything() == 3
         assert asyncio.run(_states(sandbox.base, key)) == ["connected"] * 3
     finally:
