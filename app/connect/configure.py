@@ -30,9 +30,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.callers.service import Caller
 from app.connect.models import OAuthGrant
+from app.connect.outcomes import CONNECTION_OWNER
 from app.connect.refresh import refresh_owned_grant
 from app.connect.schemas import ConfigureIn, ConnectionOptions, PickerFieldOut, PickerOption
-from app.connect.service import CONNECTION_OWNER
 from app.connections import configuration, states
 from app.connections import service as conn_service
 from app.connections.models import Connection

@@ -37,20 +37,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.callers.service import key_is_revoked
 from app.connect.models import ConnectSession, OAuthFlow
-from app.connect.service import (
+from app.connect.outcomes import (
     FLOW_OWNER,
     BrowserResult,
-    _after_rollback,
-    _back_to_app,
-    _consume_state,
-    _fail_session,
-    _session_code,
-    _sha256,
-    _single_params,
+    after_rollback,
+    back_to_app,
+    consume_state,
+    fail_session,
     finish_with_connection,
-    record_flow,
-    redirect_uri_for,
+    session_code,
+    sha256_hex,
+    single_params,
 )
+from app.connect.service import record_flow, redirect_uri_for
 from app.connections.models import Connection
 from app.connections.oauth1 import complete_oauth1, store_oauth1_grant
 from app.providers.errors import OAuthProviderError
@@ -93,12 +92,12 @@ async def start_for_session(
             transport=app_state.outbound_transport,
         )
     except OAuthProviderError as exc:
-        await _fail_session(session, row=row, flow=None, error_code=exc.error_code)
+        await fail_session(session, row=row, flow=None, error_code=exc.error_code)
         log.info(
             "oauth1 request token refused",
             extra={"session_id": row.id, "provider": provider.key, "error": exc.error_code},
         )
-        return _back_to_app(row, status="error", error=_session_code(exc.error_code))
+        return back_to_app(row, status="error", error=session_code(exc.error_code))
     binding = secrets.token_urlsafe(32)
     flow = await record_flow(
         session,
@@ -140,7 +139,7 @@ async def _fail(
     flow: OAuthFlow,
     error_code: str,
 ) -> None:
-    await _fail_session(session, row=row, flow=flow, error_code=error_code)
+    await fail_session(session, row=row, flow=flow, error_code=error_code)
     await _shred(session, app_state, flow)
     await session.flush()
 
@@ -154,12 +153,12 @@ async def handle_callback(
     binding_cookie: str | None,
 ) -> BrowserResult:
     """The provider's redirect target (see the module docstring for the order of checks)."""
-    params = _single_params(query)
+    params = single_params(query)
     if params is None:
         return BrowserResult.error_page("invalid_callback")
     # X answers a denial with ``denied=<request token>`` (no oauth_token).
     request_token = params.get("oauth_token") or params.get("denied")
-    consumed = await _consume_state(session, request_token)
+    consumed = await consume_state(session, request_token)
     if isinstance(consumed, BrowserResult):
         return consumed
     row, flow = consumed
@@ -170,23 +169,23 @@ async def handle_callback(
         return BrowserResult.error_page("provider_mismatch", row=row)
     # R3: the browser that started the flow.
     if not binding_cookie or not hmac.compare_digest(
-        _sha256(binding_cookie).encode(), flow.ua_binding_hash.encode()
+        sha256_hex(binding_cookie).encode(), flow.ua_binding_hash.encode()
     ):
         await _fail(session, app_state, row=row, flow=flow, error_code="invalid_callback")
         log.warning("oauth1 callback without the browser binding", extra={"flow_id": flow.id})
         return BrowserResult.error_page("browser_mismatch", row=row)
     # R24: the end-user said no.
     if "denied" in params or "error" in params:
-        code = "access_denied" if "denied" in params else _session_code(params["error"])
+        code = "access_denied" if "denied" in params else session_code(params["error"])
         await _fail(session, app_state, row=row, flow=flow, error_code=code)
-        return _back_to_app(row, status="error", error=code)
+        return back_to_app(row, status="error", error=code)
     if await key_is_revoked(session, row.caller_key_id):  # sessions die with their key
         await _fail(session, app_state, row=row, flow=flow, error_code="key_revoked")
-        return _back_to_app(row, status="error", error="key_revoked")
+        return back_to_app(row, status="error", error="key_revoked")
     verifier = params.get("oauth_verifier")
     if not verifier or request_token is None or params.get("oauth_token") != request_token:
         await _fail(session, app_state, row=row, flow=flow, error_code="invalid_callback")
-        return _back_to_app(row, status="error", error="invalid_callback")
+        return back_to_app(row, status="error", error="invalid_callback")
 
     try:
         secret = await app_state.vault.get(
@@ -209,30 +208,30 @@ async def handle_callback(
     except VaultError:
         await _fail(session, app_state, row=row, flow=flow, error_code="vault_error")
         log.error("oauth1 request token secret unreadable", extra={"flow_id": flow.id})
-        return _back_to_app(row, status="error", error="vault_error")
+        return back_to_app(row, status="error", error="vault_error")
     except OAuthProviderError as exc:
         await _fail(session, app_state, row=row, flow=flow, error_code=exc.error_code)
         log.info(
             "oauth1 access token exchange failed",
             extra={"flow_id": flow.id, "provider": provider.key, "error": exc.error_code},
         )
-        return _back_to_app(row, status="error", error=_session_code(exc.error_code))
+        return back_to_app(row, status="error", error=session_code(exc.error_code))
 
     connection = await session.get(Connection, row.connection_id)
     if connection is None:
         await _fail(session, app_state, row=row, flow=flow, error_code="connection_failed")
-        return _back_to_app(row, status="error", error="connection_failed")
+        return back_to_app(row, status="error", error="connection_failed")
     try:
         await store_oauth1_grant(
             session, app_state, connection=connection, provider=provider, token=token
         )
     except VaultError as exc:
-        row, flow = await _after_rollback(session, row.id, flow.id)
+        row, flow = await after_rollback(session, row.id, flow.id)
         await _fail(session, app_state, row=row, flow=flow, error_code="vault_error")
         log.error(
             "oauth1 tokens could not be sealed", extra={"flow_id": flow.id, "error": exc.code}
         )
-        return _back_to_app(row, status="error", error="vault_error")
+        return back_to_app(row, status="error", error="vault_error")
     flow.status = "exchanged"
     await _shred(session, app_state, flow)
     await session.commit()  # durable point "tokens stored", before any Fivetran call

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.callers.models import ApiKey
 from app.connect.models import ConnectSession, OAuthFlow
-from app.connect.service import _emit_outcome, _fail_session, _shred_verifier
+from app.connect.outcomes import emit_outcome, fail_session, shred_verifier
 from app.connections import states
 from app.connections.models import Connection
 from app.db import utcnow
@@ -79,9 +79,9 @@ async def settle_interrupted_sessions(
         ).all()
         if any(f.consumed_at is not None and f.consumed_at > now - grace for f in flows):
             continue  # a callback may be running: it checks the key itself
-        await _fail_session(session, row=row, flow=None, error_code="key_revoked")
+        await fail_session(session, row=row, flow=None, error_code="key_revoked")
         for f in flows:
-            await _shred_verifier(session, app_state, f, flush=False)
+            await shred_verifier(session, app_state, f, flush=False)
         settled += 1
     await session.flush()
     if settled:
@@ -94,10 +94,8 @@ async def _settle(
 ) -> bool:
     connection = await session.get(Connection, row.connection_id)
     if flow.status in ("consumed", "started") or connection is None:
-        await _fail_session(
-            session, row=row, flow=flow, error_code="interrupted", oauth_failed=True
-        )
-        await _shred_verifier(session, app_state, flow, flush=False)
+        await fail_session(session, row=row, flow=flow, error_code="interrupted", oauth_failed=True)
+        await shred_verifier(session, app_state, flow, flush=False)
         return True
     provider = app_state.providers.find(row.provider_key)
     picker = provider is not None and provider.spec.picker is not None
@@ -116,8 +114,8 @@ async def _settle(
         row.status = "completed"
         row.completed_at = utcnow()
         flow.status = "completed"
-        await _emit_outcome(session, row, connection_id=connection.id)
+        await emit_outcome(session, row, connection_id=connection.id)
         return True
     code = "setup_failed" if connection.state == states.SETUP_FAILED else "connection_failed"
-    await _fail_session(session, row=row, flow=flow, error_code=code, oauth_failed=False)
+    await fail_session(session, row=row, flow=flow, error_code=code, oauth_failed=False)
     return True

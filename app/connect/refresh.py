@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.connect.models import OAuthGrant
-from app.connect.service import CONNECTION_OWNER
+from app.connect.outcomes import CONNECTION_OWNER
 from app.connections.models import Connection
 from app.connections.service import (
     ensure_refresh_allowed,

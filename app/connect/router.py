@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 
 from app.config import Settings
-from app.connect import configure, oauth1, pages, service
+from app.connect import callback, configure, oauth1, outcomes, pages, service
 from app.connect.origins import check_request_origin
 from app.connect.schemas import (
     ConfigureIn,
@@ -97,7 +97,7 @@ async def connect_confirmation(
     if info is None:
         row = await service.session_by_token(session, token)
         return pages.error_page(
-            "link_invalid", ctx=ctx, back=service.back_link(row, "link_invalid")
+            "link_invalid", ctx=ctx, back=outcomes.back_link(row, "link_invalid")
         )
     return pages.confirmation_page(
         ctx=ctx,
@@ -132,7 +132,7 @@ async def connect_start(
         request.headers.get("sec-fetch-site"),
     ):
         row = await service.session_by_token(session, token)
-        back = service.back_link(row, "origin_not_allowed")
+        back = outcomes.back_link(row, "origin_not_allowed")
         return pages.error_page(
             "origin_not_allowed", 403, ctx=pages.page_context(request), back=back
         )
@@ -165,7 +165,7 @@ async def oauth_callback(
             binding_cookie=request.cookies.get(service.BINDING_COOKIE),
         )
         return _browser_response(request, state.settings, result)
-    result = await service.handle_callback(
+    result = await callback.handle_callback(
         session,
         state,
         provider_key=provider_key,
@@ -176,7 +176,7 @@ async def oauth_callback(
 
 
 def _browser_response(
-    request: Request, settings: Settings, result: service.BrowserResult
+    request: Request, settings: Settings, result: outcomes.BrowserResult
 ) -> Response:
     if result.page is not None:
         response: Response = pages.error_page(

@@ -81,7 +81,7 @@ async def test_crash_after_tokens_stored_finishes_the_connection(
     count_rows: Callable[..., Awaitable[int]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from app.connect import service as connect_service
+    from app.connect import callback as connect_callback
     from app.connections.service import resume_creating
 
     created = await _session(api)
@@ -91,7 +91,7 @@ async def test_crash_after_tokens_stored_finishes_the_connection(
     async def crash(*args: object, **kwargs: object) -> None:
         raise asyncio.CancelledError  # the process dies after the tokens were committed
 
-    monkeypatch.setattr(connect_service, "complete_oauth", crash)
+    monkeypatch.setattr(connect_callback, "complete_oauth", crash)
     with pytest.raises(BaseException):  # noqa: B017
         await api.get(callback, headers=browser._cookie_header())
     monkeypatch.undo()
@@ -114,7 +114,7 @@ async def test_crash_after_tokens_stored_of_a_picker_source_waits_for_the_choice
     count_rows: Callable[..., Awaitable[int]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from app.connect import service as connect_service
+    from app.connect import callback as connect_callback
 
     created = await _session(api, service="facebook_ads")
     browser = Browser(api, origin=APP_ORIGIN)
@@ -123,7 +123,7 @@ async def test_crash_after_tokens_stored_of_a_picker_source_waits_for_the_choice
     async def crash(*args: object, **kwargs: object) -> None:
         raise asyncio.CancelledError  # the process dies after the tokens were committed
 
-    monkeypatch.setattr(connect_service, "await_configuration", crash)
+    monkeypatch.setattr(connect_callback, "await_configuration", crash)
     with pytest.raises(BaseException):  # noqa: B017
         await api.get(callback, headers=browser._cookie_header())
     monkeypatch.undo()
