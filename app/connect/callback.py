@@ -65,7 +65,7 @@ from app.providers.errors import (
     CallbackVerificationError,
     OAuthProviderError,
 )
-from app.providers.registry import Provider
+from app.providers.registry import AppCredentials, Provider
 from app.providers.tokens import TokenResult
 from app.state import AppState
 from app.vault.errors import VaultError
@@ -114,12 +114,27 @@ async def handle_callback(
     if isinstance(checked, BrowserResult):
         return checked
     exchanged = await _exchange(
-        session, app_state, row=row, flow=flow, provider=provider, params=params, code=checked
+        session,
+        app_state,
+        row=row,
+        flow=flow,
+        provider=provider,
+        credentials=credentials,
+        params=params,
+        code=checked,
     )
     if isinstance(exchanged, BrowserResult):
         return exchanged
     row, flow, token_result = exchanged
-    return await _complete(session, app_state, row=row, flow=flow, token_result=token_result)
+    return await _complete(
+        session,
+        app_state,
+        row=row,
+        flow=flow,
+        provider=provider,
+        credentials=credentials,
+        token_result=token_result,
+    )
 
 
 async def _check_callback(
@@ -177,11 +192,13 @@ async def _exchange(
     row: ConnectSession,
     flow: OAuthFlow,
     provider: Provider,
+    credentials: AppCredentials,
     params: dict[str, str],
     code: str,
 ) -> tuple[ConnectSession, OAuthFlow, TokenResult] | BrowserResult:
-    """R11: exchange the code once, with what the flow pinned at start; then seal and commit
-    the tokens (durable point "tokens stored", before any Fivetran call)."""
+    """R11: exchange the code once, with what the flow pinned at start and the app
+    ``credentials`` the callback read; then seal and commit the tokens (durable point
+    "tokens stored", before any Fivetran call)."""
     try:
         verifier = await app_state.vault.get(
             session,
@@ -192,7 +209,6 @@ async def _exchange(
         )
         if verifier is None:
             raise OAuthProviderError("invalid_callback", provider_key=provider.key)
-        credentials = await app_state.providers.credentials(session, provider.key)
         token_result = await exchange_code(
             provider,
             code=code,
@@ -316,8 +332,13 @@ async def _complete(
     *,
     row: ConnectSession,
     flow: OAuthFlow,
+    provider: Provider,
+    credentials: AppCredentials,
     token_result: TokenResult,
 ) -> BrowserResult:
+    """Hand the stored tokens on: the provider's Fivetran parts, taken from them with the
+    exchange's app credentials, go to onboarding's create (or re-authorization); a source
+    with a choice after consent waits for it instead."""
     connection = await session.get(Connection, row.connection_id)
     if connection is None:
         await fail_session(session, row=row, flow=flow, error_code="connection_failed")
@@ -331,7 +352,11 @@ async def _complete(
         row=row,
         flow=flow,
         complete=lambda: complete_oauth(
-            session, app_state, connection=connection, token_result=token_result
+            session,
+            app_state,
+            connection=connection,
+            token_result=token_result,
+            parts=provider.fivetran_parts(token_result, credentials, connection.config),
         ),
     )
 

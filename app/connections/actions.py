@@ -23,7 +23,7 @@ from app.fivetran import secret_paths
 from app.fivetran.client import FivetranClient
 from app.fivetran.errors import FivetranError, FivetranNotFound, fivetran_problem
 from app.fivetran.payloads import AuthValues, mask_secrets
-from app.providers.registry import Provider
+from app.providers.registry import FivetranParts, Provider
 from app.providers.tokens import TokenResult
 from app.sources import forms
 from app.sources.catalog import validate_config
@@ -441,8 +441,9 @@ async def preview_payload(
     fivetran_config = dict(config)
     auth: AuthValues | None = None
     if source.auth_method == "oauth2":
-        auth, extra = await _preview_oauth_parts(session, app_state, probe)
-        fivetran_config.update(extra)
+        parts = await _preview_oauth_parts(session, app_state, probe)
+        auth = parts.auth
+        fivetran_config.update(parts.config)
     elif source.auth_method == "oauth1":  # X / Twitter: placeholder token credentials
         fivetran_config.update(oauth1.preview_config(app_state, service))
     body = conn_service._payload(source, probe, fivetran_config, auth=auth)
@@ -486,8 +487,8 @@ def _preview_metadata(provider: Provider) -> dict[str, Any]:
 
 async def _preview_oauth_parts(
     session: AsyncSession, app_state: AppState, probe: Connection
-) -> tuple[AuthValues, dict[str, Any]]:
-    provider = conn_service._provider_for(app_state, probe)
+) -> FivetranParts:
+    provider = conn_service.provider_for(app_state, probe)
     placeholder = TokenResult(
         provider_key=provider.key,
         access_token=Secret("preview-access-token"),
@@ -498,7 +499,7 @@ async def _preview_oauth_parts(
         client_id="",
         metadata=_preview_metadata(provider),
     )
-    return await conn_service._oauth_parts(session, app_state, probe, placeholder)
+    return await conn_service.oauth_parts(session, app_state, probe, placeholder)
 
 
 async def ssh_public_key(

@@ -82,8 +82,8 @@ async def create_configured(
     end_user = await end_user_service.get_end_user_by_id(session, conn.end_user_id)
     source = app_state.sources.get(conn.service)
     config = {**(conn.config or {}), **choice}
-    token_result = await svc._stored_token_result(session, app_state, conn)
-    auth, extra = await svc._oauth_parts(session, app_state, conn, token_result)
+    token_result = await svc.stored_token_result(session, app_state, conn)
+    parts = await svc.oauth_parts(session, app_state, conn, token_result)
     conn.config = config
     try:
         conn.group_id = await end_user_service.group_for_connection(
@@ -99,7 +99,9 @@ async def create_configured(
             raise _in_progress() from exc
         await session.commit()
         raise
-    body = svc._payload(source, conn, {**config, **extra}, auth=auth)  # 422 before anything
+    body = svc._payload(
+        source, conn, {**config, **parts.config}, auth=parts.auth
+    )  # 422 before anything
     if idempotency is not None:
         await idempotency.remember_resource(session, conn.id)
     await audit.record(

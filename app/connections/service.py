@@ -74,7 +74,7 @@ from app.fivetran.timestamps import parse_fivetran_time
 from app.kit.idempotency import IdempotencyHandle
 from app.kit.pagination import decode_cursor, encode_cursor
 from app.providers.client import revoke
-from app.providers.registry import Provider, ProviderRegistry
+from app.providers.registry import FivetranParts, Provider, ProviderRegistry
 from app.providers.tokens import TokenResult
 from app.sources import forms
 from app.sources.auth_forms import split_auth_block
@@ -567,7 +567,7 @@ def _registry(app_state: AppState) -> ProviderRegistry:
     return registry
 
 
-def _provider_for(app_state: AppState, conn: Connection) -> Provider:
+def provider_for(app_state: AppState, conn: Connection) -> Provider:
     registry = _registry(app_state)
     provider = registry.get(conn.provider_key) if conn.provider_key else None
     if provider is None:
@@ -579,20 +579,17 @@ def _provider_for(app_state: AppState, conn: Connection) -> Provider:
     return provider
 
 
-async def _oauth_parts(
+async def oauth_parts(
     session: AsyncSession, app_state: AppState, conn: Connection, token_result: TokenResult
-) -> tuple[AuthValues, dict[str, Any]]:
-    """(auth values, config additions) from the provider mapping."""
-    provider = _provider_for(app_state, conn)
+) -> FivetranParts:
+    """The provider's auth values and config additions for ``conn`` from ``token_result``
+    (stored tokens on a resume, placeholders in a preview), with the app's credentials."""
+    provider = provider_for(app_state, conn)
     app_credentials = await _registry(app_state).credentials(session, provider.key)
-    source = app_state.sources.get(conn.service)
-    inputs = {k: v for k, v in conn.config.items() if k in source.input_fields}
-    auth = provider.fivetran_auth(token_result, app_credentials)
-    extra = provider.fivetran_config(token_result, inputs) or {}
-    return auth, dict(extra)
+    return provider.fivetran_parts(token_result, app_credentials, conn.config)
 
 
-async def _stored_token_result(
+async def stored_token_result(
     session: AsyncSession, app_state: AppState, conn: Connection
 ) -> TokenResult:
     """Rebuild the token result from the vault + stored metadata (resume after a failure)."""
@@ -623,13 +620,19 @@ async def _stored_token_result(
 
 
 async def complete_oauth(
-    session: AsyncSession, app_state: AppState, *, connection: Connection, token_result: TokenResult
+    session: AsyncSession,
+    app_state: AppState,
+    *,
+    connection: Connection,
+    token_result: TokenResult,
+    parts: FivetranParts,
 ) -> Connection:
     """Create (or re-authorize) the Fivetran connection once the tokens are in the vault.
 
     Called by the OAuth callback after it stored the tokens (owner ``connection``) and
-    committed. Returns the connection in its new state (``connected`` or ``setup_failed``;
-    a re-authorization that still fails its tests stays ``broken``). When Fivetran cannot
+    committed, with the provider's ``parts`` of the body taken from those tokens. Returns
+    the connection in its new state (``connected`` or ``setup_failed``; a
+    re-authorization that still fails its tests stays ``broken``). When Fivetran cannot
     be reached the connection stays ``creating`` (committed, tokens safe) and the Fivetran
     error is raised as an ``AppError`` (503/429); :func:`resume_creating` finishes it.
     """
@@ -640,9 +643,8 @@ async def complete_oauth(
     # the grant itself (scope, issuer, client id) is recorded once, in the connect flow's grant.
     conn.oauth_metadata = dict(token_result.metadata or {})
     conn.updated_at = utcnow()
-    auth, extra = await _oauth_parts(session, app_state, conn, token_result)
     if conn.fivetran_connection_id is not None:
-        await _reauthorize_remote(session, app_state, conn, auth=auth)
+        await _reauthorize_remote(session, app_state, conn, auth=parts.auth)
         return conn
     source = app_state.sources.get(conn.service)
     await create_authorized(
@@ -650,7 +652,7 @@ async def complete_oauth(
         app_state,
         conn,
         end_user,
-        body=lambda: _payload(source, conn, {**conn.config, **extra}, auth=auth),
+        body=lambda: _payload(source, conn, {**conn.config, **parts.config}, auth=parts.auth),
     )
     return conn
 
@@ -1077,9 +1079,10 @@ async def resume_connection(session: AsyncSession, app_state: AppState, conn: Co
     fivetran_config: dict[str, Any] = dict(conn.config)
     auth = None
     if conn.auth_method == "oauth2":
-        token_result = await _stored_token_result(session, app_state, conn)
-        auth, extra = await _oauth_parts(session, app_state, conn, token_result)
-        fivetran_config.update(extra)
+        token_result = await stored_token_result(session, app_state, conn)
+        parts = await oauth_parts(session, app_state, conn, token_result)
+        auth = parts.auth
+        fivetran_config.update(parts.config)
     else:
         fivetran_config = secret_paths.merge_secrets(
             fivetran_config, await stored_secrets(session, app_state, conn)
@@ -1205,7 +1208,7 @@ async def revoke_tokens(session: AsyncSession, app_state: AppState, connection: 
         return False
 
     try:
-        provider = _provider_for(app_state, connection)
+        provider = provider_for(app_state, connection)
         source = app_state.sources.get(connection.service)
         inputs = {k: v for k, v in connection.config.items() if k in source.input_fields}
         endpoint = provider.endpoints(inputs).revocation_url

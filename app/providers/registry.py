@@ -80,6 +80,16 @@ def render_template(template: str, values: Mapping[str, str]) -> str:
 
 
 @dataclass(frozen=True)
+class FivetranParts:
+    """What a provider puts into a Fivetran body, as data: ``auth`` values (placed in the
+    service's auth tree by :mod:`app.fivetran.payloads` only) and config additions (Shopify
+    ``shop``, Salesforce ``instance_url`` …)."""
+
+    auth: AuthValues
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Provider:
     """One OAuth source app, ready to use (see :mod:`app.providers` for the flow)."""
 
@@ -307,6 +317,19 @@ class Provider:
         if source.format:
             value = source.format.format(value=value)
         return value
+
+    def fivetran_parts(
+        self,
+        token_result: TokenResult,
+        app_credentials: AppCredentials,
+        end_user_inputs: Mapping[str, Any] | None,
+    ) -> FivetranParts:
+        """This provider's share of a Fivetran body for ``token_result``: the ``auth`` values
+        (:meth:`fivetran_auth`) and the config additions (:meth:`fivetran_config`)."""
+        return FivetranParts(
+            auth=self.fivetran_auth(token_result, app_credentials),
+            config=self.fivetran_config(token_result, end_user_inputs),
+        )
 
     def fivetran_auth(
         self, token_result: TokenResult, app_credentials: AppCredentials

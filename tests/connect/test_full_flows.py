@@ -144,3 +144,30 @@ async def test_denied_consent_fails_the_session_and_emits_an_event(harness: Flow
     assert len(failed) == 1
     status = await harness.session_status(created["id"])
     assert status == {**status, "status": "failed", "error": "access_denied"}
+
+
+async def test_the_callback_reads_the_app_credentials_once(
+    harness: FlowHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The signature check, the code exchange and the Fivetran auth values share one read of
+    the app's credentials (a vault read and decryption when the secret lives in the vault);
+    the auth values come from the fresh tokens in the callback, not from a second lookup."""
+    registry = harness.app.state.providers
+    provider = registry.get("salesforce")
+    await harness.end_user()
+    created = await harness.session(provider.fivetran_service, config=example_inputs(provider))
+    browser = harness.browser()
+    callback = await harness.consent(await harness.start(browser, created["connect_url"]))
+
+    reads: list[str] = []
+    real = type(registry).credentials
+
+    async def counted(self: object, session: object, provider_key: str) -> object:
+        reads.append(provider_key)
+        return await real(self, session, provider_key)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(type(registry), "credentials", counted)
+    r = await browser.get(relative(callback))
+    assert r.status_code == 303, r.text
+    assert query_of(r.headers["location"])["status"] == "connected"
+    assert reads == ["salesforce"]
