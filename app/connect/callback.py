@@ -34,7 +34,6 @@ from app.connect.identity import (
 )
 from app.connect.models import ConnectSession, OAuthFlow, OAuthGrant
 from app.connect.outcomes import (
-    CONNECTION_OWNER,
     FLOW_OWNER,
     SESSION_ERROR_CODES,
     BrowserResult,
@@ -54,6 +53,7 @@ from app.connections import states
 from app.connections.configuration import await_configuration
 from app.connections.models import Connection
 from app.connections.replaced_tokens import keep_replaced_refresh_token
+from app.connections.service import OWNER as TOKENS_OWNER
 from app.connections.service import (
     complete_oauth,
     discard_reserved_connection,
@@ -429,14 +429,14 @@ async def store_grant(
             await vault.put(
                 session,
                 end_user_id=end_user_id,
-                owner_type=CONNECTION_OWNER,
+                owner_type=TOKENS_OWNER,
                 owner_id=connection_id,
                 field=field_name,
                 value=value,
             )
         else:
             await vault.delete(
-                session, owner_type=CONNECTION_OWNER, owner_id=connection_id, field=field_name
+                session, owner_type=TOKENS_OWNER, owner_id=connection_id, field=field_name
             )
     grant = await session.get(OAuthGrant, connection_id)
     if grant is None:

@@ -30,13 +30,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.callers.service import Caller
 from app.connect.models import OAuthGrant
-from app.connect.outcomes import CONNECTION_OWNER
 from app.connect.refresh import refresh_owned_grant
 from app.connect.schemas import ConfigureIn, ConnectionOptions, PickerFieldOut, PickerOption
 from app.connections import configuration, states
 from app.connections import service as conn_service
 from app.connections.models import Connection
 from app.connections.schemas import ConnectionOut
+from app.connections.service import OWNER as TOKENS_OWNER
 from app.db import utcnow
 from app.errors import Conflict, UpstreamError, invalid_fields
 from app.kit import idempotency
@@ -106,7 +106,7 @@ async def _access_token(
     token = await app_state.vault.get(
         session,
         end_user_id=conn.end_user_id,
-        owner_type=CONNECTION_OWNER,
+        owner_type=TOKENS_OWNER,
         owner_id=conn.id,
         field="access_token",
     )

@@ -18,31 +18,22 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.connect.identity import (
-    IDENTITY_ERROR_CODES,
-)
+from app.connect.identity import IDENTITY_ERROR_CODES
 from app.connect.models import ConnectSession, OAuthFlow
 from app.connect.origins import with_query
 from app.connections.models import Connection
-from app.connections.service import (
-    fail_oauth,
-)
+from app.connections.service import fail_oauth
 from app.db import utcnow
 from app.errors import AppError
 from app.events.outbox import emit
-from app.providers.errors import (
-    ALLOWED_ERROR_CODES,
-)
+from app.providers.errors import ALLOWED_ERROR_CODES
 from app.state import AppState
 
 log = logging.getLogger("pbf.connect")
 
 
+#: Vault owner of a flow's secret (PKCE verifier, OAuth 1.0a request-token secret).
 FLOW_OWNER = "oauth_flow"
-
-
-CONNECTION_OWNER = "connection"
-
 
 #: Error codes a browser may be sent back with (on top of the provider allow-list).
 SESSION_ERROR_CODES = frozenset(

@@ -16,8 +16,8 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.connect.models import OAuthGrant
-from app.connect.outcomes import CONNECTION_OWNER
 from app.connections.models import Connection
+from app.connections.service import OWNER as TOKENS_OWNER
 from app.connections.service import (
     ensure_refresh_allowed,
 )
@@ -116,7 +116,7 @@ async def refresh_owned_grant(
         return await vault.get(
             session,
             end_user_id=end_user_id,
-            owner_type=CONNECTION_OWNER,
+            owner_type=TOKENS_OWNER,
             owner_id=connection_id,
             field=field_name,
         )
@@ -125,7 +125,7 @@ async def refresh_owned_grant(
         await vault.put(
             session,
             end_user_id=end_user_id,
-            owner_type=CONNECTION_OWNER,
+            owner_type=TOKENS_OWNER,
             owner_id=connection_id,
             field=field_name,
             value=value,

@@ -228,7 +228,7 @@ async def run_tests(
     except FivetranError as exc:
         raise fivetran_problem(exc) from exc
     conn_service.apply_fivetran_status(conn, data)
-    await conn_service._after_tests(session, app_state, conn, data, reason="setup_tests_passed")
+    await conn_service.after_tests(session, app_state, conn, data, reason="setup_tests_passed")
     return conn
 
 
@@ -446,7 +446,7 @@ async def preview_payload(
         fivetran_config.update(parts.config)
     elif source.auth_method == "oauth1":  # X / Twitter: placeholder token credentials
         fivetran_config.update(oauth1.preview_config(app_state, service))
-    body = conn_service._payload(source, probe, fivetran_config, auth=auth)
+    body = conn_service.create_body(source, probe, fivetran_config, auth=auth)
     return {"service": service, "body": mask_secrets(body)}
 
 

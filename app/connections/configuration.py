@@ -99,7 +99,7 @@ async def create_configured(
             raise _in_progress() from exc
         await session.commit()
         raise
-    body = svc._payload(
+    body = svc.create_body(
         source, conn, {**config, **parts.config}, auth=parts.auth
     )  # 422 before anything
     if idempotency is not None:
@@ -117,7 +117,7 @@ async def create_configured(
         await session.rollback()
         raise _in_progress()
     await session.commit()  # durable point: config + state creating before the Fivetran call
-    await svc._create_remote(session, app_state, conn, body=body, resumed=False)
+    await svc.create_remote(session, app_state, conn, body=body, resumed=False)
     return conn
 
 

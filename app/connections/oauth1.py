@@ -20,13 +20,13 @@ from app.connections import states
 from app.connections.models import Connection
 from app.connections.service import (
     OWNER,
-    _after_tests,
-    _credential_field,
-    _payload,
-    _remote_id,
+    after_tests,
     apply_fivetran_status,
     create_authorized,
+    create_body,
+    credential_field,
     live_end_user,
+    remote_id,
 )
 from app.db import utcnow
 from app.errors import NotFound
@@ -60,7 +60,7 @@ async def store_oauth1_grant(
             end_user_id=connection.end_user_id,
             owner_type=OWNER,
             owner_id=connection.id,
-            field=_credential_field(path),
+            field=credential_field(path),
             value=auth[path.removeprefix("auth.")],
         )
     config = {k: v for k, v in (connection.config or {}).items() if k != AUTH_KEY}
@@ -111,7 +111,7 @@ async def complete_oauth1(
         app_state,
         conn,
         end_user,
-        body=lambda: _payload(source, conn, {**conn.config, AUTH_KEY: auth}, auth=None),
+        body=lambda: create_body(source, conn, {**conn.config, AUTH_KEY: auth}, auth=None),
     )
     return conn
 
@@ -121,8 +121,8 @@ async def _reauthorize(
 ) -> None:
     client = app_state.fivetran
     try:
-        await client.update_connection(_remote_id(conn), build_auth_patch(conn.service, auth=auth))
-        data = await client.run_setup_tests(_remote_id(conn))
+        await client.update_connection(remote_id(conn), build_auth_patch(conn.service, auth=auth))
+        data = await client.run_setup_tests(remote_id(conn))
     except FivetranNotFound as exc:
         await states.transition(session, conn, states.DELETED, reason="deleted_at_fivetran")
         await session.commit()
@@ -132,4 +132,4 @@ async def _reauthorize(
     except FivetranError as exc:
         raise fivetran_problem(exc) from exc
     apply_fivetran_status(conn, data)
-    await _after_tests(session, app_state, conn, data, reason="reauthorized")
+    await after_tests(session, app_state, conn, data, reason="reauthorized")

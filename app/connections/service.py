@@ -108,7 +108,7 @@ class GrantHandedOff(Conflict):
     title = "Grant handed off to Fivetran"
 
 
-def _remote_id(conn: Connection) -> str:
+def remote_id(conn: Connection) -> str:
     """The Fivetran id of a connection this code path already created there."""
     if conn.fivetran_connection_id is None:
         raise RuntimeError(f"connection {conn.id} has no Fivetran id yet")
@@ -121,7 +121,7 @@ def _group_id(conn: Connection) -> str:
     return conn.group_id
 
 
-def _credential_field(name: str) -> str:
+def credential_field(name: str) -> str:
     return f"credentials.{name}"
 
 
@@ -472,7 +472,7 @@ async def create_credentials_connection(
         secret_fields=sorted(secrets),
     )
     # Validate the exact body before anything becomes durable (422 rolls everything back).
-    body = _payload(source, conn, secret_paths.merge_secrets(plain, secrets), auth=None)
+    body = create_body(source, conn, secret_paths.merge_secrets(plain, secrets), auth=None)
     vault = app_state.vault
     for key, value in secrets.items():
         await vault.put(
@@ -480,7 +480,7 @@ async def create_credentials_connection(
             end_user_id=end_user.id,
             owner_type=OWNER,
             owner_id=conn.id,
-            field=_credential_field(key),
+            field=credential_field(key),
             value=value,
         )
     if idempotency is not None:
@@ -498,7 +498,7 @@ async def create_credentials_connection(
         },
     )
     await session.commit()  # durable point: connection row + secrets before the Fivetran call
-    await _create_remote(session, app_state, conn, body=body, resumed=False)
+    await create_remote(session, app_state, conn, body=body, resumed=False)
     return conn
 
 
@@ -521,7 +521,7 @@ def _creation_source(app_state: AppState, service: str, auth_method: str | None)
     return source
 
 
-def _payload(
+def create_body(
     source: Source,
     conn: Connection,
     fivetran_config: dict[str, Any],
@@ -652,7 +652,7 @@ async def complete_oauth(
         app_state,
         conn,
         end_user,
-        body=lambda: _payload(source, conn, {**conn.config, **parts.config}, auth=parts.auth),
+        body=lambda: create_body(source, conn, {**conn.config, **parts.config}, auth=parts.auth),
     )
     return conn
 
@@ -694,7 +694,7 @@ async def create_authorized(
     payload = body()
     await states.transition(session, conn, states.CREATING, reason="oauth_completed")
     await session.commit()  # durable point: state creating (the tokens are already committed)
-    await _create_remote(session, app_state, conn, body=payload, resumed=False)
+    await create_remote(session, app_state, conn, body=payload, resumed=False)
 
 
 # --- Fivetran create / finish ------------------------------------------------------------
@@ -765,7 +765,7 @@ async def _fail_terminally(
     await session.commit()
 
 
-async def _create_remote(
+async def create_remote(
     session: AsyncSession,
     app_state: AppState,
     conn: Connection,
@@ -892,9 +892,7 @@ async def _finish_setup(
     try:
         await apply_policy_at_creation(app_state, conn)
         if app_state.settings.onboarding.unpause_after_setup and conn.paused:
-            updated = await app_state.fivetran.update_connection(
-                _remote_id(conn), {"paused": False}
-            )
+            updated = await app_state.fivetran.update_connection(remote_id(conn), {"paused": False})
             conn.paused = False
             if isinstance(updated, dict):
                 apply_fivetran_status(conn, updated)
@@ -916,11 +914,11 @@ async def apply_policy_at_creation(app_state: AppState, conn: Connection) -> Non
     client = app_state.fivetran
     policy = app_state.settings.onboarding.schema_policy
     try:
-        current = await client.get_schema_config(_remote_id(conn))
+        current = await client.get_schema_config(remote_id(conn))
     except FivetranNotFound:
-        current = await client.reload_schema_config(_remote_id(conn))
+        current = await client.reload_schema_config(remote_id(conn))
     await client.update_schema_config(
-        _remote_id(conn), schema_policy.creation_patch(policy, current or {})
+        remote_id(conn), schema_policy.creation_patch(policy, current or {})
     )
 
 
@@ -931,9 +929,9 @@ async def _reauthorize_remote(
     client = app_state.fivetran
     body = build_auth_patch(conn.service, auth=auth)
     try:
-        await client.update_connection(_remote_id(conn), body)
+        await client.update_connection(remote_id(conn), body)
         conn.grant_handed_off_at = utcnow()
-        data = await client.run_setup_tests(_remote_id(conn))
+        data = await client.run_setup_tests(remote_id(conn))
     except FivetranNotFound as exc:
         await states.transition(session, conn, states.DELETED, reason="deleted_at_fivetran")
         await session.commit()
@@ -948,7 +946,7 @@ async def _reauthorize_remote(
         inputs = {k: v for k, v in conn.config.items() if k in source.input_fields}
         await revoke_replaced_refresh_token(session, app_state, conn, inputs=inputs)
     await _discard_tokens_if_configured(session, app_state, conn)
-    await _after_tests(session, app_state, conn, data, reason="reauthorized")
+    await after_tests(session, app_state, conn, data, reason="reauthorized")
 
 
 async def complete_connect_card(
@@ -962,7 +960,7 @@ async def complete_connect_card(
     re-authorized by card becomes ``connected`` or ``broken``. Raises an ``AppError`` when
     Fivetran cannot be read (nothing changed then; the card may be issued again)."""
     try:
-        data = await app_state.fivetran.get_connection(_remote_id(conn))
+        data = await app_state.fivetran.get_connection(remote_id(conn))
     except FivetranNotFound as exc:
         await states.transition(session, conn, states.DELETED, reason="deleted_at_fivetran")
         await session.commit()
@@ -978,10 +976,10 @@ async def complete_connect_card(
         )
         await session.commit()
         return
-    await _after_tests(session, app_state, conn, data, reason="connect_card_completed")
+    await after_tests(session, app_state, conn, data, reason="connect_card_completed")
 
 
-async def _after_tests(
+async def after_tests(
     session: AsyncSession,
     app_state: AppState,
     conn: Connection,
@@ -1087,8 +1085,8 @@ async def resume_connection(session: AsyncSession, app_state: AppState, conn: Co
         fivetran_config = secret_paths.merge_secrets(
             fivetran_config, await stored_secrets(session, app_state, conn)
         )
-    body = _payload(source, conn, fivetran_config, auth=auth)
-    await _create_remote(session, app_state, conn, body=body, resumed=True)
+    body = create_body(source, conn, fivetran_config, auth=auth)
+    await create_remote(session, app_state, conn, body=body, resumed=True)
 
 
 async def stored_secrets(
@@ -1102,7 +1100,7 @@ async def stored_secrets(
             end_user_id=conn.end_user_id,
             owner_type=OWNER,
             owner_id=conn.id,
-            field=_credential_field(path),
+            field=credential_field(path),
         )
         if secret is not None:
             out[path] = secret.reveal()

@@ -50,7 +50,7 @@ from app.kit.transport import retry_after_seconds
 
 log = logging.getLogger("pbf.events.delivery")
 
-_FANOUT_LOCK_KEY = 0x70BF_0E7E  # pg_advisory_xact_lock key of the fan-out step
+FANOUT_LOCK_KEY = 0x70BF_0E7E  # pg_advisory_xact_lock key of the fan-out step
 
 
 def event_payload(event: Event) -> dict[str, Any]:
@@ -67,7 +67,7 @@ def event_body(event: Event) -> bytes:
     return json.dumps(event_payload(event), separators=(",", ":"), sort_keys=True).encode()
 
 
-def _is_postgres(session: AsyncSession) -> bool:
+def is_postgres(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
@@ -75,8 +75,8 @@ async def fan_out(
     session: AsyncSession, endpoints: dict[str, Endpoint], *, now: datetime, limit: int = 500
 ) -> list[str]:
     """Create the delivery rows of events not fanned out yet; returns their types."""
-    if _is_postgres(session):
-        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _FANOUT_LOCK_KEY})
+    if is_postgres(session):
+        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": FANOUT_LOCK_KEY})
     events = (
         await session.scalars(
             select(Event).where(Event.fanned_out_at.is_(None)).order_by(Event.seq).limit(limit)
@@ -155,7 +155,7 @@ async def claim(
         .order_by(EventDelivery.event_seq)
         .limit(limit)
     )
-    if _is_postgres(session):
+    if is_postgres(session):
         query = query.with_for_update(skip_locked=True)
     candidates = list((await session.scalars(query)).all())
     leased_until = now + timedelta(seconds=lease_seconds)

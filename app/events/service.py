@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.callers.service import Caller, end_user_prefix_clause
 from app.db import utcnow
 from app.errors import InvalidInput, NotFound
-from app.events.delivery import _FANOUT_LOCK_KEY, _is_postgres, new_delivery
+from app.events.delivery import FANOUT_LOCK_KEY, is_postgres, new_delivery
 from app.events.kinds import EVENT_KINDS
 from app.events.models import (
     DELIVERY_DEAD,
@@ -185,9 +185,9 @@ async def redeliver(
             f"No configured endpoint receives '{event.kind}' events", field="endpoint_id"
         )
     now = utcnow()
-    if event.fanned_out_at is None and _is_postgres(session):
+    if event.fanned_out_at is None and is_postgres(session):
         # Serialize with the worker's fan-out step, then look again.
-        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _FANOUT_LOCK_KEY})
+        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": FANOUT_LOCK_KEY})
         await session.refresh(event)
     existing = {
         d.endpoint_id
