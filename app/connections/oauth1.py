@@ -5,7 +5,7 @@ The token credentials are kept like a credential form's auth block (the connecti
 ``auth`` config object): the non-secret ``auth.consumer_key`` in the stored config, the
 secrets (``auth.oauth_token``, ``auth.oauth_token_secret``, ``auth.consumer_secret``) in the
 vault under the connection's credential fields. So the body Fivetran gets is built by the same
-code as every other connection's (:func:`app.connections.service._payload`, which splits the
+code as every other connection's (:func:`app.connections.service.create_body`, which splits the
 ``auth`` object out), and a connection left ``creating`` resumes like any credential one.
 """
 
