@@ -35,7 +35,9 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Protocol
+
+from redis.asyncio import Redis
 
 from app.fivetran.errors import FivetranBudgetExhausted
 
@@ -121,7 +123,7 @@ class RedisWindowBudget:
 
     def __init__(
         self,
-        redis: Any,
+        redis: Redis,
         per_hour: int,
         *,
         prefix: str = "pbf:fivetran:budget",
@@ -256,7 +258,7 @@ class RedisRateBucket:
 
     def __init__(
         self,
-        redis: Any,
+        redis: Redis,
         rate: float,
         burst: float | None = None,
         *,

@@ -541,7 +541,9 @@ def _default_scope(provider: Provider) -> str:
     return scope_string(provider)
 
 
-def _exchange_context(provider: Provider, client: Any, token_endpoint: str) -> ExchangeContext:
+def _exchange_context(
+    provider: Provider, client: AsyncOAuth2Client, token_endpoint: str
+) -> ExchangeContext:
     async def post(params: dict[str, str]) -> dict[str, Any]:
         capture = _Capture()
         hook = _compliance_hook(provider, capture)

@@ -253,7 +253,9 @@ def _client(
     )
 
 
-async def _post_signed(provider: OAuth1Provider, client: Any, url: str) -> dict[str, str]:
+async def _post_signed(
+    provider: OAuth1Provider, client: AsyncOAuth1Client, url: str
+) -> dict[str, str]:
     """POST a signed request; the form-encoded answer of a 200, else OAuthProviderError."""
     try:
         response = await client.post(

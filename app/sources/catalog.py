@@ -35,6 +35,7 @@ from app.fivetran.secret_paths import secret_patterns
 from app.providers.catalog_data import credential_services
 from app.providers.oauth1 import OAuth1Provider
 from app.providers.registry import Provider, ProviderRegistry
+from app.providers.spec import Verification
 from app.sources import forms
 from app.sources.auth_forms import add_auth_block
 from app.sources.categories import category_of, icon_url
@@ -71,7 +72,7 @@ class Source:
     category: str = "application"
     icon_url: str | None = None
     #: Verification of the provider facts (None for plain credential sources).
-    verification: Any | None = None
+    verification: Verification | None = None
     #: The stored config carries Fivetran's ``auth`` block under ``auth`` (filled by the
     #: credential form, or by the OAuth 1.0a flow's tokens); split out of the Fivetran body.
     fills_auth: bool = False
