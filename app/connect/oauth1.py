@@ -43,10 +43,12 @@ from app.connect.outcomes import (
     after_rollback,
     back_to_app,
     consume_state,
+    fail_flow,
     fail_session,
     finish_with_connection,
     session_code,
     sha256_hex,
+    shred_verifier,
     single_params,
 )
 from app.connect.service import record_flow, redirect_uri_for
@@ -125,25 +127,6 @@ async def start_for_session(
     )
 
 
-async def _shred(session: AsyncSession, app_state: AppState, flow: OAuthFlow) -> None:
-    await app_state.vault.delete(
-        session, owner_type=FLOW_OWNER, owner_id=flow.id, field=SECRET_FIELD
-    )
-
-
-async def _fail(
-    session: AsyncSession,
-    app_state: AppState,
-    *,
-    row: ConnectSession,
-    flow: OAuthFlow,
-    error_code: str,
-) -> None:
-    await fail_session(session, row=row, flow=flow, error_code=error_code)
-    await _shred(session, app_state, flow)
-    await session.flush()
-
-
 async def handle_callback(
     session: AsyncSession,
     app_state: AppState,
@@ -165,26 +148,26 @@ async def handle_callback(
 
     # R8: the callback path must be the flow's provider.
     if flow.provider_key != provider.key:
-        await _fail(session, app_state, row=row, flow=flow, error_code="invalid_callback")
+        await fail_flow(session, app_state, row=row, flow=flow, error_code="invalid_callback")
         return BrowserResult.error_page("provider_mismatch", row=row)
     # R3: the browser that started the flow.
     if not binding_cookie or not hmac.compare_digest(
         sha256_hex(binding_cookie).encode(), flow.ua_binding_hash.encode()
     ):
-        await _fail(session, app_state, row=row, flow=flow, error_code="invalid_callback")
+        await fail_flow(session, app_state, row=row, flow=flow, error_code="invalid_callback")
         log.warning("oauth1 callback without the browser binding", extra={"flow_id": flow.id})
         return BrowserResult.error_page("browser_mismatch", row=row)
     # R24: the end-user said no.
     if "denied" in params or "error" in params:
         code = "access_denied" if "denied" in params else session_code(params["error"])
-        await _fail(session, app_state, row=row, flow=flow, error_code=code)
+        await fail_flow(session, app_state, row=row, flow=flow, error_code=code)
         return back_to_app(row, status="error", error=code)
     if await key_is_revoked(session, row.caller_key_id):  # sessions die with their key
-        await _fail(session, app_state, row=row, flow=flow, error_code="key_revoked")
+        await fail_flow(session, app_state, row=row, flow=flow, error_code="key_revoked")
         return back_to_app(row, status="error", error="key_revoked")
     verifier = params.get("oauth_verifier")
     if not verifier or request_token is None or params.get("oauth_token") != request_token:
-        await _fail(session, app_state, row=row, flow=flow, error_code="invalid_callback")
+        await fail_flow(session, app_state, row=row, flow=flow, error_code="invalid_callback")
         return back_to_app(row, status="error", error="invalid_callback")
 
     try:
@@ -206,11 +189,11 @@ async def handle_callback(
             transport=app_state.outbound_transport,
         )
     except VaultError:
-        await _fail(session, app_state, row=row, flow=flow, error_code="vault_error")
+        await fail_flow(session, app_state, row=row, flow=flow, error_code="vault_error")
         log.error("oauth1 request token secret unreadable", extra={"flow_id": flow.id})
         return back_to_app(row, status="error", error="vault_error")
     except OAuthProviderError as exc:
-        await _fail(session, app_state, row=row, flow=flow, error_code=exc.error_code)
+        await fail_flow(session, app_state, row=row, flow=flow, error_code=exc.error_code)
         log.info(
             "oauth1 access token exchange failed",
             extra={"flow_id": flow.id, "provider": provider.key, "error": exc.error_code},
@@ -219,7 +202,7 @@ async def handle_callback(
 
     connection = await session.get(Connection, row.connection_id)
     if connection is None:
-        await _fail(session, app_state, row=row, flow=flow, error_code="connection_failed")
+        await fail_flow(session, app_state, row=row, flow=flow, error_code="connection_failed")
         return back_to_app(row, status="error", error="connection_failed")
     try:
         await store_oauth1_grant(
@@ -227,13 +210,13 @@ async def handle_callback(
         )
     except VaultError as exc:
         row, flow = await after_rollback(session, row.id, flow.id)
-        await _fail(session, app_state, row=row, flow=flow, error_code="vault_error")
+        await fail_flow(session, app_state, row=row, flow=flow, error_code="vault_error")
         log.error(
             "oauth1 tokens could not be sealed", extra={"flow_id": flow.id, "error": exc.code}
         )
         return back_to_app(row, status="error", error="vault_error")
     flow.status = "exchanged"
-    await _shred(session, app_state, flow)
+    await shred_verifier(session, app_state, flow, flush=False)
     await session.commit()  # durable point "tokens stored", before any Fivetran call
     return await _complete(session, app_state, row=row, flow=flow, provider=provider, token=token)
 
