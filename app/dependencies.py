@@ -6,8 +6,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any
 
 import httpx
-from fastapi import Depends, Header, Request, Security
-from fastapi.security import HTTPBearer
+from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import audit
@@ -48,16 +47,17 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 HttpDep = Annotated[httpx.AsyncClient, Depends(get_http)]
 
 
-#: Declares the bearer scheme in the OpenAPI document only; the header itself is read raw
-#: (``authenticate`` gives its own problems for a missing or malformed key).
-_BEARER = HTTPBearer(auto_error=False, scheme_name="bearerAuth")
+#: Attribute of the API-key dependency (the scope it requires). The OpenAPI document requires
+#: ``bearerAuth`` on every operation that depends on it (:mod:`app.openapi_contract`), so a new
+#: route cannot forget it; the header itself is read raw (``authenticate`` gives its own
+#: problems for a missing or malformed key) and no security node is solved per request.
+API_KEY_SCOPE = "pbf_api_key_scope"
 
 
 def require_scope(scope: str) -> Callable[..., Coroutine[Any, Any, Caller]]:
     async def dependency(
         request: Request,
         session: SessionDep,
-        _bearer: Annotated[Any, Security(_BEARER)] = None,
         authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
     ) -> Caller:
         cache_seconds = request.app.state.settings.api.key_cache_seconds
@@ -74,6 +74,7 @@ def require_scope(scope: str) -> Callable[..., Coroutine[Any, Any, Caller]]:
         )
         return caller
 
+    setattr(dependency, API_KEY_SCOPE, scope)
     return dependency
 
 

@@ -25,8 +25,11 @@ import re
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 
 from app.connections import states
+from app.dependencies import API_KEY_SCOPE
 from app.errors import PROBLEM_MEDIA_TYPE, PROBLEM_TYPE_BASE
 from app.events.kinds import EVENT_KINDS
 
@@ -252,8 +255,9 @@ def _operation_id(op_id: str, path: str, method: str) -> str:
     return op_id[: -len(suffix)] if op_id.endswith(suffix) and op_id != suffix else op_id
 
 
-def finish(doc: dict[str, Any]) -> dict[str, Any]:
-    """The generator-ready document (see module doc); ``doc`` is FastAPI's."""
+def finish(doc: dict[str, Any], keyed: set[tuple[str, str]]) -> dict[str, Any]:
+    """The generator-ready document (see module doc); ``doc`` is FastAPI's, ``keyed`` the
+    ``(path, method)`` of the operations that take an API key."""
     components = doc.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     schemas.pop("HTTPValidationError", None)
@@ -285,22 +289,23 @@ def finish(doc: dict[str, Any]) -> dict[str, Any]:
     for (path, method, op), name in zip(ops_all, short, strict=True):
         if name and short.count(name) == 1:
             op["operationId"] = name
-        # The API-key dependency declares ``bearerAuth`` (app.dependencies); the rest is public.
-        keyed = any("bearerAuth" in req for req in op.get("security", []))
-        op["security"] = [{"bearerAuth": []}] if keyed else []
+        # Operations that depend on the API-key dependency require ``bearerAuth``; the rest
+        # is public.
+        keyed_op = (path, method) in keyed
+        op["security"] = [{"bearerAuth": []}] if keyed_op else []
         statuses: set[int] = set()
-        if keyed:
+        if keyed_op:
             statuses |= {401, 403}
         if "{" in path:
             statuses.add(404)
         has_input = bool(op.get("parameters") or op.get("requestBody"))
         if has_input:
             statuses.add(422)
-        if method in ("post", "put", "patch", "delete") and keyed:
+        if method in ("post", "put", "patch", "delete") and keyed_op:
             statuses.add(409)
         if op.get("requestBody"):
             statuses.add(413)
-        if set(op.get("tags", [])) & _UPSTREAM_TAGS and keyed:
+        if set(op.get("tags", [])) & _UPSTREAM_TAGS and keyed_op:
             statuses |= {429, 502, 503}
         responses = op.setdefault("responses", {})
         # Router-wide declarations are too broad; keep only the ones no rule derives.
@@ -342,6 +347,29 @@ def finish(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def _takes_api_key(dependant: Dependant) -> bool:
+    return any(
+        hasattr(dep.call, API_KEY_SCOPE) or _takes_api_key(dep) for dep in dependant.dependencies
+    )
+
+
+def keyed_operations(app: FastAPI) -> set[tuple[str, str]]:
+    """``(path, method)`` of every operation whose dependencies include the API-key one
+    (:func:`app.dependencies.require_scope`), included routers walked."""
+    out: set[tuple[str, str]] = set()
+
+    def walk(routes: list[Any]) -> None:
+        for route in routes:
+            inner = getattr(route, "original_router", None)
+            if inner is not None:
+                walk(inner.routes)
+            elif isinstance(route, APIRoute) and _takes_api_key(route.dependant):
+                out.update((route.path_format, m.lower()) for m in route.methods or ())
+
+    walk(list(app.router.routes))
+    return out
+
+
 def install_openapi(app: FastAPI) -> None:
     """Serve the finished document at ``/openapi.json`` (built once, cached by FastAPI)."""
     original = app.openapi
@@ -349,7 +377,7 @@ def install_openapi(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             doc = original()
-            app.openapi_schema = finish(doc)
+            app.openapi_schema = finish(doc, keyed_operations(app))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
