@@ -37,6 +37,8 @@ MAX_JSON_STRING = 65_536
 MAX_QUERY_BYTES = 8_192
 
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
+#: What an answer cannot carry: a lone surrogate (not encodable as UTF-8) or NUL.
+_UNENCODABLE_RE = re.compile("[\ud800-\udfff\x00]")
 #: The top-level body field a JSON-path detail names (the problem's ``field``).
 _TOP_FIELD_RE = re.compile(r"\$\.([A-Za-z0-9_]+)")
 _CONTROL_RE = re.compile("[\x00-\x1f\x7f]")
@@ -63,15 +65,34 @@ def text_problem(value: str, *, max_length: int, controls: bool = False) -> str 
 def scrub(value: Any) -> Any:
     """``value`` with every lone surrogate and NUL replaced by U+FFFD (recursively), for
     output: a stored value that predates the edge checks must not make a response (or a
-    whole list) unserialisable."""
+    whole list) unserialisable. A clean value (the common case) is returned as it is."""
+    return value if _encodable(value) else _scrubbed(value)
+
+
+def _encodable(value: Any) -> bool:
+    """No string anywhere in ``value`` (keys included) holds a lone surrogate or NUL; one
+    iterative walk that builds nothing (a status read's answer passes here every time)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _UNENCODABLE_RE.search(item):
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return True
+
+
+def _scrubbed(value: Any) -> Any:
     if isinstance(value, str):
-        if _SURROGATE_RE.search(value) or "\x00" in value:
-            return _SURROGATE_RE.sub("\ufffd", value).replace("\x00", "\ufffd")
-        return value
+        return _UNENCODABLE_RE.sub("\ufffd", value)
     if isinstance(value, dict):
-        return {scrub(k): scrub(v) for k, v in value.items()}
+        return {_scrubbed(k): _scrubbed(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [scrub(v) for v in value]
+        return [_scrubbed(v) for v in value]
     return value
 
 
