@@ -7,8 +7,9 @@ Public surface (everything else is private):
   ``await credentials(session, key)``.
 * :class:`Provider`: ``key``, ``fivetran_service``, ``display_name``, ``scopes``, ``inputs``
   (JSON Schema), ``requires_refresh_token``, ``validate_inputs``, ``endpoints``,
-  ``callback_code``/``callback_metadata``/``verify_callback``, ``fivetran_auth``,
-  ``fivetran_config``.
+  ``callback_code``/``callback_metadata``/``verify_callback``, ``fivetran_parts`` (its
+  :class:`FivetranParts`: ``fivetran_auth`` values for the payload builder to place, and
+  ``fivetran_config`` additions).
 * :class:`TokenResult` (tokens wrapped in :class:`~app.vault.Secret`).
 * :func:`build_authorization_url`, :func:`exchange_code`, :func:`refresh`, :func:`revoke`.
 * Errors: :class:`OAuthProviderError` (allow-listed ``error_code``),
