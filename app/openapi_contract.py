@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 
 from app.connections import states
 from app.dependencies import API_KEY_SCOPE
@@ -353,21 +355,31 @@ def _takes_api_key(dependant: Dependant) -> bool:
     )
 
 
+def leaf_routes(app: FastAPI) -> Iterator[tuple[int, BaseRoute]]:
+    """Every route of ``app`` with the index of the top-level entry it sits under (FastAPI
+    keeps an included router nested: its routes are found through ``original_router``)."""
+
+    def walk(route: BaseRoute, top: int) -> Iterator[tuple[int, BaseRoute]]:
+        inner = getattr(route, "original_router", None)
+        if inner is None:
+            yield top, route
+            return
+        for sub in inner.routes:
+            yield from walk(sub, top)
+
+    for top, route in enumerate(app.router.routes):
+        yield from walk(route, top)
+
+
 def keyed_operations(app: FastAPI) -> set[tuple[str, str]]:
     """``(path, method)`` of every operation whose dependencies include the API-key one
-    (:func:`app.dependencies.require_scope`), included routers walked."""
-    out: set[tuple[str, str]] = set()
-
-    def walk(routes: list[Any]) -> None:
-        for route in routes:
-            inner = getattr(route, "original_router", None)
-            if inner is not None:
-                walk(inner.routes)
-            elif isinstance(route, APIRoute) and _takes_api_key(route.dependant):
-                out.update((route.path_format, m.lower()) for m in route.methods or ())
-
-    walk(list(app.router.routes))
-    return out
+    (:func:`app.dependencies.require_scope`)."""
+    return {
+        (route.path_format, method.lower())
+        for _, route in leaf_routes(app)
+        if isinstance(route, APIRoute) and _takes_api_key(route.dependant)
+        for method in route.methods or ()
+    }
 
 
 def install_openapi(app: FastAPI) -> None:

@@ -99,9 +99,8 @@ async def create_configured(
             raise _in_progress() from exc
         await session.commit()
         raise
-    body = svc.create_body(
-        source, conn, {**config, **parts.config}, auth=parts.auth
-    )  # 422 before anything
+    # The exact body, validated: a 422 here comes before anything is written.
+    body = svc.create_body(source, conn, {**config, **parts.config}, auth=parts.auth)
     if idempotency is not None:
         await idempotency.remember_resource(session, conn.id)
     await audit.record(

@@ -16,6 +16,7 @@ from starlette.routing import compile_path
 
 from app.config import Settings
 from app.main import create_app
+from app.openapi_contract import leaf_routes
 
 pytestmark = pytest.mark.db_independent
 
@@ -24,20 +25,11 @@ Leaf = tuple[str, frozenset[str], re.Pattern[str], int]
 
 def _leaves(app: FastAPI) -> list[Leaf]:
     """(path, methods, regex, index of the top-level entry it belongs to) of every route."""
-    out: list[Leaf] = []
-
-    def add(route: object, top: int) -> None:
-        inner = getattr(route, "original_router", None)
-        if inner is not None:  # an included router (FastAPI keeps them nested)
-            for sub in inner.routes:
-                add(sub, top)
-        elif isinstance(path := getattr(route, "path", None), str) and path:
-            methods = frozenset(getattr(route, "methods", None) or {"*"})
-            out.append((path, methods, compile_path(path)[0], top))
-
-    for top, route in enumerate(app.router.routes):
-        add(route, top)
-    return out
+    return [
+        (path, frozenset(getattr(route, "methods", None) or {"*"}), compile_path(path)[0], top)
+        for top, route in leaf_routes(app)
+        if isinstance(path := getattr(route, "path", None), str) and path
+    ]
 
 
 def _clashes(app: FastAPI) -> list[tuple[str, list[str], str, list[str]]]:
